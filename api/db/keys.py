@@ -1,0 +1,85 @@
+"""Teams and API keys. A key is ``tf_<key id>_<secret>``; only sha256(secret) is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from api.db.models import ApiKey, Team, utcnow
+
+DEFAULT_TEAM = "default"
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    team_id: str
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def get_or_create_team(session: Session, name: str) -> Team:
+    team = session.scalar(select(Team).where(Team.name == name))
+    if team is None:
+        team = Team(name=name)
+        session.add(team)
+        session.flush()
+    return team
+
+
+def create_api_key(
+    session: Session,
+    team: Team,
+    role: str,
+    *,
+    name: str | None = None,
+    expires_at: datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """Returns the row and the raw key; the raw key is never stored or shown again."""
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    row = ApiKey(
+        id=key_id,
+        team_id=team.id,
+        role=role,
+        secret_hash=_hash(secret),
+        name=name,
+        expires_at=expires_at,
+    )
+    session.add(row)
+    session.flush()
+    return row, f"tf_{key_id}_{secret}"
+
+
+def count_keys(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(ApiKey)) or 0
+
+
+def authenticate(session: Session, raw_key: str) -> Principal | None:
+    """The key's principal, or None for a malformed, unknown, revoked or expired key."""
+    parts = raw_key.split("_", 2)
+    if len(parts) != 3 or parts[0] != "tf" or not parts[1] or not parts[2]:
+        return None
+    row = session.get(ApiKey, parts[1])
+    # Hash and compare even for an unknown id, so timing does not reveal which ids exist.
+    expected = row.secret_hash if row is not None else "0" * 64
+    if not hmac.compare_digest(expected, _hash(parts[2])) or row is None:
+        return None
+    now = utcnow()
+    if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+        return None
+    row.last_used_at = now
+    return Principal(key_id=row.id, team_id=row.team_id, role=row.role)

@@ -1,0 +1,59 @@
+"""FastAPI dependencies as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from api.db.keys import Principal, authenticate
+from api.problems import ProblemError
+from api.queue import JobQueue
+from api.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    # The request boundary owns the transaction: handlers commit what they mean to keep.
+    with request.app.state.session_factory() as session:
+        yield session
+
+
+def get_queue(request: Request) -> JobQueue:
+    queue: JobQueue = request.app.state.queue
+    return queue
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+QueueDep = Annotated[JobQueue, Depends(get_queue)]
+
+_UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
+
+
+def require_principal(request: Request, session: SessionDep) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ProblemError(
+            401, "Unauthorized", "Send `Authorization: Bearer <api key>`.", headers=_UNAUTHORIZED
+        )
+    principal = authenticate(session, token.strip())
+    if principal is None:
+        raise ProblemError(
+            401,
+            "Unauthorized",
+            "The API key is invalid, revoked or expired.",
+            headers=_UNAUTHORIZED,
+        )
+    session.commit()  # keeps last_used_at
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(require_principal)]

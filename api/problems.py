@@ -1,0 +1,145 @@
+"""RFC 9457 problem+json for every error the API returns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.spec_kinds import KIND_TAGS
+
+PROBLEM_JSON = "application/problem+json"
+
+# Pydantic puts a discriminated union's tag into the error location
+# (spec.optimizer.adam.lr); users wrote spec.optimizer.lr, so drop it.
+_UNION_FIELDS = {"source", "model", "init", "optimizer", "schedule", "clipping"}
+
+
+class FieldProblem(BaseModel):
+    loc: str = Field(description="Dotted location, e.g. `spec.schedule.patience`.")
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[FieldProblem] | None = None
+
+
+class ProblemError(Exception):
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str | None = None,
+        *,
+        errors: Sequence[FieldProblem] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status, self.title, self.detail = status, title, detail
+        self.errors = list(errors) if errors is not None else None
+        self.headers = headers
+
+
+def dotted(loc: Sequence[int | str]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if item == "body" and not parts:
+            continue
+        if parts and parts[-1] in _UNION_FIELDS and isinstance(item, str) and item in KIND_TAGS:
+            continue
+        parts.append(str(item))
+    return ".".join(parts)
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    errors: Sequence[FieldProblem] | None = None,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = Problem(
+        title=title,
+        status=status,
+        detail=detail,
+        instance=instance,
+        errors=list(errors) if errors is not None else None,
+    )
+    return JSONResponse(
+        body.model_dump(exclude_none=True),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def _validation_errors(errors: Sequence[Any]) -> list[FieldProblem]:
+    out = []
+    for err in errors:
+        msg = str(err.get("msg", "invalid"))
+        out.append(
+            FieldProblem(
+                loc=dotted(err.get("loc", ())), msg=msg, type=str(err.get("type", "value_error"))
+            )
+        )
+    return out
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ProblemError)
+    async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+        return problem_response(
+            exc.status,
+            exc.title,
+            exc.detail,
+            errors=exc.errors,
+            instance=request.url.path,
+            headers=exc.headers,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _validation_errors(exc.errors())
+        detail = "; ".join(f"{e.loc}: {e.msg}" for e in errors[:5])
+        return problem_response(
+            422, "Invalid request", detail, errors=errors, instance=request.url.path
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        title = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized"}.get(
+            exc.status_code, "Error"
+        )
+        return problem_response(
+            exc.status_code,
+            title,
+            str(exc.detail),
+            instance=request.url.path,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(OperationalError)
+    async def _db_down(request: Request, exc: OperationalError) -> JSONResponse:
+        # The database going away is the service's problem, not the client's:
+        # 503 with Retry-After, never a 500.
+        return problem_response(
+            503,
+            "Service unavailable",
+            "The database is unreachable; retry shortly.",
+            instance=request.url.path,
+            headers={"Retry-After": "5"},
+        )

@@ -1,0 +1,40 @@
+"""/v1/specs: validate a spec and see what it implies, without queueing anything."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from ml.plan import describe
+
+from api.deps import PrincipalDep
+from api.problems import Problem
+from api.schemas import SpecPlanRead, SpecValidateRequest, SpecValidation
+from api.spec_service import validate_spec
+from ml.spec import SPEC_VERSION
+
+router = APIRouter(
+    prefix="/v1/specs",
+    tags=["specs"],
+    responses={
+        401: {"model": Problem, "description": "Missing or invalid API key."},
+        422: {"model": Problem, "description": "Invalid spec; `errors` lists every problem."},
+    },
+)
+
+
+@router.post("/validate", response_model=SpecValidation)
+def validate_job_spec(body: SpecValidateRequest, principal: PrincipalDep) -> SpecValidation:
+    """The resolved spec plus parameter count, steps per epoch and LR per epoch."""
+    info = validate_spec(body.spec)
+    plan = describe(body.spec, info)
+    return SpecValidation(
+        spec=body.spec,
+        spec_version=SPEC_VERSION,
+        plan=SpecPlanRead(
+            parameter_count=plan.parameter_count,
+            train_samples=plan.train_samples,
+            validation_samples=plan.validation_samples,
+            steps_per_epoch=plan.steps_per_epoch,
+            total_steps=plan.total_steps,
+            lr_per_epoch=plan.lr_per_epoch,
+        ),
+    )

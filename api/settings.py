@@ -1,0 +1,69 @@
+"""Validated settings, read from ``TRAINFORGE_*`` environment variables.
+
+Shared by the API and the worker, so it imports no FastAPI. With no URLs set,
+everything lives under ``TRAINFORGE_HOME``: a SQLite file and kombu's
+filesystem broker, so a newcomer needs no server at all.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRAINFORGE_", extra="ignore")
+
+    home: Path = Field(Path(".trainforge"), description="Embedded state: SQLite, broker, key.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in home.")
+    broker_url: str | None = Field(None, description="Celery broker; default filesystem in home.")
+    queue: str = Field("trainforge", description="Queue for CPU/auto jobs.")
+    gpu_queue: str = Field("trainforge.cuda", description="Queue for jobs that ask for cuda.")
+    lease_seconds: float = Field(30.0, gt=0, description="A running job's lease length.")
+    heartbeat_seconds: float = Field(1.0, gt=0, description="Lease renewal and cancel poll.")
+    metrics_flush_points: int = Field(500, ge=1, description="Flush the metric buffer at N.")
+    metrics_flush_seconds: float = Field(2.0, gt=0, description="... or after T seconds.")
+    metrics_buffer_limit: int = Field(100_000, ge=1, description="Bounded metric buffer.")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest JSON request body.")
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'trainforge.db').resolve()}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None and self.broker_url is None
+
+    def broker_transport_options(self) -> dict[str, Any]:
+        if not self.resolved_broker_url.startswith("filesystem"):
+            # A visibility timeout longer than any job: Redis must not redeliver a
+            # message whose (acks_late) task is still training.
+            return {"visibility_timeout": 31 * 24 * 3600}
+        folder = (self.home / "broker").resolve()
+        return {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "processed_folder": str(folder / "processed"),
+            "store_processed": False,
+        }
+
+    def ensure_home(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        if self.resolved_broker_url.startswith("filesystem"):
+            for key in ("data_folder_in", "processed_folder"):
+                Path(self.broker_transport_options()[key]).mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,118 @@
+"""Shared fixtures: SQLite for unit tests; the machine's real PostgreSQL and Redis for
+the integration and e2e tiers. In CI (CI=true) a missing service fails the run."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from api.app import create_app
+from api.db.keys import DEFAULT_TEAM, create_api_key, get_or_create_team
+from api.db.migrate import upgrade
+from api.db.session import session_factory
+from api.settings import Settings
+
+PG_ADMIN_URL = os.environ.get(
+    "TRAINFORGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("TRAINFORGE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def service_missing(what: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} is not reachable; CI needs it (see README, Development)")
+    pytest.skip(f"{what} is not reachable")
+
+
+@dataclass
+class FakeQueue:
+    """Records publishes; checks the job row is committed before the doorbell rings."""
+
+    settings: Settings
+    published: list[tuple[str, str]] = field(default_factory=list)
+    committed_before_publish: list[bool] = field(default_factory=list)
+
+    def publish(self, job_id: str, queue: str) -> None:
+        from api.db.models import Job
+
+        with session_factory(self.settings.resolved_database_url)() as session:
+            self.committed_before_publish.append(session.get(Job, job_id) is not None)
+        self.published.append((job_id, queue))
+
+    def ping(self) -> None:
+        return None
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    s = Settings(home=tmp_path / "home", heartbeat_seconds=0.2, metrics_flush_seconds=0.5)
+    s.ensure_home()
+    upgrade(s.resolved_database_url)
+    return s
+
+
+@pytest.fixture
+def fake_queue(settings: Settings) -> FakeQueue:
+    return FakeQueue(settings)
+
+
+@pytest.fixture
+def admin_key(settings: Settings) -> str:
+    with session_factory(settings.resolved_database_url)() as session:
+        team = get_or_create_team(session, DEFAULT_TEAM)
+        _, raw = create_api_key(session, team, "admin")
+        session.commit()
+    return raw
+
+
+@pytest.fixture
+def client(settings: Settings, fake_queue: FakeQueue, admin_key: str) -> Iterator[TestClient]:
+    app = create_app(settings, queue=fake_queue)
+    with TestClient(app, headers={"Authorization": f"Bearer {admin_key}"}) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test session."""
+    try:
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            name = f"tf_test_{secrets.token_hex(4)}"
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception:  # noqa: BLE001
+        service_missing("PostgreSQL at 127.0.0.1:5432")
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    from api.db.session import engine_for
+
+    engine_for.cache_clear()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except Exception:  # noqa: BLE001
+        service_missing("Redis at 127.0.0.1:6379")
+    return REDIS_URL
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -1,0 +1,179 @@
+"""The ``trainforge`` command: up, api, worker, db, admin."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from types import FrameType
+
+from api.settings import Settings, get_settings
+
+
+def _print(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def ensure_bootstrap_key(settings: Settings) -> str | None:
+    """First start of the embedded mode: a `default` team and an admin key, written 0600."""
+    from api.db.keys import DEFAULT_TEAM, count_keys, create_api_key, get_or_create_team
+    from api.db.session import session_factory
+
+    with session_factory(settings.resolved_database_url)() as session:
+        if count_keys(session):
+            return None
+        team = get_or_create_team(session, DEFAULT_TEAM)
+        _, raw = create_api_key(session, team, "admin", name="bootstrap")
+        key_file = settings.home / "api-key"
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(raw + "\n")
+        os.chmod(key_file, 0o600)
+        session.commit()
+        return raw
+
+
+def cmd_db_upgrade(_: argparse.Namespace) -> int:
+    from api.db.migrate import upgrade
+
+    settings = get_settings()
+    settings.ensure_home()
+    upgrade(settings.resolved_database_url)
+    _print("database is at head")
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    get_settings().ensure_home()
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    settings.ensure_home()
+    from worker.celery_app import app
+
+    queues = args.queues or settings.queue
+    app.worker_main(
+        [
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            f"--queues={queues}",
+            f"--hostname=trainforge-{socket.gethostname()}-{os.getpid()}@%h",
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Embedded mode: migrate, bootstrap a key, run the API and one worker until Ctrl-C."""
+    settings = get_settings()
+    home = settings.home.resolve()
+    settings.ensure_home()
+    from api.db.migrate import upgrade
+
+    upgrade(settings.resolved_database_url)
+    raw = ensure_bootstrap_key(settings)
+    if raw:
+        _print(f"Bootstrap admin API key (also in {home / 'api-key'}):\n{raw}")
+    else:
+        _print(f"API key: see {home / 'api-key'}")
+    env = {**os.environ, "TRAINFORGE_HOME": str(home)}
+    exe = [sys.executable, "-m", "trainforge.cli"]
+    children = [
+        subprocess.Popen([*exe, "api", "--host", args.host, "--port", str(args.port)], env=env),
+        subprocess.Popen([*exe, "worker"], env=env),
+    ]
+    _print(f"Trainforge API on http://{args.host}:{args.port} (Ctrl-C stops)")
+    stopping = False
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    while not stopping and all(c.poll() is None for c in children):
+        time.sleep(0.2)
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    return 0 if stopping else 1
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    from api.db import admin
+
+    return admin.run_cli(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trainforge", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="embedded mode: API + one worker, SQLite, no servers")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8000)
+    up.set_defaults(func=cmd_up)
+
+    api = sub.add_parser("api", help="the HTTP API alone")
+    api.add_argument("--host", default="0.0.0.0")
+    api.add_argument("--port", type=int, default=8000)
+    api.set_defaults(func=cmd_api)
+
+    wk = sub.add_parser("worker", help="one Celery worker (one per GPU)")
+    wk.add_argument("--queues", help="comma-separated; default TRAINFORGE_QUEUE")
+    wk.set_defaults(func=cmd_worker)
+
+    db = sub.add_parser("db", help="database migrations")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="migrate to the latest schema").set_defaults(
+        func=cmd_db_upgrade
+    )
+
+    adm = sub.add_parser("admin", help="teams and API keys, straight against the database")
+    adm_sub = adm.add_subparsers(dest="admin_command", required=True)
+    team = adm_sub.add_parser("create-team")
+    team.add_argument("name")
+    key = adm_sub.add_parser("create-key")
+    key.add_argument("--team", required=True)
+    key.add_argument("--role", choices=["member", "admin"], default="member")
+    revoke = adm_sub.add_parser("revoke-key")
+    revoke.add_argument("key_id")
+    adm_sub.add_parser("list-keys")
+    adm.set_defaults(func=cmd_admin)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
