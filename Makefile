@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint unit openapi bench clean install install-dev
+.PHONY: run test lint unit openapi npm-tools bench faults clean install install-dev
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,6 +28,7 @@ run: $(VENV)/.installed
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy api worker ml trainforge
 	$(BIN)/lint-imports
 
@@ -37,11 +38,27 @@ test: lint
 unit: $(VENV)/.installed-dev
 	$(BIN)/pytest -q -m "not integration and not e2e and not slow"
 
+# The committed contract; tests/contract/test_openapi.py fails when it drifts.
 openapi: $(VENV)/.installed-dev
-	$(BIN)/python -m api.openapi_dump > openapi.json
+	$(BIN)/python -m api.openapi_dump > openapi.json.tmp
+	mv openapi.json.tmp openapi.json
 
-bench: $(VENV)/.installed-dev
+# openapi-typescript + typescript pinned by tests/contract/ts/package-lock.json, into
+# .cache/npm-tools/ (the TypeScript contract test installs them itself when missing).
+npm-tools: $(VENV)/.installed-dev
+	$(BIN)/python -m tests.contract.npm_tools
+
+$(VENV)/.installed-bench: $(VENV)/.installed-dev
+	$(PIP) install -q -c constraints.txt -e '.[dev,bench]'
+	touch $@
+
+bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/engine_overhead.py
+	$(BIN)/python bench/metrics_overhead.py
+
+# The fault-injection suite at a larger scale (more jobs, more kills) than in `make test`.
+faults: $(VENV)/.installed-dev
+	TRAINFORGE_FAULT_SCALE=3 $(BIN)/pytest -q -ra tests/faults
 
 clean:
 	rm -rf $(VENV) .trainforge .mypy_cache .ruff_cache .pytest_cache

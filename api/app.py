@@ -6,9 +6,12 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from api import problems
+from api.audit import AuditMiddleware
 from api.db.session import session_factory
+from api.guard import BodyGuard
+from api.openapi_dump import OPENAPI_TAGS, contract_openapi
 from api.queue import JobQueue, celery_queue
-from api.routers import jobs, specs, system
+from api.routers import admin, checkpoints, datasets, events, jobs, schemas, specs, system
 from api.settings import Settings, get_settings
 
 
@@ -25,11 +28,22 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
         description="A team-shared training backend: submit a validated job spec, "
         "follow its metrics, download its checkpoints.",
         generate_unique_id_function=_operation_id,
+        separate_input_output_schemas=False,  # one schema per model: no `-Input`/`-Output`
+        openapi_tags=OPENAPI_TAGS,
     )
     app.state.settings = settings
     app.state.session_factory = session_factory(settings.resolved_database_url)
     app.state.queue = queue or celery_queue(settings)
     problems.install(app)
+    app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(AuditMiddleware, factory=app.state.session_factory)
+    app.include_router(admin.router)
     for router in (jobs.router, specs.router, system.router):
         app.include_router(router)
+    app.include_router(schemas.router)
+    app.include_router(datasets.router)
+    app.include_router(checkpoints.router)
+    app.include_router(events.router)
+    # Problems declared, enums named: see api/openapi_dump.py (`make openapi`).
+    app.openapi = lambda: contract_openapi(app)  # type: ignore[method-assign]
     return app

@@ -53,7 +53,17 @@ def require_principal(request: Request, session: SessionDep) -> Principal:
             headers=_UNAUTHORIZED,
         )
     session.commit()  # keeps last_used_at
+    request.state.principal = principal  # for the audit log
     return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(require_principal)]
+
+
+def require_admin(principal: PrincipalDep) -> Principal:
+    if not principal.is_admin:
+        raise ProblemError(403, "Forbidden", "This operation needs an admin key.")
+    return principal
+
+
+AdminDep = Annotated[Principal, Depends(require_admin)]

@@ -2,42 +2,126 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from datetime import datetime
+import hashlib
+import json
 
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.db import jobs as repo
+from api.db import scheduling
 from api.db.keys import Principal
-from api.db.models import Job
-from api.problems import ProblemError
-from api.schemas import JobCreate, JobPage, JobProgress, JobRead, JobTransitionRead, spec_json
+from api.db.models import Job, Team, utcnow
+from api.pagination import decode_cursor, encode_cursor
+from api.problems import FieldProblem, ProblemError
+from api.schemas import (
+    JobCreate,
+    JobPage,
+    JobProgress,
+    JobRead,
+    JobTransitionRead,
+    QueueReason,
+    spec_json,
+)
 from api.settings import Settings
 from api.spec_service import validate_spec
 from ml.spec import SPEC_VERSION, JobSpec
 
 
-def team_scope(principal: Principal) -> str:
-    # Admins act within their own team here; cross-team views come with the teams issue.
-    return principal.team_id
+def team_scope(principal: Principal) -> str | None:
+    """The team whose resources the caller may see; None for admins, who see every team."""
+    return None if principal.is_admin else principal.team_id
 
 
-def create_job(session: Session, settings: Settings, principal: Principal, body: JobCreate) -> Job:
-    validate_spec(body.spec)
-    queue = settings.gpu_queue if body.spec.resources.device == "cuda" else settings.queue
-    return repo.create_job(
-        session,
-        team_id=team_scope(principal),
-        key_id=principal.key_id,
-        name=body.name,
-        spec=spec_json(body.spec),
-        spec_version=SPEC_VERSION,
-        queue=queue,
-        epochs=body.spec.epochs,
-        max_restarts=body.spec.retry.max_restarts,
-        priority=body.priority,
+def _request_hash(body: JobCreate) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _by_idempotency_key(session: Session, team_id: str, key: str) -> Job | None:
+    return session.scalar(select(Job).where(Job.team_id == team_id, Job.idempotency_key == key))
+
+
+def _replay(job: Job, request_hash: str) -> tuple[Job, bool]:
+    if job.request_hash != request_hash:
+        raise ProblemError(
+            422,
+            "Idempotency-Key reused",
+            "This Idempotency-Key was already used with a different request body; "
+            "use a new key for a new job.",
+            errors=[
+                FieldProblem(
+                    loc="header.Idempotency-Key",
+                    msg="reused with another body",
+                    type="idempotency_key_reused",
+                )
+            ],
+        )
+    return job, False
+
+
+def _check_queued_quota(session: Session, team_id: str) -> None:
+    team = session.get(Team, team_id)
+    if team is None or team.max_queued_jobs is None:
+        return
+    queued = session.scalar(
+        select(func.count()).select_from(Job).where(Job.team_id == team_id, Job.status == "queued")
     )
+    if (queued or 0) >= team.max_queued_jobs:
+        raise ProblemError(
+            429,
+            "Too many queued jobs",
+            f"Your team has {queued} queued jobs, its quota is {team.max_queued_jobs}; "
+            "wait for some to start or cancel some.",
+            headers={"Retry-After": "30"},
+        )
+
+
+def create_job(
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    body: JobCreate,
+    idempotency_key: str | None = None,
+) -> tuple[Job, bool]:
+    """The new job and True, or -- for a repeated Idempotency-Key -- the original and False."""
+    team_id = principal.team_id  # a job belongs to the submitting key's team
+    request_hash = _request_hash(body)
+    if idempotency_key is not None:
+        existing = _by_idempotency_key(session, team_id, idempotency_key)
+        if existing is not None:
+            return _replay(existing, request_hash)
+    validate_spec(body.spec, session, team_id)
+    _check_queued_quota(session, team_id)
+    queue = settings.gpu_queue if body.spec.resources.device == "cuda" else settings.queue
+    try:
+        job = repo.create_job(
+            session,
+            team_id=team_id,
+            key_id=principal.key_id,
+            name=body.name,
+            spec=spec_json(body.spec),
+            spec_version=SPEC_VERSION,
+            queue=queue,
+            epochs=body.spec.epochs,
+            max_restarts=body.spec.retry.max_restarts,
+            priority=body.priority,
+            idempotency_key=idempotency_key,
+        )
+        job.request_hash = request_hash
+        job.published_at = utcnow()
+        session.flush()
+    except IntegrityError:
+        # A concurrent request with the same key won the unique index: answer with its job.
+        session.rollback()
+        if idempotency_key is None:
+            raise
+        existing = _by_idempotency_key(session, team_id, idempotency_key)
+        if existing is None:
+            raise
+        return _replay(existing, request_hash)
+    return job, True
 
 
 def get_job_or_404(session: Session, principal: Principal, job_id: str) -> Job:
@@ -47,12 +131,36 @@ def get_job_or_404(session: Session, principal: Principal, job_id: str) -> Job:
     return job
 
 
+def _queue_reason(session: Session, job: Job) -> QueueReason | None:
+    if job.status != "queued":
+        return None
+    if scheduling.team_at_quota(session, job.team_id):
+        return QueueReason.quota
+    return QueueReason.waiting_for_worker
+
+
+def retry_job(session: Session, principal: Principal, job_id: str) -> Job:
+    """failed/canceled → queued; 409 for any other status. The caller commits, then publishes."""
+    job = get_job_or_404(session, principal, job_id)
+    if job.status in repo.RETRYABLE:
+        _check_queued_quota(session, job.team_id)  # a retried job is queued like a new one
+    if not repo.retry_job(session, job):
+        session.refresh(job)
+        raise ProblemError(
+            409,
+            "Conflict",
+            f"The job is {job.status}; only a failed or canceled job can be retried.",
+        )
+    return job
+
+
 def to_read(session: Session, job: Job) -> JobRead:
     return JobRead(
         id=job.id,
         name=job.name,
         status=job.status,
         status_reason=job.status_reason,
+        queue_reason=_queue_reason(session, job),
         error=job.error,
         spec=JobSpec.model_validate(job.spec),
         spec_version=job.spec_version,
@@ -77,34 +185,21 @@ def to_read(session: Session, job: Job) -> JobRead:
     )
 
 
-def encode_cursor(job: Job) -> str:
-    raw = f"{job.created_at.isoformat()}|{job.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, job_id = raw.split("|", 1)
-        return datetime.fromisoformat(created), job_id
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise ProblemError(400, "Bad request", "Malformed cursor.") from exc
-
-
 def list_page(
     session: Session,
     principal: Principal,
+    team_id: str | None,
     status: str | None,
     cursor: str | None,
     limit: int,
 ) -> JobPage:
     after = decode_cursor(cursor) if cursor else None
-    rows = repo.list_jobs(
-        session, team_scope(principal), status=status, limit=limit + 1, after=after
-    )
+    # A listing shows the caller's team; an admin may ask for another team's.
+    scope = team_id if principal.is_admin and team_id is not None else principal.team_id
+    rows = repo.list_jobs(session, scope, status=status, limit=limit + 1, after=after)
     more = len(rows) > limit
     rows = rows[:limit]
     return JobPage(
         items=[to_read(session, j) for j in rows],
-        next_cursor=encode_cursor(rows[-1]) if more and rows else None,
+        next_cursor=encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,11 +10,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.spec_kinds import KIND_TAGS
 
+log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 
 # Pydantic puts a discriminated union's tag into the error location
@@ -22,12 +24,16 @@ _UNION_FIELDS = {"source", "model", "init", "optimizer", "schedule", "clipping"}
 
 
 class FieldProblem(BaseModel):
+    """One invalid input, at its location."""
+
     loc: str = Field(description="Dotted location, e.g. `spec.schedule.patience`.")
     msg: str
     type: str
 
 
 class Problem(BaseModel):
+    """An RFC 9457 problem detail; every error answer is one (`application/problem+json`)."""
+
     type: str = "about:blank"
     title: str
     status: int
@@ -132,10 +138,12 @@ def install(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
+    @app.exception_handler(InterfaceError)
     @app.exception_handler(OperationalError)
     async def _db_down(request: Request, exc: OperationalError) -> JSONResponse:
         # The database going away is the service's problem, not the client's:
         # 503 with Retry-After, never a 500.
+        log.warning("database error on %s: %s", request.url.path, exc)
         return problem_response(
             503,
             "Service unavailable",

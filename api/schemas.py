@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from ml.spec import JobSpec
 
@@ -27,6 +27,11 @@ class StatusReason(StrEnum):
     max_runtime_exceeded = "max_runtime_exceeded"
     worker_lost = "worker_lost"
     error = "error"
+
+
+class QueueReason(StrEnum):
+    quota = "quota"
+    waiting_for_worker = "waiting_for_worker"
 
 
 class JobCreate(BaseModel):
@@ -56,6 +61,11 @@ class JobRead(BaseModel):
     name: str | None
     status: JobStatus
     status_reason: StatusReason | None
+    queue_reason: QueueReason | None = Field(
+        None,
+        description="Why a queued job waits: its team is at max_running_jobs (`quota`), "
+        "or no worker is free yet.",
+    )
     error: str | None = Field(description="What went wrong, for a failed job.")
     spec: JobSpec = Field(description="The resolved spec: every default filled in.")
     spec_version: str
@@ -86,6 +96,11 @@ class MetricValue(BaseModel):
 class MetricSeries(BaseModel):
     name: str
     points: list[MetricValue]
+    downsampled: bool = Field(
+        False,
+        description="True when `max_points` thinned this series: per step bucket its first, "
+        "last, lowest and highest points (M4), so a chart keeps the series' shape.",
+    )
 
 
 class MetricsRead(BaseModel):
@@ -115,6 +130,16 @@ class SpecValidateRequest(BaseModel):
     spec: JobSpec
 
 
+class JobSpecSchemaRead(BaseModel):
+    """The job spec's JSON Schema, and the spec version it describes."""
+
+    spec_version: str = Field(description="The spec version jobs are stored with.")
+    json_schema: dict[str, Any] = Field(
+        description="JSON Schema (draft 2020-12) of `JobSpec`, as `POST /v1/jobs` validates "
+        "it; every variant part is a `oneOf` discriminated on `kind`."
+    )
+
+
 class HealthRead(BaseModel):
     status: str
     checks: dict[str, str] = Field(default_factory=dict)
@@ -122,3 +147,167 @@ class HealthRead(BaseModel):
 
 def spec_json(spec: JobSpec) -> dict[str, Any]:
     return spec.model_dump(mode="json")
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+class DatasetFormat(StrEnum):
+    csv = "csv"
+    text_csv = "text_csv"
+    npz = "npz"
+    image_zip = "image_zip"
+
+
+class DatasetTaskOption(StrEnum):
+    auto = "auto"
+    classification = "classification"
+    regression = "regression"
+
+
+class DatasetTask(StrEnum):
+    classification = "classification"
+    regression = "regression"
+
+
+class DatasetModality(StrEnum):
+    tabular = "tabular"
+    image = "image"
+    text = "text"
+
+
+class ImputeOption(StrEnum):
+    none = "none"
+    mean = "mean"
+
+
+class ColorMode(StrEnum):
+    greyscale = "greyscale"
+    rgb = "rgb"
+
+
+class ArrayLayout(StrEnum):
+    auto = "auto"
+    channels_last = "channels_last"
+    channels_first = "channels_first"
+
+
+class DatasetOptions(BaseModel):
+    """The parsing options an upload was read with; null where the format has no such option."""
+
+    task: DatasetTaskOption = DatasetTaskOption.auto
+    label_column: str | None = None
+    text_column: str | None = None
+    feature_columns: list[str] | None = Field(
+        None, description="csv: the feature columns; null = every column but the label."
+    )
+    delimiter: str | None = None
+    impute: ImputeOption | None = None
+    image_size: list[int] | None = Field(None, description="image_zip: [height, width].")
+    color_mode: ColorMode | None = None
+    layout: ArrayLayout | None = None
+
+
+class DatasetClass(BaseModel):
+    name: str
+    count: int
+
+
+class TargetSummary(BaseModel):
+    min: float
+    max: float
+    mean: float
+    std: float
+
+
+class DatasetRead(BaseModel):
+    id: str = Field(description="Use as `spec.dataset.source.dataset_id` with kind `uploaded`.")
+    name: str
+    format: DatasetFormat
+    sha256: str = Field(description="SHA-256 of the uploaded file.")
+    size_bytes: int = Field(description="Size of the uploaded file.")
+    stored_bytes: int = Field(description="Size of the normalised form kept in the store.")
+    task: DatasetTask
+    task_inferred: bool = Field(description="True when `task` was inferred from the labels.")
+    modality: DatasetModality
+    n_samples: int
+    n_features: int = Field(description="Flattened features per sample (0 for text).")
+    image_shape: list[int] | None = Field(description="[channels, height, width] for images.")
+    n_classes: int = Field(description="0 for a regression.")
+    classes: list[DatasetClass] = Field(description="Class names in id order, with counts.")
+    feature_names: list[str] | None
+    target: TargetSummary | None = Field(description="A regression target's statistics.")
+    options: DatasetOptions
+    notes: list[str] = Field(description="What was inferred, ignored or imputed.")
+    created_at: datetime
+
+
+class DatasetPage(BaseModel):
+    items: list[DatasetRead]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+
+
+# --------------------------------------------------------------------------- checkpoints, events
+
+
+class CheckpointRead(BaseModel):
+    id: int
+    step: int = Field(description="Global optimizer step the checkpoint was taken at.")
+    epoch: int = Field(description="0-based epoch of that step.")
+    metrics: dict[str, float | str] = Field(
+        description="The metrics at that point; non-finite values as `NaN`, `Infinity`, "
+        "`-Infinity`."
+    )
+    is_best: bool = Field(description="Best kept checkpoint by `checkpointing.monitor`.")
+    size_bytes: int = Field(description="Size of the weights file (the download).")
+    sha256: str = Field(description="SHA-256 of the weights file.")
+    created_at: datetime
+
+
+class CheckpointList(BaseModel):
+    items: list[CheckpointRead] = Field(description="Oldest first (the last is the latest).")
+
+
+class JobStatusEvent(BaseModel):
+    """SSE `status`: a status transition."""
+
+    kind: Literal["status"]
+    from_status: JobStatus | None
+    to_status: JobStatus
+    reason: StatusReason | None
+    attempt: int
+    at: datetime
+
+
+class JobMetricsEvent(BaseModel):
+    """SSE `metrics`: one flushed batch of points, shaped like `GET .../metrics`."""
+
+    kind: Literal["metrics"]
+    attempt: int | None = Field(None, description="The run (attempt) that wrote the batch.")
+    series: list[MetricSeries]
+
+
+class JobCheckpointEvent(CheckpointRead):
+    """SSE `checkpoint`: a checkpoint was saved (and retention deleted `deleted`)."""
+
+    kind: Literal["checkpoint"]
+    deleted: list[int] = Field(description="Ids of checkpoints retention removed.")
+
+
+class JobEndEvent(BaseModel):
+    """SSE `end`: the job has ended; the server closes the stream after it."""
+
+    kind: Literal["end"]
+    status: JobStatus
+    status_reason: StatusReason | None
+
+
+class JobEvent(
+    RootModel[
+        Annotated[
+            JobStatusEvent | JobMetricsEvent | JobCheckpointEvent | JobEndEvent,
+            Field(discriminator="kind"),
+        ]
+    ]
+):
+    """The `data` of every event of `GET /v1/jobs/{job_id}/events`; `event:` repeats `kind`."""

@@ -28,7 +28,33 @@ class Settings(BaseSettings):
     metrics_flush_points: int = Field(500, ge=1, description="Flush the metric buffer at N.")
     metrics_flush_seconds: float = Field(2.0, gt=0, description="... or after T seconds.")
     metrics_buffer_limit: int = Field(100_000, ge=1, description="Bounded metric buffer.")
+    torch_threads: int | None = Field(
+        None, ge=1, description="Intra-op threads per worker (None: torch's default)."
+    )
+    reconciler: bool = Field(True, description="Run the reconciler in each worker.")
+    reconcile_seconds: float = Field(10.0, gt=0, description="Seconds between passes.")
+    republish_after_seconds: float = Field(
+        300.0, gt=0, description="Re-publish a job queued this long (its message may be lost)."
+    )
+    # Fault-injection tests switch a protection off to prove they can see the fault.
+    # Never set these in a deployment.
+    unsafe_no_fencing: bool = Field(False, description="Tests only: ignore stale attempts.")
+    unsafe_ignore_max_restarts: bool = Field(False, description="Tests only: requeue forever.")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest JSON request body.")
+    max_upload_bytes: int = Field(
+        100 * 2**20,
+        ge=1024,
+        description="Largest dataset upload (the file), counted as it streams.",
+    )
+    max_dataset_bytes: int = Field(
+        1024 * 2**20,
+        ge=1024,
+        description="Largest decoded dataset: a zip's uncompressed members, the arrays stored.",
+    )
+    max_archive_members: int = Field(50_000, ge=1, description="Most files in an uploaded zip.")
+    max_compression_ratio: float = Field(
+        200.0, gt=1, description="Largest uncompressed/compressed ratio of a zip member."
+    )
 
     @property
     def resolved_database_url(self) -> str:

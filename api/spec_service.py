@@ -2,34 +2,49 @@
 
 from __future__ import annotations
 
-from ml.checks import DatasetInfo, SpecProblem, builtin_info, check_spec
+from sqlalchemy.orm import Session
 
+from api.datasets.codec import dataset_info as uploaded_info
+from api.db import datasets as datasets_repo
 from api.problems import FieldProblem, ProblemError
+from ml.checks import DatasetInfo, SpecProblem, builtin_info, check_spec
 from ml.spec import BuiltinSource, JobSpec
 
 
-def dataset_info(spec: JobSpec) -> DatasetInfo:
+def dataset_info(
+    spec: JobSpec, session: Session, team_id: str, prefix: str = "spec"
+) -> DatasetInfo:
+    """What the spec's dataset looks like: a builtin's facts, or the team's upload's.
+
+    An uploaded dataset is read with a share lock, so a concurrent delete waits
+    for the job that is being created on it (or the job sees it gone).
+    """
     source = spec.dataset.source
     if isinstance(source, BuiltinSource):
         return builtin_info(source)
-    # Uploaded datasets arrive with the datasets issue; until then the id is unknown.
-    raise ProblemError(
-        422,
-        "Invalid spec",
-        "Unknown dataset id.",
-        errors=[
-            FieldProblem(
-                loc="spec.dataset.source.dataset_id",
-                msg=f"no dataset {source.dataset_id!r}",
-                type="unknown_dataset",
-            )
-        ],
-    )
+    dataset = datasets_repo.get_dataset(session, source.dataset_id, team_id, lock="share")
+    if dataset is None:
+        raise ProblemError(
+            422,
+            "Invalid spec",
+            f"Unknown dataset id {source.dataset_id!r}: upload it with POST /v1/datasets.",
+            errors=[
+                FieldProblem(
+                    loc=f"{prefix}.dataset.source.dataset_id",
+                    msg=f"no dataset {source.dataset_id!r} in this team; "
+                    "see GET /v1/datasets for the ids",
+                    type="unknown_dataset",
+                )
+            ],
+        )
+    return uploaded_info(dataset.info)
 
 
-def validate_spec(spec: JobSpec, prefix: str = "spec") -> DatasetInfo:
+def validate_spec(
+    spec: JobSpec, session: Session, team_id: str, prefix: str = "spec"
+) -> DatasetInfo:
     """Raises a 422 listing every semantic problem, each with its location."""
-    info = dataset_info(spec)
+    info = dataset_info(spec, session, team_id, prefix)
     problems: list[SpecProblem] = check_spec(spec, info)
     if problems:
         errors = [

@@ -66,7 +66,25 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = get_settings()
     settings.ensure_home()
     from worker.celery_app import app
+    from worker.reconciler import Reconciler
 
+    if settings.torch_threads is not None:
+        # Several workers on one small machine: one thread each beats oversubscription.
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+    if settings.unsafe_no_fencing:
+        from api.db.jobs import disable_fencing_for_fault_tests
+
+        print(
+            "WARNING: TRAINFORGE_UNSAFE_NO_FENCING is set: stale writes are accepted. "
+            "This exists for the fault-injection tests only.",
+            file=sys.stderr,
+            flush=True,
+        )
+        disable_fencing_for_fault_tests()
+    if settings.reconciler:
+        Reconciler(settings).start()
     queues = args.queues or settings.queue
     app.worker_main(
         [

@@ -6,14 +6,18 @@ import logging
 import threading
 import time
 
-from ml.engine import NonFiniteLoss, TrainError, train
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import jobs as repo
+from api.db import scheduling
 from api.db.models import Job
 from api.db.session import session_factory
+from api.queue import CeleryJobQueue
 from api.settings import Settings, get_settings
+from ml.engine import NonFiniteLoss, TrainError, train
 from ml.spec import JobSpec
+from worker.checkpoint_sink import SqlCheckpointSink
+from worker.datasets import load_for_job
 from worker.sinks import SqlMetricSink, with_db_retry
 
 log = logging.getLogger(__name__)
@@ -83,13 +87,42 @@ class LeaseKeeper:
                 log.exception("heartbeat failed for job %s", self._job_id)
 
 
+def _claim(session: Session, job_id: str, lease_seconds: float) -> scheduling.Claimed | None:
+    # The message is a doorbell for the job's queue: run the best eligible job of
+    # that queue (quotas, priority, fairness), usually the job itself.
+    queue = scheduling.queue_of(session, job_id)
+    return scheduling.claim_next(session, queue, lease_seconds) if queue else None
+
+
+def _wake_next(factory: sessionmaker[Session], settings: Settings, job_id: str) -> None:
+    """A slot just freed: ring for the next eligible job (it may have waited on a quota)."""
+    with factory() as session:
+        queue = scheduling.queue_of(session, job_id)
+        order = scheduling.pick_order(session, queue) if queue else []
+    if order and queue:
+        CeleryJobQueue(settings).publish(order[0], queue)
+
+
 def run_job(job_id: str, settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     factory = session_factory(settings.resolved_database_url)
-    attempt = with_db_retry(factory, lambda s: repo.claim_job(s, job_id, settings.lease_seconds))
-    if attempt is None:
-        log.info("job %s is not queued (duplicate delivery or canceled): nothing to do", job_id)
+    claimed = with_db_retry(factory, lambda s: _claim(s, job_id, settings.lease_seconds))
+    if claimed is None:
+        log.info("nothing to run for job %s's message (duplicate, canceled or quota)", job_id)
         return
+    job_id, attempt = claimed.job_id, claimed.attempt
+    try:
+        _run_claimed(factory, settings, job_id, attempt)
+    finally:
+        try:
+            _wake_next(factory, settings, job_id)
+        except Exception:
+            log.warning("could not wake the next job", exc_info=True)
+
+
+def _run_claimed(
+    factory: sessionmaker[Session], settings: Settings, job_id: str, attempt: int
+) -> None:
     with factory() as session:
         job = session.get(Job, job_id)
         assert job is not None
@@ -101,12 +134,21 @@ def run_job(job_id: str, settings: Settings | None = None) -> None:
         attempt,
         flush_points=settings.metrics_flush_points,
         flush_seconds=settings.metrics_flush_seconds,
+        buffer_limit=settings.metrics_buffer_limit,
     )
+    checkpoints = SqlCheckpointSink(factory, job_id, attempt, spec)
     keeper.start()
     status, reason, error, stopped_epoch = "failed", "error", None, None
     progress: tuple[int, int] | None = None
     try:
-        result = train(spec, metrics=metrics, control=keeper, on_progress=keeper.on_progress)
+        result = train(
+            spec,
+            metrics=metrics,
+            checkpoints=checkpoints,
+            control=keeper,
+            on_progress=keeper.on_progress,
+            dataset=load_for_job(factory, job),
+        )
         stopped_epoch, progress = result.stopped_epoch, (result.epochs_completed, result.step)
         if result.status_reason != "canceled":
             status, reason = "succeeded", result.status_reason
@@ -129,6 +171,14 @@ def run_job(job_id: str, settings: Settings | None = None) -> None:
         status, reason, error = "failed", "error", f"Internal error: {type(exc).__name__}: {exc}"
     finally:
         keeper.close()
+        # Every point is committed before the final status (and its event) is:
+        # an SSE client sees the last metrics before `end`.
+        try:
+            metrics.close()
+        except repo.StaleAttempt:
+            keeper.fenced = True
+        except Exception:
+            log.exception("job %s: could not write its last metric points", job_id)
     if keeper.fenced:
         log.warning(
             "job %s attempt %s lost its lease; leaving the job to its new owner", job_id, attempt

@@ -1,10 +1,12 @@
-"""The engine's sinks, implemented against the SQL store."""
+"""The engine's metric sink, implemented against the SQL store."""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TypeVar
 
 from sqlalchemy.exc import OperationalError
@@ -43,11 +45,19 @@ def with_db_retry(
 class SqlMetricSink:
     """Buffers points and upserts them in batches fenced by the attempt.
 
-    Flushes every ``flush_points`` points, every ``flush_seconds``, and at each
-    epoch end (the engine calls ``flush``). Flushing is synchronous in the
-    training thread, so the buffer cannot outgrow ``flush_points`` while the
-    database answers -- that is the backpressure; if it stays unreachable past
-    the retries the error ends the run (and the job resumes from a checkpoint).
+    A batch is written when ``flush_points`` points are buffered, every
+    ``flush_seconds``, and at each epoch end (the engine calls ``flush``, which
+    returns only once every point logged so far is committed). With
+    ``background`` (the default) batches are written by a flusher thread, so
+    the training loop never waits on the database; the database driver
+    releases the GIL while it waits on I/O.
+
+    The buffer is bounded: when it holds ``buffer_limit`` points (the flusher
+    is behind, e.g. the database is slow), ``log`` writes the buffer itself
+    before returning -- backpressure, counted in ``backpressure_flushes``.
+    Nothing is dropped. A write error in the flusher (``StaleAttempt`` when
+    this attempt was fenced off, or the database gone past the retries) is
+    raised in the training thread at its next ``log`` or ``flush``.
     """
 
     def __init__(
@@ -56,30 +66,104 @@ class SqlMetricSink:
         job_id: str,
         attempt: int,
         *,
-        flush_points: int,
-        flush_seconds: float,
+        flush_points: int = 500,
+        flush_seconds: float = 2.0,
+        buffer_limit: int = 100_000,
+        max_batch: int = 5_000,
+        background: bool = True,
     ) -> None:
         self._factory, self._job_id, self._attempt = factory, job_id, attempt
         self._flush_points, self._flush_seconds = flush_points, flush_seconds
-        self._buffer: list[repo.Point] = []
+        self._buffer_limit = max(buffer_limit, 1)
+        self._max_batch = max_batch  # points per transaction (and per SSE event)
+        self._buffer: list[tuple[int, int, dict[str, float]]] = []
+        self._buffered = 0  # points in the buffer
+        self._buffer_lock = threading.Lock()
+        self._write_lock = threading.Lock()  # one writer at a time: batches commit in order
         self._last_flush = time.monotonic()
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        # Counters, for tests, benchmarks and logs.
+        self.points_logged = 0
+        self.points_written = 0
         self.batches_written = 0
+        self.backpressure_flushes = 0
+        self.max_buffered = 0
+        self._thread: threading.Thread | None = None
+        if background:
+            self._thread = threading.Thread(target=self._run, name=f"metrics-{job_id}", daemon=True)
+            self._thread.start()
+
+    # ------------------------------------------------------------- engine side
 
     def log(self, step: int, epoch: int, values: Mapping[str, float]) -> None:
-        self._buffer.extend(repo.Point(name, step, epoch, float(v)) for name, v in values.items())
-        if (
-            len(self._buffer) >= self._flush_points
-            or time.monotonic() - self._last_flush >= self._flush_seconds
+        self._raise_pending()
+        # One entry per call; the writer makes the points (off the training thread).
+        entry = (step, epoch, dict(values))
+        with self._buffer_lock:
+            self._buffer.append(entry)
+            self._buffered += len(entry[2])
+            buffered = self._buffered
+        self.points_logged += len(entry[2])
+        if buffered > self.max_buffered:
+            self.max_buffered = buffered
+        if buffered >= self._buffer_limit:
+            self.backpressure_flushes += 1
+            self._write_pending()
+        elif buffered >= self._flush_points or (
+            time.monotonic() - self._last_flush >= self._flush_seconds
         ):
-            self.flush()
+            if self._thread is not None:
+                self._wake.set()
+            else:
+                self._write_pending()
 
     def flush(self) -> None:
-        self._last_flush = time.monotonic()
-        if not self._buffer:
-            return
-        batch = self._buffer
-        with_db_retry(
-            self._factory, lambda s: repo.write_metrics(s, self._job_id, self._attempt, batch)
-        )
-        self._buffer = []
-        self.batches_written += 1
+        """Synchronous: every point logged so far is committed when this returns."""
+        self._raise_pending()
+        self._write_pending()
+
+    def close(self) -> None:
+        """Stop the flusher and write what is left; raises a pending write error."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+        self.flush()
+
+    # ------------------------------------------------------------- writer side
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._flush_seconds)
+            self._wake.clear()
+            try:
+                self._write_pending()
+            except Exception as exc:  # noqa: BLE001 - handed to the training thread
+                self._error = exc
+                return
+
+    def _write_pending(self) -> None:
+        with self._write_lock:
+            with self._buffer_lock:
+                entries, self._buffer, self._buffered = self._buffer, [], 0
+            self._last_flush = time.monotonic()
+            pending = [
+                repo.Point(name, step, epoch, float(v))
+                for step, epoch, values in entries
+                for name, v in values.items()
+            ]
+            for start in range(0, len(pending), self._max_batch):
+                batch = pending[start : start + self._max_batch]
+                with_db_retry(self._factory, partial(self._write_batch, batch))
+                self.points_written += len(batch)
+                self.batches_written += 1
+
+    def _write_batch(self, batch: list[repo.Point], session: Session) -> None:
+        repo.write_metrics(session, self._job_id, self._attempt, batch)

@@ -9,15 +9,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ColumnElement, and_, delete, or_, select, true, update
 from sqlalchemy.orm import Session
 
+from api.db import events
 from api.db.models import Job, JobTransition, MetricPoint, utcnow
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
+
+
+_FENCING = {"on": True}
+
+
+def disable_fencing_for_fault_tests() -> None:
+    """Fault-injection tests only (TRAINFORGE_UNSAFE_NO_FENCING): stale writes go through,
+    to prove the fault suite notices when the fence is gone."""
+    _FENCING["on"] = False
+
+
+def _is_current(attempt: int) -> ColumnElement[bool]:
+    return Job.attempt == attempt if _FENCING["on"] else true()
 
 
 class StaleAttempt(Exception):
@@ -32,6 +45,12 @@ def record_transition(
     reason: str | None,
     attempt: int,
 ) -> None:
+    """The history row and its ``status`` event, in the caller's transaction.
+
+    Callers change the job row first (a conditional UPDATE), which is what
+    orders this job's events (see api.db.events).
+    """
+    at = utcnow()
     session.add(
         JobTransition(
             job_id=job_id,
@@ -39,7 +58,20 @@ def record_transition(
             to_status=to_status,
             reason=reason,
             attempt=attempt,
+            at=at,
         )
+    )
+    events.add_event(
+        session,
+        job_id,
+        events.STATUS,
+        {
+            "from_status": from_status,
+            "to_status": to_status,
+            "reason": reason,
+            "attempt": attempt,
+            "at": at.isoformat(),
+        },
     )
 
 
@@ -142,6 +174,40 @@ def request_cancel(session: Session, job: Job) -> None:
     session.refresh(job)
 
 
+RETRYABLE = frozenset({"failed", "canceled"})
+
+
+def retry_job(session: Session, job: Job) -> bool:
+    """failed/canceled → queued (the worker resumes from the latest checkpoint).
+
+    Compare-and-set on the status read, so a concurrent retry or cancel
+    cannot both win; False when the job is not (or no longer) retryable.
+    """
+    if job.status not in RETRYABLE:
+        return False
+    now = utcnow()
+    done = session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status == job.status)
+        .values(
+            status="queued",
+            status_reason=None,
+            error=None,
+            cancel_requested=False,
+            finished_at=None,
+            lease_expires_at=None,
+            stopped_epoch=None,
+            updated_at=now,
+            published_at=now,
+        )
+    )
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    record_transition(session, job.id, job.status, "queued", None, job.attempt)
+    session.refresh(job)
+    return True
+
+
 def claim_job(session: Session, job_id: str, lease_seconds: float) -> int | None:
     """queued → running, attempt + 1. None when someone else has it (a duplicate delivery)."""
     now = utcnow()
@@ -192,7 +258,7 @@ def heartbeat(
         values["progress_step"] = step
     result = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.attempt == attempt, Job.status == "running")
+        .where(Job.id == job_id, _is_current(attempt), Job.status == "running")
         .values(**values)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
@@ -228,7 +294,7 @@ def finish_job(
         values["progress_epoch"], values["progress_step"] = progress
     result = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.attempt == attempt, Job.status == "running")
+        .where(Job.id == job_id, _is_current(attempt), Job.status == "running")
         .values(**values)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
@@ -239,50 +305,96 @@ def finish_job(
 # ----------------------------------------------------------------------------- metrics
 
 
-@dataclass(frozen=True)
-class Point:
+class Point(NamedTuple):
+    # A tuple: the metric sink makes one per value logged, at every step.
     name: str
     step: int
     epoch: int
     value: float
 
 
-def write_metrics(session: Session, job_id: str, attempt: int, points: Sequence[Point]) -> None:
-    """Upsert a batch keyed by (job, name, step), fenced by the attempt."""
-    if not points:
-        return
-    # Touching the job row under the attempt check fences the write, and on
-    # PostgreSQL its row lock orders it against a concurrent re-claim.
+def fence(session: Session, job_id: str, attempt: int) -> None:
+    """Raise StaleAttempt unless ``attempt`` is the job's current, running attempt.
+
+    Touching the job row under the attempt check fences the write, and on
+    PostgreSQL its row lock orders it against a concurrent re-claim (and
+    orders the job's events, see api.db.events).
+    """
     fenced = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.attempt == attempt, Job.status == "running")
+        .where(Job.id == job_id, _is_current(attempt), Job.status == "running")
         .values(updated_at=utcnow())
     )
     if fenced.rowcount != 1:  # type: ignore[attr-defined]
         raise StaleAttempt(job_id)
+
+
+# The same text on SQLite (3.24+) and PostgreSQL, handed to the driver's executemany
+# as is: SQLAlchemy's per-row parameter processing cost more than the database work
+# for the batches of small rows a step-level metric stream produces.
+_UPSERT = (
+    "INSERT INTO metric_points (job_id, name, step, epoch, value, attempt) "
+    "VALUES ({marks}) ON CONFLICT (job_id, name, step) DO UPDATE SET "
+    "epoch = excluded.epoch, value = excluded.value, attempt = excluded.attempt"
+)
+_MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+
+def metrics_payload(points: Sequence[Point]) -> dict[str, Any]:
+    """What the ``metrics`` event stores of a batch: per series, the steps it covers.
+
+    Not the points themselves: they are in metric_points already, and copying
+    them (as JSON, in the training process) would double the store's cost per
+    point. The events endpoint reads the points of these ranges when it sends
+    the event. Within one attempt each (name, step) is logged once and steps
+    never go back, so a batch's ranges hold exactly its points.
+    """
+    ranges: dict[str, list[int]] = {}
+    for p in points:
+        span = ranges.get(p.name)
+        if span is None:
+            ranges[p.name] = [p.step, p.step]
+        elif p.step > span[1]:
+            span[1] = p.step
+        elif p.step < span[0]:
+            span[0] = p.step
+    return {"count": len(points), "ranges": ranges}
+
+
+def write_metrics(session: Session, job_id: str, attempt: int, points: Sequence[Point]) -> None:
+    """Upsert a batch keyed by (job, name, step), fenced by the attempt, plus its event.
+
+    NaN is stored as NULL on every backend: SQLite cannot store NaN (it
+    becomes NULL anyway), and one encoding keeps both stores and SQL MIN/MAX
+    alike. Infinities are stored as they are (both backends keep them).
+    """
+    if not points:
+        return
+    fence(session, job_id, attempt)
     rows = [
-        {
-            "job_id": job_id,
-            "name": p.name,
-            "step": p.step,
-            "epoch": p.epoch,
-            "value": p.value,
-            "attempt": attempt,
-        }
-        for p in points
+        (job_id, p.name, p.step, p.epoch, None if p.value != p.value else p.value, attempt)
+        for p in points  # (v != v: NaN)
     ]
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(MetricPoint).values(rows)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["job_id", "name", "step"],
-        set_={
-            "epoch": stmt.excluded.epoch,
-            "value": stmt.excluded.value,
-            "attempt": stmt.excluded.attempt,
-        },
+    conn = session.connection()
+    mark = _MARKS[conn.dialect.paramstyle]
+    conn.exec_driver_sql(_UPSERT.format(marks=", ".join([mark] * 6)), rows)
+    # The attempt says which run wrote the batch (a fenced-off one never does).
+    events.add_event(
+        session, job_id, events.METRICS, {"attempt": attempt, **metrics_payload(points)}
     )
-    session.execute(stmt)
+
+
+def delete_metrics_after(session: Session, job_id: str, attempt: int, step: int) -> int:
+    """A resumed (or restarted) attempt owns every step after its start: drop the old ones.
+
+    The upsert overwrites the steps the new attempt logs again; this removes
+    those it might never reach (it may stop earlier), so the series stays one run.
+    """
+    fence(session, job_id, attempt)
+    result = session.execute(
+        delete(MetricPoint).where(MetricPoint.job_id == job_id, MetricPoint.step > step)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def read_metrics(

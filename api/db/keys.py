@@ -83,3 +83,21 @@ def authenticate(session: Session, raw_key: str) -> Principal | None:
         return None
     row.last_used_at = now
     return Principal(key_id=row.id, team_id=row.team_id, role=row.role)
+
+
+def list_teams(session: Session) -> list[Team]:
+    return list(session.scalars(select(Team).order_by(Team.name)))
+
+
+def list_keys(session: Session, team_id: str | None) -> list[ApiKey]:
+    stmt = select(ApiKey).order_by(ApiKey.created_at)
+    if team_id is not None:
+        stmt = stmt.where(ApiKey.team_id == team_id)
+    return list(session.scalars(stmt))
+
+
+def revoke_key(session: Session, key_id: str) -> ApiKey | None:
+    key = session.get(ApiKey, key_id)
+    if key is not None and key.revoked_at is None:
+        key.revoked_at = utcnow()
+    return key

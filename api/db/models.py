@@ -112,6 +112,11 @@ class Job(Base):
     epochs: Mapped[int] = mapped_column(Integer)
     stopped_epoch: Mapped[int | None] = mapped_column(Integer, default=None)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Requeues after a lost worker, compared with max_restarts by the reconciler.
+    restarts: Mapped[int] = mapped_column(Integer, default=0)
+    # When the doorbell last rang; the reconciler re-publishes long-queued jobs.
+    published_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)

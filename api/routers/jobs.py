@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-import math
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
 
 from api import jobs_service as service
 from api.db import jobs as repo
+from api.db.events import json_float
+from api.db.series import read_series
 from api.deps import PrincipalDep, QueueDep, SessionDep, SettingsDep
 from api.problems import Problem, ProblemError
 from api.schemas import (
@@ -32,7 +33,12 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=_ERRORS)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=JobRead)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=JobRead,
+    responses={200: {"model": JobRead, "description": "Replay of an Idempotency-Key."}},
+)
 def create_job(
     body: JobCreate,
     response: Response,
@@ -40,17 +46,29 @@ def create_job(
     settings: SettingsDep,
     queue: QueueDep,
     principal: PrincipalDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=200,
+            description="Same key and body: the original job (200), not a second one.",
+        ),
+    ] = None,
 ) -> JobRead:
     """Validate the spec, store the job as `queued`, then queue it."""
-    job = service.create_job(session, settings, principal, body)
+    job, created = service.create_job(session, settings, principal, body, idempotency_key)
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    if not created:
+        response.status_code = status.HTTP_200_OK
+        return service.to_read(session, job)
     session.commit()
     # Only after the commit: a worker must never receive an id it cannot read.
     # If publishing fails the row stays queued and the reconciler re-publishes.
     try:
         queue.publish(job.id, job.queue)
-    except Exception:
+    except Exception:  # the ledger has the job; the doorbell can ring later
         log.warning("could not publish job %s; the reconciler will", job.id, exc_info=True)
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
     return service.to_read(session, job)
 
 
@@ -61,9 +79,14 @@ def list_jobs(
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    team_id: Annotated[
+        str | None, Query(max_length=32, description="Admins: list this team's jobs.")
+    ] = None,
 ) -> JobPage:
     """The team's jobs, newest first."""
-    return service.list_page(session, principal, status.value if status else None, cursor, limit)
+    return service.list_page(
+        session, principal, team_id, status.value if status else None, cursor, limit
+    )
 
 
 @router.get("/{job_id}", response_model=JobRead)
@@ -87,14 +110,27 @@ def cancel_job(job_id: str, session: SessionDep, principal: PrincipalDep) -> Job
     return service.to_read(session, job)
 
 
-def _json_value(value: float | None) -> float | str | None:
-    if value is None:
-        return "NaN"  # SQLite stores NaN as NULL
-    if math.isfinite(value):
-        return value
-    if math.isnan(value):
-        return "NaN"
-    return "Infinity" if value > 0 else "-Infinity"
+@router.post(
+    "/{job_id}/retry",
+    response_model=JobRead,
+    responses={
+        409: {"model": Problem, "description": "Only a failed or canceled job retries."},
+        429: {"model": Problem, "description": "The team is at its queued-jobs quota."},
+    },
+)
+def retry_job(
+    job_id: str, session: SessionDep, queue: QueueDep, principal: PrincipalDep
+) -> JobRead:
+    """Queue a failed or canceled job again; its worker resumes from the latest checkpoint."""
+    job = service.retry_job(session, principal, job_id)
+    session.commit()
+    # As for a new job: publish only what is committed; a lost message is re-sent
+    # by the reconciler.
+    try:
+        queue.publish(job.id, job.queue)
+    except Exception:  # the ledger has the job; the doorbell can ring later
+        log.warning("could not publish job %s; the reconciler will", job.id, exc_info=True)
+    return service.to_read(session, job)
 
 
 @router.get("/{job_id}/metrics", response_model=MetricsRead)
@@ -103,13 +139,32 @@ def get_job_metrics(
     session: SessionDep,
     principal: PrincipalDep,
     name: Annotated[list[str] | None, Query(description="Series to return (repeatable).")] = None,
-    since_step: Annotated[int | None, Query(ge=0)] = None,
+    since_step: Annotated[int | None, Query(ge=0, description="Points at this step on.")] = None,
+    max_points: Annotated[
+        int | None,
+        Query(
+            ge=4,
+            le=100_000,
+            description="At most this many points per series: a longer series is "
+            "downsampled server-side (M4: per step bucket its first, last, min and max "
+            "points), keeping its shape.",
+        ),
+    ] = None,
 ) -> MetricsRead:
     """Metric series of a job, each point at its global optimizer step."""
     job = service.get_job_or_404(session, principal, job_id)
-    series: dict[str, list[MetricValue]] = {}
-    for p in repo.read_metrics(session, job.id, name, since_step):
-        series.setdefault(p.name, []).append(
-            MetricValue(step=p.step, epoch=p.epoch, value=_json_value(p.value))
-        )
-    return MetricsRead(series=[MetricSeries(name=n, points=pts) for n, pts in series.items()])
+    series = read_series(session, job.id, name, since_step, max_points)
+    return MetricsRead(
+        series=[
+            MetricSeries(
+                name=n,
+                # Trusted rows: construct without re-validating each point.
+                points=[
+                    MetricValue.model_construct(step=step, epoch=epoch, value=json_float(value))
+                    for step, epoch, value in found.rows
+                ],
+                downsampled=found.downsampled,
+            )
+            for n, found in series.items()
+        ]
+    )

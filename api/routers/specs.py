@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from ml.plan import describe
 
-from api.deps import PrincipalDep
+from api.deps import PrincipalDep, SessionDep
 from api.problems import Problem
 from api.schemas import SpecPlanRead, SpecValidateRequest, SpecValidation
 from api.spec_service import validate_spec
+from ml.plan import describe
 from ml.spec import SPEC_VERSION
 
 router = APIRouter(
@@ -22,9 +22,11 @@ router = APIRouter(
 
 
 @router.post("/validate", response_model=SpecValidation)
-def validate_job_spec(body: SpecValidateRequest, principal: PrincipalDep) -> SpecValidation:
+def validate_job_spec(
+    body: SpecValidateRequest, session: SessionDep, principal: PrincipalDep
+) -> SpecValidation:
     """The resolved spec plus parameter count, steps per epoch and LR per epoch."""
-    info = validate_spec(body.spec)
+    info = validate_spec(body.spec, session, principal.team_id)
     plan = describe(body.spec, info)
     return SpecValidation(
         spec=body.spec,

@@ -7,8 +7,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
+from api.db.all_models import Base
 from api.db.migrate import upgrade
-from api.db.models import Base
 
 pytestmark = pytest.mark.integration
 

@@ -3,10 +3,8 @@ with PostgreSQL as the store; a duplicated message runs it once."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ from api.db.migrate import upgrade
 from api.db.session import session_factory
 from api.queue import CeleryJobQueue
 from api.settings import Settings
-from tests.conftest import REPO
+from tests.procs import start_worker, stop
 
 pytestmark = pytest.mark.integration
 
@@ -40,29 +38,9 @@ def pg_settings(pg_url: str, redis_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def worker_process(pg_settings: Settings, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    env = {
-        **os.environ,
-        "TRAINFORGE_DATABASE_URL": pg_settings.resolved_database_url,
-        "TRAINFORGE_BROKER_URL": pg_settings.resolved_broker_url,
-        "TRAINFORGE_QUEUE": pg_settings.queue,
-        "TRAINFORGE_HOME": str(tmp_path),
-        "TRAINFORGE_HEARTBEAT_SECONDS": "0.5",
-    }
-    log = (tmp_path / "worker.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "trainforge.cli", "worker"],
-        env=env,
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    proc = start_worker(pg_settings, tmp_path, "worker")
     yield proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    stop(proc)
 
 
 def wait_for(client: TestClient, job_id: str, statuses: set[str], timeout: float) -> dict:
@@ -97,7 +75,7 @@ def test_job_runs_on_a_real_worker_and_a_duplicate_message_is_a_no_op(
         try:
             done = wait_for(client, job["id"], {"succeeded", "failed"}, 120)
         except AssertionError:
-            print((tmp_path / "worker.log").read_text())
+            print((tmp_path / "worker.log").read_text())  # the worker's side of the story
             raise
         assert done["status"] == "succeeded", done["error"]
         # Wait until the broker has handed out the second copy as well.

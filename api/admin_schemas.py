@@ -1,0 +1,85 @@
+"""Bodies of the /v1/admin routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Role(StrEnum):
+    admin = "admin"
+    member = "member"
+
+
+class TeamCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    max_running_jobs: int | None = Field(None, ge=1, le=10_000, description="None: no limit.")
+    max_queued_jobs: int | None = Field(None, ge=1, le=1_000_000, description="None: no limit.")
+
+
+class TeamQuotaUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_running_jobs: int | None = Field(None, ge=1, le=10_000)
+    max_queued_jobs: int | None = Field(None, ge=1, le=1_000_000)
+
+
+class TeamRead(BaseModel):
+    id: str
+    name: str
+    max_running_jobs: int | None
+    max_queued_jobs: int | None
+    created_at: datetime
+
+
+class TeamPage(BaseModel):
+    items: list[TeamRead]
+    next_cursor: str | None = None
+
+
+class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    team: str = Field(min_length=1, max_length=100, description="The team's name.")
+    role: Role = Role.member
+    name: str | None = Field(None, max_length=100)
+    expires_at: datetime | None = Field(None, description="Timezone-aware; none = no expiry.")
+
+
+class ApiKeyRead(BaseModel):
+    id: str
+    team_id: str
+    role: Role
+    name: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyRead):
+    key: str = Field(description="The secret key, shown this once and never again.")
+
+
+class ApiKeyPage(BaseModel):
+    items: list[ApiKeyRead]
+    next_cursor: str | None = None
+
+
+class AuditEntryRead(BaseModel):
+    id: int
+    at: datetime
+    key_id: str | None
+    team_id: str | None
+    action: str
+    resource: str
+    outcome: int
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntryRead]
+    next_cursor: str | None

@@ -1,0 +1,204 @@
+"""``npz`` uploads: arrays ``x`` and ``y`` as ``numpy.savez`` writes them, never unpickled.
+
+Each ``.npy`` member is read through :mod:`api.datasets.archive` (bounded)
+and its header is parsed with numpy's literal-only header reader; the array
+is accepted only when its dtype is plain numbers (``x``) or numbers/strings
+(``y``), and its declared shape matches the bytes that are there. Object
+arrays (which would need pickle) are refused before anything is decoded.
+
+Shapes of ``x``: (N,) or (N, F) features; (N, H, W) greyscale images;
+(N, H, W, C) or (N, C, H, W) images, told apart by ``layout`` or, with
+``layout=auto``, by which axis has 1, 3 or 4 entries. Images are stored as
+(N, C, H, W); uint8 images stay uint8, everything else becomes float32.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from typing import Any
+
+import numpy as np
+from numpy.lib import format as npy_format
+from numpy.typing import NDArray
+
+from api.datasets import labels as labels_mod
+from api.datasets.archive import ArchiveLimits, BoundedReader, open_zip
+from api.datasets.codec import Modality, ParsedDataset
+from api.datasets.errors import reject
+from api.schemas import ArrayLayout, DatasetOptions, ImputeOption
+
+CHANNELS = (1, 3, 4)
+MAX_HEADER = 10_000
+
+
+def _read_npy(raw: bytes, name: str) -> NDArray[Any]:
+    fp = io.BytesIO(raw)
+    try:
+        version = npy_format.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran, dtype = npy_format.read_array_header_1_0(fp, max_header_size=MAX_HEADER)
+        elif version == (2, 0):
+            shape, fortran, dtype = npy_format.read_array_header_2_0(fp, max_header_size=MAX_HEADER)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, SyntaxError, TypeError, EOFError) as exc:
+        raise reject(
+            "file", f"array {name!r} is not a valid .npy array ({exc})", "bad_npy"
+        ) from exc
+    if dtype.hasobject:
+        raise reject(
+            "file",
+            f"array {name!r} holds Python objects (dtype {dtype}), which only pickle can load: "
+            "save plain numeric arrays (e.g. x.astype('float32'))",
+            "object_array",
+        )
+    if dtype.fields is not None or dtype.subdtype is not None:
+        raise reject(
+            "file", f"array {name!r} has a structured dtype ({dtype}): send a plain array",
+            "structured_array",
+        )  # fmt: skip
+    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    offset = fp.tell()
+    if count * dtype.itemsize != len(raw) - offset:
+        raise reject(
+            "file",
+            f"array {name!r} declares shape {shape} of {dtype} but holds "
+            f"{len(raw) - offset} bytes: the file is truncated or corrupt",
+            "bad_npy",
+        )
+    arr = np.frombuffer(raw, dtype=dtype, count=count, offset=offset)
+    arr = arr.reshape(shape, order="F" if fortran else "C")
+    return np.ascontiguousarray(arr).astype(dtype.newbyteorder("="), copy=False)
+
+
+def _load(data: bytes, limits: ArchiveLimits) -> dict[str, NDArray[Any]]:
+    archive = open_zip(data, limits, what="npz (zip)")
+    reader = BoundedReader(archive, limits)
+    members: dict[str, zipfile.ZipInfo] = {}
+    for info in reader.files():
+        key = info.filename.removesuffix(".npy")
+        members[key] = info
+    missing = [k for k in ("x", "y") if k not in members]
+    if missing:
+        held = ", ".join(sorted(members)) or "nothing"
+        raise reject(
+            "file",
+            f"the npz must hold arrays 'x' and 'y' (numpy.savez(f, x=..., y=...)); it holds {held}",
+            "missing_array",
+        )
+    return {k: _read_npy(reader.read(members[k]), k) for k in ("x", "y")}
+
+
+def _images(x: NDArray[Any], layout: ArrayLayout) -> NDArray[Any]:
+    if x.ndim == 3:
+        return x[:, None, :, :]
+    a, c = x.shape[1], x.shape[3]
+    if layout == ArrayLayout.auto:
+        if c in CHANNELS and a not in CHANNELS:
+            layout = ArrayLayout.channels_last
+        elif a in CHANNELS and c not in CHANNELS:
+            layout = ArrayLayout.channels_first
+        else:
+            raise reject(
+                "layout",
+                f"x has shape {list(x.shape)}: cannot tell (N, H, W, C) from (N, C, H, W); "
+                "send layout=channels_last or layout=channels_first",
+                "ambiguous_layout",
+            )
+    return np.transpose(x, (0, 3, 1, 2)) if layout == ArrayLayout.channels_last else x
+
+
+def parse_npz(data: bytes, opts: DatasetOptions, limits: ArchiveLimits) -> ParsedDataset:
+    arrays = _load(data, limits)
+    x, y = arrays["x"], arrays["y"]
+    if x.dtype.kind not in "biuf":
+        raise reject(
+            "file", f"x must be numeric; it is {x.dtype}", "features_not_numeric"
+        )  # fmt: skip
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise reject(
+            "file", f"y must have shape (N,), got {list(y.shape)} (one label per sample)",
+            "bad_label_shape",
+        )  # fmt: skip
+    if x.ndim == 0 or x.ndim > 4:
+        raise reject(
+            "file",
+            f"x has shape {list(x.shape)}: send (N, F) features or (N, H, W), (N, H, W, C), "
+            "(N, C, H, W) images",
+            "bad_feature_shape",
+        )
+    if len(x) != len(y):
+        raise reject(
+            "file", f"x has {len(x)} samples and y {len(y)}: they must match", "length_mismatch"
+        )
+    if len(y) < labels_mod.MIN_SAMPLES:
+        raise reject("file", f"{len(y)} samples; at least 2 are needed", "too_few_samples")
+    if x.ndim == 1:
+        x = x[:, None]
+    modality: Modality = "image" if x.ndim >= 3 else "tabular"
+    if modality == "image":
+        x = _images(x, opts.layout or ArrayLayout.auto)
+        if min(x.shape[1:]) < 1:
+            raise reject("file", f"images of shape {list(x.shape[1:])} are empty", "empty_image")
+    elif x.shape[1] < 1:
+        raise reject("file", "x has no features", "no_features")
+    notes: list[str] = []
+    if x.dtype != np.uint8:
+        x = _finite(x.astype(np.float64), opts.impute or ImputeOption.none, notes)
+        x = x.astype(np.float32)
+    labels = _labels(y, opts)
+    if labels.note:
+        notes.insert(0, labels.note)
+    return ParsedDataset(modality=modality, labels=labels, x=np.ascontiguousarray(x), notes=notes)
+
+
+def _labels(y: NDArray[Any], opts: DatasetOptions) -> labels_mod.Labels:
+    task = opts.task.value
+    if y.dtype.kind in "US":
+        cells = [
+            str(v.decode("utf-8", "replace") if isinstance(v, bytes) else v).strip() for v in y
+        ]
+        return labels_mod.from_strings(cells, task, loc="file")
+    if y.dtype.kind not in "biuf":
+        raise reject("file", f"y must hold numbers or strings; it is {y.dtype}", "bad_labels")
+    return labels_mod.from_numbers(y, task)
+
+
+def _finite(x: NDArray[np.float64], impute: ImputeOption, notes: list[str]) -> NDArray[np.float64]:
+    with np.errstate(over="ignore"):
+        inf = np.isinf(x) | (np.isfinite(x) & ~np.isfinite(x.astype(np.float32)))
+    if inf.any():
+        raise reject(
+            "file",
+            f"x holds {int(inf.sum())} infinite or too-large values (first at sample "
+            f"{int(np.argwhere(inf)[0][0])}): replace them",
+            "feature_not_finite",
+        )
+    nan = np.isnan(x)
+    if not nan.any():
+        return x
+    rows = np.flatnonzero(nan.reshape(len(x), -1).any(axis=1))
+    if impute == ImputeOption.none:
+        shown = ", ".join(str(r) for r in rows[:10])
+        raise reject(
+            "file",
+            f"x holds {int(nan.sum())} NaN values in {len(rows)} samples ({shown}"
+            f"{' ...' if len(rows) > 10 else ''}): fix them, or send impute=mean",
+            "missing_value",
+        )
+    all_nan = nan.all(axis=0)
+    if all_nan.any():
+        raise reject(
+            "file", f"{int(all_nan.sum())} features are NaN in every sample: cannot impute",
+            "empty_column",
+        )  # fmt: skip
+    means = np.nanmean(x, axis=0)
+    x = np.where(nan, means[None, ...], x)
+    notes.append(
+        f"imputed {int(nan.sum())} NaN values in {len(rows)} samples with the per-feature "
+        "means over all samples"
+    )
+    return x

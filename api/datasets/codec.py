@@ -1,0 +1,135 @@
+"""The stored form of an accepted dataset: a pickle-free ``.npz`` plus JSON metadata.
+
+Arrays (``numpy.savez_compressed``; never an object array, read back with
+``allow_pickle=False``):
+
+- ``y``: int64 class ids (classification) or float64 targets (regression), (N,);
+- ``x``: float32 (N, F) for tabular data, uint8 or float32 (N, C, H, W) for images;
+- text: ``text_bytes`` (uint8, the UTF-8 of every text one after another) and
+  ``text_offsets`` (int64, N + 1): text i is ``text_bytes[off[i]:off[i+1]]``.
+
+The metadata holds the :class:`ml.checks.DatasetInfo` fields (task, modality,
+n_samples, n_features, image_shape, n_classes) plus class names and counts,
+feature names and a summary of a regression target. Numpy only: the worker
+decodes with this module too.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from api.datasets.labels import Labels
+from ml.checks import DatasetInfo
+
+FORMAT_VERSION = 1
+Modality = Literal["tabular", "image", "text"]
+
+
+@dataclass
+class ParsedDataset:
+    modality: Modality
+    labels: Labels
+    x: NDArray[Any] | None = None
+    texts: list[str] | None = None
+    feature_names: list[str] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.labels.y)
+
+    def nbytes(self) -> int:
+        n = self.labels.y.nbytes + (self.x.nbytes if self.x is not None else 0)
+        return n + sum(len(t) for t in self.texts or ())
+
+
+@dataclass(frozen=True)
+class Decoded:
+    y: NDArray[Any]
+    x: NDArray[Any] | None
+    texts: list[str] | None
+
+
+def metadata(ds: ParsedDataset) -> dict[str, Any]:
+    labels = ds.labels
+    image_shape: list[int] | None = None
+    n_features = 0
+    if ds.x is not None:
+        n_features = int(np.prod(ds.x.shape[1:]))
+        if ds.modality == "image":
+            image_shape = [int(s) for s in ds.x.shape[1:]]
+    meta: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "task": labels.task,
+        "modality": ds.modality,
+        "n_samples": ds.n_samples,
+        "n_features": n_features,
+        "image_shape": image_shape,
+        "n_classes": len(labels.class_names),
+        "class_names": labels.class_names,
+        "class_counts": (
+            np.bincount(labels.y.astype(np.int64), minlength=len(labels.class_names)).tolist()
+            if labels.task == "classification"
+            else []
+        ),
+        "feature_names": ds.feature_names,
+        "task_inferred": labels.inferred,
+        "target": None,
+    }
+    if labels.task == "regression":
+        y = labels.y.astype(np.float64)
+        meta["target"] = {
+            "min": float(y.min()),
+            "max": float(y.max()),
+            "mean": float(y.mean()),
+            "std": float(y.std()),
+        }
+    return meta
+
+
+def dataset_info(meta: dict[str, Any]) -> DatasetInfo:
+    shape = meta.get("image_shape")
+    return DatasetInfo(
+        task=meta["task"],
+        modality=meta["modality"],
+        n_samples=int(meta["n_samples"]),
+        n_features=int(meta["n_features"]),
+        image_shape=(int(shape[0]), int(shape[1]), int(shape[2])) if shape else None,
+        n_classes=int(meta["n_classes"]),
+    )
+
+
+def encode(ds: ParsedDataset) -> bytes:
+    arrays: dict[str, NDArray[Any]] = {"y": ds.labels.y}
+    if ds.x is not None:
+        arrays["x"] = ds.x
+    if ds.texts is not None:
+        encoded = [t.encode("utf-8") for t in ds.texts]
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(b) for b in encoded], out=offsets[1:])
+        arrays["text_bytes"] = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        arrays["text_offsets"] = offsets
+    for name, arr in arrays.items():
+        if arr.dtype.hasobject:  # never: the parsers build numeric arrays only
+            raise ValueError(f"array {name} holds objects")
+    buf = io.BytesIO()
+    np.savez_compressed(buf, allow_pickle=False, **arrays)
+    return buf.getvalue()
+
+
+def decode(content: bytes) -> Decoded:
+    with np.load(io.BytesIO(content), allow_pickle=False) as npz:
+        names = set(npz.files)
+        y = npz["y"]
+        x = npz["x"] if "x" in names else None
+        texts = None
+        if "text_bytes" in names:
+            raw = npz["text_bytes"].tobytes()
+            off = npz["text_offsets"].tolist()
+            texts = [raw[off[i] : off[i + 1]].decode("utf-8") for i in range(len(off) - 1)]
+    return Decoded(y=y, x=x, texts=texts)

@@ -1,0 +1,235 @@
+"""Checkpoints in the SQL store: one row each, the files as 1 MiB chunk rows.
+
+A checkpoint holds two safetensors files: ``weights`` (the model's
+state_dict, what users download) and ``resume`` (optimizer, RNG, schedule
+state: what a retried job continues from). Chunking keeps every row small
+enough for any driver and lets the download stream one chunk at a time.
+Callers own the transaction: nothing here commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    delete,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from api.db import events
+from api.db import jobs as jobs_repo
+from api.db.models import Base, utcnow
+
+CHUNK_BYTES = 1 << 20
+Kind = Literal["weights", "resume"]
+
+
+class Checkpoint(Base):
+    __tablename__ = "checkpoints"
+    __table_args__ = (Index("ix_checkpoints_job_id_id", "job_id", "id"),)
+
+    # An integer id orders checkpoints by creation on every backend ("the latest").
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    step: Mapped[int] = mapped_column(BigInteger)
+    epoch: Mapped[int] = mapped_column(Integer)
+    # Non-finite values as "NaN"/"Infinity"/"-Infinity" (strict JSON).
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    is_best: Mapped[bool] = mapped_column(Boolean, default=False)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)  # of the weights file
+    sha256: Mapped[str] = mapped_column(String(64))  # of the weights file
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CheckpointChunk(Base):
+    __tablename__ = "checkpoint_chunks"
+
+    checkpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("checkpoints.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # weights | resume
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+@dataclass(frozen=True)
+class Retention:
+    keep_last: int
+    keep_best: int
+    monitor: str
+    mode: Literal["min", "max"]
+
+
+def payload(ckpt: Checkpoint) -> dict[str, Any]:
+    """The checkpoint as the API and its SSE event show it."""
+    return {
+        "id": ckpt.id,
+        "step": ckpt.step,
+        "epoch": ckpt.epoch,
+        "metrics": ckpt.metrics,
+        "is_best": ckpt.is_best,
+        "size_bytes": ckpt.size_bytes,
+        "sha256": ckpt.sha256,
+        "created_at": ckpt.created_at.isoformat(),
+    }
+
+
+def save_checkpoint(
+    session: Session,
+    job_id: str,
+    attempt: int,
+    *,
+    step: int,
+    epoch: int,
+    metrics: Mapping[str, float],
+    weights: bytes,
+    resume: bytes,
+    retention: Retention,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> Checkpoint:
+    """Store a checkpoint of the current attempt, apply retention, emit its event.
+
+    Raises ``StaleAttempt`` for a fenced-off attempt (nothing is written).
+    """
+    jobs_repo.fence(session, job_id, attempt)
+    ckpt = Checkpoint(
+        job_id=job_id,
+        attempt=attempt,
+        step=step,
+        epoch=epoch,
+        metrics={k: events.json_float(float(v)) for k, v in metrics.items()},
+        is_best=False,
+        size_bytes=len(weights),
+        sha256=hashlib.sha256(weights).hexdigest(),
+    )
+    session.add(ckpt)
+    session.flush()
+    rows = [
+        {"checkpoint_id": ckpt.id, "kind": kind, "seq": seq, "data": blob[off : off + chunk_bytes]}
+        for kind, blob in (("weights", weights), ("resume", resume))
+        for seq, off in enumerate(range(0, max(len(blob), 1), chunk_bytes))
+    ]
+    for row in rows:  # one row per statement: never a statement the size of the whole file
+        session.execute(insert(CheckpointChunk), [row])
+    deleted = apply_retention(session, job_id, retention)
+    session.refresh(ckpt, ["is_best"])
+    events.add_event(
+        session, job_id, events.CHECKPOINT, {**payload(ckpt), "deleted": sorted(deleted)}
+    )
+    return ckpt
+
+
+def _monitor_value(metrics: Mapping[str, Any], monitor: str) -> float | None:
+    raw = metrics.get(monitor)
+    if raw is None:
+        return None
+    value = events.from_json_float(raw)
+    return None if math.isnan(value) else value  # NaN is never "best" (Keras: never improves)
+
+
+def apply_retention(session: Session, job_id: str, retention: Retention) -> list[int]:
+    """Keep the last ``keep_last`` and the best ``keep_best``; delete the rest with their chunks.
+
+    Marks the single best kept checkpoint ``is_best``. Ties go to the earlier
+    checkpoint, as Keras keeps a best that is only equalled. Returns deleted ids.
+    """
+    rows = session.execute(
+        select(Checkpoint.id, Checkpoint.metrics)
+        .where(Checkpoint.job_id == job_id)
+        .order_by(Checkpoint.id)
+    ).all()
+    last = {r.id for r in rows[-retention.keep_last :]} if retention.keep_last else set()
+    sign = 1.0 if retention.mode == "min" else -1.0
+    ranked = sorted(
+        (
+            (sign * value, r.id)
+            for r in rows
+            if (value := _monitor_value(r.metrics, retention.monitor)) is not None
+        ),
+    )
+    best = [cid for _, cid in ranked[: retention.keep_best]]
+    keep = last | set(best)
+    doomed = [r.id for r in rows if r.id not in keep]
+    if doomed:
+        session.execute(delete(CheckpointChunk).where(CheckpointChunk.checkpoint_id.in_(doomed)))
+        session.execute(delete(Checkpoint).where(Checkpoint.id.in_(doomed)))
+    best_id = best[0] if best else None
+    session.execute(
+        update(Checkpoint)
+        .where(Checkpoint.job_id == job_id)
+        .values(is_best=Checkpoint.id == best_id if best_id is not None else False)
+    )
+    return doomed
+
+
+def list_checkpoints(session: Session, job_id: str) -> list[Checkpoint]:
+    return list(
+        session.scalars(
+            select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.id)
+        )
+    )
+
+
+def get_checkpoint(session: Session, job_id: str, checkpoint_id: int) -> Checkpoint | None:
+    return session.scalar(
+        select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.id == checkpoint_id)
+    )
+
+
+def latest_checkpoint(session: Session, job_id: str) -> Checkpoint | None:
+    return session.scalar(
+        select(Checkpoint)
+        .where(Checkpoint.job_id == job_id)
+        .order_by(Checkpoint.id.desc())
+        .limit(1)
+    )
+
+
+def chunk_seqs(session: Session, checkpoint_id: int, kind: Kind) -> list[int]:
+    return list(
+        session.scalars(
+            select(CheckpointChunk.seq)
+            .where(CheckpointChunk.checkpoint_id == checkpoint_id, CheckpointChunk.kind == kind)
+            .order_by(CheckpointChunk.seq)
+        )
+    )
+
+
+def read_chunk(session: Session, checkpoint_id: int, kind: Kind, seq: int) -> bytes | None:
+    return session.scalar(
+        select(CheckpointChunk.data).where(
+            CheckpointChunk.checkpoint_id == checkpoint_id,
+            CheckpointChunk.kind == kind,
+            CheckpointChunk.seq == seq,
+        )
+    )
+
+
+def iter_file(session: Session, checkpoint_id: int, kind: Kind) -> Iterator[bytes]:
+    """The file, one chunk row per query: memory stays at one chunk."""
+    for seq in chunk_seqs(session, checkpoint_id, kind):
+        data = read_chunk(session, checkpoint_id, kind, seq)
+        if data is None:  # deleted by retention mid-read
+            raise LookupError(f"checkpoint {checkpoint_id} was deleted while being read")
+        yield bytes(data)
+
+
+def read_file(session: Session, checkpoint_id: int, kind: Kind) -> bytes:
+    return b"".join(iter_file(session, checkpoint_id, kind))

@@ -1,0 +1,176 @@
+"""Uploaded datasets: one row of metadata plus the normalised content in ~1 MiB chunks.
+
+Imports no FastAPI (the worker reads datasets through this module). The
+content is stored already validated and normalised (a pickle-free ``.npz``
+written by :mod:`api.datasets.codec`); ``stored_sha256`` lets a reader check
+that the chunks it joined are the bytes that were written. Callers own the
+transaction: nothing here commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    and_,
+    delete,
+    insert,
+    or_,
+    select,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from api.db.models import Base, Job, new_id, utcnow
+
+CHUNK_BYTES = 2**20
+ACTIVE_JOB_STATUSES = ("queued", "running")
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+    __table_args__ = (
+        Index("ix_datasets_team_created", "team_id", "created_at", "id"),
+        # The same content with the same parsing options is the same dataset (per team).
+        Index("uq_datasets_team_content", "team_id", "sha256", "options_hash", unique=True),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"))
+    created_by_key: Mapped[str | None] = mapped_column(String(32), default=None)
+    name: Mapped[str] = mapped_column(String(200))
+    format: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64))  # of the uploaded file, as sent
+    options_hash: Mapped[str] = mapped_column(String(64))  # of the resolved parse options
+    size_bytes: Mapped[int] = mapped_column(BigInteger)  # the uploaded file
+    stored_bytes: Mapped[int] = mapped_column(BigInteger)  # the normalised content
+    stored_sha256: Mapped[str] = mapped_column(String(64))
+    n_chunks: Mapped[int] = mapped_column(Integer)
+    task: Mapped[str] = mapped_column(String(16))
+    modality: Mapped[str] = mapped_column(String(16))
+    n_samples: Mapped[int] = mapped_column(BigInteger)
+    # DatasetInfo-compatible facts plus class names/counts, feature names, target summary.
+    info: Mapped[dict[str, Any]] = mapped_column(JSON)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    notes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DatasetChunk(Base):
+    __tablename__ = "dataset_chunks"
+
+    dataset_id: Mapped[str] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+def find_by_content(
+    session: Session, team_id: str, sha256: str, options_hash: str
+) -> Dataset | None:
+    return session.scalar(
+        select(Dataset).where(
+            Dataset.team_id == team_id,
+            Dataset.sha256 == sha256,
+            Dataset.options_hash == options_hash,
+        )
+    )
+
+
+def create_dataset(session: Session, *, content: bytes, **fields: Any) -> Dataset:
+    """Insert the row and its chunks (flushed, not committed)."""
+    chunks = [content[i : i + CHUNK_BYTES] for i in range(0, len(content), CHUNK_BYTES)]
+    dataset = Dataset(n_chunks=len(chunks), stored_bytes=len(content), **fields)
+    session.add(dataset)
+    session.flush()
+    if chunks:
+        session.execute(
+            insert(DatasetChunk),
+            [{"dataset_id": dataset.id, "seq": i, "data": c} for i, c in enumerate(chunks)],
+        )
+    return dataset
+
+
+def get_dataset(
+    session: Session, dataset_id: str, team_id: str, *, lock: str | None = None
+) -> Dataset | None:
+    """The team's dataset, or None (another team's dataset is None too).
+
+    ``lock="share"`` (a job being created on it) and ``lock="update"`` (a delete)
+    serialise the two on PostgreSQL, so a job can never be queued on a dataset
+    that a concurrent delete removes. SQLite ignores them (it has one writer).
+    """
+    stmt = select(Dataset).where(Dataset.id == dataset_id, Dataset.team_id == team_id)
+    if lock is not None:
+        stmt = stmt.with_for_update(read=lock == "share")
+    return session.scalar(stmt)
+
+
+def list_datasets(
+    session: Session, team_id: str, *, limit: int, after: tuple[datetime, str] | None = None
+) -> Sequence[Dataset]:
+    """Newest first; ``after`` is the (created_at, id) of the previous page's last row."""
+    stmt = select(Dataset).where(Dataset.team_id == team_id)
+    if after is not None:
+        created, last_id = after
+        stmt = stmt.where(
+            or_(
+                Dataset.created_at < created,
+                and_(Dataset.created_at == created, Dataset.id < last_id),
+            )
+        )
+    stmt = stmt.order_by(Dataset.created_at.desc(), Dataset.id.desc()).limit(limit)
+    return session.scalars(stmt).all()
+
+
+def active_jobs_using(session: Session, dataset: Dataset) -> list[str]:
+    """Ids of the team's queued or running jobs whose spec names this dataset."""
+    source_id = Job.spec[("dataset", "source", "dataset_id")].as_string()
+    stmt = (
+        select(Job.id)
+        .where(
+            Job.team_id == dataset.team_id,
+            Job.status.in_(ACTIVE_JOB_STATUSES),
+            source_id == dataset.id,
+        )
+        .order_by(Job.created_at)
+        .limit(10)
+    )
+    return list(session.scalars(stmt).all())
+
+
+def delete_dataset(session: Session, dataset: Dataset) -> None:
+    session.execute(delete(DatasetChunk).where(DatasetChunk.dataset_id == dataset.id))
+    session.delete(dataset)
+    session.flush()
+
+
+class CorruptDataset(Exception):
+    """The stored chunks do not add up to the bytes that were written."""
+
+
+def read_content(session: Session, dataset: Dataset) -> bytes:
+    """The normalised content, checked against its size and sha256."""
+    parts = session.scalars(
+        select(DatasetChunk.data)
+        .where(DatasetChunk.dataset_id == dataset.id)
+        .order_by(DatasetChunk.seq)
+    ).all()
+    content = b"".join(parts)
+    if (
+        len(parts) != dataset.n_chunks
+        or len(content) != dataset.stored_bytes
+        or hashlib.sha256(content).hexdigest() != dataset.stored_sha256
+    ):
+        raise CorruptDataset(f"dataset {dataset.id}: stored content does not match its checksum")
+    return content

@@ -1,0 +1,113 @@
+"""Which queued job a free worker runs next: quotas, priority, fairness.
+
+A broker message is a doorbell, not an assignment: the worker that receives
+one claims the best *eligible* job of that queue. Eligible means its team is
+under ``max_running_jobs``. Among teams, the one served least recently goes
+first (round-robin, so one team's burst cannot starve another); within a
+team, higher ``priority`` first, then oldest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from api.db import jobs as repo
+from api.db.models import Job, Team, utcnow
+
+MAX_CANDIDATES = 2000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    job_id: str
+    attempt: int
+
+
+def _running_by_team(session: Session) -> dict[str, int]:
+    rows = session.execute(
+        select(Job.team_id, func.count()).where(Job.status == "running").group_by(Job.team_id)
+    )
+    return {team: int(n) for team, n in rows}
+
+
+def _quotas(session: Session) -> dict[str, int | None]:
+    return {team: quota for team, quota in session.execute(select(Team.id, Team.max_running_jobs))}
+
+
+def _last_served(session: Session, teams: set[str]) -> dict[str, datetime]:
+    rows = session.execute(
+        select(Job.team_id, func.max(Job.started_at))
+        .where(Job.team_id.in_(teams))
+        .group_by(Job.team_id)
+    )
+    return {team: when for team, when in rows if when is not None}
+
+
+def team_at_quota(session: Session, team_id: str) -> bool:
+    quota = session.scalar(select(Team.max_running_jobs).where(Team.id == team_id))
+    if quota is None:
+        return False
+    return _running_by_team(session).get(team_id, 0) >= quota
+
+
+def pick_order(session: Session, queue: str) -> list[str]:
+    """Queued job ids of ``queue`` in the order free slots should go to them."""
+    candidates = session.execute(
+        select(Job.id, Job.team_id)
+        .where(Job.status == "queued", Job.queue == queue, Job.cancel_requested.is_(False))
+        .order_by(Job.priority.desc(), Job.created_at, Job.id)
+        .limit(MAX_CANDIDATES)
+    ).all()
+    if not candidates:
+        return []
+    running, quotas = _running_by_team(session), _quotas(session)
+    best: dict[str, list[str]] = {}
+    for job_id, team_id in candidates:
+        best.setdefault(team_id, []).append(job_id)
+    eligible = [t for t in best if quotas.get(t) is None or running.get(t, 0) < (quotas[t] or 0)]
+    served = _last_served(session, set(eligible))
+    eligible.sort(key=lambda t: served.get(t, _EPOCH))
+    return [best[t][0] for t in eligible]
+
+
+def claim_next(session: Session, queue: str, lease_seconds: float) -> Claimed | None:
+    """Claim the best eligible job of ``queue``; None when nothing may run now."""
+    for job_id in pick_order(session, queue)[:5]:
+        team_id = session.scalar(select(Job.team_id).where(Job.id == job_id))
+        if team_id is None:
+            continue
+        # Serialise claims within a team (PostgreSQL row lock; SQLite has one writer),
+        # so two workers cannot both take a team's last free slot.
+        session.execute(select(Team.id).where(Team.id == team_id).with_for_update())
+        if team_at_quota(session, team_id):
+            continue
+        now = utcnow()
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == "queued", Job.cancel_requested.is_(False))
+            .values(
+                status="running",
+                attempt=Job.attempt + 1,
+                updated_at=now,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                started_at=now,
+                status_reason=None,
+                error=None,
+            )
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            continue  # someone else got it
+        attempt = session.scalar(select(Job.attempt).where(Job.id == job_id))
+        assert attempt is not None
+        repo.record_transition(session, job_id, "queued", "running", None, attempt)
+        return Claimed(job_id, attempt)
+    return None
+
+
+def queue_of(session: Session, job_id: str) -> str | None:
+    return session.scalar(select(Job.queue).where(Job.id == job_id))

@@ -1,0 +1,158 @@
+"""Request-body guard: hostile JSON is a clear 4xx before any handler runs.
+
+Pure ASGI so it can count bytes as they stream in (413 without buffering an
+unbounded body) and replay the checked body to the app. Multipart bodies pass
+through: the upload routes enforce their own, larger, streaming limit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.problems import PROBLEM_JSON, Problem
+
+MAX_DEPTH = 64
+INT64 = 2**63
+
+
+class BodyRejected(Exception):
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail = status, title, detail
+
+
+def _reject_constant(name: str) -> Any:
+    raise BodyRejected(400, "Malformed JSON", f"{name} is not valid JSON; send a number.")
+
+
+def _bounded_int(text: str) -> int:
+    value = int(text)
+    if not -INT64 <= value < INT64:
+        raise BodyRejected(422, "Number out of range", "Integers must fit in 64 bits.")
+    return value
+
+
+def _depth(value: Any, limit: int) -> int:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    deepest = 0
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > limit:
+            return depth
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def check_json(body: bytes) -> None:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BodyRejected(400, "Malformed JSON", "The body is not UTF-8.") from exc
+    if "\x00" in text or "\\u0000" in text:
+        raise BodyRejected(400, "Malformed JSON", "NUL characters are not accepted.")
+    # Cheap bracket count first, so a deeply nested body never reaches the recursive parser.
+    depth = running = 0
+    for ch in text:
+        if ch in "[{":
+            running += 1
+            depth = max(depth, running)
+        elif ch in "]}":
+            running -= 1
+    if depth > MAX_DEPTH:
+        raise BodyRejected(400, "Malformed JSON", f"Nesting deeper than {MAX_DEPTH} levels.")
+    try:
+        json.loads(text, parse_constant=_reject_constant, parse_int=_bounded_int)
+    except json.JSONDecodeError as exc:
+        raise BodyRejected(
+            400, "Malformed JSON", f"{exc.msg} at line {exc.lineno} column {exc.colno}."
+        ) from exc
+    except RecursionError as exc:
+        raise BodyRejected(400, "Malformed JSON", "Nesting too deep.") from exc
+
+
+class BodyGuard:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app, self.max_body_bytes = app, max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode().lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type.startswith("multipart/"):
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await self._read(headers, receive)
+            if body:
+                if content_type != "application/json":
+                    raise BodyRejected(
+                        415,
+                        "Unsupported media type",
+                        "Send JSON with `Content-Type: application/json`.",
+                    )
+                check_json(body)
+        except BodyRejected as exc:
+            await _send_problem(send, exc, scope.get("path", ""))
+            return
+        await self.app(scope, _replay(body), send)
+
+    async def _read(self, headers: dict[str, str], receive: Receive) -> bytes:
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise BodyRejected(
+                413, "Request body too large", f"The limit is {self.max_body_bytes} bytes."
+            )
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise BodyRejected(
+                    413, "Request body too large", f"The limit is {self.max_body_bytes} bytes."
+                )
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+async def _send_problem(send: Send, exc: BodyRejected, path: str) -> None:
+    payload = Problem(title=exc.title, status=exc.status, detail=exc.detail, instance=path)
+    body = payload.model_dump_json(exclude_none=True).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": exc.status,
+            "headers": [
+                (b"content-type", PROBLEM_JSON.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,88 @@
+"""/v1/jobs/{job_id}/checkpoints: list a job's checkpoints, download their weights."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session, sessionmaker
+
+from api import jobs_service as service
+from api.db import checkpoints as repo
+from api.deps import PrincipalDep, SessionDep
+from api.problems import Problem, ProblemError
+from api.schemas import CheckpointList, CheckpointRead
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": Problem, "description": "Missing or invalid API key."},
+    404: {"model": Problem, "description": "No such job or checkpoint (or another team's)."},
+    422: {"model": Problem, "description": "Invalid input; `errors` lists every problem."},
+}
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=_ERRORS)
+
+
+def _read(ckpt: repo.Checkpoint) -> CheckpointRead:
+    return CheckpointRead.model_validate(repo.payload(ckpt))
+
+
+@router.get("/{job_id}/checkpoints", response_model=CheckpointList)
+def list_checkpoints(job_id: str, session: SessionDep, principal: PrincipalDep) -> CheckpointList:
+    """The job's kept checkpoints, oldest first; retention has removed the others."""
+    job = service.get_job_or_404(session, principal, job_id)
+    return CheckpointList(items=[_read(c) for c in repo.list_checkpoints(session, job.id)])
+
+
+def _stream(factory: sessionmaker[Session], checkpoint_id: int) -> Iterator[bytes]:
+    # Its own session: the request's is closed once the headers are out. One
+    # chunk row per query, so a large file never sits in memory whole.
+    with factory() as session:
+        try:
+            yield from repo.iter_file(session, checkpoint_id, "weights")
+        except LookupError:
+            # Headers (and Content-Length) are sent: all we can do is cut the
+            # body short, which every client reports as an incomplete download.
+            log.warning("checkpoint %s was deleted during its download", checkpoint_id)
+            raise
+
+
+@router.get(
+    "/{job_id}/checkpoints/{checkpoint_id}/download",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+            "description": "The weights as a safetensors file (the model's state_dict).",
+        }
+    },
+)
+def download_checkpoint(
+    job_id: str,
+    checkpoint_id: int,
+    request: Request,
+    session: SessionDep,
+    principal: PrincipalDep,
+) -> StreamingResponse:
+    """The checkpoint's weights (safetensors), streamed chunk by chunk."""
+    job = service.get_job_or_404(session, principal, job_id)
+    ckpt = repo.get_checkpoint(session, job.id, checkpoint_id)
+    if ckpt is None:
+        raise ProblemError(404, "Not found", f"No checkpoint {checkpoint_id} of job {job_id!r}.")
+    filename = f"{job.id}-step{ckpt.step}.safetensors"
+    headers = {
+        "Content-Disposition": f'attachment; filename="{filename}"',
+        "Content-Length": str(ckpt.size_bytes),
+        "ETag": f'"{ckpt.sha256}"',
+        "X-Checksum-Sha256": ckpt.sha256,
+    }
+    session.close()  # release the connection before a possibly long download
+    return StreamingResponse(
+        _stream(request.app.state.session_factory, ckpt.id),
+        media_type="application/octet-stream",
+        headers=headers,
+    )

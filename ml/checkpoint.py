@@ -1,0 +1,169 @@
+"""Checkpoints as two safetensors files (never pickle): weights, and what a resume needs.
+
+``weights``: the model's ``state_dict`` (parameters and buffers), what a user
+downloads. ``resume``: tensors for the optimizer state (``optim.<param>.<key>``),
+the RNG states (``rng.cpu``, ``rng.cuda.<i>``) and, with
+``restore_best_weights``, the best epoch's weights (``best.<name>``); plus one
+JSON document in the safetensors metadata (key ``trainforge``) with everything
+else: counters, the optimizer's param groups and non-tensor state, the
+schedule's and early stopping's ``state_dict()``, the partial epoch's metric
+sums, the grad scaler. The data order needs no state: an epoch's permutation
+derives from (seed, epoch), and ``batch`` says where in it the run stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+from ml.architecture import TrainError
+from ml.monitor import decode_float, encode_float
+from ml.sinks import CheckpointBlob
+
+FORMAT = 1
+_META_KEY = "trainforge"
+
+
+@dataclass
+class RunState:
+    """Where a run is, besides model and optimizer tensors (all JSON-able)."""
+
+    epoch: int = 0  # index of the epoch in progress (or next to run)
+    batch: int = 0  # batches of that epoch already done (0 at an epoch boundary)
+    step: int = 0  # global optimizer steps done
+    epochs_completed: int = 0
+    schedule: dict[str, Any] = field(default_factory=dict)
+    early_stopping: dict[str, Any] | None = None
+    partial: dict[str, float] = field(default_factory=dict)  # the epoch's metric sums so far
+    last_metrics: dict[str, float] = field(default_factory=dict)
+    best_metrics: dict[str, float] | None = None
+    finished: Literal["completed", "early_stopped"] | None = None  # once the run is over
+    stopped_epoch: int | None = None
+    scaler: dict[str, Any] | None = None
+
+
+def _cpu(t: Tensor) -> Tensor:
+    return t.detach().to("cpu").contiguous().clone()
+
+
+def _floats_out(d: dict[str, float] | None) -> dict[str, Any] | None:
+    return None if d is None else {k: encode_float(v) for k, v in d.items()}
+
+
+def _floats_in(d: dict[str, Any] | None) -> dict[str, float] | None:
+    if d is None:
+        return None
+    return {k: float(v) for k, v in ((k, decode_float(v)) for k, v in d.items()) if v is not None}
+
+
+def save_weights(state_dict: dict[str, Tensor]) -> bytes:
+    return st_save({k: _cpu(v) for k, v in state_dict.items()}, metadata={"format": "pt"})
+
+
+def pack(
+    model: nn.Module,
+    optimizer: Optimizer,
+    state: RunState,
+    best_weights: dict[str, Tensor] | None = None,
+) -> CheckpointBlob:
+    tensors: dict[str, Tensor] = {}
+    opt_state = optimizer.state_dict()
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, entry in opt_state["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, Tensor):
+                tensors[f"optim.{idx}.{key}"] = _cpu(value)
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    tensors["rng.cpu"] = _cpu(torch.get_rng_state())
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = _cpu(s)
+    for name, value in (best_weights or {}).items():
+        tensors[f"best.{name}"] = _cpu(value)
+    doc = asdict(state)
+    for key in ("partial", "last_metrics", "best_metrics"):
+        doc[key] = _floats_out(doc[key])
+    meta = {
+        "format": FORMAT,
+        "run": doc,
+        "optimizer": {"param_groups": opt_state["param_groups"], "scalars": scalars},
+    }
+    resume = st_save(tensors, metadata={_META_KEY: json.dumps(meta, allow_nan=False)})
+    return CheckpointBlob(weights=save_weights(model.state_dict()), resume=resume)
+
+
+def unpack(
+    blob: CheckpointBlob, model: nn.Module, optimizer: Optimizer
+) -> tuple[RunState, dict[str, Tensor] | None]:
+    """Load a checkpoint into ``model`` and ``optimizer``, restore the RNG states.
+
+    Returns the run state and the best weights (if the checkpoint has them).
+    Raises TrainError when the checkpoint does not fit this job's model.
+    """
+    weights = st_load(blob.weights)
+    tensors = st_load(blob.resume)
+    meta = _read_meta(blob.resume)
+    if meta.get("format") != FORMAT:
+        raise TrainError(f"checkpoint format {meta.get('format')!r} is not {FORMAT}")
+    device = next(model.parameters()).device
+    try:
+        model.load_state_dict({k: v.to(device) for k, v in weights.items()})
+    except RuntimeError as e:
+        raise TrainError(f"the checkpoint does not fit this job's model: {e}") from e
+
+    opt_meta = meta["optimizer"]
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    opt_state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, idx, key = name.split(".", 2)
+            param = params[int(idx)] if int(idx) < len(params) else None
+            if param is not None and value.shape == param.shape:
+                # safetensors stores row-major; a moment buffer must have its parameter's
+                # layout (e.g. channels_last), or the update pairs up the wrong elements.
+                value = torch.empty_like(param, dtype=value.dtype).copy_(value)
+            opt_state.setdefault(int(idx), {})[key] = value
+    for idx, entry in opt_meta["scalars"].items():
+        opt_state.setdefault(int(idx), {}).update(entry)
+    groups = opt_meta["param_groups"]
+    for g in groups:  # JSON turned tuples into lists
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
+    try:
+        optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
+    except (ValueError, KeyError) as e:
+        raise TrainError(f"the checkpoint's optimizer state does not fit this job: {e}") from e
+
+    torch.set_rng_state(tensors["rng.cpu"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+    best = {
+        k.removeprefix("best."): v.to(device) for k, v in tensors.items() if k.startswith("best.")
+    }
+    doc = meta["run"]
+    if doc.get("finished") not in (None, "completed", "early_stopped"):
+        raise TrainError(f"the checkpoint says the run ended as {doc['finished']!r}")
+    for key in ("partial", "last_metrics", "best_metrics"):
+        doc[key] = _floats_in(doc[key])
+    return RunState(**doc), (best or None)
+
+
+def _read_meta(data: bytes) -> dict[str, Any]:
+    # safetensors layout: 8-byte little-endian header length, then the JSON header.
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    raw = header.get("__metadata__", {}).get(_META_KEY)
+    if raw is None:
+        raise TrainError("the checkpoint has no trainforge resume metadata")
+    meta: dict[str, Any] = json.loads(raw)
+    return meta

@@ -1,0 +1,237 @@
+"""Dataset facts and the semantic checks a spec must pass before it is queued.
+
+Torch-free: the API runs :func:`check_spec` on every submitted spec (after
+pydantic validation) and answers 422 with *all* problems at once, each with
+its location inside the spec. The worker never relies on these checks having
+run -- the engine raises its own errors -- but a spec that passes them should
+not fail for any reason they cover.
+
+Choices (also in docs/spec.md):
+
+- ``batch_size`` larger than the training split is allowed, as in Keras: an
+  epoch is then one (partial) batch.
+- Monitors are limited to what every job logs per epoch: ``loss`` and
+  ``accuracy`` (classification only), and their ``val_`` twins when there is
+  a validation split. ``checkpointing.monitor`` is only checked while
+  ``keep_best > 0`` (otherwise nothing reads it).
+- The validation split is stratified for classification, so each side must
+  hold at least one sample per class (scikit-learn's stratified split rule).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from ml.schedules import warmup_steps
+from ml.spec import (
+    BuiltinSource,
+    CNNModel,
+    CosineSchedule,
+    JobSpec,
+    MLPModel,
+    MultiStepSchedule,
+    OneCycleSchedule,
+    ReduceOnPlateauSchedule,
+    TextModel,
+)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    task: Literal["classification", "regression"]
+    modality: Literal["tabular", "image", "text"]
+    n_samples: int
+    n_features: int  # flattened feature count (0 for text)
+    image_shape: tuple[int, int, int] | None  # (C, H, W) for images
+    n_classes: int  # 0 for regression
+
+
+# Facts about the scikit-learn datasets, hard-coded so that validating a spec
+# loads nothing (tests/ml/test_checks.py compares them with scikit-learn).
+_BUILTIN: dict[str, DatasetInfo] = {
+    "digits": DatasetInfo("classification", "image", 1797, 64, (1, 8, 8), 10),
+    "iris": DatasetInfo("classification", "tabular", 150, 4, None, 3),
+    "wine": DatasetInfo("classification", "tabular", 178, 13, None, 3),
+    "breast_cancer": DatasetInfo("classification", "tabular", 569, 30, None, 2),
+    "diabetes": DatasetInfo("regression", "tabular", 442, 10, None, 0),
+}
+
+
+def builtin_info(source: BuiltinSource) -> DatasetInfo:
+    """What a builtin dataset looks like; ``synthetic`` follows its options."""
+    if source.name != "synthetic":
+        return _BUILTIN[source.name]
+    opts = source.synthetic
+    task: Literal["classification", "regression"] = (
+        "regression" if opts.n_classes == 0 else "classification"
+    )
+    if opts.image_shape is not None:
+        c, h, w = opts.image_shape
+        return DatasetInfo(
+            task, "image", opts.n_samples, c * h * w, opts.image_shape, opts.n_classes
+        )
+    return DatasetInfo(task, "tabular", opts.n_samples, opts.n_features, None, opts.n_classes)
+
+
+def split_sizes(n_samples: int, validation_split: float) -> tuple[int, int]:
+    """(n_train, n_val) exactly as scikit-learn's ``train_test_split(test_size=split)``.
+
+    ``n_val = ceil(n_samples * split)`` computed in floating point, as
+    scikit-learn does (so 100 samples at 0.07 give 8 for validation, not 7);
+    a split of 0 means no validation set. Re-exported by ``ml.plan``.
+    """
+    n_val = math.ceil(n_samples * validation_split) if validation_split > 0 else 0
+    return n_samples - n_val, n_val
+
+
+@dataclass(frozen=True)
+class SpecProblem:
+    loc: tuple[str | int, ...]  # location inside the spec, e.g. ("schedule", "patience")
+    msg: str  # what is wrong and what to do about it
+    type: str  # short machine code, e.g. "augmentation_not_image"
+
+
+MONITORABLE = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+def monitorable_metrics(spec: JobSpec, info: DatasetInfo) -> list[str]:
+    """The metric names this job can monitor (early stopping, plateau, best checkpoints)."""
+    _, n_val = split_sizes(info.n_samples, spec.dataset.validation_split)
+    names = ["loss"] + (["accuracy"] if info.task == "classification" else [])
+    return names + ([f"val_{n}" for n in names] if n_val > 0 else [])
+
+
+def check_spec(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
+    """Every semantic problem of ``spec`` on a dataset described by ``info`` ([] = fine)."""
+    problems: list[SpecProblem] = []
+
+    def add(loc: tuple[str | int, ...], msg: str, code: str) -> None:
+        problems.append(SpecProblem(loc, msg, code))
+
+    classification = info.task == "classification"
+    source = spec.dataset.source
+    # Shape and class count come from the synthetic options or from an upload.
+    synthetic = isinstance(source, BuiltinSource) and source.name == "synthetic"
+    src_loc: tuple[str, ...] = ("dataset", "source") + (("synthetic",) if synthetic else ())
+
+    # ---- the data itself
+    if info.image_shape is not None and min(info.image_shape) < 1:
+        shape = list(info.image_shape)
+        add((*src_loc, "image_shape"), f"every image dimension must be >= 1, got {shape}",
+            "invalid_image_shape")  # fmt: skip
+    if classification and info.n_classes < 2:
+        add((*src_loc, "n_classes"),
+            "classification needs at least 2 classes (0 makes a regression target)",
+            "too_few_classes")  # fmt: skip
+    n_train, n_val = split_sizes(info.n_samples, spec.dataset.validation_split)
+    split = ("dataset", "validation_split")
+    if n_train < 1:
+        add(split, f"validation_split {spec.dataset.validation_split} leaves no training sample "
+            f"out of {info.n_samples}; lower it", "split_empty_train")  # fmt: skip
+    elif classification and n_val > 0 and min(n_train, n_val) < info.n_classes:
+        add(split, f"the stratified split gives {n_train} training and {n_val} validation "
+            f"samples; each side needs at least one per class ({info.n_classes}): change "
+            "validation_split", "split_too_small_for_stratify")  # fmt: skip
+
+    # ---- model and augmentation vs modality
+    modality = info.modality
+    if spec.augmentation is not None and modality != "image":
+        add(("augmentation",), f"augmentation applies to images only and this dataset is "
+            f"{modality}: remove the augmentation part", "augmentation_not_image")  # fmt: skip
+    model, kind = spec.model, ("model", "kind")
+    if isinstance(model, CNNModel) and modality != "image":
+        use = "'mlp'" if modality == "tabular" else "'text'"
+        add(kind, f"a cnn needs image data and this dataset is {modality}: use {use}",
+            "model_needs_image")  # fmt: skip
+    elif isinstance(model, TextModel) and modality != "text":
+        use = "'cnn' or 'mlp'" if modality == "image" else "'mlp'"
+        add(kind, f"a text model needs text data and this dataset is {modality}: use {use}",
+            "model_needs_text")  # fmt: skip
+    elif isinstance(model, MLPModel) and modality == "text":
+        add(kind, "an mlp cannot read raw text: use 'text'", "model_not_for_text")
+
+    # ---- loss vs task
+    if spec.loss == "cross_entropy" and not classification:
+        add(("loss",), "cross_entropy needs class labels and this dataset is a regression: "
+            "use 'mse', 'mae', 'huber' or 'auto'", "loss_task_mismatch")  # fmt: skip
+    if spec.loss in ("mse", "mae", "huber") and classification:
+        add(("loss",), f"{spec.loss} needs a regression target and this dataset has classes: "
+            "use 'cross_entropy' or 'auto'", "loss_task_mismatch")  # fmt: skip
+    if spec.regularization.label_smoothing > 0 and not classification:
+        add(("regularization", "label_smoothing"),
+            "label smoothing applies to class labels: set it to 0 for a regression",
+            "label_smoothing_regression")  # fmt: skip
+
+    # ---- monitors
+    produced = monitorable_metrics(spec, info)
+    if spec.early_stopping is not None:
+        problems += _monitor(("early_stopping", "monitor"), spec.early_stopping.monitor, produced)
+    if spec.checkpointing.keep_best > 0:
+        hint = " (or set checkpointing.keep_best to 0)"
+        problems += _monitor(
+            ("checkpointing", "monitor"), spec.checkpointing.monitor, produced, hint
+        )
+    if isinstance(spec.schedule, ReduceOnPlateauSchedule):
+        problems += _monitor(("schedule", "monitor"), spec.schedule.monitor, produced)
+
+    # ---- schedule and run length
+    problems += _schedule(spec, n_train)
+    es = spec.early_stopping
+    if es is not None and es.start_from_epoch >= spec.epochs:
+        add(("early_stopping", "start_from_epoch"),
+            f"start_from_epoch {es.start_from_epoch} is not before the last epoch "
+            f"({spec.epochs - 1}, counting from 0): early stopping would never look at a metric",
+            "start_after_run")  # fmt: skip
+    return problems
+
+
+def _monitor(
+    loc: tuple[str | int, ...], name: str, produced: list[str], hint: str = ""
+) -> list[SpecProblem]:
+    if name not in MONITORABLE:
+        choices = ", ".join(repr(m) for m in produced)
+        return [SpecProblem(loc, f"{name!r} is not a metric a job can monitor: use one of "
+                            f"{choices}{hint}", "monitor_unknown")]  # fmt: skip
+    out: list[SpecProblem] = []
+    base = name.removeprefix("val_")
+    if base == "accuracy" and "accuracy" not in produced:
+        other = name.replace("accuracy", "loss")
+        out.append(SpecProblem(loc, f"{name!r} is only computed for classification: monitor "
+                               f"{other!r}{hint}", "monitor_needs_classification"))  # fmt: skip
+    if name.startswith("val_") and "val_loss" not in produced:
+        out.append(SpecProblem(loc, f"{name!r} needs a validation split: set "
+                               f"dataset.validation_split > 0 or monitor {base!r}{hint}",
+                               "monitor_needs_validation"))  # fmt: skip
+    return out
+
+
+def _schedule(spec: JobSpec, n_train: int) -> list[SpecProblem]:
+    sched, out = spec.schedule, []
+    if n_train < 1:
+        # No step count: the schedules that need one say so; the split problem says why.
+        if isinstance(sched, (OneCycleSchedule, CosineSchedule)):
+            out.append(SpecProblem(("schedule", "kind"), f"{sched.kind} needs the number of "
+                                   "optimizer steps, and the training split is empty",
+                                   "schedule_needs_steps"))  # fmt: skip
+        return out
+    steps_per_epoch = math.ceil(n_train / spec.dataset.batch_size)
+    total = spec.epochs * steps_per_epoch
+    warm = warmup_steps(sched.warmup, steps_per_epoch)
+    if warm > total:
+        out.append(SpecProblem(("schedule", "warmup"), f"the warmup lasts {warm} optimizer "
+                               f"steps but the run has only {total} ({spec.epochs} epochs x "
+                               f"{steps_per_epoch} steps): shorten it",
+                               "warmup_too_long"))  # fmt: skip
+    if isinstance(sched, MultiStepSchedule):
+        for i, m in enumerate(sched.milestones):
+            if m >= spec.epochs:
+                out.append(SpecProblem(("schedule", "milestones", i), f"milestone {m} is never "
+                                       f"reached: epochs run from 0 to {spec.epochs - 1}",
+                                       "milestone_after_run"))  # fmt: skip
+    if isinstance(sched, ReduceOnPlateauSchedule) and sched.min_lr > spec.optimizer.lr:
+        out.append(SpecProblem(("schedule", "min_lr"), f"min_lr {sched.min_lr} is above the "
+                               f"optimizer's lr {spec.optimizer.lr}: the first reduction would "
+                               "raise the rate", "min_lr_above_lr"))  # fmt: skip
+    return out

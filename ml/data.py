@@ -1,0 +1,268 @@
+"""Datasets: load, split, normalize, put on the training device, and batch.
+
+- Builtins come from scikit-learn (shipped with it, nothing is downloaded);
+  ``synthetic`` is generated from ``spec.seed``. Anything else (an upload) is
+  handed to the engine as a :class:`LoadedDataset`.
+- The validation split is scikit-learn's ``train_test_split`` with
+  ``n_val = ceil(n · validation_split)`` (``ml.plan.split_sizes``), stratified
+  for classification, seeded by ``spec.seed``. It falls back to an
+  unstratified split when a class has fewer than two samples.
+- Normalization statistics come from the training split only and are then
+  applied to both splits. Tabular data is scaled per feature, images per
+  channel (over N, H, W), so that augmentation moves pixels between positions
+  that share one scale. A constant feature keeps scale 1.
+- Data that fits stays on the device as two tensors; an epoch is a seeded
+  permutation (derived from (seed, epoch), so a resumed run replays it) sliced
+  into batches by index: no DataLoader, no per-sample Python. The last partial
+  batch is kept, as Keras does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from sklearn import datasets as skd
+from sklearn.model_selection import train_test_split
+from torch import Tensor
+
+from ml.architecture import TrainError
+from ml.checks import DatasetInfo, builtin_info
+from ml.plan import split_sizes
+from ml.spec import BuiltinSource, JobSpec, Normalization
+
+# Keep data on a GPU only while it takes at most this share of the free memory.
+_DEVICE_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class LoadedDataset:
+    """A dataset in host memory, before splitting.
+
+    ``x``: float array (N, F) for tabular data or (N, C, H, W) for images.
+    ``y``: class ids 0..K-1 (N,) for classification, targets (N,) for regression.
+    """
+
+    x: NDArray[np.floating]
+    y: NDArray[np.generic]
+    info: DatasetInfo
+
+
+def load_dataset(spec: JobSpec) -> LoadedDataset:
+    source = spec.dataset.source
+    if not isinstance(source, BuiltinSource):
+        raise TrainError(
+            f"dataset {source.dataset_id!r} is an upload: the worker must load it and pass "
+            "it as train(..., dataset=LoadedDataset(...))"
+        )
+    info = builtin_info(source)
+    if source.name == "synthetic":
+        x, y = _synthetic(info, spec.seed)
+    else:
+        loaders = {
+            "digits": skd.load_digits,
+            "iris": skd.load_iris,
+            "wine": skd.load_wine,
+            "breast_cancer": skd.load_breast_cancer,
+            "diabetes": skd.load_diabetes,
+        }
+        bunch = loaders[source.name]()
+        x, y = np.asarray(bunch.data), np.asarray(bunch.target)
+        if info.image_shape is not None:
+            x = x.reshape(len(x), *info.image_shape)
+    return LoadedDataset(x.astype(np.float32), y, info)
+
+
+def _synthetic(info: DatasetInfo, seed: int) -> tuple[NDArray[np.floating], NDArray[np.generic]]:
+    n, k = info.n_samples, info.n_classes
+    if info.task == "classification" and k < 2:
+        raise TrainError("a synthetic classification needs n_classes >= 2 (0 for regression)")
+    if info.image_shape is not None:
+        return _synthetic_images(n, k, info.image_shape, seed)
+    f = info.n_features
+    if info.task == "regression":
+        x, y = skd.make_regression(
+            n_samples=n, n_features=f, n_informative=min(f, 10), noise=0.1, random_state=seed
+        )
+        return x, y
+    # Enough informative features to place one cluster per class on a hypercube.
+    informative = min(f, max(2, math.ceil(math.log2(k)) + 1))
+    if 2**informative < k:
+        raise TrainError(
+            f"{k} synthetic classes need at least {math.ceil(math.log2(k))} features; "
+            "raise dataset.source.synthetic.n_features"
+        )
+    x, y = skd.make_classification(
+        n_samples=n, n_features=f, n_informative=informative, n_redundant=0,
+        n_repeated=0, n_classes=k, n_clusters_per_class=1, random_state=seed,
+    )  # fmt: skip
+    return x, y
+
+
+def _synthetic_images(
+    n: int, k: int, shape: tuple[int, int, int], seed: int
+) -> tuple[NDArray[np.floating], NDArray[np.generic]]:
+    """Smooth random images: class prototypes plus noise (or a regression on their mean)."""
+    rng = np.random.default_rng(seed)
+
+    def smooth(a: NDArray[np.floating]) -> NDArray[np.floating]:
+        for axis in (-1, -2):  # two passes of a 3-tap box filter per spatial axis
+            for _ in range(2):
+                a = (np.roll(a, 1, axis) + a + np.roll(a, -1, axis)) / 3
+        out: NDArray[np.floating] = a / (a.std(axis=(-3, -2, -1), keepdims=True) + 1e-8)
+        return out
+
+    if k == 0:
+        x = smooth(rng.standard_normal((n, *shape)))
+        y = x[:, :, : shape[1] // 2].mean(axis=(1, 2, 3)) * 10 + rng.normal(0, 0.1, n)
+        return x, y
+    prototypes = smooth(rng.standard_normal((k, *shape)))
+    y = rng.integers(0, k, n)
+    x = prototypes[y] + rng.standard_normal((n, *shape))
+    return x, y
+
+
+def split_indices(
+    ds: LoadedDataset, validation_split: float, seed: int
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """(train, validation) row indices: seeded, stratified for classification."""
+    n = len(ds.y)
+    n_train, n_val = split_sizes(n, validation_split)
+    if n_val == 0:
+        return np.arange(n), np.arange(0)
+    if n_train < 1:
+        raise TrainError(f"validation_split {validation_split} leaves no training sample")
+    stratify = None
+    if ds.info.task == "classification":
+        counts = np.unique(ds.y, return_counts=True)[1]
+        if counts.min() >= 2 and min(n_train, n_val) >= len(counts):
+            stratify = ds.y
+    train, val = train_test_split(
+        np.arange(n), test_size=n_val, stratify=stratify, random_state=seed, shuffle=True
+    )
+    return np.asarray(train), np.asarray(val)
+
+
+def fit_normalization(
+    x_train: NDArray[np.floating], kind: Normalization
+) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
+    """(shift, scale) so that (x - shift) / scale is normalized; None for ``none``."""
+    if kind == "none":
+        return None
+    axes = (0, 2, 3) if x_train.ndim == 4 else (0,)  # per channel for images
+    x = x_train.astype(np.float64)
+    if kind == "standard":
+        shift, scale = x.mean(axis=axes, keepdims=True), x.std(axis=axes, keepdims=True)
+    else:
+        lo, hi = x.min(axis=axes, keepdims=True), x.max(axis=axes, keepdims=True)
+        if kind == "minmax":  # [0, 1]
+            shift, scale = lo, hi - lo
+        else:  # minmax_symmetric: [-1, 1]
+            shift, scale = (hi + lo) / 2, (hi - lo) / 2
+    scale = np.where(scale > 0, scale, 1.0)
+    return shift, scale
+
+
+@dataclass
+class DeviceData:
+    """The splits as tensors: on the training device when they fit, else host memory."""
+
+    x_train: Tensor
+    y_train: Tensor
+    x_val: Tensor | None
+    y_val: Tensor | None
+    info: DatasetInfo
+    device: torch.device  # where batches must end up
+
+    @property
+    def n_train(self) -> int:
+        return int(self.x_train.shape[0])
+
+    @property
+    def n_val(self) -> int:
+        return 0 if self.x_val is None else int(self.x_val.shape[0])
+
+
+def prepare(spec: JobSpec, ds: LoadedDataset, device: torch.device) -> DeviceData:
+    """Split, normalize with training statistics, and place the data."""
+    train, val = split_indices(ds, spec.dataset.validation_split, spec.seed)
+    x = np.asarray(ds.x, dtype=np.float32)
+    # Token ids (text) are indices, never scaled.
+    normalization = (
+        "none" if ds.info.modality == "text" else spec.dataset.preprocessing.normalization
+    )
+    stats = fit_normalization(x[train], normalization)
+    if stats is not None:
+        x = ((x - stats[0]) / stats[1]).astype(np.float32)
+    if ds.info.task == "classification":
+        y = torch.from_numpy(np.asarray(ds.y, dtype=np.int64))
+    else:  # (N, 1) to match the single output unit
+        y = torch.from_numpy(np.asarray(ds.y, dtype=np.float32).reshape(-1, 1))
+    xt = torch.from_numpy(x)
+    on_device = _fits(device, x.nbytes + y.numel() * y.element_size())
+
+    def place(t: Tensor) -> Tensor:
+        if on_device:
+            return t.to(device)
+        # Too big for the GPU: stays in pinned host memory, batches are copied one by one.
+        return t.pin_memory() if device.type == "cuda" else t
+
+    tr, va = torch.from_numpy(train), torch.from_numpy(val)
+    return DeviceData(
+        x_train=place(xt[tr]),
+        y_train=place(y[tr]),
+        x_val=place(xt[va]) if len(val) else None,
+        y_val=place(y[va]) if len(val) else None,
+        info=ds.info,
+        device=device,
+    )
+
+
+def _fits(device: torch.device, nbytes: int) -> bool:
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= _DEVICE_SHARE * free
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A well-mixed 63-bit seed for one epoch's data order."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(2, np.uint64)[0] >> 1)
+
+
+def n_batches(n: int, batch_size: int) -> int:
+    return math.ceil(n / batch_size)
+
+
+def train_batches(
+    data: DeviceData, batch_size: int, shuffle: bool, seed: int, epoch: int, start: int = 0
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """The epoch's batches from batch ``start`` on (a resumed epoch skips what it did)."""
+    n, x, y = data.n_train, data.x_train, data.y_train
+    order: Tensor | None = None
+    if shuffle:
+        gen = torch.Generator().manual_seed(epoch_seed(seed, epoch))
+        order = torch.randperm(n, generator=gen).to(x.device)
+    copy = x.device != data.device  # only when the data did not fit on the device
+    for b in range(start, n_batches(n, batch_size)):
+        lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
+        if order is None:
+            xb, yb = x[lo:hi], y[lo:hi]
+        else:
+            idx = order[lo:hi]
+            xb, yb = x.index_select(0, idx), y.index_select(0, idx)
+        if copy:
+            xb, yb = xb.to(data.device, non_blocking=True), yb.to(data.device, non_blocking=True)
+        yield xb, yb
+
+
+def eval_batches(
+    x: Tensor, y: Tensor, batch_size: int, device: torch.device
+) -> Iterator[tuple[Tensor, Tensor]]:
+    for lo in range(0, int(x.shape[0]), batch_size):
+        hi = lo + batch_size
+        yield x[lo:hi].to(device, non_blocking=True), y[lo:hi].to(device, non_blocking=True)

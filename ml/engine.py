@@ -1,0 +1,476 @@
+"""The training loop: ``train(spec, ...)`` runs one job to its end and says how it ended.
+
+Conventions the sinks see:
+
+- ``step`` is the global optimizer step count (the first step is 1); an epoch's
+  metrics are logged at its last step, so a resumed run continues the series
+  with no gap and no duplicate.
+- ``epoch`` is the 0-based index of the epoch that step belongs to (Keras
+  callback numbering, also used by ``TrainResult.stopped_epoch``).
+  ``TrainResult.epochs_completed`` is a count.
+- ``on_progress(epochs_completed, step)`` is called every ``SYNC_EVERY`` steps
+  and at each epoch end; during an epoch its first argument is also that
+  epoch's 0-based index.
+- Metrics per epoch: loss (data loss plus the l1/l2 penalty, as Keras reports
+  it), accuracy, val_loss, val_accuracy, lr (the rate of the epoch's last
+  step), grad_norm (mean pre-clip global gradient norm over the epoch's
+  steps: all of them with clipping, which computes it anyway, else every
+  ``GRAD_NORM_EVERY``-th one, the first included -- as Lightning samples it
+  every logging interval), epoch_seconds (training plus validation) and
+  samples_per_second (training samples over training time).
+
+The device is read back only every ``SYNC_EVERY`` steps and at epoch ends:
+each step leaves its loss, outputs and grad norm on the device and the host
+collects what it needs in one copy. A non-finite loss is found there, with
+the exact step it happened at.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+import torch
+from torch import Tensor
+
+from ml.architecture import TrainError, is_classification
+from ml.augment import augment, is_active
+from ml.checkpoint import RunState, pack, unpack
+from ml.clipping import clip_gradients
+from ml.data import (
+    DeviceData,
+    LoadedDataset,
+    eval_batches,
+    load_dataset,
+    n_batches,
+    prepare,
+    train_batches,
+)
+from ml.early_stopping import EarlyStopping
+from ml.init import init_weights
+from ml.models import build_loss, build_model, kernel_weights, regularization_penalty
+from ml.optim import (
+    apply_decoupled_weight_decay,
+    build_optimizer,
+    has_decoupled_weight_decay,
+    set_lr,
+)
+from ml.schedules import LRSchedule, build_schedule
+from ml.sinks import CheckpointBlob, CheckpointSink, MetricSink, NeverStop, RunControl
+from ml.spec import JobSpec, ResourcesSpec
+
+__all__ = ["LoadedDataset", "NonFiniteLoss", "TrainError", "TrainResult", "train"]
+
+SYNC_EVERY = 32  # optimizer steps between reads of the device-side accumulators
+GRAD_NORM_EVERY = 8  # without clipping, grad_norm is sampled on every 8th step of an epoch
+# Validation batches: no gradients to hold, so up to 1024 samples (or 4M input values),
+# never fewer than the training batch.
+EVAL_BATCH, EVAL_VALUES = 1024, 1 << 22
+_AMP = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class TrainResult:
+    status_reason: Literal["completed", "early_stopped", "canceled"]
+    epochs_completed: int
+    step: int  # global optimizer steps done
+    final_metrics: dict[str, float]  # last epoch's, or the best epoch's with restore_best_weights
+    stopped_epoch: int | None  # 0-based epoch at which early stopping fired
+
+
+class NonFiniteLoss(Exception):
+    def __init__(self, step: int, epoch: int, value: float) -> None:
+        self.step, self.epoch = step, epoch
+        super().__init__(
+            f"the training loss became {value} at step {step} (epoch {epoch}, counting from 0). "
+            "Try a lower optimizer.lr, gradient clipping (clipping.kind 'global_norm'), "
+            "dataset.preprocessing.normalization 'standard', or resources.precision 'fp32'."
+        )
+
+
+class StepStats(NamedTuple):
+    """What one optimizer step leaves on the device, read at the next sync point."""
+
+    loss: Tensor  # 0-d: the loss that was minimized (data loss + l1/l2 penalty)
+    grad_norm: Tensor | None  # 0-d: global gradient norm before clipping, when measured
+    logits: Tensor | None  # classification: the batch's outputs and labels, for accuracy
+    labels: Tensor | None
+
+
+@dataclass
+class _Meter:
+    """One epoch's sums on the host, fed from the device at sync points only."""
+
+    loss: float = 0.0
+    correct: float = 0.0
+    samples: int = 0
+    grad_norm: float = 0.0
+    norms: int = 0
+    seconds: float = 0.0  # time already spent in this epoch before a resume
+    lr: float = 0.0
+    pending: list[tuple[int, int, StepStats]] = field(default_factory=list)
+
+    def add(self, step: int, n: int, stats: StepStats) -> None:
+        self.pending.append((step, n, stats))
+
+    def sync(self, epoch: int) -> None:
+        if not self.pending:
+            return
+        # Batched here rather than per step: a few kernels per sync instead of per step.
+        stats = [s for _, _, s in self.pending]
+        norms = [s.grad_norm.float() for s in stats if s.grad_norm is not None]
+        parts = [torch.stack([s.loss for s in stats] + norms)]
+        logits = [s.logits for s in stats if s.logits is not None]
+        labels = [s.labels for s in stats if s.labels is not None]
+        if logits:
+            correct = torch.cat(logits).argmax(1) == torch.cat(labels)
+            parts.append(correct.sum().view(1).to(parts[0].dtype))
+        values = torch.cat(parts).tolist()  # the one host sync
+        k = len(stats)
+        for (step, n, _), loss in zip(self.pending, values[:k], strict=True):
+            if not math.isfinite(loss):
+                raise NonFiniteLoss(step, epoch, loss)
+            self.loss, self.samples = self.loss + loss * n, self.samples + n
+        for norm in values[k : k + len(norms)]:
+            if math.isfinite(norm):  # fp16 overflow steps are skipped by the scaler
+                self.grad_norm, self.norms = self.grad_norm + norm, self.norms + 1
+        if logits:
+            self.correct += values[-1]
+        self.pending.clear()
+
+    def values(self, classification: bool) -> dict[str, float]:
+        out = {"loss": self.loss / max(self.samples, 1)}
+        if classification:
+            out["accuracy"] = self.correct / max(self.samples, 1)
+        out["lr"] = self.lr
+        out["grad_norm"] = self.grad_norm / max(self.norms, 1)
+        return out
+
+    def state(self, seconds: float) -> dict[str, float]:
+        keys = ("loss", "correct", "samples", "grad_norm", "norms", "lr")
+        return {k: float(getattr(self, k)) for k in keys} | {"seconds": seconds}
+
+    @staticmethod
+    def restore(state: dict[str, float]) -> _Meter:
+        get = state.get
+        return _Meter(
+            loss=get("loss", 0.0),
+            correct=get("correct", 0.0),
+            samples=int(get("samples", 0)),
+            grad_norm=get("grad_norm", 0.0),
+            norms=int(get("norms", 0)),
+            seconds=get("seconds", 0.0),
+            lr=get("lr", 0.0),
+        )
+
+
+def resolve_device(resources: ResourcesSpec) -> torch.device:
+    if resources.device == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if resources.device == "cuda":
+        raise TrainError(
+            "resources.device is 'cuda' but this worker has no usable CUDA GPU; "
+            "use 'auto' or 'cpu', or submit to a GPU queue"
+        )
+    return torch.device("cpu")
+
+
+@contextmanager
+def _global_settings(deterministic: bool) -> Iterator[None]:
+    """Determinism flags for this run only; the process's previous ones come back after."""
+    prev = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+    )
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev[0], warn_only=prev[1])
+        torch.backends.cudnn.benchmark = prev[2]
+
+
+class _NullSink:
+    def log(self, step: int, epoch: int, values: object) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+def train(
+    spec: JobSpec,
+    *,
+    metrics: MetricSink | None = None,
+    checkpoints: CheckpointSink | None = None,
+    control: RunControl | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    dataset: LoadedDataset | None = None,
+) -> TrainResult:
+    """Train ``spec`` to completion, early stop or cancel; resume from ``checkpoints.load()``."""
+    device = resolve_device(spec.resources)
+    with _global_settings(spec.deterministic):
+        torch.manual_seed(spec.seed)
+        data = prepare(spec, dataset if dataset is not None else load_dataset(spec), device)
+        run = _Run(
+            spec=spec,
+            trainer=Trainer(spec, data, device),
+            schedule=build_schedule(spec, n_batches(data.n_train, spec.dataset.batch_size)),
+            stopper=EarlyStopping(spec.early_stopping) if spec.early_stopping else None,
+            metrics=metrics if metrics is not None else _NullSink(),
+            checkpoints=checkpoints,
+            control=control if control is not None else NeverStop(),
+            on_progress=on_progress,
+        )
+        blob = checkpoints.load() if checkpoints is not None else None
+        if blob is not None:
+            run.restore(blob)
+        if run.state.finished:  # a retry after the end: report it, train nothing
+            return run.result()
+        try:
+            return _fit(run)
+        finally:  # also when it raises: what was logged must be durable
+            run.metrics.flush()
+
+
+def _fit(run: _Run) -> TrainResult:
+    spec, s, trainer = run.spec, run.state, run.trainer
+    while s.epoch < spec.epochs:
+        epoch, meter = s.epoch, _Meter.restore(s.partial)
+        start = time.perf_counter() - meter.seconds
+        trainer.model.train()
+        for xb, yb in train_batches(trainer.data, spec.dataset.batch_size, spec.dataset.shuffle,
+                                    spec.seed, epoch, start=s.batch):  # fmt: skip
+            if run.control.should_stop():
+                meter.sync(epoch)
+                s.partial = meter.state(time.perf_counter() - start)
+                return run.finish("canceled")
+            meter.lr = run.schedule.lr_at(epoch, s.batch)
+            measure = s.batch % GRAD_NORM_EVERY == 0
+            meter.add(s.step + 1, len(yb), trainer.step(xb, yb, meter.lr, measure))
+            s.batch, s.step = s.batch + 1, s.step + 1
+            if s.step % SYNC_EVERY == 0:
+                meter.sync(epoch)
+                run.progress()
+        meter.sync(epoch)
+        train_seconds = time.perf_counter() - start
+        values = meter.values(is_classification(trainer.data.info)) | trainer.evaluate()
+        values["epoch_seconds"] = time.perf_counter() - start
+        values["samples_per_second"] = meter.samples / max(train_seconds, 1e-9)
+        stop = run.end_epoch(epoch, values)
+        if stop or s.epoch == spec.epochs:
+            return run.finish("early_stopped" if stop else "completed")
+        if s.epochs_completed % spec.checkpointing.every_n_epochs == 0:
+            run.save()
+    return run.result()
+
+
+@dataclass
+class _Run:
+    """Everything one run holds, and what happens at an epoch's end."""
+
+    spec: JobSpec
+    trainer: Trainer
+    schedule: LRSchedule
+    stopper: EarlyStopping | None
+    metrics: MetricSink
+    checkpoints: CheckpointSink | None
+    control: RunControl
+    on_progress: Callable[[int, int], None] | None
+    state: RunState = field(default_factory=RunState)
+    best_weights: dict[str, Tensor] | None = None
+
+    @property
+    def restore_best(self) -> bool:
+        return self.stopper is not None and self.stopper.spec.restore_best_weights
+
+    def progress(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.state.epoch, self.state.step)
+
+    def end_epoch(self, epoch: int, values: dict[str, float]) -> bool:
+        s, stop = self.state, False
+        if self.stopper is not None:
+            stop = self.stopper.on_epoch_end(epoch, values)
+            if self.restore_best and self.stopper.is_new_best_this_epoch():
+                self.best_weights = self.trainer.snapshot()
+                s.best_metrics = dict(values)
+        self.schedule.on_epoch_end(epoch, values)
+        self.metrics.log(s.step, epoch, values)
+        self.metrics.flush()
+        s.epoch, s.batch, s.partial = epoch + 1, 0, {}
+        s.epochs_completed, s.last_metrics = s.epochs_completed + 1, values
+        self.progress()
+        return stop
+
+    def finish(self, reason: Literal["completed", "early_stopped", "canceled"]) -> TrainResult:
+        s = self.state
+        if reason != "canceled":
+            s.finished = reason
+            s.stopped_epoch = self.stopper.stopped_epoch if self.stopper else None
+            if self.restore_best and self.best_weights is not None:
+                self.trainer.load_weights(self.best_weights)
+        self.save()
+        return self.result(reason)
+
+    def result(
+        self, reason: Literal["completed", "early_stopped", "canceled"] | None = None
+    ) -> TrainResult:
+        s = self.state
+        final = s.best_metrics if self.restore_best and s.best_metrics and s.finished else None
+        return TrainResult(
+            status_reason=reason or s.finished or "completed",
+            epochs_completed=s.epochs_completed,
+            step=s.step,
+            final_metrics=dict(final or s.last_metrics),
+            stopped_epoch=s.stopped_epoch,
+        )
+
+    def save(self) -> None:
+        if self.checkpoints is None:
+            return
+        s = self.state
+        s.schedule = self.schedule.state_dict()
+        s.early_stopping = self.stopper.state_dict() if self.stopper else None
+        s.scaler = self.trainer.scaler_state()
+        best = self.best_weights if self.restore_best else None
+        blob = pack(self.trainer.model, self.trainer.optimizer, s, best)
+        epoch = s.epoch if s.batch > 0 else max(s.epoch - 1, 0)  # the epoch of the last step
+        final = s.best_metrics if s.finished and self.restore_best and s.best_metrics else None
+        self.checkpoints.save(blob, s.step, epoch, final or s.last_metrics)
+
+    def restore(self, blob: CheckpointBlob) -> None:
+        self.state, self.best_weights = unpack(blob, self.trainer.model, self.trainer.optimizer)
+        s = self.state
+        if s.schedule:
+            self.schedule.load_state_dict(s.schedule)
+        if self.stopper is not None and s.early_stopping is not None:
+            self.stopper.load_state_dict(s.early_stopping)
+        self.trainer.load_scaler_state(s.scaler)
+
+
+class Trainer:
+    """Model, loss, optimizer and precision of one run: one optimizer step, one evaluation."""
+
+    def __init__(self, spec: JobSpec, data: DeviceData, device: torch.device) -> None:
+        self.spec, self.data, self.device = spec, data, device
+        self.classification = is_classification(data.info)
+        self.model = build_model(spec, data.info)
+        init_weights(self.model, spec.init)
+        self.model.to(device)
+        if any(isinstance(m, torch.nn.Conv2d) for m in self.model.modules()):
+            # NHWC convolutions: 1.3-1.5x faster on CPU (oneDNN) and what tensor cores want;
+            # the weights' format carries through the network, the input needs no copy.
+            self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        # Only the forward pass is compiled: the optimizer step is already fused/foreach.
+        self.forward: Callable[[Tensor], Tensor] = (
+            torch.compile(self.model) if spec.resources.compile else self.model
+        )
+        self.loss_fn = build_loss(spec, data.info)
+        self.optimizer = build_optimizer(spec, self.model, device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.kernels = kernel_weights(self.model)
+        reg = spec.regularization
+        self.l1, self.l2 = reg.l1, reg.l2
+        self.decay = has_decoupled_weight_decay(self.optimizer)
+        self.augmentation = spec.augmentation if is_active(spec.augmentation) else None
+        if self.augmentation is not None and data.info.image_shape is None:
+            raise TrainError("augmentation applies to images only: remove it for this dataset")
+        precision = spec.resources.precision
+        if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise TrainError("this GPU has no bf16 support: use resources.precision 'fp16'")
+        self.amp_dtype = _AMP[precision]
+        # fp16 gradients underflow without loss scaling; bf16 has fp32's range.
+        self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+        self._zero = torch.zeros((), device=device)
+
+    def autocast(self) -> AbstractContextManager[None]:
+        if self.amp_dtype is None:  # a disabled torch.autocast still costs a few µs a step
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def penalty(self) -> Tensor | None:
+        if self.l1 == 0 and self.l2 == 0:
+            return None
+        return regularization_penalty(self.kernels, self.l1, self.l2)
+
+    def step(self, xb: Tensor, yb: Tensor, lr: float, measure_norm: bool = True) -> StepStats:
+        """One optimizer step; its statistics stay on the device.
+
+        Without clipping the gradient norm costs a few kernels of its own, so the
+        loop asks for it on every ``GRAD_NORM_EVERY``-th step only.
+        """
+        if self.augmentation is not None:
+            xb = augment(xb, self.augmentation)
+        set_lr(self.optimizer, lr)
+        with self.autocast():
+            out = self.forward(xb)
+        loss = self.loss_fn(out.float(), yb)
+        penalty = self.penalty()
+        if penalty is not None:
+            loss = loss + penalty
+        self.optimizer.zero_grad(set_to_none=True)
+        norm = None
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
+        else:
+            loss.backward()  # type: ignore[no-untyped-call]
+        if self.spec.clipping is not None or measure_norm:
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)  # clip and log the true gradients
+            norm = clip_gradients(self.params, self.spec.clipping)
+        if self.decay:
+            apply_decoupled_weight_decay(self.optimizer)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        if self.classification:
+            return StepStats(loss.detach(), norm, out.detach(), yb)
+        return StepStats(loss.detach(), norm, None, None)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        x, y = self.data.x_val, self.data.y_val
+        if x is None or y is None:
+            return {}
+        self.model.eval()
+        loss, correct = self._zero.clone(), self._zero.clone()
+        per_sample = max(1, x[:1].numel())
+        size = max(min(EVAL_BATCH, EVAL_VALUES // per_sample), self.spec.dataset.batch_size)
+        for xb, yb in eval_batches(x, y, size, self.device):
+            with self.autocast():
+                out = self.forward(xb)
+            loss += self.loss_fn(out.float(), yb) * len(yb)
+            if self.classification:
+                correct += (out.argmax(1) == yb).sum()
+        self.model.train()
+        penalty = self.penalty()  # Keras' val_loss includes the regularization losses too
+        n = self.data.n_val
+        values = {"val_loss": loss.item() / n + (penalty.item() if penalty is not None else 0.0)}
+        if self.classification:
+            values["val_accuracy"] = correct.item() / n
+        return values
+
+    def snapshot(self) -> dict[str, Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def load_weights(self, weights: dict[str, Tensor]) -> None:
+        self.model.load_state_dict(weights)
+
+    def scaler_state(self) -> dict[str, Any] | None:
+        return None if self.scaler is None else dict(self.scaler.state_dict())
+
+    def load_scaler_state(self, state: dict[str, Any] | None) -> None:
+        if self.scaler is not None and state:
+            self.scaler.load_state_dict(state)

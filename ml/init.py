@@ -1,0 +1,67 @@
+"""Weight initialization of the kernels (Linear and Conv2d weights) from ``spec.init``.
+
+Fans follow PyTorch's layouts: a Linear weight is (out, in); a Conv2d weight is
+(out, in/groups, kh, kw), so fan_in = in/groups·kh·kw and fan_out = out·kh·kw
+(the receptive field counts; a depthwise conv has fan_in = kh·kw). Normal
+initializers draw from an untruncated normal with the stated standard
+deviation (PyTorch's convention; Keras draws a truncated normal rescaled to
+the same standard deviation). Normalization layers keep weight 1, bias 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from ml.models import KERNEL_LAYERS
+from ml.spec import FrameworkDefaultInit, InitSpec, OrthogonalInit, RandomUniformInit
+
+
+def fans(shape: torch.Size | tuple[int, ...]) -> tuple[int, int]:
+    """(fan_in, fan_out) of a weight of this shape (>= 2 dimensions)."""
+    if len(shape) < 2:
+        raise ValueError("fans need a weight with at least 2 dimensions")
+    receptive = math.prod(shape[2:])
+    return shape[1] * receptive, shape[0] * receptive
+
+
+@torch.no_grad()
+def init_kernel(weight: Tensor, spec: InitSpec) -> None:
+    """Fill one kernel in place according to ``spec.kind``."""
+    if isinstance(spec, FrameworkDefaultInit):
+        return
+    if isinstance(spec, RandomUniformInit):
+        weight.uniform_(0.0, spec.scale)  # [0, scale), as in the seed article
+        return
+    if isinstance(spec, OrthogonalInit):
+        nn.init.orthogonal_(weight, gain=spec.gain)
+        return
+    fan_in, fan_out = fans(weight.shape)
+    kind = spec.kind
+    if kind == "lecun_normal":
+        weight.normal_(0.0, math.sqrt(1.0 / fan_in))
+    elif kind == "xavier_normal":
+        weight.normal_(0.0, math.sqrt(2.0 / (fan_in + fan_out)))
+    elif kind == "xavier_uniform":
+        bound = math.sqrt(6.0 / (fan_in + fan_out))
+        weight.uniform_(-bound, bound)
+    elif kind == "he_normal":
+        weight.normal_(0.0, math.sqrt(2.0 / fan_in))
+    elif kind == "he_uniform":
+        bound = math.sqrt(6.0 / fan_in)
+        weight.uniform_(-bound, bound)
+    else:  # pragma: no cover - the spec's union is closed
+        raise ValueError(f"unknown init kind {kind!r}")
+
+
+@torch.no_grad()
+def init_weights(model: nn.Module, spec: InitSpec) -> None:
+    """Initialize every kernel; biases become zeros unless ``spec.bias`` keeps PyTorch's."""
+    for module in model.modules():
+        if not isinstance(module, KERNEL_LAYERS):
+            continue
+        init_kernel(module.weight, spec)
+        if module.bias is not None and spec.bias == "zeros":
+            module.bias.zero_()

@@ -1,0 +1,153 @@
+"""Models and losses built from the spec (closed registries: names map to torch classes).
+
+``ml.architecture.parameter_count`` mirrors these builders; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ml.architecture import TrainError, is_classification, output_units
+from ml.checks import DatasetInfo
+from ml.spec import Activation, CNNModel, JobSpec, MLPModel, TextModel
+from ml.text_model import build_text_model
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "gelu": nn.GELU,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,  # PyTorch's negative_slope 0.01 (Keras 3: 0.2)
+    "silu": nn.SiLU,
+}
+
+# Layers whose weight is a "kernel" in the Keras sense: l1/l2 regularizers,
+# decoupled weight decay and the chosen initializer apply to their weights only,
+# never to biases or normalization parameters.
+KERNEL_LAYERS = (nn.Linear, nn.Conv2d)
+
+
+def _activation(name: Activation) -> nn.Module:
+    return ACTIVATIONS[name]()
+
+
+def build_model(spec: JobSpec, info: DatasetInfo) -> nn.Module:
+    model = spec.model
+    dropout = spec.regularization.dropout
+    if isinstance(model, MLPModel):
+        return _mlp(model, info, dropout)
+    if isinstance(model, CNNModel):
+        return _cnn(model, info, dropout)
+    if isinstance(model, TextModel):
+        return build_text_model(model, info, dropout)
+    raise TrainError(f"model.kind {model.kind!r} is not available yet; use 'mlp' or 'cnn'")
+
+
+def _mlp(model: MLPModel, info: DatasetInfo, dropout: float) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Flatten()]
+    prev = info.n_features if info.image_shape is None else _prod(info.image_shape)
+    for units in model.hidden_units:
+        layers.append(nn.Linear(prev, units))
+        if model.normalization == "batch":
+            layers.append(nn.BatchNorm1d(units))
+        elif model.normalization == "layer":
+            layers.append(nn.LayerNorm(units))
+        layers.append(_activation(model.activation))
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        prev = units
+    layers.append(nn.Linear(prev, output_units(info)))
+    return nn.Sequential(*layers)
+
+
+def _cnn(model: CNNModel, info: DatasetInfo, dropout: float) -> nn.Sequential:
+    if info.image_shape is None:
+        raise TrainError("model.kind 'cnn' needs image data; use 'mlp' for tabular data")
+    c, h, w = info.image_shape
+    k = model.kernel_size
+    layers: list[nn.Module] = []
+    for ch in model.channels:
+        if model.separable:
+            layers.append(nn.Conv2d(c, c, k, padding="same", groups=c, bias=False))
+            layers.append(nn.Conv2d(c, ch, 1))
+        else:
+            layers.append(nn.Conv2d(c, ch, k, padding="same"))
+        if model.normalization == "batch":
+            layers.append(nn.BatchNorm2d(ch))
+        elif model.normalization == "layer":
+            layers.append(nn.GroupNorm(1, ch))  # layer norm over (C, H, W) per sample
+        layers.append(_activation(model.activation))
+        # 2x2 max pooling while the map is big enough; a 1-pixel side is left alone.
+        ph, pw = (2 if h >= 2 else 1), (2 if w >= 2 else 1)
+        if ph * pw > 1:
+            layers.append(nn.MaxPool2d((ph, pw)))
+            h, w = h // ph, w // pw
+        c = ch
+    layers.append(GlobalAvgPool())
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    layers.append(nn.Linear(c, output_units(info)))
+    return nn.Sequential(*layers)
+
+
+class GlobalAvgPool(nn.Module):
+    """Mean over H and W: (N, C, H, W) -> (N, C).
+
+    Not nn.AdaptiveAvgPool2d(1), whose CUDA backward has no deterministic
+    implementation (it raises under ``deterministic: true``); a mean's does.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.mean(dim=(-2, -1))
+
+
+def _prod(shape: tuple[int, ...]) -> int:
+    out = 1
+    for s in shape:
+        out *= s
+    return out
+
+
+def kernel_weights(model: nn.Module) -> list[Tensor]:
+    return [m.weight for m in model.modules() if isinstance(m, KERNEL_LAYERS)]
+
+
+def regularization_penalty(weights: list[Tensor], l1: float, l2: float) -> Tensor:
+    """Keras kernel regularizers: l1·Σ|w| + l2·Σw² over the kernels (not biases/norms)."""
+    terms: list[Tensor] = []
+    if l1 > 0:
+        terms.append(l1 * torch.stack([w.abs().sum() for w in weights]).sum())
+    if l2 > 0:
+        terms.append(l2 * torch.stack([w.square().sum() for w in weights]).sum())
+    return torch.stack(terms).sum()
+
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def build_loss(spec: JobSpec, info: DatasetInfo) -> LossFn:
+    """The training loss: from the task unless ``spec.loss`` names one."""
+    classification = is_classification(info)
+    name = spec.loss
+    if name == "auto":
+        name = "cross_entropy" if classification else "mse"
+    if name == "cross_entropy":
+        if not classification:
+            raise TrainError("loss 'cross_entropy' needs a classification dataset; use 'mse'")
+        smoothing = spec.regularization.label_smoothing
+
+        def cross_entropy(out: Tensor, y: Tensor) -> Tensor:
+            return F.cross_entropy(out, y, label_smoothing=smoothing)
+
+        return cross_entropy
+    if classification:
+        raise TrainError(
+            f"loss {name!r} needs a regression target; use 'cross_entropy' (or 'auto')"
+        )
+    regression: dict[str, LossFn] = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}
+    return regression[name]

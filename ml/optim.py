@@ -1,0 +1,113 @@
+"""Optimizers from ``spec.optimizer`` (PyTorch update rules, Keras defaults where noted).
+
+Parameters fall into two groups: kernels (Linear/Conv weights), which get weight
+decay, and everything else (biases, normalization parameters), which never do.
+
+Weight decay is decoupled everywhere, as in Keras 3 and AdamW: before each
+step ``p -= lr · weight_decay · p``. AdamW does this natively (its group's
+``weight_decay``); for sgd, adam, rmsprop and adagrad we do it ourselves in
+``apply_decoupled_weight_decay`` rather than pass their ``weight_decay``
+argument, which in PyTorch is a coupled L2 term added to the gradient.
+
+Keras ``rho`` (RMSprop) is PyTorch's ``alpha``. The fused (else foreach)
+implementations are used where PyTorch has them for the device: fewer kernel
+launches per step, same arithmetic.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+
+from ml.models import kernel_weights
+from ml.spec import (
+    AdagradOptimizer,
+    AdamOptimizer,
+    AdamWOptimizer,
+    JobSpec,
+    RMSpropOptimizer,
+    SGDOptimizer,
+)
+
+# Where a fused kernel exists and measured faster than foreach (CPU: 2-core
+# benchmark in bench/RESULTS.md; SGD's fused CPU kernel was slower).
+_FUSED = {"cpu": {"adam", "adamw", "adagrad"}, "cuda": {"adam", "adamw", "sgd"}}
+
+# Our key in a param group. Not "decoupled_weight_decay": torch's Adam/AdamW read that
+# one as a flag, and AdamW with it False silently becomes Adam with coupled L2.
+DECOUPLED_WD = "trainforge_weight_decay"
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    if weight_decay == 0:  # one group: one fused/foreach call per step instead of two
+        return [{"params": list(model.parameters()), DECOUPLED_WD: 0.0}]
+    kernels = kernel_weights(model)
+    kernel_ids = {id(p) for p in kernels}
+    others = [p for p in model.parameters() if id(p) not in kernel_ids]
+    groups: list[dict[str, Any]] = [{"params": kernels, DECOUPLED_WD: weight_decay}]
+    if others:
+        groups.append({"params": others, DECOUPLED_WD: 0.0})
+    return groups
+
+
+def build_optimizer(spec: JobSpec, model: nn.Module, device: torch.device) -> Optimizer:
+    opt = spec.optimizer
+    groups = param_groups(model, spec.regularization.weight_decay)
+    impl: dict[str, bool] = (
+        {"fused": True} if opt.kind in _FUSED.get(device.type, set()) else {"foreach": True}
+    )
+    if isinstance(opt, SGDOptimizer):
+        return torch.optim.SGD(
+            groups, lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov, **impl
+        )
+    if isinstance(opt, AdamWOptimizer):
+        for g in groups:  # AdamW decays natively: hand it the group's rate
+            g["weight_decay"] = g[DECOUPLED_WD]
+            g[DECOUPLED_WD] = 0.0
+        return torch.optim.AdamW(
+            groups, lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps, **impl
+        )
+    if isinstance(opt, AdamOptimizer):
+        return torch.optim.Adam(
+            groups, lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps, **impl
+        )
+    if isinstance(opt, RMSpropOptimizer):
+        return torch.optim.RMSprop(
+            groups,
+            lr=opt.lr,
+            alpha=opt.rho,
+            eps=opt.eps,
+            momentum=opt.momentum,
+            centered=opt.centered,
+            **impl,
+        )
+    if isinstance(opt, AdagradOptimizer):
+        return torch.optim.Adagrad(
+            groups,
+            lr=opt.lr,
+            initial_accumulator_value=opt.initial_accumulator_value,
+            eps=opt.eps,
+            **impl,
+        )
+    raise ValueError(f"unknown optimizer kind {opt.kind!r}")  # pragma: no cover
+
+
+def set_lr(optimizer: Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+@torch.no_grad()
+def apply_decoupled_weight_decay(optimizer: Optimizer) -> None:
+    """p -= lr · wd · p for groups that carry our decoupled rate (not AdamW's own)."""
+    for group in optimizer.param_groups:
+        wd = group.get(DECOUPLED_WD, 0.0)
+        if wd > 0:
+            torch._foreach_mul_(group["params"], 1.0 - group["lr"] * wd)
+
+
+def has_decoupled_weight_decay(optimizer: Optimizer) -> bool:
+    return any(g.get(DECOUPLED_WD, 0.0) > 0 for g in optimizer.param_groups)

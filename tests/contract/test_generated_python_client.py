@@ -1,0 +1,235 @@
+"""A Python client generated from the committed openapi.json (openapi-python-client,
+``--fail-on-warning``) drives a live ``trainforge up`` with its typed models."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import REPO, free_port
+
+pytestmark = pytest.mark.e2e
+
+OPENAPI = REPO / "openapi.json"
+PACKAGE = "trainforge_client"
+EPOCHS = 3
+
+
+@dataclass
+class Live:
+    base: str
+    key: str
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """`trainforge up` as a user starts it (as in tests/e2e/test_up.py)."""
+    tmp = tmp_path_factory.mktemp("up")
+    port, home, log = free_port(), tmp / "tfhome", tmp / "up.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINFORGE_")}
+    env["TRAINFORGE_HOME"] = str(home)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trainforge.cli", "up", "--port", str(port)],
+            env=env,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.3)
+        else:
+            raise AssertionError(log.read_text())
+        yield Live(base, (home / "api-key").read_text().strip(), log)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def tf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
+    """The generated package, imported from a temporary folder on sys.path."""
+    out = tmp_path_factory.mktemp("client")
+    config = out / "config.json"  # no post hooks: nothing but the generator itself runs
+    config.write_text(json.dumps({"post_hooks": [], "package_name_override": PACKAGE}))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "openapi_python_client",
+            "generate",
+            "--path",
+            str(OPENAPI),
+            "--meta",
+            "none",
+            "--output-path",
+            str(out / PACKAGE),
+            "--config",
+            str(config),
+            "--fail-on-warning",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, (
+        "openapi-python-client could not generate a clean client from openapi.json "
+        "(is the `dev` extra installed?):\n" + result.stdout + result.stderr
+    )
+    sys.path.insert(0, str(out))
+    importlib.invalidate_caches()
+    try:
+        yield importlib.import_module(PACKAGE)
+    finally:
+        sys.path.remove(str(out))
+        for name in [m for m in sys.modules if m == PACKAGE or m.startswith(PACKAGE + ".")]:
+            del sys.modules[name]
+
+
+def _module(name: str) -> Any:
+    return importlib.import_module(f"{PACKAGE}.{name}")
+
+
+def _operation_ids() -> set[str]:
+    doc = json.loads(OPENAPI.read_text(encoding="utf-8"))
+    return {op["operationId"] for item in doc["paths"].values() for op in item.values()}
+
+
+@pytest.fixture(scope="module")
+def client(tf: ModuleType, live: Live) -> Any:
+    return tf.AuthenticatedClient(
+        base_url=live.base, token=live.key, raise_on_unexpected_status=True
+    )
+
+
+@pytest.fixture(scope="module")
+def finished_job(client: Any, live: Live) -> Any:
+    """An iris job submitted and followed to its end with the typed client."""
+    m = _module("models")
+    create_job, get_job = _module("api.jobs.create_job"), _module("api.jobs.get_job")
+    body = m.JobCreate(
+        name="contract-iris",
+        spec=m.JobSpec(
+            dataset=m.DatasetSpec(source=m.BuiltinSource(name=m.BuiltinName.IRIS), batch_size=16),
+            model=m.MLPModel(hidden_units=[16], activation=m.Activation.RELU),
+            optimizer=m.SGDOptimizer(lr=0.1, momentum=0.9),
+            schedule=m.CosineSchedule(),
+            epochs=EPOCHS,
+            seed=0,
+        ),
+    )
+    created = create_job.sync_detailed(client=client, body=body)
+    assert created.status_code == 201, created.content
+    job = created.parsed
+    assert isinstance(job, m.JobRead) and job.status == m.JobStatus.QUEUED
+    # The resolved spec comes back as typed variants, defaults filled in.
+    assert isinstance(job.spec.optimizer, m.SGDOptimizer) and job.spec.optimizer.momentum == 0.9
+    assert isinstance(job.spec.init, m.FrameworkDefaultInit)
+    assert isinstance(job.spec.dataset.source, m.BuiltinSource)
+    deadline = time.monotonic() + 180
+    while job.status not in (m.JobStatus.SUCCEEDED, m.JobStatus.FAILED, m.JobStatus.CANCELED):
+        assert time.monotonic() < deadline, f"job still {job.status}\n{live.log.read_text()}"
+        time.sleep(0.5)
+        job = get_job.sync(job_id=job.id, client=client)
+        assert isinstance(job, m.JobRead)
+    assert job.status == m.JobStatus.SUCCEEDED, (job.error, live.log.read_text()[-3000:])
+    return job
+
+
+def test_submit_poll_and_read_metrics_with_the_generated_client(
+    client: Any, finished_job: Any
+) -> None:
+    m = _module("models")
+    get_job_metrics = _module("api.jobs.get_job_metrics")
+    assert finished_job.status_reason == m.StatusReason.COMPLETED
+    assert finished_job.progress.epoch == EPOCHS
+    metrics = get_job_metrics.sync(
+        job_id=finished_job.id, client=client, name=["val_accuracy", "loss"]
+    )
+    assert isinstance(metrics, m.MetricsRead)
+    series = {s.name: s.points for s in metrics.series}
+    assert set(series) == {"val_accuracy", "loss"}
+    for points in series.values():
+        assert [p.epoch for p in points] == list(range(EPOCHS))
+        assert all(isinstance(p, m.MetricValue) for p in points)
+    assert isinstance(series["val_accuracy"][-1].value, float)
+    assert series["val_accuracy"][-1].value > 0.5  # iris, 3 epochs of SGD with momentum
+
+
+def test_errors_parse_as_problems(tf: ModuleType, live: Live) -> None:
+    m = _module("models")
+    create_job, get_job = _module("api.jobs.create_job"), _module("api.jobs.get_job")
+    anonymous = tf.Client(base_url=live.base)
+    r = get_job.sync_detailed(job_id="nope", client=anonymous)
+    assert r.status_code == 401 and isinstance(r.parsed, m.Problem) and r.parsed.status == 401
+    keyed = tf.AuthenticatedClient(base_url=live.base, token=live.key)
+    r = get_job.sync_detailed(job_id="nope", client=keyed)
+    assert r.status_code == 404 and isinstance(r.parsed, m.Problem)
+    bad = m.JobCreate(
+        spec=m.JobSpec(
+            dataset=m.DatasetSpec(source=m.BuiltinSource(name=m.BuiltinName.IRIS)),
+            optimizer=m.AdamOptimizer(lr=-1.0),
+        )
+    )
+    r = create_job.sync_detailed(client=keyed, body=bad)
+    assert r.status_code == 422 and isinstance(r.parsed, m.Problem)
+    assert "spec.optimizer.lr" in [e.loc for e in r.parsed.errors]
+
+
+def test_job_spec_schema_through_the_generated_client(client: Any) -> None:
+    m = _module("models")
+    get_job_spec_schema = _module("api.specs.get_job_spec_schema")
+    from ml.spec import SPEC_VERSION
+
+    schema = get_job_spec_schema.sync(client=client)
+    assert isinstance(schema, m.JobSpecSchemaRead) and schema.spec_version == SPEC_VERSION
+    assert schema.json_schema["title"] == "JobSpec"
+
+
+def test_download_a_checkpoint_with_the_generated_client(client: Any, finished_job: Any) -> None:
+    missing = [
+        op for op in ("list_checkpoints", "download_checkpoint") if op not in _operation_ids()
+    ]
+    if missing:
+        pytest.skip(
+            f"openapi.json has no operation {' or '.join(missing)} yet: the checkpoint routes "
+            "are not in the contract (run `make openapi` once they land)"
+        )
+    list_checkpoints = _module("api.jobs.list_checkpoints")
+    download_checkpoint = _module("api.jobs.download_checkpoint")
+    page = list_checkpoints.sync(job_id=finished_job.id, client=client)
+    assert page.items, "a finished job keeps at least one checkpoint"
+    best = next((c for c in page.items if c.is_best), page.items[-1])
+    r = download_checkpoint.sync_detailed(
+        job_id=finished_job.id, checkpoint_id=best.id, client=client
+    )
+    assert r.status_code == 200
+    data = r.content
+    assert len(data) == best.size_bytes and hashlib.sha256(data).hexdigest() == best.sha256
+    from safetensors.numpy import load
+
+    assert load(data), "the checkpoint holds tensors"

@@ -1,0 +1,72 @@
+"""Following a job live against a real `trainforge up`: an SSE client sees the job's
+status changes, metric batches and checkpoints while it runs, in order, then `end`; the
+checkpoint it announced downloads and loads into the spec's model."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import httpx
+import pytest
+from safetensors.torch import load as st_load
+
+from tests.api.test_checkpoints_api import spec_model
+from tests.api.test_events import Event, parse_sse
+from tests.e2e.test_up import Server, server  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.e2e
+
+SPEC = {
+    "dataset": {"source": {"kind": "builtin", "name": "digits"}, "batch_size": 32},
+    "model": {"kind": "mlp", "hidden_units": [64]},
+    "epochs": 6,
+    "seed": 0,
+    "checkpointing": {"every_n_epochs": 2, "keep_last": 2, "keep_best": 1},
+}
+
+
+def test_an_sse_client_follows_a_running_job_to_its_end(server: Server) -> None:  # noqa: F811
+    auth = {"Authorization": f"Bearer {server.key}"}
+    r = httpx.post(f"{server.base}/v1/jobs", json={"spec": SPEC}, headers=auth)
+    assert r.status_code == 201, r.text
+    job_url = server.base + r.headers["location"]
+    got: list[tuple[float, Event]] = []
+    with httpx.stream("GET", f"{job_url}/events", headers=auth, timeout=120) as stream:
+        assert stream.status_code == 200
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        for event in parse_sse(stream.iter_lines()):
+            if event.id is not None:
+                got.append((time.monotonic(), event))
+    # The server closed the stream after `end`.
+    kinds = [e.event for _, e in got]
+    statuses = [e.json["to_status"] for _, e in got if e.event == "status"]
+    assert statuses == ["queued", "running", "succeeded"], server.log.read_text()[-3000:]
+    assert kinds[-1] == "end" and got[-1][1].json["status"] == "succeeded"
+    running_at = kinds.index("status", 1)
+    assert kinds[running_at + 1 :].count("metrics") >= SPEC["epochs"]  # type: ignore[operator]
+    assert kinds.count("checkpoint") == 3  # after epochs 2 and 4 (1-based), and the final one
+    assert (
+        kinds.index("metrics") < kinds.index("checkpoint") < kinds.index("status", running_at + 1)
+    )
+    ids = [int(e.id or 0) for _, e in got[:-1]]
+    assert ids == sorted(set(ids))
+    # Live, not replayed at the end: the epochs' metrics arrived spread over the run.
+    metric_times = [t for t, e in got if e.event == "metrics"]
+    assert metric_times[-1] - metric_times[0] > 0.2
+    epochs = sorted(
+        p["epoch"]
+        for _, e in got
+        if e.event == "metrics"
+        for s in e.json["series"]
+        if s["name"] == "val_accuracy"
+        for p in s["points"]
+    )
+    assert epochs == list(range(6))
+
+    last = [e.json for _, e in got if e.event == "checkpoint"][-1]
+    listed = httpx.get(f"{job_url}/checkpoints", headers=auth).json()["items"]
+    assert last["id"] == listed[-1]["id"]
+    body = httpx.get(f"{job_url}/checkpoints/{last['id']}/download", headers=auth).content
+    assert hashlib.sha256(body).hexdigest() == last["sha256"]
+    spec_model(SPEC).load_state_dict(st_load(body))

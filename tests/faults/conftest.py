@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.db.keys import create_api_key, get_or_create_team
+from api.db.migrate import upgrade
+from api.db.session import session_factory
+from api.queue import CeleryJobQueue
+from api.settings import Settings
+from tests.faults.cluster import Cluster
+
+
+@pytest.fixture
+def cluster(pg_url: str, redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    upgrade(pg_url)
+    # Short leases and a fast reconciler, so each fault resolves in seconds.
+    settings = Settings(
+        home=tmp_path,
+        database_url=pg_url,
+        broker_url=redis_url,
+        queue=f"tf-fault-{secrets.token_hex(4)}",
+        heartbeat_seconds=0.5,
+        lease_seconds=4,
+        reconcile_seconds=1,
+        republish_after_seconds=4,
+    )
+    with session_factory(pg_url)() as s:
+        team = get_or_create_team(s, f"faults-{secrets.token_hex(3)}")
+        _, key = create_api_key(s, team, "member")
+        s.commit()
+    app = create_app(settings, queue=CeleryJobQueue(settings))
+    with TestClient(app) as client:
+        c = Cluster(settings=settings, client=client, key=key, home=tmp_path)
+        try:
+            yield c
+        finally:
+            c.stop_all()

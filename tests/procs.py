@@ -1,0 +1,79 @@
+"""Real `trainforge worker` processes for the integration, fault and e2e tiers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from api.settings import Settings
+from tests.conftest import REPO
+
+
+def worker_env(settings: Settings, home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINFORGE_")}
+    env.update(
+        {
+            "TRAINFORGE_DATABASE_URL": settings.resolved_database_url,
+            "TRAINFORGE_BROKER_URL": settings.resolved_broker_url,
+            "TRAINFORGE_QUEUE": settings.queue,
+            "TRAINFORGE_HOME": str(home),
+            "TRAINFORGE_HEARTBEAT_SECONDS": str(settings.heartbeat_seconds),
+            "TRAINFORGE_LEASE_SECONDS": str(settings.lease_seconds),
+            "TRAINFORGE_RECONCILE_SECONDS": str(settings.reconcile_seconds),
+            "TRAINFORGE_REPUBLISH_AFTER_SECONDS": str(settings.republish_after_seconds),
+            "TRAINFORGE_TORCH_THREADS": "1",  # several workers share this machine's cores
+            **extra,
+        }
+    )
+    return env
+
+
+def start_worker(
+    settings: Settings, home: Path, name: str, **extra: str
+) -> subprocess.Popen[bytes]:
+    home.mkdir(parents=True, exist_ok=True)
+    log = (home / f"{name}.log").open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "trainforge.cli", "worker"],
+        env=worker_env(settings, home, **extra),
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    if proc.poll() is not None:
+        return
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGCONT)
+        proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def wait_status(get: Any, job_id: str, statuses: set[str], timeout: float) -> dict[str, Any]:
+    """Poll ``get(url)`` (a TestClient or httpx client method) until the job reaches a status."""
+    deadline = time.monotonic() + timeout
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        r = get(f"/v1/jobs/{job_id}")
+        if isinstance(r, httpx.Response) and r.status_code == 200:
+            job = r.json()
+            if job["status"] in statuses:
+                return job
+        time.sleep(0.25)
+    raise AssertionError(f"job {job_id} is {job.get('status')} after {timeout}s: {job}")

@@ -1,0 +1,163 @@
+"""Jobs on uploaded datasets train through the worker's run_job (SQLite), one per format."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from api.datasets import codec
+from api.db import datasets as datasets_repo
+from api.db import jobs as repo
+from api.db.models import Job
+from api.db.session import session_factory
+from api.settings import Settings
+from ml.checks import DatasetInfo
+from ml.data import LoadedDataset, split_indices
+from ml.spec import JobSpec, TextCleaning, TextModel
+from ml.text import ENGLISH_STOP_WORDS, OOV, PAD, clean_text, text_parameter_count
+from ml.text_model import build_text_model
+from tests.api.test_datasets import digits_npz, image_zip, iris_csv, job_on, text_csv, uploaded
+from worker.datasets import to_loaded
+from worker.runner import run_job
+
+# Small runs: one checkpoint at the end keeps the SQL writes out of the timings.
+QUIET = {"every_n_epochs": 100, "keep_best": 0, "keep_last": 1}
+
+
+def run(
+    client: TestClient, settings: Settings, body: dict[str, Any]
+) -> tuple[Job, dict[str, list[float]]]:
+    r = client.post("/v1/jobs", json=body)
+    assert r.status_code == 201, r.text
+    job_id = r.json()["id"]
+    run_job(job_id, settings)
+    with session_factory(settings.resolved_database_url)() as s:
+        job = s.get(Job, job_id)
+        assert job is not None
+        series: dict[str, list[float]] = {}
+        for p in repo.read_metrics(s, job_id, None, None):
+            series.setdefault(p.name, []).append(p.value if p.value is not None else float("nan"))
+    return job, series
+
+
+def succeeded(job: Job) -> None:
+    assert (job.status, job.status_reason, job.error) == ("succeeded", "completed", None)
+
+
+def test_iris_csv_trains(client: TestClient, settings: Settings) -> None:
+    ds = uploaded(client, iris_csv(), "csv", label_column="species")
+    job, m = run(
+        client, settings,
+        job_on(ds["id"], 64, model={"kind": "mlp", "hidden_units": [16]}, epochs=20, seed=0,
+               optimizer={"kind": "adam", "lr": 0.05}, checkpointing=QUIET),
+    )  # fmt: skip
+    succeeded(job)
+    assert len(m["val_accuracy"]) == 20 and m["val_accuracy"][-1] >= 0.8
+
+
+@pytest.mark.parametrize("encoder", ["pooling", "transformer"])
+def test_text_csv_trains(client: TestClient, settings: Settings, encoder: str) -> None:
+    ds = uploaded(client, text_csv(), "text_csv", text_column="review", label_column="sentiment")
+    model = {"kind": "text", "embedding_dim": 16, "encoder": encoder, "num_heads": 2,
+             "max_length": 12, "vocab_size": 64}  # fmt: skip
+    body = {"spec": {
+        "dataset": {
+            "source": {"kind": "uploaded", "dataset_id": ds["id"]}, "batch_size": 16,
+            "preprocessing": {"text_cleaning": {"remove_stop_words": True}},
+        },
+        "model": model, "epochs": 12 if encoder == "pooling" else 4, "seed": 0,
+        "optimizer": {"kind": "adam", "lr": 0.03},
+        "checkpointing": QUIET,
+    }}  # fmt: skip
+    job, m = run(client, settings, body)
+    succeeded(job)
+    assert all(np.isfinite(m["loss"]))
+    if encoder == "pooling":  # the sentiment words decide the label: easy to learn
+        assert m["val_accuracy"][-1] >= 0.8, m["val_accuracy"]
+
+
+def test_digits_npz_trains(client: TestClient, settings: Settings) -> None:
+    ds = uploaded(client, digits_npz(n=400), "npz")
+    job, m = run(
+        client, settings,
+        job_on(ds["id"], 64, model={"kind": "mlp", "hidden_units": [32]}, epochs=8, seed=0,
+               optimizer={"kind": "adam", "lr": 0.01}, checkpointing=QUIET),
+    )  # fmt: skip
+    succeeded(job)
+    assert m["val_accuracy"][-1] >= 0.8, m["val_accuracy"]
+
+
+def test_image_zip_trains_with_augmentation(client: TestClient, settings: Settings) -> None:
+    ds = uploaded(client, image_zip(per_class=10), "image_zip", color_mode="greyscale")
+    job, m = run(
+        client, settings,
+        job_on(ds["id"], model={"kind": "cnn", "channels": [4], "normalization": "none"},
+               augmentation={"horizontal_flip": True}, epochs=3, seed=0, checkpointing=QUIET),
+    )  # fmt: skip
+    succeeded(job)
+    assert len(m["loss"]) == 3 and all(np.isfinite(m["loss"]))
+
+
+def test_a_job_whose_dataset_is_gone_fails_with_a_message(
+    client: TestClient, settings: Settings
+) -> None:
+    ds = uploaded(client, iris_csv(), "csv", label_column="species")
+    r = client.post("/v1/jobs", json=job_on(ds["id"], epochs=1))
+    job_id = r.json()["id"]
+    with session_factory(settings.resolved_database_url)() as s:  # behind the API's back
+        stored = s.get(datasets_repo.Dataset, ds["id"])
+        assert stored is not None
+        datasets_repo.delete_dataset(s, stored)
+        s.commit()
+    run_job(job_id, settings)
+    with session_factory(settings.resolved_database_url)() as s:
+        job = s.get(Job, job_id)
+        assert job is not None
+        assert job.status == "failed" and job.error and "no longer exists" in job.error
+
+
+# --------------------------------------------------------------------------- text pipeline
+
+
+def test_the_vocabulary_comes_from_the_training_split_only() -> None:
+    texts = [f"common word{i}" for i in range(20)]
+    y = np.array([i % 2 for i in range(20)], dtype=np.int64)
+    info = DatasetInfo("classification", "text", 20, 0, None, 2)
+    spec = JobSpec.model_validate(
+        {"dataset": {"source": {"kind": "uploaded", "dataset_id": "x"}, "validation_split": 0.25},
+         "model": {"kind": "text", "max_length": 4, "vocab_size": 100}, "seed": 3}
+    )  # fmt: skip
+    loaded = to_loaded(spec, codec.Decoded(y=y, x=None, texts=texts), info)
+    assert loaded.x.shape == (20, 4) and loaded.x.dtype == np.float32
+    train, val = split_indices(LoadedDataset(np.empty((20, 0)), y, info), 0.25, 3)
+    assert len(val) == 5
+    for i in val:  # "wordN" of a validation row was never seen in training: out of vocabulary
+        assert loaded.x[i].tolist() == [2, OOV, PAD, PAD]
+    assert all(loaded.x[i][1] >= 3 for i in train)
+
+
+def test_cleaning_follows_the_spec() -> None:
+    text = "  The QUICK, brown fox -- isn't   here!  "
+    assert clean_text(text, TextCleaning()) == "the quick brown fox isnt here"
+    assert clean_text(text, TextCleaning(remove_stop_words=True)) == "quick brown fox isnt"
+    raw = TextCleaning(lowercase=False, strip_punctuation=False, collapse_whitespace=False)
+    assert clean_text(text, raw) == text
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS as SKLEARN
+
+    assert frozenset(SKLEARN) == ENGLISH_STOP_WORDS
+
+
+@pytest.mark.parametrize("encoder", ["pooling", "transformer"])
+def test_text_parameter_count_matches_the_model(encoder: str) -> None:
+    spec = TextModel(embedding_dim=12, encoder=encoder, num_layers=2, num_heads=3,
+                     max_length=7, vocab_size=50)  # fmt: skip
+    info = DatasetInfo("classification", "text", 10, 0, None, 4)
+    model = build_text_model(spec, info, dropout=0.1)
+    assert sum(p.numel() for p in model.parameters()) == text_parameter_count(spec, 4)
+    ids = torch.tensor([[5, 6, 0, 0, 0, 0, 0], [0] * 7], dtype=torch.float32)
+    out = model.eval()(ids)
+    assert out.shape == (2, 4) and torch.isfinite(out).all()

@@ -1,0 +1,111 @@
+"""The engine's checkpoint sink, implemented against the SQL store (chunked rows)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.db import checkpoints as repo
+from api.db import jobs as jobs_repo
+from ml.monitor import resolve_mode
+from ml.sinks import CheckpointBlob
+from ml.spec import JobSpec
+from worker.sinks import with_db_retry
+
+log = logging.getLogger(__name__)
+
+
+class CorruptCheckpoint(Exception):
+    """The stored weights do not match their sha256."""
+
+
+class SqlCheckpointSink:
+    """``save`` stores a checkpoint of this attempt and applies retention; ``load`` resumes.
+
+    Every save is fenced by the attempt: a stale attempt's save raises
+    ``api.db.jobs.StaleAttempt`` and writes nothing.
+    """
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        job_id: str,
+        attempt: int,
+        spec: JobSpec,
+        *,
+        chunk_bytes: int = repo.CHUNK_BYTES,
+    ) -> None:
+        self._factory, self._job_id, self._attempt = factory, job_id, attempt
+        policy = spec.checkpointing
+        self._retention = repo.Retention(
+            keep_last=policy.keep_last,
+            keep_best=policy.keep_best,
+            monitor=policy.monitor,
+            # The same "better" as early stopping and reduce-on-plateau.
+            mode=resolve_mode(policy.monitor, policy.mode),
+        )
+        self._chunk_bytes = chunk_bytes
+        self.saved: list[int] = []  # ids of the checkpoints this attempt saved
+        self.resumed_from: int | None = None  # the checkpoint id ``load`` returned
+
+    def save(
+        self, blob: CheckpointBlob, step: int, epoch: int, metrics: Mapping[str, float]
+    ) -> None:
+        ckpt = with_db_retry(
+            self._factory,
+            lambda s: repo.save_checkpoint(
+                s,
+                self._job_id,
+                self._attempt,
+                step=step,
+                epoch=epoch,
+                metrics=metrics,
+                weights=blob.weights,
+                resume=blob.resume,
+                retention=self._retention,
+                chunk_bytes=self._chunk_bytes,
+            ),
+        )
+        self.saved.append(ckpt.id)
+
+    def load(self) -> CheckpointBlob | None:
+        """The job's latest checkpoint (from any attempt), or None to start fresh.
+
+        Also drops the metric points after the resume point: this attempt
+        re-logs every later step, and must not leave the previous attempt's
+        points beyond where it stops (one continuous series).
+        """
+
+        def work(session: Session) -> tuple[int, int, str, CheckpointBlob] | None:
+            ckpt = repo.latest_checkpoint(session, self._job_id)
+            resume_step = ckpt.step if ckpt is not None else -1
+            dropped = jobs_repo.delete_metrics_after(
+                session, self._job_id, self._attempt, resume_step
+            )
+            if dropped:
+                log.info(
+                    "job %s: dropped %d metric points after step %d (resuming)",
+                    self._job_id,
+                    dropped,
+                    resume_step,
+                )
+            if ckpt is None:
+                return None
+            blob = CheckpointBlob(
+                weights=repo.read_file(session, ckpt.id, "weights"),
+                resume=repo.read_file(session, ckpt.id, "resume"),
+            )
+            return ckpt.id, ckpt.step, ckpt.sha256, blob
+
+        found = with_db_retry(self._factory, work)
+        if found is None:
+            return None
+        ckpt_id, step, sha256, blob = found
+        if hashlib.sha256(blob.weights).hexdigest() != sha256:
+            raise CorruptCheckpoint(f"checkpoint {ckpt_id} of job {self._job_id} is corrupt")
+        self.resumed_from = ckpt_id
+        log.info("job %s resumes from checkpoint %d (step %d)", self._job_id, ckpt_id, step)
+        return blob

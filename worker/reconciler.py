@@ -1,0 +1,52 @@
+"""A periodic pass that keeps the ledger and the broker in agreement.
+
+Runs in every ``trainforge worker`` (on by default); passes from several
+workers are safe because each change is a conditional UPDATE.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from api.db import lifecycle
+from api.db.models import utcnow
+from api.db.session import session_factory
+from api.queue import CeleryJobQueue, JobQueue
+from api.settings import Settings
+from worker.sinks import with_db_retry
+
+log = logging.getLogger(__name__)
+
+
+def reconcile_once(settings: Settings, queue: JobQueue) -> list[lifecycle.Publish]:
+    factory = session_factory(settings.resolved_database_url)
+    after = timedelta(seconds=settings.republish_after_seconds)
+    enforce = not settings.unsafe_ignore_max_restarts
+    to_publish = with_db_retry(
+        factory,
+        lambda s: lifecycle.reconcile(s, utcnow(), after, enforce_max_restarts=enforce),
+    )
+    for item in to_publish:  # after the commit, as for a new job
+        log.info("reconciler: publishing job %s to %s", item.job_id, item.queue)
+        queue.publish(item.job_id, item.queue)
+    return to_publish
+
+
+class Reconciler(threading.Thread):
+    def __init__(self, settings: Settings, queue: JobQueue | None = None) -> None:
+        super().__init__(name="trainforge-reconciler", daemon=True)
+        self._settings = settings
+        self._queue = queue or CeleryJobQueue(settings)
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self._settings.reconcile_seconds):
+            try:
+                reconcile_once(self._settings, self._queue)
+            except Exception:
+                log.exception("reconciler pass failed")
+
+    def stop(self) -> None:
+        self._stop_event.set()
