@@ -264,8 +264,9 @@ class CheckpointRead(BaseModel):
     created_at: datetime
 
 
-class CheckpointList(BaseModel):
+class CheckpointPage(BaseModel):
     items: list[CheckpointRead] = Field(description="Oldest first (the last is the latest).")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
 
 
 class JobStatusEvent(BaseModel):

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # Never set these in a deployment.
     unsafe_no_fencing: bool = Field(False, description="Tests only: ignore stale attempts.")
     unsafe_ignore_max_restarts: bool = Field(False, description="Tests only: requeue forever.")
+    unsafe_no_republish: bool = Field(
+        False, description="Tests only: never re-ring a lost doorbell (no reconciler, no wake)."
+    )
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest JSON request body.")
     max_upload_bytes: int = Field(
         100 * 2**20,
@@ -80,13 +83,14 @@ class Settings(BaseSettings):
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
+            "control_folder": str(folder / "control"),  # else kombu writes ./control
             "store_processed": False,
         }
 
     def ensure_home(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         if self.resolved_broker_url.startswith("filesystem"):
-            for key in ("data_folder_in", "processed_folder"):
+            for key in ("data_folder_in", "processed_folder", "control_folder"):
                 Path(self.broker_transport_options()[key]).mkdir(parents=True, exist_ok=True)
 
 

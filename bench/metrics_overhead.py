@@ -6,7 +6,8 @@ all alike:
 
 - ``off``: no metric sink (the engine's null sink);
 - ``sql``: ``worker.sinks.SqlMetricSink`` on a temporary SQLite file, as the worker
-  configures it (batches of 500, every 2 s and at each epoch end, background flusher);
+  configures it (a batch at 500 points but at most every 0.5 s, else every 2 s, and at
+  each epoch end; background flusher thread);
 - ``control``: the same store with a commit per point -- the naive sink -- to show the
   harness does see overhead when there is some.
 
@@ -47,7 +48,6 @@ from ml.spec import SPEC_VERSION, JobSpec
 from worker.sinks import SqlMetricSink
 
 ARMS = ("off", "sql", "control")
-BACKGROUND = False
 
 
 def spec(samples: int, epochs: int) -> JobSpec:
@@ -125,7 +125,7 @@ def run(arm: str, url: str, job_spec: JobSpec, dataset: object, n_values: int) -
         factory = session_factory(url)
         job_id = new_job(url, job_spec)
         if arm == "sql":
-            sql = SqlMetricSink(factory, job_id, 1, flush_points=500, flush_seconds=2.0, background=BACKGROUND)
+            sql = SqlMetricSink(factory, job_id, 1, flush_points=500, flush_seconds=2.0)
         else:  # a transaction per point
             sql = SqlMetricSink(factory, job_id, 1, flush_points=1, max_batch=1, background=False)
         sink = sql

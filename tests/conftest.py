@@ -85,7 +85,7 @@ def client(settings: Settings, fake_queue: FakeQueue, admin_key: str) -> Iterato
 def pg_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database for this test session."""
     try:
-        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
         with admin.connect() as conn:
             name = f"tf_test_{secrets.token_hex(4)}"
             conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -96,6 +96,7 @@ def pg_url() -> Iterator[str]:
     from api.db.session import engine_for
 
     engine_for.cache_clear()
+    admin.dispose()  # the fault suite may have restarted PostgreSQL meanwhile
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()

@@ -7,14 +7,16 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from api.settings import Settings
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 
 
 def worker_env(settings: Settings, home: Path, **extra: str) -> dict[str, str]:
@@ -77,3 +79,55 @@ def wait_status(get: Any, job_id: str, statuses: set[str], timeout: float) -> di
                 return job
         time.sleep(0.25)
     raise AssertionError(f"job {job_id} is {job.get('status')} after {timeout}s: {job}")
+
+
+@dataclass
+class UpServer:
+    """A `trainforge up` started as a user starts it."""
+
+    proc: subprocess.Popen[bytes]
+    base: str
+    home: Path
+    log: Path
+
+    @property
+    def key(self) -> str:
+        return (self.home / "api-key").read_text().strip()
+
+
+@contextmanager
+def trainforge_up(tmp: Path) -> Iterator[UpServer]:
+    port, home, log = free_port(), tmp / "tfhome", tmp / "up.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINFORGE_")}
+    env["TRAINFORGE_HOME"] = str(home)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trainforge.cli", "up", "--port", str(port)],
+            env=env,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its API and worker share the group: no orphans
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            with suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.3)
+        else:
+            raise AssertionError(log.read_text())
+        yield UpServer(proc, base, home, log)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # as Ctrl-C: `up` stops its children
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group

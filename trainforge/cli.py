@@ -83,7 +83,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             flush=True,
         )
         disable_fencing_for_fault_tests()
-    if settings.reconciler:
+    if settings.reconciler and not settings.unsafe_no_republish:
         Reconciler(settings).start()
     queues = args.queues or settings.queue
     app.worker_main(

@@ -96,6 +96,8 @@ def _claim(session: Session, job_id: str, lease_seconds: float) -> scheduling.Cl
 
 def _wake_next(factory: sessionmaker[Session], settings: Settings, job_id: str) -> None:
     """A slot just freed: ring for the next eligible job (it may have waited on a quota)."""
+    if settings.unsafe_no_republish:
+        return
     with factory() as session:
         queue = scheduling.queue_of(session, job_id)
         order = scheduling.pick_order(session, queue) if queue else []

@@ -45,12 +45,13 @@ def with_db_retry(
 class SqlMetricSink:
     """Buffers points and upserts them in batches fenced by the attempt.
 
-    A batch is written when ``flush_points`` points are buffered, every
+    A batch is written when ``flush_points`` points are buffered (but not
+    sooner than ``min_flush_interval`` after the last write), every
     ``flush_seconds``, and at each epoch end (the engine calls ``flush``, which
     returns only once every point logged so far is committed). With
     ``background`` (the default) batches are written by a flusher thread, so
-    the training loop never waits on the database; the database driver
-    releases the GIL while it waits on I/O.
+    the training loop does not wait on the database (the driver releases the
+    GIL during I/O); ``log`` only appends the call's values to the buffer.
 
     The buffer is bounded: when it holds ``buffer_limit`` points (the flusher
     is behind, e.g. the database is slow), ``log`` writes the buffer itself
@@ -70,10 +71,16 @@ class SqlMetricSink:
         flush_seconds: float = 2.0,
         buffer_limit: int = 100_000,
         max_batch: int = 5_000,
+        min_flush_interval: float = 0.5,
         background: bool = True,
     ) -> None:
         self._factory, self._job_id, self._attempt = factory, job_id, attempt
         self._flush_points, self._flush_seconds = flush_points, flush_seconds
+        # Every batch pays a fixed cost (a session, the attempt fence, its event, a
+        # commit that syncs to disk): a few ms, against microseconds per point. So a
+        # full batch waits for this interval since the last write, and fast step-level
+        # logging makes fewer, larger batches instead of hundreds of commits a second.
+        self._min_flush_interval = min_flush_interval
         self._buffer_limit = max(buffer_limit, 1)
         self._max_batch = max_batch  # points per transaction (and per SSE event)
         self._buffer: list[tuple[int, int, dict[str, float]]] = []
@@ -111,8 +118,8 @@ class SqlMetricSink:
         if buffered >= self._buffer_limit:
             self.backpressure_flushes += 1
             self._write_pending()
-        elif buffered >= self._flush_points or (
-            time.monotonic() - self._last_flush >= self._flush_seconds
+        elif (since := time.monotonic() - self._last_flush) >= self._flush_seconds or (
+            buffered >= self._flush_points and since >= self._min_flush_interval
         ):
             if self._thread is not None:
                 self._wake.set()

@@ -179,12 +179,14 @@ def apply_retention(session: Session, job_id: str, retention: Retention) -> list
     return doomed
 
 
-def list_checkpoints(session: Session, job_id: str) -> list[Checkpoint]:
-    return list(
-        session.scalars(
-            select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.id)
-        )
-    )
+def list_checkpoints(
+    session: Session, job_id: str, *, after: int | None = None, limit: int | None = None
+) -> list[Checkpoint]:
+    """Oldest first; keyset pagination on the id."""
+    stmt = select(Checkpoint).where(Checkpoint.job_id == job_id)
+    if after is not None:
+        stmt = stmt.where(Checkpoint.id > after)
+    return list(session.scalars(stmt.order_by(Checkpoint.id).limit(limit)))
 
 
 def get_checkpoint(session: Session, job_id: str, checkpoint_id: int) -> Checkpoint | None:

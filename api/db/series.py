@@ -29,6 +29,7 @@ from sqlalchemy import (
     Connection,
     and_,
     bindparam,
+    case,
     func,
     or_,
     select,
@@ -164,13 +165,15 @@ def _m4_in_sql(
         ).one()
         if not n:
             continue
-        picks = {first, last}
-        # The first step holding the bucket's NaN (else its minimum), and its maximum.
+        # The first step holding the bucket's NaN (else its minimum), and its maximum:
+        # one more scan of the bucket for both.
         lowest = value.is_(None) if finite < n else value == low
-        picks.add(conn.execute(select(func.min(step)).where(*rng, lowest)).scalar_one())
-        if finite:
-            picks.add(conn.execute(select(func.min(step)).where(*rng, value == high)).scalar_one())
-        kept.extend(_rows(conn, [*rng, step.in_(sorted(picks))]))
+        highest = value == high if finite else value.is_(None)
+        at_low, at_high = conn.execute(
+            select(func.min(case((lowest, step))), func.min(case((highest, step)))).where(*rng)
+        ).one()
+        picks = sorted({first, last, at_low, at_high})
+        kept.extend(_rows(conn, [*rng, step.in_(picks)]))
     return kept
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -13,7 +14,7 @@ from api import jobs_service as service
 from api.db import checkpoints as repo
 from api.deps import PrincipalDep, SessionDep
 from api.problems import Problem, ProblemError
-from api.schemas import CheckpointList, CheckpointRead
+from api.schemas import CheckpointPage, CheckpointRead
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": Problem, "description": "Missing or invalid API key."},
@@ -29,11 +30,23 @@ def _read(ckpt: repo.Checkpoint) -> CheckpointRead:
     return CheckpointRead.model_validate(repo.payload(ckpt))
 
 
-@router.get("/{job_id}/checkpoints", response_model=CheckpointList)
-def list_checkpoints(job_id: str, session: SessionDep, principal: PrincipalDep) -> CheckpointList:
+@router.get("/{job_id}/checkpoints", response_model=CheckpointPage)
+def list_checkpoints(
+    job_id: str,
+    session: SessionDep,
+    principal: PrincipalDep,
+    cursor: Annotated[str | None, Query(max_length=20, pattern=r"^[0-9]+$")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> CheckpointPage:
     """The job's kept checkpoints, oldest first; retention has removed the others."""
     job = service.get_job_or_404(session, principal, job_id)
-    return CheckpointList(items=[_read(c) for c in repo.list_checkpoints(session, job.id)])
+    after = int(cursor) if cursor else None
+    rows = repo.list_checkpoints(session, job.id, after=after, limit=limit + 1)
+    more, rows = len(rows) > limit, rows[:limit]
+    return CheckpointPage(
+        items=[_read(c) for c in rows],
+        next_cursor=str(rows[-1].id) if more and rows else None,
+    )
 
 
 def _stream(factory: sessionmaker[Session], checkpoint_id: int) -> Iterator[bytes]:

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 978339716acd
+Revision ID: 3295140b53bf
 Revises:
-Create Date: 2026-11-23 18:25:48.300416
+Create Date: 2026-11-23 19:55:17.695783
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 
 import api.db.models
 
-revision = "978339716acd"
+revision = "3295140b53bf"
 down_revision = None
 branch_labels = None
 depends_on = None

@@ -65,6 +65,17 @@ def test_list_and_download_checkpoints(
         "id", "step", "epoch", "metrics", "is_best", "size_bytes", "sha256", "created_at",
     }  # fmt: skip
     assert "val_loss" in items[-1]["metrics"]
+    assert r.json()["next_cursor"] is None
+    paged, cursor = [], None
+    while True:  # pages of one, oldest first
+        page = client.get(
+            f"/v1/jobs/{job_id}/checkpoints",
+            params={"limit": 1, **({"cursor": cursor} if cursor else {})},
+        ).json()
+        paged += page["items"]
+        if (cursor := page["next_cursor"]) is None:
+            break
+    assert paged == items
     for item in items:
         url = f"/v1/jobs/{job_id}/checkpoints/{item['id']}/download"
         with client.stream("GET", url) as d:
@@ -189,3 +200,27 @@ def test_a_failed_job_retried_runs_again_and_resumes(
     # The last checkpoint says the run had finished: the retry reports it, trains nothing.
     assert (job["status"], job["attempt"]) == ("succeeded", 2)
     assert job["progress"]["epoch"] == SPEC["epochs"]
+
+
+def test_restore_best_weights_ends_with_the_best_checkpoint(
+    client: TestClient, settings: Settings
+) -> None:
+    spec = {
+        **SPEC,
+        "epochs": 6,
+        "optimizer": {"kind": "sgd", "lr": 0.5},  # jumpy: the best epoch is rarely the last
+        "early_stopping": {"monitor": "val_loss", "patience": 100, "restore_best_weights": True},
+        "checkpointing": {"every_n_epochs": 1, "keep_last": 100, "keep_best": 1},
+    }
+    job_id = finished_job(client, settings, spec)
+    items = client.get(f"/v1/jobs/{job_id}/checkpoints").json()["items"]
+    assert len(items) == 6  # after epochs 1-5, and the final one (nothing deleted)
+    periodic, final = items[:-1], items[-1]
+    best = min(periodic, key=lambda i: (i["metrics"]["val_loss"], i["id"]))
+    if final["metrics"]["val_loss"] < best["metrics"]["val_loss"]:
+        best = final  # the last epoch was the best: the final save is that epoch
+    # The final checkpoint (what a user downloads last) holds the restored best weights,
+    # with that epoch's metrics, and retention marks the best one.
+    assert final["sha256"] == best["sha256"]
+    assert final["metrics"] == best["metrics"]
+    assert [i["id"] for i in items if i["is_best"]] == [best["id"]]

@@ -6,20 +6,17 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO
+from tests.procs import UpServer, trainforge_up
 
 pytestmark = pytest.mark.e2e
 
@@ -28,46 +25,14 @@ PACKAGE = "trainforge_client"
 EPOCHS = 3
 
 
-@dataclass
-class Live:
-    base: str
-    key: str
-    log: Path
+Live = UpServer
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    """`trainforge up` as a user starts it (as in tests/e2e/test_up.py)."""
-    tmp = tmp_path_factory.mktemp("up")
-    port, home, log = free_port(), tmp / "tfhome", tmp / "up.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINFORGE_")}
-    env["TRAINFORGE_HOME"] = str(home)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "trainforge.cli", "up", "--port", str(port)],
-            env=env,
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, log.read_text()
-            time.sleep(0.3)
-        else:
-            raise AssertionError(log.read_text())
-        yield Live(base, (home / "api-key").read_text().strip(), log)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpServer]:
+    """`trainforge up` as a user starts it."""
+    with trainforge_up(tmp_path_factory.mktemp("up")) as up:
+        yield up
 
 
 @pytest.fixture(scope="module")

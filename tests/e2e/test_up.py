@@ -2,67 +2,27 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import stat
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import REPO, free_port
+from tests.procs import UpServer, trainforge_up
 
 pytestmark = pytest.mark.e2e
 
 
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    base: str
-    home: Path
-    log: Path
-
-    @property
-    def key(self) -> str:
-        return (self.home / "api-key").read_text().strip()
+Server = UpServer
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    port = free_port()
-    home = tmp_path / "tfhome"
-    log = tmp_path / "up.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINFORGE_")}
-    env["TRAINFORGE_HOME"] = str(home)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "trainforge.cli", "up", "--port", str(port)],
-            env=env,
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, log.read_text()
-        time.sleep(0.3)
-    else:
-        raise AssertionError(log.read_text())
-    yield Server(proc, base, home, log)
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+def server(tmp_path: Path) -> Iterator[UpServer]:
+    with trainforge_up(tmp_path) as up:
+        yield up
 
 
 def test_digits_mlp_over_http_reaches_090_in_10_epochs_and_ctrl_c_stops(server: Server) -> None:

@@ -37,7 +37,11 @@ def _sigkill_scenario(c: Cluster, protection: bool) -> None:
             break
         # A random point of the run, between steps and across epoch boundaries.
         at = min(total - 5, target["progress"]["step"] + rng.randint(5, 2 * spe))
-        c.wait_running_past(target["id"], at, timeout=60 if protection else 20)
+        if (
+            c.wait_running_past(target["id"], at, timeout=60 if protection else 20)["status"]
+            != "running"
+        ):
+            continue
         c.kill(worker)
         killed.add(target["id"])
         worker = c.start_worker(**env)
@@ -98,7 +102,9 @@ def test_a_resumed_job_ends_with_the_weights_of_an_uninterrupted_run(cluster: Cl
 
 
 def _redis_scenario(c: Cluster, protection: bool) -> None:
-    env = {} if protection else {"TRAINFORGE_RECONCILER": "false"}
+    # The protection: the ledger re-rings lost doorbells (the reconciler, and a worker
+    # ringing for the next job when it finishes one).
+    env = {} if protection else {"TRAINFORGE_UNSAFE_NO_REPUBLISH": "true"}
     specs = [fault_spec(20 + i, epochs=4) for i in range(2 + SCALE)]
     c.start_worker(**env)
     jobs = [c.submit(s) for s in specs]
@@ -167,8 +173,10 @@ def _postgres_scenario(c: Cluster, protection: bool) -> None:
     from sqlalchemy.exc import InterfaceError, OperationalError
 
     if not protection:  # the 503 handler switched off: a database outage becomes a 500
+        app: Any = c.client.app
         for exc in (OperationalError, InterfaceError):
-            c.client.app.exception_handlers.pop(exc, None)  # type: ignore[attr-defined]
+            app.exception_handlers.pop(exc, None)
+        app.middleware_stack = None  # rebuilt with the handlers left
         c.client.raise_server_exceptions = False
     spec = fault_spec(40, epochs=6)
     c.start_worker()
@@ -179,7 +187,10 @@ def _postgres_scenario(c: Cluster, protection: bool) -> None:
 
     def poll() -> None:
         while not stop.is_set():
-            codes.append(c.client.get(f"/v1/jobs/{job_id}", headers=c.auth).status_code)
+            try:
+                codes.append(c.client.get(f"/v1/jobs/{job_id}", headers=c.auth).status_code)
+            except Exception:  # noqa: BLE001 - an exception escaping the app is a 500 to a client
+                codes.append(500)
             time.sleep(0.1)
 
     poller = threading.Thread(target=poll)
@@ -211,10 +222,19 @@ def _poison_scenario(c: Cluster, protection: bool) -> dict[str, Any]:
     spec = fault_spec(50, epochs=20, max_restarts=2)
     worker = c.start_worker(**env)
     job_id = c.submit(spec)
+    attempt = 0
     for _ in range(spec["retry"]["max_restarts"] + 2):  # its worker dies every time
-        job = c.wait(job_id, lambda j: j["status"] in ("running", "failed"), 60, "claimed")
+        job = c.wait(
+            job_id,
+            lambda j, seen=attempt: (
+                (j["status"] == "running" and j["attempt"] > seen) or j["status"] == "failed"
+            ),
+            60,
+            "claimed again",
+        )
         if job["status"] == "failed":
             break
+        attempt = job["attempt"]
         c.wait_running_past(job_id, job["progress"]["step"] + 3)
         c.kill(worker)
         worker = c.start_worker(**env)

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 import schemathesis
-from schemathesis.checks import positive_data_acceptance
 from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import positive_data_acceptance
 
 from api.app import create_app
 from api.db.keys import create_api_key, get_or_create_team

@@ -151,3 +151,38 @@ def test_a_failure_is_recorded_with_a_message(settings: Settings) -> None:
     job, _ = load(settings, job_id)
     assert (job.status, job.status_reason) == ("failed", "error")
     assert job.error and "cuda" in job.error.lower()
+
+
+def test_max_runtime_ends_the_job_failed_with_its_reason(settings: Settings) -> None:
+    spec = {
+        "dataset": {
+            "source": {
+                "kind": "builtin",
+                "name": "synthetic",
+                "synthetic": {"n_samples": 4096, "n_features": 32},
+            },
+            "batch_size": 8,
+        },
+        "epochs": 500,
+        "limits": {"max_runtime_seconds": 1},
+    }
+    job_id = make_job(settings, spec)
+    started = time.monotonic()
+    run_job(job_id, settings)
+    assert time.monotonic() - started < 30
+    job, _ = load(settings, job_id)
+    assert (job.status, job.status_reason) == ("failed", "max_runtime_exceeded")
+    assert job.error and "max_runtime_seconds" in job.error
+
+
+def test_a_non_finite_loss_fails_the_job_naming_the_step(settings: Settings) -> None:
+    spec = {
+        **IRIS,
+        "optimizer": {"kind": "sgd", "lr": 1e30},
+        "dataset": {**IRIS["dataset"], "preprocessing": {"normalization": "none"}},
+    }  # type: ignore[dict-item]
+    job_id = make_job(settings, spec)
+    run_job(job_id, settings)
+    job, _ = load(settings, job_id)
+    assert (job.status, job.status_reason) == ("failed", "non_finite_loss")
+    assert job.error and "step" in job.error

@@ -287,7 +287,9 @@ def stored(factory: Factory) -> int:
 
 def test_background_flusher_batches_and_flush_is_synchronous(factory: Factory) -> None:
     job_id = running_job(factory)
-    sink = SqlMetricSink(factory, job_id, 1, flush_points=100, flush_seconds=60)
+    sink = SqlMetricSink(
+        factory, job_id, 1, flush_points=100, flush_seconds=60, min_flush_interval=0
+    )
     for step in range(1, 151):
         sink.log(step, 0, {"loss": 1.0})
     # flush_points reached: the flusher thread writes without the training thread waiting.
