@@ -10,13 +10,13 @@ team, higher ``priority`` first, then oldest.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.db import jobs as repo
-from api.db.models import Job, Team, utcnow
+from api.db.models import Job, Team
 
 MAX_CANDIDATES = 2000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -86,25 +86,9 @@ def claim_next(session: Session, queue: str, lease_seconds: float) -> Claimed | 
         session.execute(select(Team.id).where(Team.id == team_id).with_for_update())
         if team_at_quota(session, team_id):
             continue
-        now = utcnow()
-        result = session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.status == "queued", Job.cancel_requested.is_(False))
-            .values(
-                status="running",
-                attempt=Job.attempt + 1,
-                updated_at=now,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
-                started_at=now,
-                status_reason=None,
-                error=None,
-            )
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        attempt = repo.claim_job(session, job_id, lease_seconds)
+        if attempt is None:
             continue  # someone else got it
-        attempt = session.scalar(select(Job.attempt).where(Job.id == job_id))
-        assert attempt is not None
-        repo.record_transition(session, job_id, "queued", "running", None, attempt)
         return Claimed(job_id, attempt)
     return None
 

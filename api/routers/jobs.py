@@ -6,13 +6,16 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
+from sqlalchemy.orm import Session
 
 from api import jobs_service as service
 from api.db import jobs as repo
 from api.db.events import json_float
+from api.db.models import Job
 from api.db.series import read_series
 from api.deps import PrincipalDep, QueueDep, SessionDep, SettingsDep
 from api.problems import Problem, ProblemError
+from api.queue import JobQueue
 from api.schemas import (
     JobCreate,
     JobPage,
@@ -31,6 +34,16 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=_ERRORS)
+
+
+def _commit_then_publish(session: Session, queue: JobQueue, job: Job) -> None:
+    session.commit()
+    # Only after the commit: a worker must never receive an id it cannot read.
+    # If publishing fails the row stays queued and the reconciler re-publishes.
+    try:
+        queue.publish(job.id, job.queue)
+    except Exception:  # the ledger has the job; the doorbell can ring later
+        log.warning("could not publish job %s; the reconciler will", job.id, exc_info=True)
 
 
 @router.post(
@@ -62,13 +75,7 @@ def create_job(
     if not created:
         response.status_code = status.HTTP_200_OK
         return service.to_read(session, job)
-    session.commit()
-    # Only after the commit: a worker must never receive an id it cannot read.
-    # If publishing fails the row stays queued and the reconciler re-publishes.
-    try:
-        queue.publish(job.id, job.queue)
-    except Exception:  # the ledger has the job; the doorbell can ring later
-        log.warning("could not publish job %s; the reconciler will", job.id, exc_info=True)
+    _commit_then_publish(session, queue, job)
     return service.to_read(session, job)
 
 
@@ -123,13 +130,7 @@ def retry_job(
 ) -> JobRead:
     """Queue a failed or canceled job again; its worker resumes from the latest checkpoint."""
     job = service.retry_job(session, principal, job_id)
-    session.commit()
-    # As for a new job: publish only what is committed; a lost message is re-sent
-    # by the reconciler.
-    try:
-        queue.publish(job.id, job.queue)
-    except Exception:  # the ledger has the job; the doorbell can ring later
-        log.warning("could not publish job %s; the reconciler will", job.id, exc_info=True)
+    _commit_then_publish(session, queue, job)
     return service.to_read(session, job)
 
 

@@ -9,23 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from ml.data import load_dataset, split_indices
 from ml.engine import train
 from ml.spec import JobSpec
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Small models gain nothing from intra-op threads, and on a shared 2-core machine
-    # OpenMP spin-waiting makes them many times slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def job(name: str, **body) -> JobSpec:

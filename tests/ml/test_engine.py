@@ -21,16 +21,6 @@ from ml.spec import JobSpec
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Small models gain nothing from intra-op threads, and on a shared 2-core machine
-    # OpenMP spin-waiting makes them many times slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def spec_for(name: str = "iris", **body) -> JobSpec:
     dataset = {"source": {"kind": "builtin", "name": name}, **body.pop("dataset", {})}
     return JobSpec.model_validate({"dataset": dataset, **body})

@@ -19,16 +19,6 @@ from ml.spec import JobSpec
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Small models gain nothing from intra-op threads, and on a shared 2-core machine
-    # OpenMP spin-waiting makes them many times slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tabular(n: int = 64, f: int = 6, k: int = 3, seed: int = 0) -> LoadedDataset:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, f)).astype(np.float32)
