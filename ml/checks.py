@@ -151,6 +151,22 @@ def check_spec(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
             "model_needs_text")  # fmt: skip
     elif isinstance(model, MLPModel) and modality == "text":
         add(kind, "an mlp cannot read raw text: use 'text'", "model_not_for_text")
+    if (
+        isinstance(model, TextModel)
+        and model.encoder == "transformer"
+        and (model.embedding_dim % model.num_heads)
+    ):
+        add(("model", "num_heads"), f"the transformer splits embedding_dim "
+            f"{model.embedding_dim} across num_heads {model.num_heads}: pick a num_heads that "
+            "divides it", "heads_do_not_divide_embedding")  # fmt: skip
+    # Batch normalization cannot train on a batch of one sample (PyTorch raises; the
+    # last partial batch of an epoch is kept, as in Keras).
+    uses_batch_norm = isinstance(model, MLPModel | CNNModel) and model.normalization == "batch"
+    if uses_batch_norm and n_train > 0 and n_train % spec.dataset.batch_size == 1:
+        add(("dataset", "batch_size"), f"the {n_train} training samples leave a last batch of "
+            f"one sample at batch_size {spec.dataset.batch_size}, which batch normalization "
+            "cannot train on: change batch_size or validation_split",
+            "batch_norm_single_sample_batch")  # fmt: skip
 
     # ---- loss vs task
     if spec.loss == "cross_entropy" and not classification:

@@ -243,3 +243,47 @@ def test_bad_data_shapes_and_empty_training_split():
         (("dataset", "source", "synthetic", "image_shape"), "invalid_image_shape"),
         (("dataset", "source", "synthetic", "n_classes"), "too_few_classes"),
     ]
+
+
+def test_batch_norm_with_a_last_batch_of_one_sample_is_refused() -> None:
+    from ml.checks import builtin_info, check_spec, split_sizes
+    from ml.spec import JobSpec
+
+    base = {
+        "dataset": {"source": {"kind": "builtin", "name": "iris"}, "batch_size": 119},
+        "model": {"kind": "mlp", "normalization": "batch"},
+    }
+    spec = JobSpec.model_validate(base)
+    info = builtin_info(spec.dataset.source)  # type: ignore[arg-type]
+    n_train, _ = split_sizes(info.n_samples, spec.dataset.validation_split)
+    assert n_train % 119 == 1
+    codes = {p.type: p.loc for p in check_spec(spec, info)}
+    assert codes["batch_norm_single_sample_batch"] == ("dataset", "batch_size")
+    fine = JobSpec.model_validate({**base, "model": {"kind": "mlp", "normalization": "layer"}})
+    assert "batch_norm_single_sample_batch" not in {p.type for p in check_spec(fine, info)}
+
+
+def test_transformer_heads_must_divide_the_embedding() -> None:
+    from ml.checks import DatasetInfo, check_spec
+    from ml.spec import JobSpec
+
+    info = DatasetInfo(
+        task="classification",
+        modality="text",
+        n_samples=100,
+        n_features=0,
+        image_shape=None,
+        n_classes=2,
+    )
+    spec = JobSpec.model_validate(
+        {
+            "dataset": {"source": {"kind": "uploaded", "dataset_id": "x"}},
+            "model": {
+                "kind": "text",
+                "encoder": "transformer",
+                "embedding_dim": 30,
+                "num_heads": 4,
+            },
+        }
+    )
+    assert [p.loc for p in check_spec(spec, info)] == [("model", "num_heads")]
