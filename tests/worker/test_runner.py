@@ -8,31 +8,18 @@ import time
 import pytest
 
 from api.db import jobs as repo
-from api.db.keys import DEFAULT_TEAM, get_or_create_team
 from api.db.models import Job, MetricPoint
 from api.db.session import session_factory
 from api.settings import Settings
-from ml.spec import SPEC_VERSION, JobSpec
+from tests.worker.helpers import insert_job
 from worker.runner import run_job
 
 
 def make_job(settings: Settings, spec: dict[str, object]) -> str:
-    resolved = JobSpec.model_validate(spec)
     with session_factory(settings.resolved_database_url)() as s:
-        team = get_or_create_team(s, DEFAULT_TEAM)
-        job = repo.create_job(
-            s,
-            team_id=team.id,
-            key_id=None,
-            name=None,
-            spec=resolved.model_dump(mode="json"),
-            spec_version=SPEC_VERSION,
-            queue="trainforge",
-            epochs=resolved.epochs,
-            max_restarts=resolved.retry.max_restarts,
-        )
+        job_id = insert_job(s, spec)
         s.commit()
-        return job.id
+        return job_id
 
 
 def load(settings: Settings, job_id: str) -> tuple[Job, list[MetricPoint]]:

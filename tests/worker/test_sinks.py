@@ -20,14 +20,14 @@ from api.db import events
 from api.db import jobs as repo
 from api.db import series as series_mod
 from api.db.checkpoints import CheckpointChunk
-from api.db.keys import DEFAULT_TEAM, get_or_create_team
 from api.db.models import Job, MetricPoint
 from api.db.series import Series, read_series
 from api.db.session import session_factory
 from api.routers.events import _data as sse_data
 from api.settings import Settings
 from ml.sinks import CheckpointBlob
-from ml.spec import SPEC_VERSION, JobSpec
+from ml.spec import JobSpec
+from tests.worker.helpers import insert_job
 from worker.checkpoint_sink import SqlCheckpointSink
 from worker.sinks import SqlMetricSink
 
@@ -37,24 +37,11 @@ Factory = sessionmaker[Session]
 
 def running_job(factory: Factory, spec: dict[str, object] | None = None) -> str:
     """A job claimed by attempt 1."""
-    resolved = JobSpec.model_validate(spec or IRIS)
     with factory() as s:
-        team = get_or_create_team(s, DEFAULT_TEAM)
-        job = repo.create_job(
-            s,
-            team_id=team.id,
-            key_id=None,
-            name=None,
-            spec=resolved.model_dump(mode="json"),
-            spec_version=SPEC_VERSION,
-            queue="trainforge",
-            epochs=resolved.epochs,
-            max_restarts=resolved.retry.max_restarts,
-        )
-        s.flush()
-        assert repo.claim_job(s, job.id, 30) == 1
+        job_id = insert_job(s, spec or IRIS)
+        assert repo.claim_job(s, job_id, 30) == 1
         s.commit()
-        return job.id
+        return job_id
 
 
 def requeue(factory: Factory, job_id: str) -> int:
