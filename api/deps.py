@@ -52,7 +52,8 @@ def require_principal(request: Request, session: SessionDep) -> Principal:
             "The API key is invalid, revoked or expired.",
             headers=_UNAUTHORIZED,
         )
-    session.commit()  # keeps last_used_at
+    if session.dirty:
+        session.commit()  # keeps last_used_at
     request.state.principal = principal  # for the audit log
     return principal
 

@@ -52,7 +52,10 @@ def team_at_quota(session: Session, team_id: str) -> bool:
     quota = session.scalar(select(Team.max_running_jobs).where(Team.id == team_id))
     if quota is None:
         return False
-    return _running_by_team(session).get(team_id, 0) >= quota
+    running = session.scalar(
+        select(func.count()).where(Job.team_id == team_id, Job.status == "running")
+    )
+    return (running or 0) >= quota
 
 
 def pick_order(session: Session, queue: str) -> list[str]:

@@ -37,6 +37,20 @@ IRIS = {
 }
 
 
+# Far longer than any test waits: it must be stopped (cancel, runtime limit).
+LONG = {
+    "dataset": {
+        "source": {
+            "kind": "builtin",
+            "name": "synthetic",
+            "synthetic": {"n_samples": 4096, "n_features": 32},
+        },
+        "batch_size": 8,
+    },
+    "epochs": 500,
+}
+
+
 def test_a_job_runs_to_success_with_per_epoch_metrics(settings: Settings) -> None:
     job_id = make_job(settings, IRIS)
     run_job(job_id, settings)
@@ -94,18 +108,7 @@ def test_a_stale_attempt_cannot_write(settings: Settings) -> None:
 
 
 def test_cancel_stops_a_running_job_within_seconds(settings: Settings) -> None:
-    spec = {
-        "dataset": {
-            "source": {
-                "kind": "builtin",
-                "name": "synthetic",
-                "synthetic": {"n_samples": 4096, "n_features": 32},
-            },
-            "batch_size": 8,
-        },
-        "epochs": 500,
-    }
-    job_id = make_job(settings, spec)
+    job_id = make_job(settings, LONG)
     worker = threading.Thread(target=run_job, args=(job_id, settings))
     worker.start()
     factory = session_factory(settings.resolved_database_url)
@@ -141,19 +144,7 @@ def test_a_failure_is_recorded_with_a_message(settings: Settings) -> None:
 
 
 def test_max_runtime_ends_the_job_failed_with_its_reason(settings: Settings) -> None:
-    spec = {
-        "dataset": {
-            "source": {
-                "kind": "builtin",
-                "name": "synthetic",
-                "synthetic": {"n_samples": 4096, "n_features": 32},
-            },
-            "batch_size": 8,
-        },
-        "epochs": 500,
-        "limits": {"max_runtime_seconds": 1},
-    }
-    job_id = make_job(settings, spec)
+    job_id = make_job(settings, {**LONG, "limits": {"max_runtime_seconds": 1}})
     started = time.monotonic()
     run_job(job_id, settings)
     assert time.monotonic() - started < 30
