@@ -32,7 +32,9 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
         openapi_tags=OPENAPI_TAGS,
     )
     app.state.settings = settings
-    app.state.session_factory = session_factory(settings.resolved_database_url)
+    app.state.session_factory = session_factory(
+        settings.resolved_database_url, settings.db_idle_in_transaction_seconds
+    )
     app.state.queue = queue or celery_queue(settings)
     problems.install(app)
     app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)

@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(
         None, ge=1, description="Intra-op threads per worker (None: torch's default)."
     )
+    db_idle_in_transaction_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="PostgreSQL ends a session idle inside a transaction this long, so a "
+        "stalled process cannot hold the locks a takeover or a cancel needs.",
+    )
     reconciler: bool = Field(True, description="Run the reconciler in each worker.")
     reconcile_seconds: float = Field(10.0, gt=0, description="Seconds between passes.")
     republish_after_seconds: float = Field(

@@ -21,7 +21,9 @@ log = logging.getLogger(__name__)
 
 
 def reconcile_once(settings: Settings, queue: JobQueue) -> list[lifecycle.Publish]:
-    factory = session_factory(settings.resolved_database_url)
+    factory = session_factory(
+        settings.resolved_database_url, settings.db_idle_in_transaction_seconds
+    )
     after = timedelta(seconds=settings.republish_after_seconds)
     enforce = not settings.unsafe_ignore_max_restarts
     to_publish = with_db_retry(

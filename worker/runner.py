@@ -107,7 +107,9 @@ def _wake_next(factory: sessionmaker[Session], settings: Settings, job_id: str) 
 
 def run_job(job_id: str, settings: Settings | None = None) -> None:
     settings = settings or get_settings()
-    factory = session_factory(settings.resolved_database_url)
+    factory = session_factory(
+        settings.resolved_database_url, settings.db_idle_in_transaction_seconds
+    )
     claimed = with_db_retry(factory, lambda s: _claim(s, job_id, settings.lease_seconds))
     if claimed is None:
         log.info("nothing to run for job %s's message (duplicate, canceled or quota)", job_id)

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, idle_in_transaction_seconds: float | None = None) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
@@ -23,13 +23,26 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    connect_args: dict[str, Any] = {}
+    if idle_in_transaction_seconds is not None:
+        # A process that stalls inside a transaction (SIGSTOP, a VM pause, a hung
+        # client) would hold its row locks for ever, and the reconciler's takeover
+        # and a user's cancel would wait behind them. The server ends such a session
+        # instead; our transactions are milliseconds long, never held across training.
+        ms = max(1, int(idle_in_transaction_seconds * 1000))
+        connect_args["options"] = f"-c idle_in_transaction_session_timeout={ms}"
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=10, connect_args=connect_args
+    )
 
 
 @lru_cache(maxsize=8)
-def engine_for(url: str) -> Engine:
-    return make_engine(url)
+def engine_for(url: str, idle_in_transaction_seconds: float | None = None) -> Engine:
+    return make_engine(url, idle_in_transaction_seconds)
 
 
-def session_factory(url: str) -> sessionmaker[Session]:
-    return sessionmaker(engine_for(url), expire_on_commit=False)
+def session_factory(
+    url: str, idle_in_transaction_seconds: float | None = None
+) -> sessionmaker[Session]:
+    """Sessions on a shared engine per (url, timeout); the timeout applies to PostgreSQL."""
+    return sessionmaker(engine_for(url, idle_in_transaction_seconds), expire_on_commit=False)
