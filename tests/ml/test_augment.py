@@ -14,8 +14,8 @@ from ml.augment import Transform, apply_transform, augment, is_active
 from ml.augment import random_transform as draw
 from ml.checks import DatasetInfo
 from ml.data import LoadedDataset, prepare
-from ml.engine import Trainer
 from ml.spec import AugmentationSpec, JobSpec
+from ml.trainer import Trainer
 
 NEAREST = AugmentationSpec(fill_mode="nearest")
 

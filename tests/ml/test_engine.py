@@ -309,7 +309,7 @@ def test_compile_on_cpu_trains_and_checkpoints_plain_keys():
 
 
 def test_each_step_runs_at_the_schedules_rate(monkeypatch):
-    from ml.engine import Trainer
+    from ml.trainer import Trainer
 
     used: list[float] = []
     original = Trainer.step

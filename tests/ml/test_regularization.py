@@ -12,9 +12,9 @@ from torch.nn import functional as F
 
 from ml.checks import DatasetInfo
 from ml.data import LoadedDataset, prepare
-from ml.engine import Trainer
 from ml.models import kernel_weights, regularization_penalty
 from ml.spec import JobSpec
+from ml.trainer import Trainer
 
 CPU = torch.device("cpu")
 
