@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -190,7 +191,7 @@ class DeviceData:
 def prepare(spec: JobSpec, ds: LoadedDataset, device: torch.device) -> DeviceData:
     """Split, normalize with training statistics, and place the data."""
     train, val = split_indices(ds, spec.dataset.validation_split, spec.seed)
-    x = np.asarray(ds.x, dtype=np.float32)
+    x = impute_missing(np.asarray(ds.x, dtype=np.float32), train)
     # Token ids (text) are indices, never scaled.
     normalization = (
         "none" if ds.info.modality == "text" else spec.dataset.preprocessing.normalization
@@ -220,6 +221,21 @@ def prepare(spec: JobSpec, ds: LoadedDataset, device: torch.device) -> DeviceDat
         info=ds.info,
         device=device,
     )
+
+
+def impute_missing(x: NDArray[np.float32], train: NDArray[np.intp]) -> NDArray[np.float32]:
+    """Missing features (NaN, kept by an upload with ``impute=mean``) become the
+    training split's per-feature means: statistics of the training rows only, like
+    normalization. A feature with no training value falls back to all rows' mean."""
+    missing = np.isnan(x)
+    if not missing.any():
+        return x
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices, handled below
+        means = np.nanmean(x[train], axis=0)
+        means = np.where(np.isnan(means), np.nanmean(x, axis=0), means)
+    means = np.nan_to_num(means, nan=0.0)
+    return np.where(missing, means[None, ...], x).astype(np.float32)
 
 
 def _fits(device: torch.device, nbytes: int) -> bool:

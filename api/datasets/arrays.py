@@ -195,10 +195,9 @@ def _finite(x: NDArray[np.float64], impute: ImputeOption, notes: list[str]) -> N
             "file", f"{int(all_nan.sum())} features are NaN in every sample: cannot impute",
             "empty_column",
         )  # fmt: skip
-    means = np.nanmean(x, axis=0)
-    x = np.where(nan, means[None, ...], x)
+    # Kept as NaN: each job fills them with its training split's means (ml.data.prepare).
     notes.append(
-        f"imputed {int(nan.sum())} NaN values in {len(rows)} samples with the per-feature "
-        "means over all samples"
+        f"{int(nan.sum())} NaN values in {len(rows)} samples will be imputed with the "
+        "per-feature means of each job's training split"
     )
     return x

@@ -4,9 +4,10 @@
   RFC 4180 quoting. Blank lines are skipped; a row with another number of
   fields than the header is an error.
 - Missing values are empty cells or ``NA``, ``N/A``, ``NaN``, ``null``,
-  ``None`` (any case). In features they are an error unless ``impute=mean``,
-  which replaces them with the column mean over all rows; infinities are
-  always an error. A missing label is always an error.
+  ``None`` (any case). In features they are an error unless ``impute=mean``:
+  then they are stored as NaN and each job fills them with its training
+  split's column means (ml.data.prepare); infinities are always an error.
+  A missing label is always an error.
 - ``text_csv`` keeps the raw text: the job's ``preprocessing.text_cleaning``
   and its training split decide cleaning and vocabulary, at training time.
 """
@@ -227,13 +228,12 @@ def _finite_features(
             f"columns with no value at all cannot be imputed: {', '.join(empty[:MAX_LISTED])}",
             "empty_column",
         )
-    means = np.nanmean(x[:, cols], axis=0)
-    x = x.copy()
-    for c, m in zip(cols, means, strict=True):
-        x[missing[:, c], c] = m
+    # Kept as NaN: each job fills them with its own training split's column means
+    # (ml.data.prepare), so no validation row leaks into what training sees.
     shown = ", ".join(f"{names[c]} ({per_col[c]})" for c in cols[:MAX_LISTED])
     notes.append(
-        f"imputed {int(per_col.sum())} missing values with column means over all rows: {shown}"
+        f"{int(per_col.sum())} missing values will be imputed with the column means of "
+        f"each job's training split: {shown}"
     )
     return x
 

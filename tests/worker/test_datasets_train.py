@@ -59,6 +59,28 @@ def test_iris_csv_trains(client: TestClient, settings: Settings) -> None:
     assert len(m["val_accuracy"]) == 20 and m["val_accuracy"][-1] >= 0.8
 
 
+def test_csv_with_missing_values_trains_with_training_split_means(
+    client: TestClient, settings: Settings
+) -> None:
+    lines = iris_csv().decode().splitlines()
+    holed = (
+        [lines[0]]
+        + [  # every seventh row loses its sepal width
+            ",".join("" if (i % 7 == 0 and c == 1) else v for c, v in enumerate(line.split(",")))
+            for i, line in enumerate(lines[1:])
+        ]
+    )
+    ds = uploaded(client, "\n".join(holed).encode(), "csv", label_column="species", impute="mean")
+    assert any("will be imputed" in n for n in ds["notes"])
+    job, m = run(
+        client, settings,
+        job_on(ds["id"], 64, model={"kind": "mlp", "hidden_units": [16]}, epochs=20, seed=0,
+               optimizer={"kind": "adam", "lr": 0.05}, checkpointing=QUIET),
+    )  # fmt: skip
+    succeeded(job)
+    assert all(np.isfinite(m["loss"])) and m["val_accuracy"][-1] >= 0.8
+
+
 @pytest.mark.parametrize("encoder", ["pooling", "transformer"])
 def test_text_csv_trains(client: TestClient, settings: Settings, encoder: str) -> None:
     ds = uploaded(client, text_csv(), "text_csv", text_column="review", label_column="sentiment")
