@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from api.db import jobs as repo
 from api.db import scheduling
 from api.db.keys import Principal
-from api.db.models import Job, Team, utcnow
+from api.db.models import Job, JobTransition, Team, utcnow
 from api.pagination import decode_cursor, encode_cursor
 from api.problems import FieldProblem, ProblemError
 from api.schemas import (
@@ -131,12 +131,16 @@ def get_job_or_404(session: Session, principal: Principal, job_id: str) -> Job:
     return job
 
 
-def _queue_reason(session: Session, job: Job) -> QueueReason | None:
+def _queue_reason(
+    session: Session, job: Job, at_quota: dict[str, bool] | None = None
+) -> QueueReason | None:
+    """Why a queued job waits; ``at_quota`` caches the answer per team across a page."""
     if job.status != "queued":
         return None
-    if scheduling.team_at_quota(session, job.team_id):
-        return QueueReason.quota
-    return QueueReason.waiting_for_worker
+    cache = {} if at_quota is None else at_quota
+    if job.team_id not in cache:
+        cache[job.team_id] = scheduling.team_at_quota(session, job.team_id)
+    return QueueReason.quota if cache[job.team_id] else QueueReason.waiting_for_worker
 
 
 def retry_job(session: Session, principal: Principal, job_id: str) -> Job:
@@ -155,12 +159,16 @@ def retry_job(session: Session, principal: Principal, job_id: str) -> Job:
 
 
 def to_read(session: Session, job: Job) -> JobRead:
+    return _read(job, repo.transitions(session, job.id), _queue_reason(session, job))
+
+
+def _read(job: Job, transitions: list[JobTransition], queue_reason: QueueReason | None) -> JobRead:
     return JobRead(
         id=job.id,
         name=job.name,
         status=job.status,
         status_reason=job.status_reason,
-        queue_reason=_queue_reason(session, job),
+        queue_reason=queue_reason,
         error=job.error,
         spec=JobSpec.model_validate(job.spec),
         spec_version=job.spec_version,
@@ -180,7 +188,7 @@ def to_read(session: Session, job: Job) -> JobRead:
                 attempt=t.attempt,
                 at=t.at,
             )
-            for t in repo.transitions(session, job.id)
+            for t in transitions
         ],
     )
 
@@ -199,7 +207,10 @@ def list_page(
     rows = repo.list_jobs(session, scope, status=status, limit=limit + 1, after=after)
     more = len(rows) > limit
     rows = rows[:limit]
+    # Two queries for the page, not two per job: the transitions at once, quota per team.
+    transitions = repo.transitions_for(session, [j.id for j in rows])
+    at_quota: dict[str, bool] = {}
     return JobPage(
-        items=[to_read(session, j) for j in rows],
+        items=[_read(j, transitions[j.id], _queue_reason(session, j, at_quota)) for j in rows],
         next_cursor=encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None,
     )

@@ -149,6 +149,20 @@ def transitions(session: Session, job_id: str) -> list[JobTransition]:
     )
 
 
+def transitions_for(session: Session, job_ids: Sequence[str]) -> dict[str, list[JobTransition]]:
+    """The transitions of several jobs in one query (a page of a listing)."""
+    out: dict[str, list[JobTransition]] = {job_id: [] for job_id in job_ids}
+    if job_ids:
+        stmt = (
+            select(JobTransition)
+            .where(JobTransition.job_id.in_(list(job_ids)))
+            .order_by(JobTransition.id)
+        )
+        for t in session.scalars(stmt):
+            out[t.job_id].append(t)
+    return out
+
+
 def request_cancel(session: Session, job: Job) -> None:
     """Queued: canceled at once. Running: a flag the worker's heartbeat reads."""
     now = utcnow()
