@@ -37,6 +37,12 @@ class Settings(BaseSettings):
         description="PostgreSQL ends a session idle inside a transaction this long, so a "
         "stalled process cannot hold the locks a takeover or a cancel needs.",
     )
+    stalled_lock_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="PostgreSQL: the reconciler ends a session whose transaction has held "
+        "an expired-lease job's row this long (a frozen worker).",
+    )
     reconciler: bool = Field(True, description="Run the reconciler in each worker.")
     reconcile_seconds: float = Field(10.0, gt=0, description="Seconds between passes.")
     republish_after_seconds: float = Field(

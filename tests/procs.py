@@ -31,6 +31,7 @@ def worker_env(settings: Settings, home: Path, **extra: str) -> dict[str, str]:
             "TRAINFORGE_LEASE_SECONDS": str(settings.lease_seconds),
             "TRAINFORGE_RECONCILE_SECONDS": str(settings.reconcile_seconds),
             "TRAINFORGE_REPUBLISH_AFTER_SECONDS": str(settings.republish_after_seconds),
+            "TRAINFORGE_STALLED_LOCK_SECONDS": str(settings.stalled_lock_seconds),
             "TRAINFORGE_DB_IDLE_IN_TRANSACTION_SECONDS": str(
                 settings.db_idle_in_transaction_seconds
             ),

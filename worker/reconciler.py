@@ -26,6 +26,19 @@ def reconcile_once(settings: Settings, queue: JobQueue) -> list[lifecycle.Publis
     )
     after = timedelta(seconds=settings.republish_after_seconds)
     enforce = not settings.unsafe_ignore_max_restarts
+    try:
+        ended = with_db_retry(
+            factory,
+            lambda s: lifecycle.end_stalled_sessions(s, utcnow(), settings.stalled_lock_seconds),
+        )
+        for pid in ended:
+            log.warning(
+                "reconciler: ended database session %s, frozen inside a transaction on the "
+                "row of a job whose lease expired",
+                pid,
+            )
+    except Exception:  # e.g. no privilege to signal: the lock_timeout below still bounds us
+        log.exception("reconciler: could not end stalled sessions")
     to_publish = with_db_retry(
         factory,
         lambda s: lifecycle.reconcile(s, utcnow(), after, enforce_max_restarts=enforce),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select, text, update
 from sqlalchemy.orm import Session
 
 from api.db import jobs as repo
@@ -127,6 +127,45 @@ def _unanswered_queued(session: Session, now: datetime, after: timedelta) -> lis
     return out
 
 
+# Sessions whose open transaction holds the row of a job whose lease has expired,
+# and has for longer than any transaction of ours takes (PostgreSQL: the row's xmax
+# is the locker's transaction id while that transaction is open).
+_STALLED_HOLDERS = text(
+    "SELECT DISTINCT a.pid FROM jobs j "
+    "JOIN pg_locks l ON l.locktype = 'transactionid' AND l.transactionid = j.xmax "
+    "AND l.mode = 'ExclusiveLock' AND l.granted "
+    "JOIN pg_stat_activity a ON a.pid = l.pid "
+    "WHERE j.status = 'running' AND j.lease_expires_at < :now "
+    "AND a.xact_start < now() - make_interval(secs => :seconds) "
+    "AND a.pid <> pg_backend_pid()"
+)
+
+
+def stalled_lock_holders(session: Session, now: datetime, held_seconds: float) -> list[int]:
+    """PostgreSQL backends frozen inside a transaction on an expired-lease job's row.
+
+    A worker stopped mid-write (SIGSTOP, a paused VM, a hung pipeline) keeps the
+    job's row lock, and the takeover's UPDATE would wait behind it for ever;
+    ``idle_in_transaction_session_timeout`` does not fire for a session stopped in
+    the middle of a pipelined statement. The reconciler ends these sessions.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return []  # SQLite: one writer at a time, and its busy timeout bounds the wait
+    rows = session.execute(_STALLED_HOLDERS, {"now": now, "seconds": held_seconds})
+    return [int(pid) for (pid,) in rows]
+
+
+def end_stalled_sessions(session: Session, now: datetime, held_seconds: float) -> list[int]:
+    """pg_terminate_backend each of ``stalled_lock_holders``: their transactions roll
+    back, their locks go, and a worker that wakes up later is fenced off by the new
+    attempt. Needs the same database role as the workers (or pg_signal_backend)."""
+    ended = []
+    for pid in stalled_lock_holders(session, now, held_seconds):
+        if session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar():
+            ended.append(pid)
+    return ended
+
+
 def reconcile(
     session: Session,
     now: datetime,
@@ -135,6 +174,10 @@ def reconcile(
     enforce_max_restarts: bool = True,
 ) -> list[Publish]:
     """One pass; the caller commits, then publishes what is returned."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Never queue behind a row lock: a pass that cannot get one fails and the next
+        # pass, after stalled_lock_holders, tries again.
+        session.execute(text("SET LOCAL lock_timeout = '2s'"))
     return _expired_leases(session, now, enforce_max_restarts) + _unanswered_queued(
         session, now, republish_after
     )

@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
 
 from api.settings import Settings
 from tests.procs import start_worker, stop
@@ -73,6 +74,37 @@ class Cluster:
 
     def resume(self, proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGCONT)
+
+    def pause_inside_a_job_write(
+        self, proc: subprocess.Popen[bytes], app_name: str, timeout: float = 90
+    ) -> None:
+        """SIGSTOP ``proc`` while one of its database sessions is inside a transaction
+        that has updated the jobs table (so it holds the job's row lock): a checkpoint,
+        a metric flush or a heartbeat caught between its fence and its commit. The
+        worker must have been started with ``PGAPPNAME=app_name``."""
+        engine = create_engine(self.settings.resolved_database_url, isolation_level="AUTOCOMMIT")
+        writing = text(
+            "SELECT a.pid, a.backend_xid::text FROM pg_stat_activity a "
+            "JOIN pg_locks l ON l.pid = a.pid JOIN pg_class c ON c.oid = l.relation "
+            "WHERE a.application_name = :app AND a.backend_xid IS NOT NULL "
+            "AND c.relname = 'jobs' AND l.mode = 'RowExclusiveLock' AND l.granted"
+        )
+        deadline = time.monotonic() + timeout
+        try:
+            with engine.connect() as conn:
+                while time.monotonic() < deadline:
+                    before = set(conn.execute(writing, {"app": app_name}).all())
+                    if before:
+                        self.pause(proc)
+                        time.sleep(0.2)  # let the server finish what it had received
+                        # Still the same transaction once stopped: caught inside it.
+                        if before & set(conn.execute(writing, {"app": app_name}).all()):
+                            return
+                        self.resume(proc)
+                    time.sleep(0.002)
+        finally:
+            engine.dispose()
+        raise AssertionError(f"never caught {app_name} inside a job-row write in {timeout}s")
 
     def stop_all(self) -> None:
         for proc in self.workers:

@@ -31,6 +31,7 @@ def cluster(pg_url: str, redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
         republish_after_seconds=4,
         # A worker paused inside a transaction loses its session (and locks) this fast.
         db_idle_in_transaction_seconds=3,
+        stalled_lock_seconds=3,
     )
     with session_factory(pg_url)() as s:
         team = get_or_create_team(s, f"faults-{secrets.token_hex(3)}")

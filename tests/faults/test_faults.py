@@ -169,6 +169,40 @@ def test_a_paused_worker_is_fenced_off(cluster: Cluster, protection: bool) -> No
             _fencing_scenario(cluster, False)
 
 
+def _frozen_writer_scenario(c: Cluster, protection: bool) -> None:
+    # The protection: the reconciler ends a session that holds an expired job's row
+    # (stalled_lock_seconds), and PostgreSQL one idle inside a transaction
+    # (db_idle_in_transaction_seconds); the cluster sets both to 3 s, unprotected a day.
+    env = {"PGAPPNAME": "tf-frozen-writer"}
+    off = {
+        "TRAINFORGE_DB_IDLE_IN_TRANSACTION_SECONDS": "86400",
+        "TRAINFORGE_STALLED_LOCK_SECONDS": "86400",
+    }
+    spec = fault_spec(35, epochs=6)
+    first = c.start_worker(**env, **({} if protection else off))
+    job_id = c.submit(spec)
+    c.wait_running_past(job_id, 5)
+    # Frozen while holding the job row's lock: the takeover needs that row.
+    c.pause_inside_a_job_write(first, env["PGAPPNAME"])
+    c.start_worker(**({} if protection else off))
+    c.wait(job_id, lambda j: j["attempt"] == 2 and j["status"] == "running", 60, "re-claimed")
+    c.resume(first)
+    (job,) = c.wait_done([job_id], 240)
+    assert job["status"] == "succeeded", job["error"]
+    c.assert_one_continuous_history(job_id, spec)
+
+
+@pytest.mark.parametrize("protection", [True, False], ids=["protected", "unprotected"])
+def test_a_worker_frozen_inside_a_write_does_not_block_the_takeover(
+    cluster: Cluster, protection: bool
+) -> None:
+    if protection:
+        _frozen_writer_scenario(cluster, True)
+    else:
+        with pytest.raises(AssertionError, match="not re-claimed"):
+            _frozen_writer_scenario(cluster, False)
+
+
 def _postgres_scenario(c: Cluster, protection: bool) -> None:
     from sqlalchemy.exc import InterfaceError, OperationalError
 

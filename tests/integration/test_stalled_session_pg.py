@@ -5,16 +5,19 @@ ends such a session after ``db_idle_in_transaction_seconds``."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.db import lifecycle
 from api.db.keys import get_or_create_team
 from api.db.migrate import upgrade
-from api.db.models import Team
+from api.db.models import Job, Team, utcnow
 from api.db.session import session_factory
+from tests.worker.helpers import insert_job
 
 pytestmark = pytest.mark.integration
 
@@ -58,3 +61,48 @@ def test_a_stalled_transaction_releases_its_locks(pg_url: str, timeout: float | 
         stalled.close()
     with session_factory(pg_url)() as s:
         assert s.get(Team, team_id).name == "other"  # type: ignore[union-attr]
+
+
+def _running_job(factory: sessionmaker[Session], lease: timedelta) -> str:
+    with factory() as s:
+        job_id = insert_job(s, {"dataset": {"source": {"kind": "builtin", "name": "iris"}}})
+        s.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(status="running", attempt=1, lease_expires_at=utcnow() + lease)
+        )
+        s.commit()
+    return job_id
+
+
+def test_the_reconciler_ends_a_session_frozen_on_an_expired_jobs_row(pg_url: str) -> None:
+    upgrade(pg_url)
+    factory = session_factory(pg_url)
+    expired = _running_job(factory, timedelta(seconds=-5))
+    alive = _running_job(factory, timedelta(minutes=5))
+    frozen, busy = factory(), factory()
+    frozen.execute(update(Job).where(Job.id == expired).values(progress_step=7))
+    busy.execute(update(Job).where(Job.id == alive).values(progress_step=7))
+    try:
+        frozen_pid = frozen.execute(text("SELECT pg_backend_pid()")).scalar()
+        with factory() as s:  # not yet held long enough
+            assert lifecycle.stalled_lock_holders(s, utcnow(), 30) == []
+        time.sleep(1.2)
+        with factory() as s:
+            # Only the holder of the expired job's row, not the live job's writer.
+            assert lifecycle.end_stalled_sessions(s, utcnow(), 1.0) == [frozen_pid]
+        with pytest.raises(DBAPIError):  # its transaction is gone, and its write with it
+            frozen.commit()
+        busy.commit()
+    finally:
+        for s in (frozen, busy):
+            s.rollback()
+            s.close()
+    with factory() as s:
+        # The takeover now gets the row at once, and the frozen write never landed.
+        s.execute(text("SET LOCAL lock_timeout = '1s'"))
+        requeued = lifecycle.reconcile(s, utcnow(), timedelta(minutes=5))
+        s.commit()
+        assert [p.job_id for p in requeued] == [expired]
+        assert s.get(Job, expired).progress_step != 7  # type: ignore[union-attr]
+        assert s.get(Job, alive).progress_step == 7  # type: ignore[union-attr]
