@@ -33,7 +33,9 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
     )
     app.state.settings = settings
     app.state.session_factory = session_factory(
-        settings.resolved_database_url, settings.db_idle_in_transaction_seconds
+        settings.resolved_database_url,
+        settings.db_idle_in_transaction_seconds,
+        settings.api_lock_timeout_seconds,
     )
     app.state.queue = queue or celery_queue(settings)
     problems.install(app)

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.spec_kinds import KIND_TAGS
 
 log = logging.getLogger(__name__)
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE when lock_timeout passes
 PROBLEM_JSON = "application/problem+json"
 
 # Pydantic puts a discriminated union's tag into the error location
@@ -144,10 +145,14 @@ def install(app: FastAPI) -> None:
         # The database going away is the service's problem, not the client's:
         # 503 with Retry-After, never a 500.
         log.warning("database error on %s: %s", request.url.path, exc)
+        busy = getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE
         return problem_response(
             503,
             "Service unavailable",
-            "The database is unreachable; retry shortly.",
+            "The resource is locked by another writer (api_lock_timeout_seconds passed); "
+            "retry shortly."
+            if busy
+            else "The database is unreachable; retry shortly.",
             instance=request.url.path,
             headers={"Retry-After": "5"},
         )

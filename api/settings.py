@@ -37,6 +37,12 @@ class Settings(BaseSettings):
         description="PostgreSQL ends a session idle inside a transaction this long, so a "
         "stalled process cannot hold the locks a takeover or a cancel needs.",
     )
+    api_lock_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="PostgreSQL: the API's longest wait for a lock; past it the request is "
+        "a 503 with Retry-After, not a hung connection.",
+    )
     stalled_lock_seconds: float = Field(
         10.0,
         gt=0,

@@ -9,7 +9,11 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 
-def make_engine(url: str, idle_in_transaction_seconds: float | None = None) -> Engine:
+def make_engine(
+    url: str,
+    idle_in_transaction_seconds: float | None = None,
+    lock_timeout_seconds: float | None = None,
+) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
@@ -23,26 +27,40 @@ def make_engine(url: str, idle_in_transaction_seconds: float | None = None) -> E
             cursor.close()
 
         return engine
-    connect_args: dict[str, Any] = {}
+    options = []
     if idle_in_transaction_seconds is not None:
         # A process that stalls inside a transaction (SIGSTOP, a VM pause, a hung
         # client) would hold its row locks for ever, and the reconciler's takeover
         # and a user's cancel would wait behind them. The server ends such a session
         # instead; our transactions are milliseconds long, never held across training.
-        ms = max(1, int(idle_in_transaction_seconds * 1000))
-        connect_args["options"] = f"-c idle_in_transaction_session_timeout={ms}"
+        options.append(f"idle_in_transaction_session_timeout={_ms(idle_in_transaction_seconds)}")
+    if lock_timeout_seconds is not None:
+        # Past it a statement fails (an OperationalError: the API answers 503).
+        options.append(f"lock_timeout={_ms(lock_timeout_seconds)}")
+    connect_args = {"options": " ".join(f"-c {o}" for o in options)} if options else {}
     return create_engine(
         url, pool_pre_ping=True, pool_size=10, max_overflow=10, connect_args=connect_args
     )
 
 
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
 @lru_cache(maxsize=8)
-def engine_for(url: str, idle_in_transaction_seconds: float | None = None) -> Engine:
-    return make_engine(url, idle_in_transaction_seconds)
+def engine_for(
+    url: str,
+    idle_in_transaction_seconds: float | None = None,
+    lock_timeout_seconds: float | None = None,
+) -> Engine:
+    return make_engine(url, idle_in_transaction_seconds, lock_timeout_seconds)
 
 
 def session_factory(
-    url: str, idle_in_transaction_seconds: float | None = None
+    url: str,
+    idle_in_transaction_seconds: float | None = None,
+    lock_timeout_seconds: float | None = None,
 ) -> sessionmaker[Session]:
-    """Sessions on a shared engine per (url, timeout); the timeout applies to PostgreSQL."""
-    return sessionmaker(engine_for(url, idle_in_transaction_seconds), expire_on_commit=False)
+    """Sessions on a shared engine per (url, timeouts); the timeouts apply to PostgreSQL."""
+    engine = engine_for(url, idle_in_transaction_seconds, lock_timeout_seconds)
+    return sessionmaker(engine, expire_on_commit=False)

@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.app import create_app
 from api.db import lifecycle
-from api.db.keys import get_or_create_team
+from api.db.keys import DEFAULT_TEAM, create_api_key, get_or_create_team
 from api.db.migrate import upgrade
 from api.db.models import Job, Team, utcnow
 from api.db.session import session_factory
+from api.settings import Settings
+from tests.conftest import FakeQueue
 from tests.worker.helpers import insert_job
 
 pytestmark = pytest.mark.integration
@@ -106,3 +111,31 @@ def test_the_reconciler_ends_a_session_frozen_on_an_expired_jobs_row(pg_url: str
         assert [p.job_id for p in requeued] == [expired]
         assert s.get(Job, expired).progress_step != 7  # type: ignore[union-attr]
         assert s.get(Job, alive).progress_step == 7  # type: ignore[union-attr]
+
+
+def test_the_api_answers_503_behind_a_held_row_lock_not_a_hung_request(
+    pg_url: str, tmp_path: Path
+) -> None:
+    upgrade(pg_url)
+    settings = Settings(home=tmp_path, database_url=pg_url, api_lock_timeout_seconds=0.5)
+    factory = session_factory(pg_url)
+    with factory() as s:
+        _, key = create_api_key(s, get_or_create_team(s, DEFAULT_TEAM), "admin")
+        s.commit()
+    job_id = _running_job(factory, timedelta(minutes=5))
+    frozen = factory()
+    frozen.execute(update(Job).where(Job.id == job_id).values(progress_step=7))
+    auth = {"Authorization": f"Bearer {key}"}
+    with TestClient(create_app(settings, queue=FakeQueue(settings))) as client:
+        try:
+            started = time.monotonic()
+            r = client.post(f"/v1/jobs/{job_id}/cancel", headers=auth)
+            assert r.status_code == 503 and r.headers["retry-after"], r.text
+            assert "locked" in r.json()["detail"]
+            assert time.monotonic() - started < 5  # bounded by the lock timeout
+            assert client.get(f"/v1/jobs/{job_id}", headers=auth).status_code == 200  # reads go on
+        finally:
+            frozen.rollback()
+            frozen.close()
+        r = client.post(f"/v1/jobs/{job_id}/cancel", headers=auth)
+        assert r.status_code == 200 and r.json()["cancel_requested"], r.text
