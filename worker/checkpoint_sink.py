@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import checkpoints as repo
-from api.db import jobs as jobs_repo
+from api.db import metrics as metrics_repo
 from ml.monitor import resolve_mode
 from ml.sinks import CheckpointBlob
 from ml.spec import JobSpec
@@ -82,7 +82,7 @@ class SqlCheckpointSink:
         def work(session: Session) -> tuple[int, int, str, CheckpointBlob] | None:
             ckpt = repo.latest_checkpoint(session, self._job_id)
             resume_step = ckpt.step if ckpt is not None else -1
-            dropped = jobs_repo.delete_metrics_after(
+            dropped = metrics_repo.delete_metrics_after(
                 session, self._job_id, self._attempt, resume_step
             )
             if dropped:

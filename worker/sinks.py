@@ -12,7 +12,7 @@ from typing import TypeVar
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import jobs as repo
+from api.db import metrics as metrics_repo
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -162,7 +162,7 @@ class SqlMetricSink:
                 entries, self._buffer, self._buffered = self._buffer, [], 0
             self._last_flush = time.monotonic()
             pending = [
-                repo.Point(name, step, epoch, float(v))
+                metrics_repo.Point(name, step, epoch, float(v))
                 for step, epoch, values in entries
                 for name, v in values.items()
             ]
@@ -172,5 +172,5 @@ class SqlMetricSink:
                 self.points_written += len(batch)
                 self.batches_written += 1
 
-    def _write_batch(self, batch: list[repo.Point], session: Session) -> None:
-        repo.write_metrics(session, self._job_id, self._attempt, batch)
+    def _write_batch(self, batch: list[metrics_repo.Point], session: Session) -> None:
+        metrics_repo.write_metrics(session, self._job_id, self._attempt, batch)

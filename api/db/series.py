@@ -4,7 +4,7 @@
 the step range is cut into ``max_points // 4`` equal-width buckets and each
 keeps its first, last, lowest and highest point. A line chart drawn from those
 is the chart of every point at that many pixels wide, so spikes and
-divergence survive. NaN (stored as NULL, see ``api.db.jobs.write_metrics``)
+divergence survive. NaN (stored as NULL, see ``api.db.metrics.write_metrics``)
 takes its bucket's "lowest" slot, so a NaN is never hidden; +inf wins the
 "highest" slot like any larger number.
 
@@ -98,7 +98,7 @@ def read_series(
 def points_in_ranges(
     session: Session, job_id: str, ranges: dict[str, list[int]]
 ) -> dict[str, list[Row]]:
-    """The points of a ``metrics`` event (see ``api.db.jobs.metrics_payload``), by series."""
+    """The points of a ``metrics`` event (see ``api.db.metrics.metrics_payload``), by series."""
     if not ranges:
         return {}
     step = MetricPoint.step

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.db import jobs as repo
+from api.db import metrics as metrics_repo
 from api.db.session import session_factory
 from api.routers import events as events_router
 from api.settings import Settings
@@ -185,7 +186,9 @@ def test_live_points_arrive_within_a_second_with_keepalives(
     latencies = []
     for step in (1, 2, 3):
         with factory() as s:
-            repo.write_metrics(s, job_id, 1, [repo.Point("loss", step, 0, 1.0 / step)])
+            metrics_repo.write_metrics(
+                s, job_id, 1, [metrics_repo.Point("loss", step, 0, 1.0 / step)]
+            )
             s.commit()
         flushed = time.monotonic()
         deadline = flushed + 5

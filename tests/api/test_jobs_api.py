@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from api.db import jobs as repo
+from api.db import metrics as metrics_repo
 from api.db.session import session_factory
 from api.settings import Settings
 from tests.conftest import FakeQueue
@@ -127,15 +128,15 @@ def test_metrics_are_grouped_by_series_and_filtered(client: TestClient, settings
     with factory() as s:
         attempt = repo.claim_job(s, job["id"], 30)
         assert attempt == 1
-        repo.write_metrics(
+        metrics_repo.write_metrics(
             s,
             job["id"],
             1,
             [
-                repo.Point("loss", 10, 0, 0.5),
-                repo.Point("val_accuracy", 10, 0, 0.9),
-                repo.Point("loss", 20, 1, 0.25),
-                repo.Point("loss", 30, 2, float("inf")),
+                metrics_repo.Point("loss", 10, 0, 0.5),
+                metrics_repo.Point("val_accuracy", 10, 0, 0.9),
+                metrics_repo.Point("loss", 20, 1, 0.25),
+                metrics_repo.Point("loss", 30, 2, float("inf")),
             ],
         )
         s.commit()

@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.db import jobs as repo
+from api.db import metrics as metrics_repo
 from api.db.session import session_factory
 from api.settings import Settings
 from tests.worker.test_sinks import running_job
@@ -31,9 +32,9 @@ def test_non_finite_values_are_strings_and_filters_apply(
     factory = session_factory(settings.resolved_database_url)
     with factory() as s:
         assert repo.claim_job(s, job_id, 30) == 1
-        points = [repo.Point(n, step, 0, v) for n, step, v in NAN_INF]
-        points += [repo.Point("val_accuracy", step, 0, 0.1 * step) for step in (2, 4)]
-        repo.write_metrics(s, job_id, 1, points)
+        points = [metrics_repo.Point(n, step, 0, v) for n, step, v in NAN_INF]
+        points += [metrics_repo.Point("val_accuracy", step, 0, 0.1 * step) for step in (2, 4)]
+        metrics_repo.write_metrics(s, job_id, 1, points)
         s.commit()
     r = client.get(f"/v1/jobs/{job_id}/metrics")
     assert r.status_code == 200

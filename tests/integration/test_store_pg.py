@@ -15,7 +15,7 @@ from safetensors.torch import load as st_load
 
 from api.app import create_app
 from api.db import events
-from api.db import jobs as repo
+from api.db import metrics as metrics_repo
 from api.db.keys import DEFAULT_TEAM, create_api_key, get_or_create_team
 from api.db.migrate import upgrade
 from api.db.session import session_factory
@@ -122,7 +122,9 @@ def test_concurrent_writers_get_event_ids_in_commit_order(factory: contracts.Fac
     def metrics(offset: int) -> None:
         for i in range(150):
             with factory() as s:
-                repo.write_metrics(s, job_id, 1, [repo.Point("loss", offset + i, 0, 1.0)])
+                metrics_repo.write_metrics(
+                    s, job_id, 1, [metrics_repo.Point("loss", offset + i, 0, 1.0)]
+                )
                 s.commit()
 
     threads = [threading.Thread(target=metrics, args=(k * 1000,)) for k in range(3)]

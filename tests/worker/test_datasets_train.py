@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from api.datasets import codec
 from api.db import datasets as datasets_repo
-from api.db import jobs as repo
+from api.db import metrics as metrics_repo
 from api.db.models import Job
 from api.db.session import session_factory
 from api.settings import Settings
@@ -39,7 +39,7 @@ def run(
         job = s.get(Job, job_id)
         assert job is not None
         series: dict[str, list[float]] = {}
-        for p in repo.read_metrics(s, job_id, None, None):
+        for p in metrics_repo.read_metrics(s, job_id, None, None):
             series.setdefault(p.name, []).append(p.value if p.value is not None else float("nan"))
     return job, series
 

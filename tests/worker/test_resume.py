@@ -12,6 +12,7 @@ from safetensors.torch import load as st_load
 
 from api.db import checkpoints as ckrepo
 from api.db import jobs as repo
+from api.db import metrics as metrics_repo
 from api.db.models import Job, MetricPoint
 from api.db.session import session_factory
 from api.settings import Settings
@@ -44,14 +45,14 @@ def final_weights(settings: Settings, job_id: str) -> dict[str, torch.Tensor]:
 def metric_steps(settings: Settings, job_id: str) -> dict[str, list[tuple[int, int]]]:
     with session_factory(settings.resolved_database_url)() as s:
         out: dict[str, list[tuple[int, int]]] = {}
-        for p in repo.read_metrics(s, job_id, None, None):
+        for p in metrics_repo.read_metrics(s, job_id, None, None):
             out.setdefault(p.name, []).append((p.epoch, p.step))
         return out
 
 
 def metric_values(settings: Settings, job_id: str, name: str) -> list[float | None]:
     with session_factory(settings.resolved_database_url)() as s:
-        return [p.value for p in repo.read_metrics(s, job_id, [name], None)]
+        return [p.value for p in metrics_repo.read_metrics(s, job_id, [name], None)]
 
 
 def job(settings: Settings, job_id: str) -> Job:

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from api.db import jobs as repo
+from api.db import metrics as metrics_repo
 from api.db.models import Job, MetricPoint
 from api.db.session import session_factory
 from api.settings import Settings
@@ -26,7 +27,7 @@ def load(settings: Settings, job_id: str) -> tuple[Job, list[MetricPoint]]:
     with session_factory(settings.resolved_database_url)() as s:
         job = s.get(Job, job_id)
         assert job is not None
-        return job, repo.read_metrics(s, job_id, None, None)
+        return job, metrics_repo.read_metrics(s, job_id, None, None)
 
 
 IRIS = {
@@ -97,11 +98,13 @@ def test_a_stale_attempt_cannot_write(settings: Settings) -> None:
         s.commit()
     with factory() as s:
         with pytest.raises(repo.StaleAttempt):
-            repo.write_metrics(s, job_id, 2, [repo.Point("loss", 1, 0, 1.0)])
+            metrics_repo.write_metrics(s, job_id, 2, [metrics_repo.Point("loss", 1, 0, 1.0)])
         with pytest.raises(repo.StaleAttempt):
             repo.finish_job(s, job_id, 2, status="succeeded", reason="completed")
-        repo.write_metrics(s, job_id, 1, [repo.Point("loss", 1, 0, 1.0)])
-        repo.write_metrics(s, job_id, 1, [repo.Point("loss", 1, 0, 0.5)])  # upsert, no dup
+        metrics_repo.write_metrics(s, job_id, 1, [metrics_repo.Point("loss", 1, 0, 1.0)])
+        metrics_repo.write_metrics(
+            s, job_id, 1, [metrics_repo.Point("loss", 1, 0, 0.5)]
+        )  # upsert, no dup
         s.commit()
     _, points = load(settings, job_id)
     assert [(p.name, p.step, p.value) for p in points] == [("loss", 1, 0.5)]

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.db import checkpoints as ckrepo
 from api.db import events
 from api.db import jobs as repo
+from api.db import metrics as metrics_repo
 from api.db import series as series_mod
 from api.db.checkpoints import CheckpointChunk
 from api.db.models import Job, MetricPoint
@@ -145,11 +146,11 @@ def contract_downsampling_keeps_the_shape(factory: Factory, n: int) -> None:
             v = -50.0
         elif step == nan_at:
             v = math.nan
-        points.append(repo.Point("loss", step, step // 1000, v))
+        points.append(metrics_repo.Point("loss", step, step // 1000, v))
     with factory() as s:
         repo.fence(s, job_id, 1)
         for i in range(0, n, 50_000):  # direct batches: the sink's path is tested elsewhere
-            repo.write_metrics(s, job_id, 1, points[i : i + 50_000])
+            metrics_repo.write_metrics(s, job_id, 1, points[i : i + 50_000])
         s.commit()
     start = time.perf_counter()
     got = series(factory, job_id, max_points=1000)["loss"]

@@ -1,0 +1,107 @@
+"""The metric store: upserts keyed by (job, name, step), fenced by the attempt.
+
+Used by the worker's metric sink (write, and trim on resume) and by the API
+(read). Callers own the transaction: nothing here commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from api.db import events
+from api.db.jobs import fence
+from api.db.models import MetricPoint
+
+
+class Point(NamedTuple):
+    # A tuple: the metric sink makes one per value logged, at every step.
+    name: str
+    step: int
+    epoch: int
+    value: float
+
+
+# The same text on SQLite (3.24+) and PostgreSQL, handed to the driver's executemany
+# as is: SQLAlchemy's per-row parameter processing cost more than the database work
+# for the batches of small rows a step-level metric stream produces.
+_UPSERT = (
+    "INSERT INTO metric_points (job_id, name, step, epoch, value, attempt) "
+    "VALUES ({marks}) ON CONFLICT (job_id, name, step) DO UPDATE SET "
+    "epoch = excluded.epoch, value = excluded.value, attempt = excluded.attempt"
+)
+_MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+
+def metrics_payload(points: Sequence[Point]) -> dict[str, Any]:
+    """What the ``metrics`` event stores of a batch: per series, the steps it covers.
+
+    Not the points themselves: they are in metric_points already, and copying
+    them (as JSON, in the training process) would double the store's cost per
+    point. The events endpoint reads the points of these ranges when it sends
+    the event. Within one attempt each (name, step) is logged once and steps
+    never go back, so a batch's ranges hold exactly its points.
+    """
+    ranges: dict[str, list[int]] = {}
+    for p in points:
+        span = ranges.get(p.name)
+        if span is None:
+            ranges[p.name] = [p.step, p.step]
+        elif p.step > span[1]:
+            span[1] = p.step
+        elif p.step < span[0]:
+            span[0] = p.step
+    return {"count": len(points), "ranges": ranges}
+
+
+def write_metrics(session: Session, job_id: str, attempt: int, points: Sequence[Point]) -> None:
+    """Upsert a batch keyed by (job, name, step), fenced by the attempt, plus its event.
+
+    NaN is stored as NULL on every backend: SQLite cannot store NaN (it
+    becomes NULL anyway), and one encoding keeps both stores and SQL MIN/MAX
+    alike. Infinities are stored as they are (both backends keep them).
+    """
+    if not points:
+        return
+    fence(session, job_id, attempt)
+    rows = [
+        (job_id, p.name, p.step, p.epoch, None if p.value != p.value else p.value, attempt)
+        for p in points  # (v != v: NaN)
+    ]
+    conn = session.connection()
+    mark = _MARKS[conn.dialect.paramstyle]
+    conn.exec_driver_sql(_UPSERT.format(marks=", ".join([mark] * 6)), rows)
+    # The attempt says which run wrote the batch (a fenced-off one never does).
+    events.add_event(
+        session, job_id, events.METRICS, {"attempt": attempt, **metrics_payload(points)}
+    )
+
+
+def delete_metrics_after(session: Session, job_id: str, attempt: int, step: int) -> int:
+    """A resumed (or restarted) attempt owns every step after its start: drop the old ones.
+
+    The upsert overwrites the steps the new attempt logs again; this removes
+    those it might never reach (it may stop earlier), so the series stays one run.
+    """
+    fence(session, job_id, attempt)
+    result = session.execute(
+        delete(MetricPoint).where(MetricPoint.job_id == job_id, MetricPoint.step > step)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def read_metrics(
+    session: Session,
+    job_id: str,
+    names: Sequence[str] | None,
+    since_step: int | None,
+) -> list[MetricPoint]:
+    stmt = select(MetricPoint).where(MetricPoint.job_id == job_id)
+    if names:
+        stmt = stmt.where(MetricPoint.name.in_(list(names)))
+    if since_step is not None:
+        stmt = stmt.where(MetricPoint.step >= since_step)
+    return list(session.scalars(stmt.order_by(MetricPoint.name, MetricPoint.step)))
