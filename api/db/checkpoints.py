@@ -106,9 +106,9 @@ def save_checkpoint(
 ) -> Checkpoint:
     """Store a checkpoint of the current attempt, apply retention, emit its event.
 
-    Raises ``StaleAttempt`` for a fenced-off attempt (nothing is written).
+    Raises ``StaleAttempt`` for a fenced-off attempt (the caller rolls back: nothing
+    is written).
     """
-    jobs_repo.fence(session, job_id, attempt)
     ckpt = Checkpoint(
         job_id=job_id,
         attempt=attempt,
@@ -128,6 +128,11 @@ def save_checkpoint(
     ]
     for row in rows:  # one row per statement: never a statement the size of the whole file
         session.execute(insert(CheckpointChunk), [row])
+    # The fence comes after the chunks: on PostgreSQL it locks the job row until the
+    # commit, and a large checkpoint must not hold it while it uploads (the heartbeat,
+    # a cancel and the reconciler all update that row). Retention and the event
+    # follow it, ordered by that lock.
+    jobs_repo.fence(session, job_id, attempt)
     deleted = apply_retention(session, job_id, retention)
     session.refresh(ckpt, ["is_best"])
     events.add_event(

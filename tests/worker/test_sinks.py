@@ -97,10 +97,15 @@ def contract_stale_attempts_are_rejected(factory: Factory) -> None:
     old_metrics.log(2, 0, {"loss": 2.0})
     with pytest.raises(repo.StaleAttempt):
         old_metrics.flush()
+    chunks = select(func.count()).select_from(CheckpointChunk)
+    with factory() as s:
+        chunks_before = s.scalar(chunks)
     with pytest.raises(repo.StaleAttempt):
         old_ckpts.save(CheckpointBlob(b"w", b"r"), 2, 0, {"val_loss": 0.5})
     with factory() as s:
         assert ckrepo.list_checkpoints(s, job_id) == []
+        # The fence comes after the chunks: the rejected save's chunks were rolled back.
+        assert s.scalar(chunks) == chunks_before
     assert [r[0] for r in series(factory, job_id)["loss"].rows] == [1]
 
 
