@@ -19,7 +19,11 @@ is used. Both process CPU time (robust on a shared machine: time spent deschedul
 does not count) and wall time are reported; with one intra-op thread, CPU time is
 the work done.
 
-    .venv/bin/python bench/engine_overhead.py [--repeats 5] [--threads 1]
+    .venv/bin/python bench/engine_overhead.py [--repeats 5] [--threads 1] [--device cuda]
+
+With ``--device cuda`` (a lent GPU) the data and the models of the engine and the
+hand loop live on the GPU, Lightning runs with ``accelerator="gpu"`` over its
+DataLoader, and every clock reading waits for the GPU first; read the wall times.
 """
 
 from __future__ import annotations
@@ -49,14 +53,20 @@ CASES = {
 Stamp = tuple[float, float]  # (process CPU time, wall time)
 
 
+DEVICE = torch.device("cpu")  # --device
+
+
 def stamp() -> Stamp:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()  # the GPU's queued work belongs to the epoch it ends
     return time.process_time(), time.perf_counter()
 
 
 def job(model: dict, batch: int, epochs: int) -> JobSpec:
     return JobSpec.model_validate(
         {"dataset": {"source": {"kind": "builtin", "name": "digits"}, "batch_size": batch},
-         "model": model, "epochs": epochs, "optimizer": {"kind": "adam", "lr": 1e-3}}
+         "model": model, "epochs": epochs, "optimizer": {"kind": "adam", "lr": 1e-3},
+         "resources": {"device": DEVICE.type}}
     )  # fmt: skip
 
 
@@ -88,7 +98,7 @@ def validate(model: torch.nn.Module, data: DeviceData) -> tuple[float, float]:
 
 
 def model_for(spec: JobSpec, data: DeviceData, channels_last: bool) -> torch.nn.Module:
-    model = build_model(spec, data.info)
+    model = build_model(spec, data.info).to(data.device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model
@@ -97,12 +107,12 @@ def model_for(spec: JobSpec, data: DeviceData, channels_last: bool) -> torch.nn.
 def hand_run(spec: JobSpec, channels_last: bool = False) -> list[Stamp]:
     """The loop a PyTorch user writes, with the data already in tensors."""
     torch.manual_seed(spec.seed)
-    data = prepare(spec, load_dataset(spec), torch.device("cpu"))
+    data = prepare(spec, load_dataset(spec), DEVICE)
     model = model_for(spec, data, channels_last)
     opt = adam(model)
     bs, stamps = spec.dataset.batch_size, []
     for _ in range(spec.epochs):
-        perm = torch.randperm(data.n_train)
+        perm = torch.randperm(data.n_train, device=DEVICE)
         for i in range(0, data.n_train, bs):
             idx = perm[i : i + bs]
             loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
@@ -149,7 +159,8 @@ def lightning_run(spec: JobSpec, channels_last: bool = False) -> list[Stamp]:
 
     stamps = Stamps()
     trainer = L.Trainer(
-        max_epochs=spec.epochs, accelerator="cpu", devices=1, logger=False,
+        max_epochs=spec.epochs, accelerator="gpu" if DEVICE.type == "cuda" else "cpu",
+        devices=1, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, callbacks=[stamps],
     )  # fmt: skip
@@ -170,7 +181,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     try:
@@ -185,7 +199,9 @@ def main() -> None:
               "(pip install lightning)")  # fmt: skip
         have_lightning = False
     threads = torch.get_num_threads()
-    print(f"torch {torch.__version__}, {threads} intra-op thread(s), {args.repeats} "
+    print(f"torch {torch.__version__} on {args.device}"
+          + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else "")
+          + f", {threads} intra-op thread(s), {args.repeats} "
           "interleaved runs per case; throughput in samples/s (median epoch)")  # fmt: skip
     for name, (model, batch, epochs) in CASES.items():
         spec = job(model, batch, epochs)
