@@ -52,9 +52,11 @@ class Publish:
 def _expired_leases(session: Session, now: datetime, enforce_max_restarts: bool) -> list[Publish]:
     """Running jobs whose worker stopped renewing: requeue, fail or finish canceling."""
     rows = session.execute(
-        select(
-            Job.id, Job.attempt, Job.restarts, Job.max_restarts, Job.cancel_requested, Job.queue
-        ).where(Job.status == "running", Job.lease_expires_at < now)
+        select(Job.id, Job.attempt, Job.restarts, Job.max_restarts, Job.cancel_requested, Job.queue)
+        .where(Job.status == "running", Job.lease_expires_at < now)
+        # A row another transaction holds (a frozen writer) is left for a later pass
+        # rather than stalling this one (PostgreSQL; SQLite has one writer anyway).
+        .with_for_update(skip_locked=True)
     ).all()
     out: list[Publish] = []
     for row in rows:
@@ -105,11 +107,13 @@ def _unanswered_queued(session: Session, now: datetime, after: timedelta) -> lis
     """Queued jobs whose message may be gone (Redis restarted without persistence)."""
     cutoff = now - after
     rows = session.execute(
-        select(Job.id, Job.queue).where(
+        select(Job.id, Job.queue)
+        .where(
             Job.status == "queued",
             Job.cancel_requested.is_(False),
             or_(Job.published_at.is_(None), Job.published_at < cutoff),
         )
+        .with_for_update(skip_locked=True)
     ).all()
     out: list[Publish] = []
     for row in rows:
@@ -175,8 +179,8 @@ def reconcile(
 ) -> list[Publish]:
     """One pass; the caller commits, then publishes what is returned."""
     if session.get_bind().dialect.name == "postgresql":
-        # Never queue behind a row lock: a pass that cannot get one fails and the next
-        # pass, after stalled_lock_holders, tries again.
+        # Rows held by others are skipped (SKIP LOCKED); this bounds any other wait: a
+        # pass that cannot get a lock fails, and the next one tries again.
         session.execute(text("SET LOCAL lock_timeout = '2s'"))
     return _expired_leases(session, now, enforce_max_restarts) + _unanswered_queued(
         session, now, republish_after

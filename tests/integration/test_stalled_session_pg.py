@@ -139,3 +139,26 @@ def test_the_api_answers_503_behind_a_held_row_lock_not_a_hung_request(
             frozen.close()
         r = client.post(f"/v1/jobs/{job_id}/cancel", headers=auth)
         assert r.status_code == 200 and r.json()["cancel_requested"], r.text
+
+
+def test_a_reconcile_pass_skips_a_held_row_and_handles_the_rest(pg_url: str) -> None:
+    upgrade(pg_url)
+    factory = session_factory(pg_url)
+    held = _running_job(factory, timedelta(seconds=-5))
+    free = _running_job(factory, timedelta(seconds=-5))
+    frozen = factory()
+    frozen.execute(update(Job).where(Job.id == held).values(progress_step=7))
+    try:
+        started = time.monotonic()
+        with factory() as s:
+            requeued = {p.job_id for p in lifecycle.reconcile(s, utcnow(), timedelta(minutes=5))}
+            s.commit()
+        assert time.monotonic() - started < 1.5  # no wait on the held row (lock_timeout is 2 s)
+        assert free in requeued and held not in requeued
+    finally:
+        frozen.rollback()
+        frozen.close()
+    with factory() as s:  # the next pass gets it
+        requeued = {p.job_id for p in lifecycle.reconcile(s, utcnow(), timedelta(minutes=5))}
+        s.commit()
+    assert held in requeued
