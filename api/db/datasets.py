@@ -22,15 +22,14 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
-    and_,
     delete,
     insert,
-    or_,
     select,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from api.db.models import Base, Job, new_id, utcnow
+from api.db.pages import newest_first
 
 CHUNK_BYTES = 2**20
 ACTIVE_JOB_STATUSES = ("queued", "running")
@@ -121,16 +120,7 @@ def list_datasets(
 ) -> Sequence[Dataset]:
     """Newest first; ``after`` is the (created_at, id) of the previous page's last row."""
     stmt = select(Dataset).where(Dataset.team_id == team_id)
-    if after is not None:
-        created, last_id = after
-        stmt = stmt.where(
-            or_(
-                Dataset.created_at < created,
-                and_(Dataset.created_at == created, Dataset.id < last_id),
-            )
-        )
-    stmt = stmt.order_by(Dataset.created_at.desc(), Dataset.id.desc()).limit(limit)
-    return session.scalars(stmt).all()
+    return session.scalars(newest_first(stmt, Dataset, after, limit)).all()
 
 
 def active_jobs_using(session: Session, dataset: Dataset) -> list[str]:

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, true, update
+from sqlalchemy import ColumnElement, select, true, update
 from sqlalchemy.orm import Session
 
 from api.db import events
 from api.db.models import Job, JobTransition, utcnow
+from api.db.pages import newest_first
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 
@@ -130,16 +131,7 @@ def list_jobs(
         stmt = stmt.where(Job.team_id == team_id)
     if status is not None:
         stmt = stmt.where(Job.status == status)
-    if after is not None:
-        created, job_id = after
-        stmt = stmt.where(
-            or_(
-                Job.created_at < created,
-                and_(Job.created_at == created, Job.id < job_id),
-            )
-        )
-    stmt = stmt.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
-    return list(session.scalars(stmt))
+    return list(session.scalars(newest_first(stmt, Job, after, limit)))
 
 
 def transitions(session: Session, job_id: str) -> list[JobTransition]:
