@@ -227,6 +227,8 @@ def impute_missing(x: NDArray[np.float32], train: NDArray[np.intp]) -> NDArray[n
     """Missing features (NaN, kept by an upload with ``impute=mean``) become the
     training split's per-feature means: statistics of the training rows only, like
     normalization. A feature with no training value falls back to all rows' mean."""
+    if np.isfinite(x.sum(dtype=np.float64)):
+        return x  # NaN propagates through a sum: none here, and no mask the size of x built
     missing = np.isnan(x)
     if not missing.any():
         return x

@@ -37,7 +37,7 @@ def reconcile_once(settings: Settings, queue: JobQueue) -> list[lifecycle.Publis
                 "row of a job whose lease expired",
                 pid,
             )
-    except Exception:  # e.g. no privilege to signal: the lock_timeout below still bounds us
+    except Exception:  # e.g. no privilege to signal: the pass below skips held rows anyway
         log.exception("reconciler: could not end stalled sessions")
     to_publish = with_db_retry(
         factory,

@@ -178,10 +178,6 @@ def reconcile(
     enforce_max_restarts: bool = True,
 ) -> list[Publish]:
     """One pass; the caller commits, then publishes what is returned."""
-    if session.get_bind().dialect.name == "postgresql":
-        # Rows held by others are skipped (SKIP LOCKED); this bounds any other wait: a
-        # pass that cannot get a lock fails, and the next one tries again.
-        session.execute(text("SET LOCAL lock_timeout = '2s'"))
     return _expired_leases(session, now, enforce_max_restarts) + _unanswered_queued(
         session, now, republish_after
     )
