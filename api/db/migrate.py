@@ -17,7 +17,8 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "heads") -> None:
+    # "heads": capabilities built side by side each add a migration off the same parent.
     command.upgrade(alembic_config(url), revision)
 
 
