@@ -6,8 +6,10 @@
 - norm: the same rule for each parameter's gradient on its own (Keras ``clipnorm``).
 - value: clamp every gradient element to [-clip_value, clip_value] (Keras ``clipvalue``).
 - adaptive: unit-wise AGC (Brock et al. 2021, as in timm): each output unit's gradient
-  row G_i is scaled to at most clip_factor · max(‖W_i‖, eps); a 0-d/1-d parameter
-  (a bias) is one unit. Applied to every parameter, including the output layer.
+  row G_i is scaled to at most clip_factor · max(‖W_i‖, eps); a unit is an output row
+  of a Linear weight or an output filter of a conv kernel (all its input channels and
+  taps); a 0-d/1-d parameter (a bias) is one unit. Applied to every parameter,
+  including the output layer.
 
 All work stays on the device: no ``.item()``, so no host sync per step.
 """
@@ -38,8 +40,13 @@ def global_norm(grads: list[Tensor]) -> Tensor:
 
 
 def _unitwise_norm(x: Tensor) -> Tensor:
-    norm: Tensor = x.norm() if x.ndim <= 1 else x.norm(dim=tuple(range(1, x.ndim)), keepdim=True)
-    return norm
+    """‖x‖₂ for a 0-d/1-d tensor; else one Euclidean norm per output unit (row), over every
+    other dimension: a conv kernel (out, in/groups, kh, kw) gives one norm per output filter.
+    A vector norm on purpose: ``Tensor.norm(dim=(1, 2, 3))`` is routed to a matrix norm and
+    raises on any 4-d kernel."""
+    if x.ndim <= 1:
+        return torch.linalg.vector_norm(x)
+    return torch.linalg.vector_norm(x, dim=tuple(range(1, x.ndim)), keepdim=True)
 
 
 @torch.no_grad()

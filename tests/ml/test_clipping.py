@@ -8,8 +8,18 @@ import pytest
 import torch
 from torch import nn
 
+from ml.checks import DatasetInfo
 from ml.clipping import clip_gradients
-from ml.spec import AdaptiveClipping, GlobalNormClipping, NormClipping, ValueClipping
+from ml.models import build_model
+from ml.spec import (
+    AdaptiveClipping,
+    GlobalNormClipping,
+    JobSpec,
+    NormClipping,
+    ValueClipping,
+)
+
+DIGITS = DatasetInfo("classification", "image", 100, 64, (1, 8, 8), 10)
 
 
 def model_with_grads(seed: int = 0, scale: float = 5.0) -> nn.Module:
@@ -80,6 +90,29 @@ def test_value_clamps_elementwise():
         assert torch.equal(g, g0.clamp(-0.5, 0.5))
 
 
+def assert_brock_agc(
+    ref: nn.Module, before: list[torch.Tensor], after: list[torch.Tensor], spec: AdaptiveClipping
+) -> None:
+    """Brock et al. 2021 (eq. 3): G_i <- λ·‖W_i‖*/‖G_i‖·G_i where ‖G_i‖/‖W_i‖* > λ,
+    ‖W_i‖* = max(‖W_i‖, ε), one unit i = one output row (a conv's output filter, all its
+    input channels and taps); a bias is one unit. Checked with float64 norms."""
+    clipped_any = False
+    for p, g0, g in zip(ref.parameters(), before, after, strict=True):
+        w_rows = p.detach().reshape(p.shape[0], -1) if p.ndim > 1 else p.detach().reshape(1, -1)
+        g_rows = g0.reshape(w_rows.shape)
+        out_rows = g.reshape(w_rows.shape)
+        for w_i, g_i, o_i in zip(w_rows, g_rows, out_rows, strict=True):
+            w_norm = max(float(torch.sqrt((w_i.double() ** 2).sum())), spec.eps)
+            g_norm = float(torch.sqrt((g_i.double() ** 2).sum()))
+            if g_norm / w_norm > spec.clip_factor:
+                clipped_any = True
+                expected = g_i.double() * spec.clip_factor * w_norm / g_norm
+                assert torch.allclose(o_i.double(), expected, rtol=1e-5, atol=1e-9)
+            else:
+                assert torch.equal(o_i, g_i)
+    assert clipped_any
+
+
 def test_adaptive_is_unitwise_agc():
     net = model_with_grads(scale=0.3)
     ref = copy.deepcopy(net)
@@ -87,21 +120,26 @@ def test_adaptive_is_unitwise_agc():
     spec = AdaptiveClipping(clip_factor=0.05, eps=1e-3)
     pre = clip_gradients(list(net.parameters()), spec)
     assert pre.item() == pytest.approx(global_norm(before).item(), rel=1e-6)
-    clipped_any = False
-    for p, g0, g in zip(ref.parameters(), before, grads(net), strict=True):
-        # One unit = one output row of a weight; a bias is one unit.
-        w_rows = p.detach().reshape(p.shape[0], -1) if p.ndim > 1 else p.detach().reshape(1, -1)
-        g_rows = g0.reshape(w_rows.shape)
-        out_rows = g.reshape(w_rows.shape)
-        for w_i, g_i, o_i in zip(w_rows, g_rows, out_rows, strict=True):
-            limit = spec.clip_factor * max(w_i.norm().item(), spec.eps)
-            if g_i.norm().item() > limit:
-                clipped_any = True
-                assert torch.allclose(o_i, g_i * limit / g_i.norm(), rtol=1e-5)
-                assert o_i.norm().item() == pytest.approx(limit, rel=1e-5)
-            else:
-                assert torch.equal(o_i, g_i)
-    assert clipped_any
+    assert_brock_agc(ref, before, grads(net), spec)
+
+
+@pytest.mark.parametrize("separable", [False, True])
+def test_adaptive_on_convolutions_clips_each_output_filter(separable):
+    # 4-d conv kernels (out, in/groups, kh, kw), depthwise ones included: the unit-wise norm
+    # is a vector norm over all but the output dimension (it used to raise on dim=(1, 2, 3)).
+    spec_body = {"dataset": {"source": {"kind": "builtin", "name": "digits"}},
+                 "model": {"kind": "cnn", "channels": [4, 6], "separable": separable}}  # fmt: skip
+    torch.manual_seed(0)
+    net = build_model(JobSpec.model_validate(spec_body), DIGITS)
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    nn.functional.cross_entropy(net(x), y).mul(50.0).backward()
+    ref = copy.deepcopy(net)
+    before = grads(net)
+    assert any(g.ndim == 4 for g in before)
+    spec = AdaptiveClipping(clip_factor=0.01, eps=1e-3)
+    pre = clip_gradients(list(net.parameters()), spec)
+    assert pre.item() == pytest.approx(global_norm(before).item(), rel=1e-5)
+    assert_brock_agc(ref, before, grads(net), spec)
 
 
 def test_parameters_without_grad_are_skipped():
