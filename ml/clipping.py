@@ -44,9 +44,9 @@ def _unitwise_norm(x: Tensor) -> Tensor:
     other dimension: a conv kernel (out, in/groups, kh, kw) gives one norm per output filter.
     A vector norm on purpose: ``Tensor.norm(dim=(1, 2, 3))`` is routed to a matrix norm and
     raises on any 4-d kernel."""
-    if x.ndim <= 1:
-        return torch.linalg.vector_norm(x)
-    return torch.linalg.vector_norm(x, dim=tuple(range(1, x.ndim)), keepdim=True)
+    dims = None if x.ndim <= 1 else tuple(range(1, x.ndim))
+    norm: Tensor = torch.linalg.vector_norm(x, dim=dims, keepdim=x.ndim > 1)
+    return norm
 
 
 @torch.no_grad()
