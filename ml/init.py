@@ -1,4 +1,5 @@
-"""Weight initialization of the kernels (Linear and Conv2d weights) from ``spec.init``.
+"""Weight initialization of the kernels (Linear, Conv2d and attention projection weights)
+from ``spec.init``.
 
 Fans follow PyTorch's layouts: a Linear weight is (out, in); a Conv2d weight is
 (out, in/groups, kh, kw), so fan_in = in/groups·kh·kw and fan_out = out·kh·kw
@@ -6,6 +7,13 @@ Fans follow PyTorch's layouts: a Linear weight is (out, in); a Conv2d weight is
 initializers draw from an untruncated normal with the stated standard
 deviation (PyTorch's convention; Keras draws a truncated normal rescaled to
 the same standard deviation). Normalization layers keep weight 1, bias 0.
+
+The text encoder's attention projections (``nn.MultiheadAttention.in_proj_weight``,
+a bare Parameter holding q, k and v stacked as (3d, d)) are initialized as Keras'
+MultiHeadAttention does: one (d, d) kernel per projection, so fan_in = fan_out = d
+for each (PyTorch's own default treats the stack as one (3d, d) matrix). Embedding
+tables are not kernels: they keep PyTorch's N(0, 1) under every init kind (Keras'
+``Embedding`` draws U(-0.05, 0.05)); the padding row stays zero.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ml.models import KERNEL_LAYERS
+from ml.models import KERNEL_LAYERS, attention_projections
 from ml.spec import FrameworkDefaultInit, InitSpec, OrthogonalInit, RandomUniformInit
 
 
@@ -60,8 +68,12 @@ def init_kernel(weight: Tensor, spec: InitSpec) -> None:
 def init_weights(model: nn.Module, spec: InitSpec) -> None:
     """Initialize every kernel; biases become zeros unless ``spec.bias`` keeps PyTorch's."""
     for module in model.modules():
-        if not isinstance(module, KERNEL_LAYERS):
-            continue
-        init_kernel(module.weight, spec)
-        if module.bias is not None and spec.bias == "zeros":
-            module.bias.zero_()
+        if isinstance(module, KERNEL_LAYERS):
+            init_kernel(module.weight, spec)
+            if module.bias is not None and spec.bias == "zeros":
+                module.bias.zero_()
+        elif isinstance(module, nn.MultiheadAttention):
+            for projection in attention_projections(module):
+                init_kernel(projection, spec)
+            if module.in_proj_bias is not None and spec.bias == "zeros":
+                module.in_proj_bias.zero_()

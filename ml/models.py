@@ -28,7 +28,9 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 
 # Layers whose weight is a "kernel" in the Keras sense: l1/l2 regularizers,
 # decoupled weight decay and the chosen initializer apply to their weights only,
-# never to biases or normalization parameters.
+# never to biases, normalization parameters or embedding tables. The attention
+# projections of nn.MultiheadAttention (bare Parameters, not Linears) are kernels
+# too: see ``attention_projections``.
 KERNEL_LAYERS = (nn.Linear, nn.Conv2d)
 
 
@@ -113,8 +115,28 @@ def _prod(shape: tuple[int, ...]) -> int:
     return out
 
 
+def attention_projections(module: nn.MultiheadAttention) -> list[Tensor]:
+    """The q, k and v projection kernels of one attention layer, each (d, d) as Keras
+    holds them: views into ``in_proj_weight`` (or its separate q/k/v weights). Its output
+    projection is an nn.Linear, a kernel already."""
+    if module.in_proj_weight is not None:
+        return list(module.in_proj_weight.chunk(3))
+    return [module.q_proj_weight, module.k_proj_weight, module.v_proj_weight]
+
+
 def kernel_weights(model: nn.Module) -> list[Tensor]:
-    return [m.weight for m in model.modules() if isinstance(m, KERNEL_LAYERS)]
+    """Every kernel, whatever module holds it: Linear and Conv2d weights and the
+    attention projection Parameters (whole, so that an optimizer can take them)."""
+    kernels: list[Tensor] = []
+    for m in model.modules():
+        if isinstance(m, KERNEL_LAYERS):
+            kernels.append(m.weight)
+        elif isinstance(m, nn.MultiheadAttention):
+            if m.in_proj_weight is not None:
+                kernels.append(m.in_proj_weight)
+            else:
+                kernels += [m.q_proj_weight, m.k_proj_weight, m.v_proj_weight]
+    return kernels
 
 
 def regularization_penalty(weights: list[Tensor], l1: float, l2: float) -> Tensor:
