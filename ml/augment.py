@@ -19,7 +19,10 @@ difference: Keras (since its x/y swap fix) shifts along the width by
 horizontally and height_shift_range vertically, as documented.
 
 fill_mode: nearest → grid_sample 'border'; reflect → 'reflection' (about the
-pixel edges, = scipy 'reflect'); constant → zeros padding around x - cval.
+pixel edges, = scipy 'reflect'); constant → exactly ``cval`` wherever the sample
+falls beyond the outermost pixel centres, and plain bilinear inside them (scipy
+``mode='constant'``, what Keras runs; not 'grid-constant', which would blend the
+edge pixel with cval).
 Normalization has already been applied, so ``cval`` is in normalized units.
 """
 
@@ -33,7 +36,7 @@ from torch.nn import functional as F
 
 from ml.spec import AugmentationSpec
 
-_PADDING = {"nearest": "border", "reflect": "reflection", "constant": "zeros"}
+_PADDING = {"nearest": "border", "reflect": "reflection", "constant": "border"}
 
 
 @dataclass
@@ -128,10 +131,22 @@ def apply_transform(x: Tensor, t: Transform, spec: AugmentationSpec) -> Tensor:
     # so theta = S⁻¹ · M · S with S = diag(W/2, H/2), and the offset is divided by S.
     to_unit = torch.tensor([[1.0, h / w, 2 / w], [w / h, 1.0, 2 / h]], device=x.device)
     grid = F.affine_grid((m * to_unit).to(x.dtype), [n, c, h, w], align_corners=False)
-    if spec.fill_mode == "constant" and spec.cval != 0:
-        out = F.grid_sample(x - spec.cval, grid, padding_mode="zeros", align_corners=False)
-        return out + spec.cval
-    return F.grid_sample(x, grid, padding_mode=_PADDING[spec.fill_mode], align_corners=False)
+    out = F.grid_sample(x, grid, padding_mode=_PADDING[spec.fill_mode], align_corners=False)
+    if spec.fill_mode == "constant":
+        cval = torch.tensor(spec.cval, dtype=out.dtype, device=out.device)
+        return torch.where(_inside(grid, h, w)[:, None], out, cval)
+    return out
+
+
+def _inside(grid: Tensor, h: int, w: int) -> Tensor:
+    """(N, H, W): whether each sample lies within the outermost pixel centres, where scipy's
+    mode='constant' interpolates; beyond them it writes cval. The tolerance absorbs the
+    grid's rounding, so that a sample exactly on an edge centre (an integer shift, a
+    quarter turn) counts as inside, as it does in scipy's exact arithmetic."""
+    size = torch.tensor([w, h], dtype=grid.dtype, device=grid.device)
+    pixel = ((grid + 1) * size - 1) / 2  # align_corners=False: u = -1 is the left pixel edge
+    tol = 8 * torch.finfo(grid.dtype).eps * max(h, w)
+    return ((pixel >= -tol) & (pixel <= size - 1 + tol)).all(dim=-1)
 
 
 def augment(x: Tensor, spec: AugmentationSpec) -> Tensor:

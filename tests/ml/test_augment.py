@@ -114,7 +114,7 @@ def scipy_reference(
 
 @pytest.mark.parametrize(
     ("fill_mode", "scipy_mode"),
-    [("nearest", "nearest"), ("reflect", "reflect"), ("constant", "grid-constant")],
+    [("nearest", "nearest"), ("reflect", "reflect"), ("constant", "constant")],
 )
 def test_batched_transform_equals_scipy_per_sample(fill_mode, scipy_mode):
     spec = AugmentationSpec(rotation_range=40, width_shift_range=0.2, height_shift_range=0.3,
@@ -127,6 +127,20 @@ def test_batched_transform_equals_scipy_per_sample(fill_mode, scipy_mode):
     for i in range(16):
         ref = scipy_reference(x[i].double().numpy(), t, i, scipy_mode, cval=0.5)
         np.testing.assert_allclose(out[i].numpy(), ref, atol=2e-4)
+
+
+def test_constant_writes_exactly_cval_outside_the_image():
+    # Keras (scipy mode='constant'): a sample beyond the outermost pixel centres is cval,
+    # never a blend of the edge pixel with cval (that is scipy's 'grid-constant').
+    spec = AugmentationSpec(fill_mode="constant", cval=10.0)
+    x = image(12, 12)
+    out = apply_transform(x, params(shift_x=0.5, theta=17.0), spec)
+    ref = scipy_reference(x[0].double().numpy(), params(shift_x=0.5, theta=17.0), 0, "constant",
+                          cval=10.0)  # fmt: skip
+    np.testing.assert_allclose(out[0].numpy(), ref, atol=2e-4)
+    half = apply_transform(x, params(shift_x=0.5), spec)
+    assert torch.equal(half[..., 0], torch.full_like(half[..., 0], 10.0))
+    assert torch.allclose(half[..., 1:], (x[..., 1:] + x[..., :-1]) / 2, atol=1e-5)
 
 
 def test_random_parameters_follow_keras_ranges():
