@@ -1,4 +1,5 @@
-"""The ``trainforge`` command: up, api, worker, db, admin."""
+"""The ``trainforge`` command: operator verbs (up, api, worker, db, admin) here; user verbs
+(submit, follow, jobs, ...) in trainforge/client."""
 
 from __future__ import annotations
 
@@ -145,9 +146,28 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_admin(args: argparse.Namespace) -> int:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
     from api.db import admin
 
-    return admin.run_cli(args)
+    url = get_settings().resolved_database_url
+    try:
+        return admin.run_cli(args)
+    except (DBAPIError, ArgumentError) as exc:
+        # One line, not a traceback: which database, and what chooses it.
+        try:
+            shown = make_url(url).render_as_string(hide_password=True)
+        except ArgumentError:
+            shown = url
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        print(
+            f"trainforge admin: cannot use the database {shown} ({reason}); "
+            "TRAINFORGE_HOME (SQLite in it) or TRAINFORGE_DATABASE_URL choose it, and "
+            "`trainforge db upgrade` creates its tables.",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,8 +208,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+OPERATOR_VERBS = frozenset({"up", "api", "worker", "db", "admin"})
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args_in = sys.argv[1:] if argv is None else argv
+    if not args_in or args_in[0] not in OPERATOR_VERBS:
+        # The user verbs (submit, follow, jobs, ...): trainforge/client, HTTP only.
+        from trainforge.client.app import main as client_main
+
+        return client_main(args_in)
+    args = build_parser().parse_args(args_in)
     return int(args.func(args))
 
 

@@ -1,0 +1,62 @@
+"""The user verbs of ``trainforge``: one typer app, a module per group of verbs.
+
+Adding a verb (``predict``, ``logs``, ``sweep``, ...): write ``trainforge/client/<name>.py``
+with ``def register(app: typer.Typer) -> None`` that adds its commands (``app.command()(fn)``,
+or ``app.add_typer(sub, name="sweep")`` for a group), and add ``"<name>"`` to ``VERB_MODULES``
+below -- that one line is all. Speak HTTP through ``output.connect()`` (an ``Api``), raise
+``CliError(code, message)`` for anything a user can get wrong (no tracebacks), and print
+``--json`` output with ``output.print_json``. Exit codes are in ``errors.py``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+import typer
+
+from trainforge.client.errors import EXIT_DETACHED, EXIT_INVALID, CliError
+
+VERB_MODULES = (
+    "jobs_cmd",  # submit, validate, jobs, show, cancel, retry
+    "follow_cmd",  # follow
+    "results_cmd",  # metrics, checkpoints, download
+    "datasets_cmd",  # datasets upload / ls
+    "login_cmd",  # login
+)
+
+OPERATOR_HELP = (
+    "Operator commands: up, api, worker, db upgrade, admin (`trainforge up --help`, ...)."
+)
+
+app = typer.Typer(
+    name="trainforge",
+    help="Submit training jobs to Trainforge, follow them live, get their results.",
+    epilog=OPERATOR_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+for _name in VERB_MODULES:
+    importlib.import_module(f"trainforge.client.{_name}").register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a user verb; returns the exit code (see trainforge.client.errors)."""
+    command = typer.main.get_command(app)
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        result = command.main(args=args, prog_name="trainforge", standalone_mode=False)
+    except CliError as exc:
+        print(f"trainforge: {exc.message}", file=sys.stderr, flush=True)
+        return exc.code
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_INVALID if exc.exit_code == 2 else exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print("\ntrainforge: interrupted", file=sys.stderr, flush=True)
+        return EXIT_DETACHED
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,85 @@
+"""datasets upload / ls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from trainforge.client.errors import EXIT_INVALID, CliError
+from trainforge.client.output import connect, print_json, stdout, table
+
+datasets = typer.Typer(help="Upload and list your team's datasets.", no_args_is_help=True)
+JSON_OPT = Annotated[bool, typer.Option("--json", help="Print the API's JSON (for scripts).")]
+
+
+def _opt(help_text: str) -> Any:
+    return typer.Option(help=help_text)
+
+
+@datasets.command()
+def upload(
+    file: Annotated[Path, typer.Argument(help="The dataset file.")],
+    format: Annotated[str, typer.Option(help="csv, text_csv, npz or image_zip.")],
+    name: Annotated[str | None, _opt("Default: the file's name.")] = None,
+    task: Annotated[str | None, _opt("auto (default), classification or regression.")] = None,
+    label_column: Annotated[str | None, _opt("csv, text_csv: the label column.")] = None,
+    text_column: Annotated[str | None, _opt("text_csv: the text column.")] = None,
+    feature_columns: Annotated[str | None, _opt("csv: comma-separated features.")] = None,
+    delimiter: Annotated[str | None, _opt("csv, text_csv: , ; | or tab.")] = None,
+    impute: Annotated[str | None, _opt("csv, npz: none or mean.")] = None,
+    image_size: Annotated[str | None, _opt("image_zip: H,W (or one number).")] = None,
+    color_mode: Annotated[str | None, _opt("image_zip: rgb or greyscale.")] = None,
+    layout: Annotated[str | None, _opt("npz: channels_last or channels_first.")] = None,
+    as_json: JSON_OPT = False,
+) -> None:
+    """Upload a dataset (checked in full by the server); prints its id for the spec."""
+    fields = {
+        "format": format, "name": name, "task": task, "label_column": label_column,
+        "text_column": text_column, "feature_columns": feature_columns, "delimiter": delimiter,
+        "impute": impute, "image_size": image_size, "color_mode": color_mode, "layout": layout,
+    }  # fmt: skip
+    try:
+        handle = file.open("rb")
+    except OSError as exc:
+        raise CliError(EXIT_INVALID, f"cannot read {file}: {exc.strerror or exc}") from None
+    with handle:
+        response = connect().request(
+            "POST",
+            "/v1/datasets",
+            data={k: v for k, v in fields.items() if v is not None},
+            files={"file": (file.name, handle, "application/octet-stream")},
+        )
+    ds = response.json()
+    if as_json:
+        print_json(ds)
+        return
+    again = " (already uploaded)" if response.status_code == 200 else ""
+    out = stdout()
+    out.print(f"dataset {ds['id']}{again}: {ds.get('name')}, {ds.get('n_samples')} samples, "
+              f"task {ds.get('task')}, {ds.get('n_classes')} classes")  # fmt: skip
+    for note in ds.get("notes") or []:
+        out.print(f"  note: {note}")
+    out.print(f"use it: --set dataset.source='{{kind: uploaded, dataset_id: \"{ds['id']}\"}}'")
+
+
+@datasets.command("ls")
+def list_datasets(
+    limit: Annotated[int, typer.Option(min=1, max=100)] = 20, as_json: JSON_OPT = False
+) -> None:
+    """Your team's datasets, newest first."""
+    page = connect().get_json("/v1/datasets", params={"limit": limit})
+    if as_json:
+        print_json(page)
+        return
+    rows = [
+        [d["id"], str(d.get("name")), str(d.get("format")), str(d.get("task")),
+         str(d.get("n_samples")), str(d.get("n_classes")), str(d.get("created_at", ""))[:19]]
+        for d in page.get("items", [])
+    ]  # fmt: skip
+    table(["ID", "NAME", "FORMAT", "TASK", "SAMPLES", "CLASSES", "CREATED"], rows)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(datasets, name="datasets")

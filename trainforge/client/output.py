@@ -1,0 +1,49 @@
+"""Printing: JSON for scripts, rich tables for people, errors on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from trainforge.client.config import resolve
+from trainforge.client.http import Api
+
+
+def stdout() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+def stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def table(columns: list[str], rows: list[list[str]]) -> None:
+    out = Table(*columns, box=None, pad_edge=False, header_style="bold")
+    for row in rows:
+        out.add_row(*row)
+    stdout().print(out)
+
+
+def connect() -> Api:
+    """The API the environment points at (see trainforge.client.config)."""
+    return Api(resolve())
+
+
+def epoch_label(epoch: int | None) -> str:
+    """The API's 0-based epoch as people count it (Keras prints `Epoch 1/10` first)."""
+    return "-" if epoch is None else str(epoch + 1)
+
+
+def fmt_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
