@@ -1,13 +1,17 @@
-"""Text for the ``text`` model: cleaning, tokens, a vocabulary, ids (pure Python, no torch).
+r"""Text for the ``text`` model: cleaning, tokens, a vocabulary, ids (pure Python, no torch).
 
 The pipeline (the worker runs it on an uploaded ``text_csv`` before training):
 
 1. :func:`clean_text` applies ``preprocessing.text_cleaning`` in this order:
-   lowercase; strip punctuation (every character that is neither a word
-   character nor whitespace is removed, so ``don't`` becomes ``dont``, as in
-   Keras ``TextVectorization``'s ``lower_and_strip_punctuation``); collapse
-   runs of whitespace into one space and trim; remove English stop words
-   (scikit-learn's list, below: the seed's ``clean_text`` baseline).
+   lowercase; strip punctuation with the seed's ``clean_text`` regex
+   ``[^\w\s]`` (every character that is neither a Unicode word character nor
+   whitespace is removed, so ``don't`` becomes ``dont``). This is not Keras
+   ``TextVectorization``'s ``lower_and_strip_punctuation``, which removes a
+   fixed set of ASCII punctuation only: the two differ on ``_`` (kept here,
+   removed by Keras) and on non-ASCII symbols such as ``€`` or emoji (removed
+   here, kept by Keras). Then collapse runs of whitespace into one space and
+   trim; remove English stop words (scikit-learn's list, below: the seed's
+   ``clean_text`` baseline).
 2. :func:`tokenize` splits the cleaned text on whitespace.
 3. :func:`build_vocabulary` counts tokens **on the training split only** and
    keeps the ``vocab_size - 2`` most frequent (ties: alphabetical); id 0 is
