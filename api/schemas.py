@@ -295,6 +295,22 @@ class JobCheckpointEvent(CheckpointRead):
     deleted: list[int] = Field(description="Ids of checkpoints retention removed.")
 
 
+class JobProgressEvent(BaseModel):
+    """SSE `progress`: where the running job is inside its epoch, at most about twice a
+    second. Ephemeral: a reconnecting client gets the latest one, not every one."""
+
+    kind: Literal["progress"]
+    attempt: int
+    epoch: int = Field(description="0-based index of the epoch in progress.")
+    epochs: int = Field(description="Epochs the spec asks for.")
+    step: int = Field(description="Global optimizer steps done.")
+    batch: int = Field(description="Steps done in this epoch.")
+    steps_per_epoch: int
+    loss: float | str | None = Field(
+        description="Running mean training loss of this epoch so far (non-finite as a string)."
+    )
+
+
 class JobEndEvent(BaseModel):
     """SSE `end`: the job has ended; the server closes the stream after it."""
 
@@ -306,7 +322,11 @@ class JobEndEvent(BaseModel):
 class JobEvent(
     RootModel[
         Annotated[
-            JobStatusEvent | JobMetricsEvent | JobCheckpointEvent | JobEndEvent,
+            JobStatusEvent
+            | JobMetricsEvent
+            | JobCheckpointEvent
+            | JobProgressEvent
+            | JobEndEvent,
             Field(discriminator="kind"),
         ]
     ]

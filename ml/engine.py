@@ -49,13 +49,21 @@ from ml.data import (
 )
 from ml.early_stopping import EarlyStopping
 from ml.schedules import LRSchedule, build_schedule
-from ml.sinks import CheckpointBlob, CheckpointSink, MetricSink, NeverStop, RunControl
+from ml.sinks import (
+    CheckpointBlob,
+    CheckpointSink,
+    MetricSink,
+    NeverStop,
+    RunControl,
+    StepProgress,
+)
 from ml.spec import JobSpec, ResourcesSpec
 from ml.trainer import StepStats, Trainer
 
 __all__ = ["LoadedDataset", "NonFiniteLoss", "TrainError", "TrainResult", "train"]
 
 SYNC_EVERY = 32  # optimizer steps between reads of the device-side accumulators
+PROGRESS_SECONDS = 0.5  # with on_step_progress, the device is also read at least this often
 GRAD_NORM_EVERY = 8  # without clipping, grad_norm is sampled on every 8th step of an epoch
 
 
@@ -190,6 +198,7 @@ def train(
     checkpoints: CheckpointSink | None = None,
     control: RunControl | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    on_step_progress: Callable[[StepProgress], None] | None = None,
     dataset: LoadedDataset | None = None,
 ) -> TrainResult:
     """Train ``spec`` to completion, early stop or cancel; resume from ``checkpoints.load()``."""
@@ -206,6 +215,8 @@ def train(
             checkpoints=checkpoints,
             control=control if control is not None else NeverStop(),
             on_progress=on_progress,
+            on_step_progress=on_step_progress,
+            steps_per_epoch=n_batches(data.n_train, spec.dataset.batch_size),
         )
         blob = checkpoints.load() if checkpoints is not None else None
         if blob is not None:
@@ -234,9 +245,10 @@ def _fit(run: _Run) -> TrainResult:
             measure = s.batch % GRAD_NORM_EVERY == 0
             meter.add(s.step + 1, len(yb), trainer.step(xb, yb, meter.lr, measure))
             s.batch, s.step = s.batch + 1, s.step + 1
-            if s.step % SYNC_EVERY == 0:
+            if s.step % SYNC_EVERY == 0 or run.step_progress_due():
                 meter.sync(epoch)
                 run.progress()
+                run.step_progress(meter)
         meter.sync(epoch)
         train_seconds = time.perf_counter() - start
         values = meter.values(is_classification(trainer.data.info)) | trainer.evaluate()
@@ -262,6 +274,9 @@ class _Run:
     checkpoints: CheckpointSink | None
     control: RunControl
     on_progress: Callable[[int, int], None] | None
+    on_step_progress: Callable[[StepProgress], None] | None = None
+    steps_per_epoch: int = 0
+    next_step_progress: float = 0.0  # time.monotonic() of the next due report
     state: RunState = field(default_factory=RunState)
     best_weights: dict[str, Tensor] | None = None
 
@@ -272,6 +287,20 @@ class _Run:
     def progress(self) -> None:
         if self.on_progress is not None:
             self.on_progress(self.state.epoch, self.state.step)
+
+    def step_progress_due(self) -> bool:
+        """A live view is fed at least every PROGRESS_SECONDS (a clock read per step)."""
+        return self.on_step_progress is not None and time.monotonic() >= self.next_step_progress
+
+    def step_progress(self, meter: _Meter) -> None:
+        if self.on_step_progress is None:
+            return
+        self.next_step_progress = time.monotonic() + PROGRESS_SECONDS
+        s = self.state
+        loss = meter.loss / meter.samples if meter.samples else None
+        self.on_step_progress(
+            StepProgress(s.epoch, self.spec.epochs, s.step, s.batch, self.steps_per_epoch, loss)
+        )
 
     def end_epoch(self, epoch: int, values: dict[str, float]) -> bool:
         s, stop = self.state, False

@@ -46,6 +46,23 @@ class CheckpointSink(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class StepProgress:
+    """Where a run is inside its epoch: what ``train(on_step_progress=...)`` receives.
+
+    Reported at each device read (every ``SYNC_EVERY`` steps, and at least every
+    ``PROGRESS_SECONDS`` when this callback is set), never at an epoch's end (its
+    metrics say that).
+    """
+
+    epoch: int  # 0-based index of the epoch in progress
+    epochs: int  # epochs the spec asks for
+    step: int  # global optimizer steps done
+    batch: int  # steps done in this epoch
+    steps_per_epoch: int
+    loss: float | None  # running mean training loss of this epoch so far
+
+
 class RunControl(Protocol):
     def should_stop(self) -> bool:
         """True when the run must stop now (canceled, or this attempt lost its lease).

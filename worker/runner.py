@@ -18,6 +18,7 @@ from ml.engine import NonFiniteLoss, TrainError, train
 from ml.spec import JobSpec
 from worker.checkpoint_sink import SqlCheckpointSink
 from worker.datasets import load_for_job
+from worker.progress import ProgressWriter
 from worker.sinks import SqlMetricSink, with_db_retry
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,7 @@ def _run_claimed(
         assert job is not None
         spec = JobSpec.model_validate(job.spec)
     keeper = LeaseKeeper(factory, job_id, attempt, settings, spec.limits.max_runtime_seconds)
+    live = ProgressWriter(factory, job_id, attempt)  # `progress` events for live views
     metrics = SqlMetricSink(
         factory,
         job_id,
@@ -142,6 +144,7 @@ def _run_claimed(
     )
     checkpoints = SqlCheckpointSink(factory, job_id, attempt, spec)
     keeper.start()
+    live.start()
     status, reason, error, stopped_epoch = "failed", "error", None, None
     progress: tuple[int, int] | None = None
     try:
@@ -151,6 +154,7 @@ def _run_claimed(
             checkpoints=checkpoints,
             control=keeper,
             on_progress=keeper.on_progress,
+            on_step_progress=live.report,
             dataset=load_for_job(factory, job),
         )
         stopped_epoch, progress = result.stopped_epoch, (result.epochs_completed, result.step)
@@ -174,6 +178,7 @@ def _run_claimed(
         log.exception("job %s crashed", job_id)
         status, reason, error = "failed", "error", f"Internal error: {type(exc).__name__}: {exc}"
     finally:
+        live.close()
         keeper.close()
         # Every point is committed before the final status (and its event) is:
         # an SSE client sees the last metrics before `end`.

@@ -95,7 +95,8 @@ def _status_at(factory: sessionmaker[Session], job_id: str, event_id: int) -> di
     responses={
         200: {
             "description": "`text/event-stream`: events `status`, `metrics`, `checkpoint`, "
-            "then `end`; each `data` is a JSON `JobEvent`, each `id` resumable.",
+            "`progress` (throttled, within an epoch), then `end`; each `data` is a JSON "
+            "`JobEvent`, each `id` resumable.",
         }
     },
 )
@@ -111,7 +112,7 @@ async def stream_job_events(
         Query(ge=0, description="As `Last-Event-ID`, for clients that cannot set headers."),
     ] = None,
 ) -> AsyncIterator[JobEvent]:
-    """Follow a job live: status changes, metric batches, checkpoints, then `end`."""
+    """Follow a job live: status changes, metric batches, checkpoints, progress, then `end`."""
     factory: sessionmaker[Session] = request.app.state.session_factory
     cursor = last_event_id if last_event_id is not None else (after or 0)
     # Where the client left off may already be after the end (a reconnect).
