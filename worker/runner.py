@@ -172,6 +172,7 @@ def _run_claimed(
         keeper.fenced = True
     except NonFiniteLoss as exc:
         status, reason, error = "failed", "non_finite_loss", str(exc)
+        progress = (exc.epoch, exc.step)  # where it stopped, as the error says
     except TrainError as exc:
         status, reason, error = "failed", "error", str(exc)
     except Exception as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from api.db import jobs as repo
@@ -12,7 +13,10 @@ from api.db import metrics as metrics_repo
 from api.db.models import Job, MetricPoint
 from api.db.session import session_factory
 from api.settings import Settings
+from ml.data import LoadedDataset, load_dataset
+from ml.spec import JobSpec
 from tests.worker.helpers import insert_job
+from worker import runner
 from worker.runner import run_job
 
 
@@ -156,14 +160,23 @@ def test_max_runtime_ends_the_job_failed_with_its_reason(settings: Settings) -> 
     assert job.error and "max_runtime_seconds" in job.error
 
 
-def test_a_non_finite_loss_fails_the_job_naming_the_step(settings: Settings) -> None:
+def test_a_non_finite_loss_fails_the_job_naming_the_step(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     spec = {
         **IRIS,
-        "optimizer": {"kind": "sgd", "lr": 1e30},
-        "dataset": {**IRIS["dataset"], "preprocessing": {"normalization": "none"}},
-    }  # type: ignore[dict-item]
+        "dataset": {**IRIS["dataset"], "shuffle": False, "validation_split": 0,
+                    "preprocessing": {"normalization": "none"}},
+    }  # type: ignore[dict-item]  # fmt: skip
+    iris = load_dataset(JobSpec.model_validate(spec))
+    x = iris.x.copy()
+    x[40, 0] = np.inf  # row 40 is in the third batch of 16: the loss is infinite at step 3
+    monkeypatch.setattr(runner, "load_for_job", lambda *_: LoadedDataset(x, iris.y, iris.info))
     job_id = make_job(settings, spec)
     run_job(job_id, settings)
     job, _ = load(settings, job_id)
     assert (job.status, job.status_reason) == ("failed", "non_finite_loss")
     assert job.error and "step" in job.error
+    # progress says where it stopped: the step (and epoch) the error names, not (0, 0)
+    assert (job.progress_epoch, job.progress_step) == (0, 3)
+    assert "at step 3 (epoch 0," in job.error
