@@ -9,10 +9,14 @@ from api import problems
 from api.audit import AuditMiddleware
 from api.db.session import session_factory
 from api.guard import BodyGuard
+from api.joblogs import router as joblogs_router
+from api.monitoring import router as monitoring_router
+from api.monitoring.http_metrics import HttpMetrics
 from api.openapi_dump import OPENAPI_TAGS, contract_openapi
 from api.queue import JobQueue, celery_queue
 from api.routers import admin, checkpoints, datasets, events, jobs, schemas, specs, system
 from api.settings import Settings, get_settings
+from api.webhooks import router as webhooks_router
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -41,6 +45,8 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
     problems.install(app)
     app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(AuditMiddleware, factory=app.state.session_factory)
+    # Outermost: counts every request, refused ones too (pure ASGI, no I/O; issue 15).
+    app.add_middleware(HttpMetrics)
     app.include_router(admin.router)
     for router in (jobs.router, specs.router, system.router):
         app.include_router(router)
@@ -48,6 +54,9 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
     app.include_router(datasets.router)
     app.include_router(checkpoints.router)
     app.include_router(events.router)
+    app.include_router(joblogs_router.router)  # /v1/jobs/{id}/logs (issue 15)
+    app.include_router(monitoring_router.router)  # /metrics (issue 15)
+    app.include_router(webhooks_router.router)  # /v1/webhooks (issue 15)
     # Problems declared, enums named: see api/openapi_dump.py (`make openapi`).
     app.openapi = lambda: contract_openapi(app)  # type: ignore[method-assign]
     return app

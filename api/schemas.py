@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
+from api.joblogs.schemas import JobLogEvent
 from ml.spec import JobSpec
 
 
@@ -326,6 +327,7 @@ class JobEvent(
             | JobMetricsEvent
             | JobCheckpointEvent
             | JobProgressEvent
+            | JobLogEvent
             | JobEndEvent,
             Field(discriminator="kind"),
         ]

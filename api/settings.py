@@ -61,6 +61,31 @@ class Settings(BaseSettings):
     unsafe_no_republish: bool = Field(
         False, description="Tests only: never re-ring a lost doorbell (no reconciler, no wake)."
     )
+    # Operations (issue 15): /metrics, per-job logs, webhooks, worker presence.
+    metrics_token: str | None = Field(
+        None, description="When set, /metrics needs `Authorization: Bearer <this token>`."
+    )
+    job_log_max_lines: int = Field(
+        5000, ge=10, description="Log lines kept per job; the oldest are dropped first."
+    )
+    worker_heartbeat_seconds: float = Field(
+        10.0, gt=0, description="How often a worker records that it is alive (workers table)."
+    )
+    webhook_allow_private: bool = Field(
+        False,
+        description="Allow webhook URLs that resolve to loopback, private, link-local or "
+        "metadata addresses (off: such URLs are refused at registration and delivery).",
+    )
+    webhook_sender: bool = Field(True, description="Deliver webhooks from this worker.")
+    webhook_poll_seconds: float = Field(1.0, gt=0, description="Outbox poll interval.")
+    webhook_timeout_seconds: float = Field(5.0, gt=0, description="One delivery attempt's limit.")
+    webhook_max_attempts: int = Field(6, ge=1, description="Attempts before a delivery fails.")
+    webhook_retry_base_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Retry n waits base·4^(n-1) seconds ±20% jitter: 10 s, 40 s, 160 s, "
+        "640 s, 2560 s (about an hour over 6 attempts).",
+    )
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest JSON request body.")
     max_upload_bytes: int = Field(
         100 * 2**20,

@@ -38,6 +38,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ml import logsink
 from ml.architecture import TrainError, is_classification
 from ml.checkpoint import RunState, pack, unpack
 from ml.data import (
@@ -48,7 +49,8 @@ from ml.data import (
     train_batches,
 )
 from ml.early_stopping import EarlyStopping
-from ml.schedules import LRSchedule, build_schedule
+from ml.logsink import LogSink, NullLogSink
+from ml.schedules import LRSchedule, ReduceOnPlateau, build_schedule
 from ml.sinks import (
     CheckpointBlob,
     CheckpointSink,
@@ -200,8 +202,11 @@ def train(
     on_progress: Callable[[int, int], None] | None = None,
     on_step_progress: Callable[[StepProgress], None] | None = None,
     dataset: LoadedDataset | None = None,
+    logs: LogSink | None = None,
 ) -> TrainResult:
-    """Train ``spec`` to completion, early stop or cancel; resume from ``checkpoints.load()``."""
+    """Train ``spec`` to completion, early stop or cancel; resume from ``checkpoints.load()``.
+
+    ``logs`` receives the run's story for a human (see ``ml.logsink``)."""
     device = resolve_device(spec.resources)
     with _global_settings(spec.deterministic):
         torch.manual_seed(spec.seed)
@@ -217,10 +222,13 @@ def train(
             on_progress=on_progress,
             on_step_progress=on_step_progress,
             steps_per_epoch=n_batches(data.n_train, spec.dataset.batch_size),
+            logs=logs if logs is not None else NullLogSink(),
         )
+        run.say_started(device)
         blob = checkpoints.load() if checkpoints is not None else None
         if blob is not None:
             run.restore(blob)
+            run.logs.line("info", logsink.resumed(run.state.step, run.state.epoch, run.state.batch))
         if run.state.finished:  # a retry after the end: report it, train nothing
             return run.result()
         try:
@@ -277,8 +285,19 @@ class _Run:
     on_step_progress: Callable[[StepProgress], None] | None = None
     steps_per_epoch: int = 0
     next_step_progress: float = 0.0  # time.monotonic() of the next due report
+    logs: LogSink = field(default_factory=NullLogSink)
     state: RunState = field(default_factory=RunState)
     best_weights: dict[str, Tensor] | None = None
+
+    def say_started(self, device: torch.device) -> None:
+        name = str(device)
+        if device.type == "cuda":
+            name += f" ({torch.cuda.get_device_name(device)})"
+        steps = n_batches(self.trainer.data.n_train, self.spec.dataset.batch_size)
+        line = logsink.started(
+            name, torch.get_num_threads(), self.trainer.data.n_train, steps, self.spec.epochs
+        )
+        self.logs.line("info", line)
 
     @property
     def restore_best(self) -> bool:
@@ -309,7 +328,21 @@ class _Run:
             if self.restore_best and self.stopper.is_new_best_this_epoch():
                 self.best_weights = self.trainer.snapshot()
                 s.best_metrics = dict(values)
+        plateau = self.schedule if isinstance(self.schedule, ReduceOnPlateau) else None
+        lr_before = plateau.lr if plateau is not None else 0.0
         self.schedule.on_epoch_end(epoch, values)
+        self.logs.line("info", logsink.epoch_summary(epoch, self.spec.epochs, values))
+        if plateau is not None and plateau.lr < lr_before:
+            msg = logsink.lr_reduced(
+                plateau.spec.monitor, plateau.spec.patience, epoch, lr_before, plateau.lr
+            )
+            self.logs.line("info", msg)
+        if stop and self.stopper is not None:
+            es = self.stopper
+            msg = logsink.early_stopped(
+                es.spec.monitor, es.spec.patience, epoch, es.best, es.best_epoch
+            )
+            self.logs.line("info", msg)
         self.metrics.log(s.step, epoch, values)
         self.metrics.flush()
         s.epoch, s.batch, s.partial = epoch + 1, 0, {}
@@ -352,6 +385,7 @@ class _Run:
         epoch = s.epoch if s.batch > 0 else max(s.epoch - 1, 0)  # the epoch of the last step
         final = s.best_metrics if s.finished and self.restore_best and s.best_metrics else None
         self.checkpoints.save(blob, s.step, epoch, final or s.last_metrics)
+        self.logs.line("info", logsink.checkpoint_saved(s.step, epoch, s.finished is not None))
 
     def restore(self, blob: CheckpointBlob) -> None:
         self.state, self.best_weights = unpack(blob, self.trainer.model, self.trainer.optimizer)

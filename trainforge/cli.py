@@ -87,6 +87,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if settings.reconciler and not settings.unsafe_no_republish:
         Reconciler(settings).start()
     queues = args.queues or settings.queue
+    from worker.operations import start_operations
+
+    operations = start_operations(settings, queues, args.metrics_port)  # issue 15
     app.worker_main(
         [
             "worker",
@@ -99,6 +102,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             "--without-mingle",
         ]
     )
+    operations.stop()
     return 0
 
 
@@ -186,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     wk = sub.add_parser("worker", help="one Celery worker (one per GPU)")
     wk.add_argument("--queues", help="comma-separated; default TRAINFORGE_QUEUE")
+    wk.add_argument(
+        "--metrics-port", type=int, help="serve this worker's Prometheus /metrics (default: off)"
+    )
     wk.set_defaults(func=cmd_worker)
 
     db = sub.add_parser("db", help="database migrations")

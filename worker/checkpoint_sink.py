@@ -6,6 +6,7 @@ import hashlib
 import logging
 from collections.abc import Mapping
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import checkpoints as repo
@@ -13,6 +14,7 @@ from api.db import metrics as metrics_repo
 from ml.monitor import resolve_mode
 from ml.sinks import CheckpointBlob
 from ml.spec import JobSpec
+from worker.log_sink import SqlLogSink
 from worker.sinks import with_db_retry
 
 log = logging.getLogger(__name__)
@@ -37,8 +39,10 @@ class SqlCheckpointSink:
         spec: JobSpec,
         *,
         chunk_bytes: int = repo.CHUNK_BYTES,
+        lines: SqlLogSink | None = None,
     ) -> None:
         self._factory, self._job_id, self._attempt = factory, job_id, attempt
+        self._lines = lines  # the job's log: which checkpoints retention deleted
         policy = spec.checkpointing
         self._retention = repo.Retention(
             keep_last=policy.keep_last,
@@ -54,9 +58,9 @@ class SqlCheckpointSink:
     def save(
         self, blob: CheckpointBlob, step: int, epoch: int, metrics: Mapping[str, float]
     ) -> None:
-        ckpt = with_db_retry(
-            self._factory,
-            lambda s: repo.save_checkpoint(
+        def work(s: Session) -> tuple[repo.Checkpoint, set[int]]:
+            before = self._ids(s)
+            ckpt = repo.save_checkpoint(
                 s,
                 self._job_id,
                 self._attempt,
@@ -67,9 +71,21 @@ class SqlCheckpointSink:
                 resume=blob.resume,
                 retention=self._retention,
                 chunk_bytes=self._chunk_bytes,
-            ),
-        )
+            )
+            return ckpt, before - self._ids(s)
+
+        ckpt, deleted = with_db_retry(self._factory, work)
         self.saved.append(ckpt.id)
+        if deleted and self._lines is not None:
+            self._lines.worker_line(
+                "info",
+                f"checkpoint(s) {', '.join(map(str, sorted(deleted)))} deleted by retention "
+                f"(keep_last={self._retention.keep_last}, keep_best={self._retention.keep_best})",
+            )
+
+    def _ids(self, session: Session) -> set[int]:
+        model = repo.Checkpoint
+        return set(session.scalars(select(model.id).where(model.job_id == self._job_id)))
 
     def load(self) -> CheckpointBlob | None:
         """The job's latest checkpoint (from any attempt), or None to start fresh.

@@ -19,6 +19,9 @@ from ml.spec import JobSpec
 from worker.checkpoint_sink import SqlCheckpointSink
 from worker.datasets import load_for_job
 from worker.progress import ProgressWriter
+from worker import log_sink
+from worker.log_sink import SqlLogSink
+from worker.metrics_server import RUNNING
 from worker.sinks import SqlMetricSink, with_db_retry
 
 log = logging.getLogger(__name__)
@@ -106,7 +109,8 @@ def _wake_next(factory: sessionmaker[Session], settings: Settings, job_id: str) 
         CeleryJobQueue(settings).publish(order[0], queue)
 
 
-def run_job(job_id: str, settings: Settings | None = None) -> None:
+def run_job(job_id: str, settings: Settings | None = None) -> str:
+    """Returns how it ended, in words (what the Celery task logs)."""
     settings = settings or get_settings()
     factory = session_factory(
         settings.resolved_database_url, settings.db_idle_in_transaction_seconds
@@ -114,10 +118,10 @@ def run_job(job_id: str, settings: Settings | None = None) -> None:
     claimed = with_db_retry(factory, lambda s: _claim(s, job_id, settings.lease_seconds))
     if claimed is None:
         log.info("nothing to run for job %s's message (duplicate, canceled or quota)", job_id)
-        return
+        return f"nothing to run for job {job_id}'s message (duplicate, canceled or quota)"
     job_id, attempt = claimed.job_id, claimed.attempt
     try:
-        _run_claimed(factory, settings, job_id, attempt)
+        return _run_claimed(factory, settings, job_id, attempt)
     finally:
         try:
             _wake_next(factory, settings, job_id)
@@ -127,13 +131,15 @@ def run_job(job_id: str, settings: Settings | None = None) -> None:
 
 def _run_claimed(
     factory: sessionmaker[Session], settings: Settings, job_id: str, attempt: int
-) -> None:
+) -> str:
     with factory() as session:
         job = session.get(Job, job_id)
         assert job is not None
         spec = JobSpec.model_validate(job.spec)
     keeper = LeaseKeeper(factory, job_id, attempt, settings, spec.limits.max_runtime_seconds)
     live = ProgressWriter(factory, job_id, attempt)  # `progress` events for live views
+    lines = SqlLogSink(job_id, attempt, settings.job_log_max_lines)  # the job's log
+    lines.worker_line("info", f"attempt {attempt} started on worker {log_sink.WORKER_NAME}")
     metrics = SqlMetricSink(
         factory,
         job_id,
@@ -141,8 +147,10 @@ def _run_claimed(
         flush_points=settings.metrics_flush_points,
         flush_seconds=settings.metrics_flush_seconds,
         buffer_limit=settings.metrics_buffer_limit,
+        lines=lines,
     )
-    checkpoints = SqlCheckpointSink(factory, job_id, attempt, spec)
+    checkpoints = SqlCheckpointSink(factory, job_id, attempt, spec, lines=lines)
+    RUNNING.start(job_id, attempt, spec.dataset.batch_size)  # --metrics-port
     keeper.start()
     live.start()
     status, reason, error, stopped_epoch = "failed", "error", None, None
@@ -153,9 +161,10 @@ def _run_claimed(
             metrics=metrics,
             checkpoints=checkpoints,
             control=keeper,
-            on_progress=keeper.on_progress,
+            on_progress=RUNNING.track(keeper.on_progress),
             on_step_progress=live.report,
             dataset=load_for_job(factory, job),
+            logs=lines,
         )
         stopped_epoch, progress = result.stopped_epoch, (result.epochs_completed, result.step)
         if result.status_reason != "canceled":
@@ -177,8 +186,10 @@ def _run_claimed(
         status, reason, error = "failed", "error", str(exc)
     except Exception as exc:
         log.exception("job %s crashed", job_id)
+        lines.worker_line("error", log_sink.crash(exc))
         status, reason, error = "failed", "error", f"Internal error: {type(exc).__name__}: {exc}"
     finally:
+        RUNNING.end()
         live.close()
         keeper.close()
         # Every point is committed before the final status (and its event) is:
@@ -193,20 +204,27 @@ def _run_claimed(
         log.warning(
             "job %s attempt %s lost its lease; leaving the job to its new owner", job_id, attempt
         )
-        return
-    try:
-        with_db_retry(
-            factory,
-            lambda s: repo.finish_job(
-                s,
-                job_id,
-                attempt,
-                status=status,
-                reason=reason,
-                error=error,
-                stopped_epoch=stopped_epoch,
-                progress=progress,
-            ),
+        return f"job {job_id} attempt {attempt} lost its lease; left to its new owner"
+    ended = log_sink.outcome(job_id, attempt, status, reason, error)
+    lines.worker_line(log_sink.outcome_level(status), ended)  # also the worker's own log
+    final_lines = lines.drain()
+
+    def finish(s: Session) -> None:
+        repo.finish_job(
+            s,
+            job_id,
+            attempt,
+            status=status,
+            reason=reason,
+            error=error,
+            stopped_epoch=stopped_epoch,
+            progress=progress,
         )
+        lines.write(s, final_lines, fenced=True)  # the outcome, with the status change
+
+    try:
+        with_db_retry(factory, finish)
     except repo.StaleAttempt:
         log.warning("job %s attempt %s was fenced before it could finish", job_id, attempt)
+        return f"job {job_id} attempt {attempt} was fenced before it could finish"
+    return ended

@@ -7,12 +7,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import metrics as metrics_repo
+from worker.log_sink import SqlLogSink
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -73,8 +74,10 @@ class SqlMetricSink:
         max_batch: int = 5_000,
         min_flush_interval: float = 0.5,
         background: bool = True,
+        lines: SqlLogSink | None = None,
     ) -> None:
         self._factory, self._job_id, self._attempt = factory, job_id, attempt
+        self.lines = lines  # the job's log lines ride along with the metric batches
         self._flush_points, self._flush_seconds = flush_points, flush_seconds
         # Every batch pays a fixed cost (a session, the attempt fence, its event, a
         # commit that syncs to disk): a few ms, against microseconds per point. So a
@@ -166,11 +169,19 @@ class SqlMetricSink:
                 for step, epoch, values in entries
                 for name, v in values.items()
             ]
+            lines = self.lines.drain() if self.lines is not None else []
             for start in range(0, len(pending), self._max_batch):
                 batch = pending[start : start + self._max_batch]
-                with_db_retry(self._factory, partial(self._write_batch, batch))
+                with_db_retry(self._factory, partial(self._write_batch, batch, lines))
+                lines = []
                 self.points_written += len(batch)
                 self.batches_written += 1
+            if lines:  # no points this time: the lines alone
+                with_db_retry(self._factory, partial(self._write_batch, [], lines))
 
-    def _write_batch(self, batch: list[metrics_repo.Point], session: Session) -> None:
+    def _write_batch(
+        self, batch: list[metrics_repo.Point], lines: list[Any], session: Session
+    ) -> None:
         metrics_repo.write_metrics(session, self._job_id, self._attempt, batch)
+        if lines and self.lines is not None:
+            self.lines.write(session, lines, fenced=bool(batch))

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from api.db import events
 from api.db.models import Job, JobTransition, utcnow
 from api.db.pages import newest_first
+from api.webhooks import repository as webhook_outbox
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 
@@ -75,6 +76,9 @@ def record_transition(
             "at": at.isoformat(),
         },
     )
+    # The webhook outbox (issue 15): a delivery row per subscribed endpoint, in this
+    # same transaction, so a status change is never committed without its deliveries.
+    webhook_outbox.enqueue_job_event(session, job_id, to_status, reason, attempt, at)
 
 
 def create_job(

@@ -24,6 +24,8 @@ from api.db import events as repo
 from api.db.jobs import TERMINAL
 from api.db.series import points_in_ranges
 from api.deps import PrincipalDep, SessionDep
+from api.joblogs import repository as joblogs
+from api.joblogs.schemas import log_event_payload
 from api.problems import Problem
 from api.schemas import JobEvent
 
@@ -72,6 +74,8 @@ def _data(session: Session, job_id: str, kind: str, payload: dict[str, Any]) -> 
                 for name, rows in found.items()
             ],
         }
+    elif kind == joblogs.LOG_EVENT:  # the lines are read now, as a metrics event's points
+        payload = log_event_payload(session, job_id, payload)
     return json.dumps({"kind": kind, **payload}, allow_nan=False)
 
 

@@ -1,0 +1,1 @@
+"""Per-job logs: what the engine and the worker said while running a job (issue 15)."""

@@ -1,0 +1,1 @@
+"""Prometheus: ``/metrics`` (HTTP traffic, and the job ledger read at scrape time)."""

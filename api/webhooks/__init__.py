@@ -1,0 +1,1 @@
+"""Signed webhooks (Standard Webhooks): registrations and their delivery outbox (issue 15)."""
