@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -62,7 +62,23 @@ def _replay(job: Job, request_hash: str) -> tuple[Job, bool]:
 
 
 def _check_queued_quota(session: Session, team_id: str) -> None:
-    team = session.get(Team, team_id)
+    """429 when the team is at ``max_queued_jobs``; atomic with the insert that follows.
+
+    The team row is written (a no-op UPDATE) before the count, so the count and the
+    insert run under the team's write lock until the request commits: PostgreSQL
+    serialises on the row lock, SQLite on its single writer. Two concurrent
+    submissions can no longer both see the last free place.
+    """
+    quota = session.scalar(select(Team.max_queued_jobs).where(Team.id == team_id))
+    if quota is None:
+        return
+    session.execute(
+        update(Team)
+        .where(Team.id == team_id)
+        .values(max_queued_jobs=Team.max_queued_jobs)
+        .execution_options(synchronize_session=False)
+    )
+    team = session.get(Team, team_id, populate_existing=True)
     if team is None or team.max_queued_jobs is None:
         return
     queued = session.scalar(

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from api.db import jobs as repo
 from api.db.models import Job, Team
 
-MAX_CANDIDATES = 2000
+MAX_CANDIDATES = 2000  # teams looked at per claim (not jobs)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -58,29 +58,57 @@ def team_at_quota(session: Session, team_id: str) -> bool:
     return (running or 0) >= quota
 
 
-def pick_order(session: Session, queue: str) -> list[str]:
-    """Queued job ids of ``queue`` in the order free slots should go to them."""
-    candidates = session.execute(
-        select(Job.id, Job.team_id)
-        .where(Job.status == "queued", Job.queue == queue, Job.cancel_requested.is_(False))
+def _waiting_teams(session: Session, queue: str) -> list[str]:
+    """Every team with a claimable queued job in ``queue`` (one row per team)."""
+    return list(
+        session.scalars(
+            select(Job.team_id)
+            .where(Job.status == "queued", Job.queue == queue, Job.cancel_requested.is_(False))
+            .group_by(Job.team_id)
+        )
+    )
+
+
+def _team_head(session: Session, queue: str, team_id: str) -> str | None:
+    """The team's next job in ``queue``: higher priority first, then oldest."""
+    return session.scalar(
+        select(Job.id)
+        .where(
+            Job.status == "queued",
+            Job.queue == queue,
+            Job.cancel_requested.is_(False),
+            Job.team_id == team_id,
+        )
         .order_by(Job.priority.desc(), Job.created_at, Job.id)
-        .limit(MAX_CANDIDATES)
-    ).all()
-    if not candidates:
+        .limit(1)
+    )
+
+
+def pick_order(session: Session, queue: str, limit: int = MAX_CANDIDATES) -> list[str]:
+    """Queued job ids of ``queue`` in the order free slots should go to them.
+
+    One job per eligible team, the team served least recently first. Teams are
+    found by a grouped query, not by reading the first N queued rows, so a team
+    with thousands of queued jobs cannot hide another team's single job.
+    """
+    teams = _waiting_teams(session, queue)
+    if not teams:
         return []
     running, quotas = _running_by_team(session), _quotas(session)
-    best: dict[str, list[str]] = {}
-    for job_id, team_id in candidates:
-        best.setdefault(team_id, []).append(job_id)
-    eligible = [t for t in best if quotas.get(t) is None or running.get(t, 0) < (quotas[t] or 0)]
+    eligible = [t for t in teams if quotas.get(t) is None or running.get(t, 0) < (quotas[t] or 0)]
     served = _last_served(session, set(eligible))
-    eligible.sort(key=lambda t: served.get(t, _EPOCH))
-    return [best[t][0] for t in eligible]
+    eligible.sort(key=lambda t: (served.get(t, _EPOCH), t))
+    order: list[str] = []
+    for team_id in eligible[:limit]:
+        head = _team_head(session, queue, team_id)
+        if head is not None:
+            order.append(head)
+    return order
 
 
 def claim_next(session: Session, queue: str, lease_seconds: float) -> Claimed | None:
     """Claim the best eligible job of ``queue``; None when nothing may run now."""
-    for job_id in pick_order(session, queue)[:5]:
+    for job_id in pick_order(session, queue, limit=5):
         team_id = session.scalar(select(Job.team_id).where(Job.id == job_id))
         if team_id is None:
             continue
