@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint unit openapi npm-tools bench faults clean install install-dev
+.PHONY: run test lint unit openapi npm-tools bench faults clean install install-dev ui chromium
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -20,10 +20,24 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PIP) install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed ui
 install-dev: $(VENV)/.installed-dev
 
-run: $(VENV)/.installed
+# The dashboard's front-end packages (uPlot, yaml), pinned by api/ui/package-lock.json,
+# into api/ui/node_modules, from where the API serves them under /ui/vendor/ (no CDN).
+UI := api/ui
+$(UI)/node_modules/.installed: $(UI)/package.json $(UI)/package-lock.json
+	cd $(UI) && npm ci --no-audit --no-fund
+	touch $@
+
+ui: $(UI)/node_modules/.installed
+
+# The UI tests (tests/e2e/test_ui.py) drive the distribution's Chromium through
+# Playwright's executable_path: never a browser build of Playwright's own.
+chromium:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+run: $(VENV)/.installed ui
 	$(BIN)/trainforge up --host $(HOST) --port $(PORT)
 
 lint: $(VENV)/.installed-dev
@@ -32,7 +46,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/mypy api worker ml trainforge
 	$(BIN)/lint-imports
 
-test: lint
+test: lint ui chromium
 	$(BIN)/pytest -q -ra
 
 unit: $(VENV)/.installed-dev

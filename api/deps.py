@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from api.db.keys import Principal, authenticate
@@ -35,9 +36,18 @@ SessionDep = Annotated[Session, Depends(get_session)]
 QueueDep = Annotated[JobQueue, Depends(get_queue)]
 
 _UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
+# Declares the scheme in OpenAPI (Swagger UI's Authorize button); auto_error=False so a
+# missing key stays our problem+json 401 below, not FastAPI's own error.
+bearer_scheme = HTTPBearer(
+    auto_error=False, scheme_name="ApiKey", description="`Authorization: Bearer <api key>`"
+)
 
 
-def require_principal(request: Request, session: SessionDep) -> Principal:
+def require_principal(
+    request: Request,
+    session: SessionDep,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

@@ -1,0 +1,211 @@
+import { ApiError, download, getJSON, request } from "../api.js";
+import { SeriesChart } from "../chart.js";
+import { errorBox, fmtBytes, fmtNumber, fmtTime, h, replace, statusBadge } from "../dom.js";
+import { followEvents } from "../sse.js";
+import { logPanel } from "./logs.js";
+
+const CHARTS = [
+  { id: "loss", title: "Loss", names: ["loss", "val_loss"] },
+  { id: "accuracy", title: "Accuracy", names: ["accuracy", "val_accuracy"] },
+  { id: "lr", title: "Learning rate", names: ["lr"] },
+  { id: "grad_norm", title: "Gradient norm", names: ["grad_norm"] },
+];
+const ENDED = new Set(["succeeded", "failed", "canceled"]);
+
+export function notFound(root, what, id) {
+  replace(root, h("section", { class: "notfound", "data-testid": "not-found" },
+    h("h1", {}, `${what} not found`),
+    h("p", {}, `There is no ${what.toLowerCase()} ${id} in your team.`),
+    h("a", { href: "/ui/" }, "Back to the jobs")));
+}
+
+// One job, live: status, progress, charts, checkpoints, actions, spec, timeline.
+export async function jobView(root, { params, signal }) {
+  const [jobId] = params;
+  const base = `/v1/jobs/${encodeURIComponent(jobId)}`;
+  let job;
+  try {
+    job = await getJSON(base, { signal });
+  } catch (err) {
+    if (signal.aborted) return;
+    if (err instanceof ApiError && err.status === 404) return notFound(root, "Job", jobId);
+    return replace(root, errorBox(err));
+  }
+
+  const series = new Map(); // name -> Map(step -> {epoch, value})
+  const header = h("div", { class: "job-header" });
+  const progress = h("div", { class: "progress-block" });
+  const actions = h("div", { class: "actions" });
+  const actionMessage = h("div", { class: "action-message", "data-testid": "action-message" });
+  const charts = h("div", { class: "charts" });
+  const checkpoints = h("tbody");
+  const timeline = h("tbody");
+  const spec = h("pre", { class: "spec", "data-testid": "spec" });
+  const logs = h("div");
+  replace(
+    root,
+    header,
+    progress,
+    h("div", { class: "toolbar" }, actions, actionMessage),
+    charts,
+    h("section", {}, h("h2", {}, "Checkpoints"),
+      h("table", { "data-testid": "checkpoints" },
+        h("thead", {}, h("tr", {}, ["Step", "Epoch", "Metrics", "Best", "Size", ""].map((c) => h("th", {}, c)))),
+        checkpoints)),
+    logs,
+    h("div", { class: "two-col" },
+      h("section", {}, h("h2", {}, "Status timeline"),
+        h("table", { "data-testid": "timeline" },
+          h("thead", {}, h("tr", {}, ["When", "Transition", "Reason", "Attempt"].map((c) => h("th", {}, c)))),
+          timeline)),
+      h("section", {}, h("h2", {}, "Resolved spec"), spec)),
+  );
+  const chartObjs = CHARTS.map((c) => new SeriesChart(charts, c));
+  signal.addEventListener("abort", () => chartObjs.forEach((c) => c.destroy()));
+
+  function renderJob() {
+    const p = job.progress || { epoch: 0, epochs: 0, step: 0 };
+    replace(
+      header,
+      h("h1", {}, job.name || job.id, " ", statusBadge(job.status)),
+      h("p", { class: "muted" }, `id ${job.id} · attempt ${job.attempt} · created ${fmtTime(job.created_at)}`),
+      h("p", { "data-testid": "reason" },
+        job.status_reason ? `Reason: ${job.status_reason}` : "",
+        job.queue_reason ? `Waiting: ${job.queue_reason}` : "",
+        job.cancel_requested && !ENDED.has(job.status) ? " (cancel requested)" : ""),
+      job.error ? h("div", { class: "error", role: "alert", "data-testid": "job-error" }, job.error) : null,
+    );
+    replace(
+      progress,
+      h("progress", { max: Math.max(p.epochs, 1), value: p.epoch }),
+      h("span", { "data-testid": "progress", "data-epoch": String(p.epoch) },
+        `epoch ${p.epoch}/${p.epochs} · step ${p.step}`),
+    );
+    const cancel = h("button", { type: "button", disabled: ENDED.has(job.status) }, "Cancel");
+    const retry = h("button", { type: "button", disabled: !["failed", "canceled"].includes(job.status) }, "Retry");
+    cancel.addEventListener("click", () => act("cancel"));
+    retry.addEventListener("click", () => act("retry"));
+    replace(actions, cancel, retry, h("a", { class: "button", href: `/ui/compare?jobs=${job.id}` }, "Compare…"));
+    replace(timeline, (job.transitions || []).map((t) => h("tr", {},
+      h("td", {}, fmtTime(t.at)),
+      h("td", {}, `${t.from_status ?? "—"} → ${t.to_status}`),
+      h("td", {}, t.reason ?? ""),
+      h("td", {}, String(t.attempt)))));
+    const specText = JSON.stringify(job.spec, null, 2);
+    if (spec.textContent !== specText) spec.textContent = specText;
+  }
+
+  async function act(verb) {
+    replace(actionMessage);
+    try {
+      job = await getJSON(`${base}/${verb}`, { method: "POST", signal });
+      replace(actionMessage, verb === "cancel" ? "Cancel requested." : "Queued again.");
+      renderJob();
+      if (verb === "retry") startFollowing();
+    } catch (err) {
+      if (signal.aborted) return;
+      // The API's answer as it is, e.g. a 409 "The job is already succeeded."
+      replace(actionMessage, errorBox(err));
+    }
+  }
+
+  async function loadCheckpoints() {
+    const items = [];
+    let cursor = null;
+    do {
+      const q = cursor ? `?limit=100&cursor=${encodeURIComponent(cursor)}` : "?limit=100";
+      const page = await getJSON(`${base}/checkpoints${q}`, { signal });
+      items.push(...page.items);
+      cursor = page.next_cursor;
+    } while (cursor && !signal.aborted);
+    replace(checkpoints, items.length ? items.map((c) => {
+      const link = h("a", { href: "#", "data-checkpoint": String(c.id) }, "download");
+      link.addEventListener("click", (e) => {
+        e.preventDefault();
+        download(`${base}/checkpoints/${c.id}/download`, `${job.id}-step${c.step}.safetensors`)
+          .catch((err) => replace(actionMessage, errorBox(err)));
+      });
+      return h("tr", {},
+        h("td", {}, String(c.step)),
+        h("td", {}, String(c.epoch + 1)),
+        h("td", { class: "small" }, Object.entries(c.metrics).map(([k, v]) => `${k} ${fmtNumber(v)}`).join(" · ")),
+        h("td", {}, c.is_best ? h("span", { class: "best", title: "best by checkpointing.monitor" }, "★ best") : ""),
+        h("td", {}, fmtBytes(c.size_bytes)),
+        h("td", {}, link));
+    }) : h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No checkpoints yet.")));
+  }
+
+  // Refreshes, at most one in flight and a few per second, whatever the event rate.
+  function throttled(fn, ms) {
+    let timer = null;
+    let again = false;
+    return () => {
+      if (timer) {
+        again = true;
+        return;
+      }
+      const run = async () => {
+        again = false;
+        try {
+          await fn();
+        } catch (err) {
+          if (!signal.aborted && !(err instanceof ApiError && err.status === 401)) {
+            replace(actionMessage, errorBox(err));
+          }
+        }
+        timer = setTimeout(() => {
+          timer = null;
+          if (again && !signal.aborted) run();
+        }, ms);
+      };
+      timer = 1;
+      run();
+    };
+  }
+  const refreshJob = throttled(async () => {
+    job = await getJSON(base, { signal });
+    renderJob();
+  }, 500);
+  const refreshCheckpoints = throttled(loadCheckpoints, 1000);
+  const redraw = throttled(async () => {
+    for (const c of chartObjs) c.update(series);
+  }, 250);
+
+  function onEvent(kind, data) {
+    if (kind === "metrics") {
+      for (const s of data.series) {
+        let points = series.get(s.name);
+        if (!points) series.set(s.name, (points = new Map()));
+        for (const p of s.points) points.set(p.step, { epoch: p.epoch, value: p.value });
+      }
+      redraw();
+      refreshJob();
+    } else if (kind === "checkpoint") {
+      refreshCheckpoints();
+    } else if (kind === "status" || kind === "end") {
+      refreshJob();
+      if (kind === "end") refreshCheckpoints();
+    }
+  }
+
+  let following = false;
+  async function startFollowing() {
+    if (following) return;
+    following = true;
+    try {
+      // From the first event: the history, then live (resuming by Last-Event-ID).
+      await followEvents(`${base}/events`, { onEvent, signal });
+    } catch (err) {
+      if (!signal.aborted && !(err instanceof ApiError && err.status === 401)) {
+        replace(actionMessage, errorBox(err));
+      }
+    } finally {
+      following = false;
+    }
+  }
+
+  renderJob();
+  refreshCheckpoints();
+  logPanel(logs, { jobId, signal, live: () => !ENDED.has(job.status) });
+  startFollowing();
+}

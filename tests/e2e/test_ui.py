@@ -1,0 +1,297 @@
+"""The dashboard in a real headless Chromium (Debian's `chromium`, driven by Playwright
+through `executable_path`; never a browser of Playwright's own) against a live
+`trainforge up`: sign-in, the jobs list, a job's live charts and status, cancel, the
+spec editor's validation and submit, "not found", "reconnecting…".
+
+Each test saves a screenshot under test-artifacts/ui/ (gitignored; CI leaves it
+behind). Every console error and page error of the whole run is collected, and the
+last test asserts there was none beyond the HTTP errors a test provokes on purpose
+(Chromium logs each 4xx answer as "Failed to load resource").
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import REPO
+from tests.procs import UpServer, trainforge_up
+
+pytestmark = pytest.mark.e2e
+playwright_api = pytest.importorskip("playwright.sync_api")
+expect = playwright_api.expect
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = REPO / "test-artifacts" / "ui"
+TIMEOUT_MS = 120_000  # a loaded shared machine: generous, never a timed assertion
+expect.set_options(timeout=TIMEOUT_MS)
+DIGITS = {"source": {"kind": "builtin", "name": "digits"}}
+
+
+def spec(epochs: int, batch_size: int = 32, hidden: int = 32) -> dict[str, Any]:
+    return {
+        "dataset": {**DIGITS, "batch_size": batch_size},
+        "model": {"kind": "mlp", "hidden_units": [hidden]},
+        "optimizer": {"kind": "adam", "lr": 0.002},
+        "epochs": epochs,
+        "seed": 0,
+        "checkpointing": {"every_n_epochs": 2, "keep_last": 2, "keep_best": 1},
+    }
+
+
+@dataclass
+class Console:
+    """Console errors and page errors of the whole run, each with its test."""
+
+    test: str = ""
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    # Per test: the provoked failures it expects the browser to log (regexes).
+    allowed: dict[str, list[str]] = field(default_factory=dict)
+
+    def allow(self, pattern: str) -> None:
+        self.allowed.setdefault(self.test, []).append(pattern)
+
+    def unexpected(self) -> list[tuple[str, str]]:
+        return [
+            (test, text)
+            for test, text in self.errors
+            if not any(re.search(p, text) for p in self.allowed.get(test, []))
+        ]
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpServer]:
+    with trainforge_up(tmp_path_factory.mktemp("ui")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def console() -> Console:
+    return Console()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is not installed (`make test` installs it)")
+        pytest.skip("chromium is not installed (`make chromium`)")
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser: Any, console: Console, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh tab (its own sessionStorage); a screenshot of it after the test."""
+    console.test = request.node.name
+    context = browser.new_context(viewport={"width": 1360, "height": 1000})
+    tab = context.new_page()
+    tab.set_default_timeout(TIMEOUT_MS)
+    name = request.node.name
+    tab.on("console", lambda m: m.type == "error" and console.errors.append((name, m.text)))
+    tab.on("pageerror", lambda e: console.errors.append((name, f"pageerror: {e}")))
+    try:
+        yield tab
+    finally:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        tab.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        context.close()
+
+
+def auth(up: UpServer) -> dict[str, str]:
+    return {"Authorization": f"Bearer {up.key}"}
+
+
+def submit(up: UpServer, body: dict[str, Any]) -> str:
+    r = httpx.post(f"{up.base}/v1/jobs", json=body, headers=auth(up))
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def job(up: UpServer, job_id: str) -> dict[str, Any]:
+    r = httpx.get(f"{up.base}/v1/jobs/{job_id}", headers=auth(up))
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def sign_in(page: Any, up: UpServer, path: str = "/ui/") -> None:
+    page.goto(up.base + path)
+    page.get_by_label("API key").fill(up.key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_label("API key")).to_have_count(0)
+
+
+def test_a_wrong_key_shows_the_sign_in_error(up: UpServer, page: Any, console: Console) -> None:
+    console.allow(r"status of 401")
+    page.goto(up.base + "/")  # `/` redirects to the dashboard
+    assert page.url.endswith("/ui/")
+    page.get_by_label("API key").fill("tf_nokey_notasecret")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("The API key was refused")
+    expect(page.get_by_label("API key")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('trainforge.apiKey')") is None
+
+
+def test_the_jobs_page_lists_a_submitted_job(up: UpServer, page: Any) -> None:
+    job_id = submit(up, {"name": "ui-listed", "spec": spec(epochs=2)})
+    sign_in(page, up)
+    row = page.locator(f'tr[data-job-id="{job_id}"]')
+    expect(row).to_contain_text("ui-listed")
+    expect(row.get_by_test_id("progress")).to_contain_text("/2")
+    # The row updates live (no reload) until the job has run.
+    expect(row.get_by_test_id("status")).to_have_text("succeeded")
+    expect(row.get_by_test_id("progress")).to_have_text("2/2")
+    assert page.evaluate("sessionStorage.getItem('trainforge.apiKey')") == up.key
+
+
+def _chart_state(page: Any) -> tuple[str, int, int]:
+    state = page.evaluate(
+        """() => ({
+            status: document.querySelector('.job-header [data-testid=status]')?.textContent,
+            points: document.querySelector(
+                '[data-chart=accuracy] [data-series=val_accuracy]')?.dataset.points,
+            epoch: document.querySelector('.progress-block [data-testid=progress]')
+                ?.dataset.epoch,
+        })"""
+    )
+    return str(state["status"]), int(state["points"] or 0), int(state["epoch"] or 0)
+
+
+def test_the_job_page_grows_live_and_turns_succeeded_without_a_reload(
+    up: UpServer, page: Any, console: Console
+) -> None:
+    console.allow(r"status of 409")  # the cancel of an ended job, at the end
+    epochs = 8
+    job_id = submit(up, {"name": "ui-live", "spec": spec(epochs=epochs, hidden=64)})
+    sign_in(page, up, f"/ui/jobs/{job_id}")
+    expect(page.locator("[data-chart=accuracy]")).to_be_visible()
+    page.evaluate("window.__sameDocument = true")  # gone if the page reloads
+    seen: list[tuple[str, int, int]] = []
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        seen.append(_chart_state(page))
+        if seen[-1][0] in ("succeeded", "failed", "canceled"):
+            break
+        page.wait_for_timeout(150)
+    running = [(points, epoch) for status, points, epoch in seen if status == "running"]
+    assert seen[-1][0] == "succeeded", (seen[-5:], up.log.read_text()[-3000:])
+    # While it ran, the page showed more and more points and a later and later epoch.
+    assert len({p for p, _ in running}) >= 3, running
+    assert len({e for _, e in running}) >= 3, running
+    assert running == sorted(running)
+    expect(page.locator("[data-chart=accuracy] [data-series=val_accuracy]")).to_have_attribute(
+        "data-points", str(epochs)
+    )
+    expect(page.locator(".progress-block [data-testid=progress]")).to_have_attribute(
+        "data-epoch", str(epochs)
+    )
+    assert page.evaluate("window.__sameDocument") is True
+    for chart in ("loss", "accuracy", "lr", "grad_norm"):
+        expect(page.locator(f"[data-chart={chart}] .latest")).to_contain_text(f"epoch {epochs}")
+    expect(page.get_by_test_id("checkpoints")).to_contain_text("★ best")
+    expect(page.get_by_test_id("timeline")).to_contain_text("running → succeeded")
+    expect(page.get_by_test_id("spec")).to_contain_text('"hidden_units"')
+    # The README's screenshot (docs/dashboard-job.png is a copy of this one).
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "job-page.png"))
+    # Cancel from a page that has not heard yet that the job ended: the API's 409, as it is.
+    page.get_by_role("button", name="Cancel").evaluate("b => b.disabled = false")
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_test_id("action-message")).to_contain_text("The job is already succeeded")
+
+
+def test_cancel_from_the_page_cancels_a_running_job(up: UpServer, page: Any) -> None:
+    job_id = submit(up, {"name": "ui-cancel", "spec": spec(epochs=500, batch_size=8)})
+    sign_in(page, up, f"/ui/jobs/{job_id}")
+    header = page.locator(".job-header [data-testid=status]")
+    expect(header).to_have_text("running")
+    page.get_by_role("button", name="Cancel").click()
+    expect(header).to_have_text("canceled")
+    expect(page.get_by_test_id("reason")).to_contain_text("canceled_by_user")
+    ended = job(up, job_id)
+    assert (ended["status"], ended["status_reason"]) == ("canceled", "canceled_by_user")
+    expect(page.get_by_role("button", name="Retry")).to_be_enabled()
+
+
+def test_the_editor_shows_the_422_location_and_submits_a_valid_spec(
+    up: UpServer, page: Any, console: Console
+) -> None:
+    console.allow(r"status of 422")  # the invalid spec's POST /v1/specs/validate
+    sign_in(page, up, "/ui/new")
+    editor = page.get_by_label("Job spec (YAML or JSON)")
+    editor.fill(
+        "dataset:\n  source: {kind: builtin, name: digits}\n"
+        "optimizer:\n  kind: sgd\n  lr: -1\nepochs: 2\n"
+    )
+    problem = page.locator('[data-testid=problems] li[data-loc="spec.optimizer.lr"]')
+    expect(problem).to_contain_text("spec.optimizer.lr")
+    expect(problem).to_contain_text("greater than 0")
+    editor.fill(
+        "dataset:\n  source: {kind: builtin, name: digits}\n  batch_size: 64\n"
+        "model: {kind: mlp, hidden_units: [16]}\n"
+        "optimizer:\n  kind: sgd\n  lr: 0.05\nschedule: {kind: cosine}\nepochs: 2\n"
+    )
+    expect(page.get_by_test_id("valid")).to_be_visible()
+    expect(page.get_by_test_id("steps-per-epoch")).to_have_text(re.compile(r"^\d+$"))
+    expect(page.locator("[data-chart=plan-lr] [data-series=lr]")).to_have_attribute(
+        "data-points", "2"
+    )
+    page.locator("#job-name").fill("from-the-editor")
+    page.get_by_role("button", name="Submit job").click()
+    page.wait_for_url(re.compile(r"/ui/jobs/[^/]+$"))
+    job_id = page.url.rsplit("/", 1)[1]
+    created = job(up, job_id)
+    assert created["name"] == "from-the-editor"
+    assert created["spec"]["optimizer"]["lr"] == 0.05
+    expect(page.locator(".job-header h1")).to_contain_text("from-the-editor")
+
+
+def test_an_unknown_job_shows_not_found(up: UpServer, page: Any, console: Console) -> None:
+    console.allow(r"status of 404")
+    sign_in(page, up, "/ui/jobs/no-such-job")
+    expect(page.get_by_test_id("not-found")).to_contain_text("Job not found")
+
+
+def test_a_lost_server_shows_reconnecting_and_recovers(
+    up: UpServer, page: Any, console: Console
+) -> None:
+    console.allow(r"net::ERR_FAILED")
+    sign_in(page, up)
+    expect(page.get_by_test_id("jobs")).to_be_visible()
+    # The server goes away (every request fails at the network level), then comes back.
+    page.route("**/v1/**", lambda route: route.abort())
+    page.route("**/healthz", lambda route: route.abort())
+    banner = page.locator("#banner")
+    expect(banner).to_have_text("reconnecting…")
+    expect(banner).to_be_visible()
+    page.unroute("**/v1/**")
+    page.unroute("**/healthz")
+    expect(banner).to_be_hidden()
+    expect(page.locator("tr[data-job-id]").first).to_be_visible()
+
+
+def test_no_console_or_page_error_during_the_whole_run(console: Console) -> None:
+    assert not console.unexpected(), console.unexpected()
