@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ml.spec_base import OmitsUnusedSynthetic, SuggestFields
+
 SPEC_VERSION = "1"
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -19,7 +21,7 @@ NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 UnitInterval = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
 
 
-class Strict(BaseModel):
+class Strict(SuggestFields):
     """Base for every spec part: unknown fields are errors, not silently ignored."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -42,7 +44,7 @@ class SyntheticOptions(Strict):
 BuiltinName = Literal["digits", "iris", "wine", "breast_cancer", "diabetes", "synthetic"]
 
 
-class BuiltinSource(Strict):
+class BuiltinSource(Strict, OmitsUnusedSynthetic):
     kind: Literal["builtin"] = "builtin"
     name: BuiltinName = Field(
         description="A dataset shipped with scikit-learn, or `synthetic` (seeded by `seed`)."

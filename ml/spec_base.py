@@ -1,0 +1,107 @@
+"""Behaviour every spec model shares, kept apart from the fields in ``ml.spec``.
+
+- "did you mean `epochs`?" for an unknown field one edit away (``SuggestFields``);
+- the resolved spec of a builtin dataset leaves out the ``synthetic`` options unless
+  the name is ``synthetic`` (``OmitsUnusedSynthetic``): they are never read, and shown
+  they read as if e.g. digits were a 2-class problem.
+
+Pydantic says only "Extra inputs are not permitted" for an unknown key; a
+misspelt field (``epoch``, ``bacth_size``) deserves the name the user meant.
+``suggest_fields`` rewrites those errors of one model (its own keys, not its
+children's, which their own models have already rewritten), keeping the type
+``extra_forbidden`` and the location, so API clients see the same problem with a
+better message. Pydantic only: ``ml.spec`` imports this and must not import torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ModelWrapValidatorHandler,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+_MESSAGE = "Extra inputs are not permitted; did you mean `{suggestion}`?"
+
+
+def one_edit_apart(a: str, b: str) -> bool:
+    """Whether b is a with one character inserted, deleted, replaced, or two adjacent
+    characters swapped (Damerau–Levenshtein distance 1)."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+        if len(diff) == 1:
+            return True
+        i = diff[0]
+        return len(diff) == 2 and diff[1] == i + 1 and a[i] == b[i + 1] and a[i + 1] == b[i]
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    i = 0
+    while i < len(short) and short[i] == long[i]:
+        i += 1
+    return short[i:] == long[i + 1 :]
+
+
+def closest_field(name: str, known: Iterable[str]) -> str | None:
+    """The known field one edit away from ``name`` (case-insensitively), if exactly one is."""
+    lowered = name.lower()
+    hits = [k for k in known if k.lower() == lowered or one_edit_apart(lowered, k.lower())]
+    return hits[0] if len(hits) == 1 else None
+
+
+def suggest_fields(exc: ValidationError, known: Iterable[str]) -> ValidationError | None:
+    """``exc`` with each of this model's unknown-key errors carrying a suggestion, or None
+    when there is nothing to suggest."""
+    known = list(known)
+    errors: list[InitErrorDetails] = []
+    changed = False
+    for err in exc.errors():
+        loc = err["loc"]
+        hint = None
+        if err["type"] == "extra_forbidden" and len(loc) == 1 and isinstance(loc[0], str):
+            hint = closest_field(loc[0], known)
+        if hint is not None:
+            changed = True
+            detail: Any = PydanticCustomError("extra_forbidden", _MESSAGE, {"suggestion": hint})
+        else:
+            detail = PydanticCustomError(err["type"], err["msg"], err.get("ctx"))
+        errors.append({"type": detail, "loc": loc, "input": err["input"]})
+    if not changed:
+        return None
+    return ValidationError.from_exception_data(exc.title, errors)
+
+
+class SuggestFields(BaseModel):
+    """A base model whose unknown-key errors suggest the known field one edit away."""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _suggest_unknown_fields(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            hinted = suggest_fields(exc, cls.model_fields)
+            if hinted is None:
+                raise
+            raise hinted from None
+
+
+class OmitsUnusedSynthetic(BaseModel):
+    """For the builtin source: its dump has no ``synthetic`` key unless ``name`` is
+    ``synthetic`` (validation fills the default back in, so nothing is lost)."""
+
+    # No return annotation on purpose: pydantic then keeps the model's own schema for
+    # the serialized form (an annotation would replace it in the OpenAPI document).
+    @model_serializer(mode="wrap")
+    def _omit_unused_synthetic(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        data = handler(self)
+        if isinstance(data, dict) and getattr(self, "name", None) != "synthetic":
+            data.pop("synthetic", None)
+        return data
