@@ -16,6 +16,7 @@ from api.openapi_dump import OPENAPI_TAGS, contract_openapi
 from api.queue import JobQueue, celery_queue
 from api.routers import admin, checkpoints, datasets, events, jobs, schemas, specs, system
 from api.settings import Settings, get_settings
+from api.sweeps import router as sweeps_router
 from api.ui import mount_dashboard
 from api.webhooks import router as webhooks_router
 
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
     app.include_router(datasets.router)
     app.include_router(checkpoints.router)
     app.include_router(events.router)
+    app.include_router(sweeps_router.router)  # /v1/sweeps (issue 13)
     mount_dashboard(app)  # `/` → /ui/: the dashboard's static files (issue 12)
     app.include_router(joblogs_router.router)  # /v1/jobs/{id}/logs (issue 15)
     app.include_router(monitoring_router.router)  # /metrics (issue 15)

@@ -44,7 +44,7 @@ class RunState:
     partial: dict[str, float] = field(default_factory=dict)  # the epoch's metric sums so far
     last_metrics: dict[str, float] = field(default_factory=dict)
     best_metrics: dict[str, float] | None = None
-    finished: Literal["completed", "early_stopped"] | None = None  # once the run is over
+    finished: Literal["completed", "early_stopped", "pruned"] | None = None  # once the run is over
     stopped_epoch: int | None = None
     scaler: dict[str, Any] | None = None
 
@@ -151,7 +151,7 @@ def unpack(
         k.removeprefix("best."): v.to(device) for k, v in tensors.items() if k.startswith("best.")
     }
     doc = meta["run"]
-    if doc.get("finished") not in (None, "completed", "early_stopped"):
+    if doc.get("finished") not in (None, "completed", "early_stopped", "pruned"):
         raise TrainError(f"the checkpoint says the run ended as {doc['finished']!r}")
     for key in ("partial", "last_metrics", "best_metrics"):
         doc[key] = _floats_in(doc[key])

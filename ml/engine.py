@@ -50,6 +50,7 @@ from ml.data import (
 )
 from ml.early_stopping import EarlyStopping
 from ml.logsink import LogSink, NullLogSink
+from ml.pruning import EpochPruner
 from ml.schedules import LRSchedule, ReduceOnPlateau, build_schedule
 from ml.sinks import (
     CheckpointBlob,
@@ -71,7 +72,7 @@ GRAD_NORM_EVERY = 8  # without clipping, grad_norm is sampled on every 8th step 
 
 @dataclass
 class TrainResult:
-    status_reason: Literal["completed", "early_stopped", "canceled"]
+    status_reason: Literal["completed", "early_stopped", "pruned", "canceled"]
     epochs_completed: int
     step: int  # global optimizer steps done
     final_metrics: dict[str, float]  # last epoch's, or the best epoch's with restore_best_weights
@@ -203,6 +204,7 @@ def train(
     on_step_progress: Callable[[StepProgress], None] | None = None,
     dataset: LoadedDataset | None = None,
     logs: LogSink | None = None,
+    pruner: EpochPruner | None = None,
 ) -> TrainResult:
     """Train ``spec`` to completion, early stop or cancel; resume from ``checkpoints.load()``.
 
@@ -220,6 +222,7 @@ def train(
             checkpoints=checkpoints,
             control=control if control is not None else NeverStop(),
             on_progress=on_progress,
+            pruner=pruner,
             on_step_progress=on_step_progress,
             steps_per_epoch=n_batches(data.n_train, spec.dataset.batch_size),
             logs=logs if logs is not None else NullLogSink(),
@@ -265,6 +268,8 @@ def _fit(run: _Run) -> TrainResult:
         stop = run.end_epoch(epoch, values)
         if stop or s.epoch == spec.epochs:
             return run.finish("early_stopped" if stop else "completed")
+        if run.pruner is not None and run.pruner.should_prune(epoch, values):
+            return run.finish("pruned")  # a sweep's early termination (ml.pruning)
         if s.epochs_completed % spec.checkpointing.every_n_epochs == 0:
             run.save()
     return run.result()
@@ -286,6 +291,7 @@ class _Run:
     steps_per_epoch: int = 0
     next_step_progress: float = 0.0  # time.monotonic() of the next due report
     logs: LogSink = field(default_factory=NullLogSink)
+    pruner: EpochPruner | None = None
     state: RunState = field(default_factory=RunState)
     best_weights: dict[str, Tensor] | None = None
 
@@ -350,7 +356,9 @@ class _Run:
         self.progress()
         return stop
 
-    def finish(self, reason: Literal["completed", "early_stopped", "canceled"]) -> TrainResult:
+    def finish(
+        self, reason: Literal["completed", "early_stopped", "pruned", "canceled"]
+    ) -> TrainResult:
         s = self.state
         if reason != "canceled":
             s.finished = reason
@@ -361,7 +369,7 @@ class _Run:
         return self.result(reason)
 
     def result(
-        self, reason: Literal["completed", "early_stopped", "canceled"] | None = None
+        self, reason: Literal["completed", "early_stopped", "pruned", "canceled"] | None = None
     ) -> TrainResult:
         s = self.state
         final = s.best_metrics if self.restore_best and s.best_metrics and s.finished else None

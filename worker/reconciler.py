@@ -16,6 +16,7 @@ from api.db.session import session_factory
 from api.queue import CeleryJobQueue, JobQueue
 from api.settings import Settings
 from worker.sinks import with_db_retry
+from worker.sweeps import reconcile_sweeps
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,10 @@ def reconcile_once(settings: Settings, queue: JobQueue) -> list[lifecycle.Publis
     for item in to_publish:  # after the commit, as for a new job
         log.info("reconciler: publishing job %s to %s", item.job_id, item.queue)
         queue.publish(item.job_id, item.queue)
+    try:  # sweeps whose trials ended outside a worker (lost, canceled): their next trials
+        reconcile_sweeps(factory, queue)
+    except Exception:
+        log.exception("reconciler: the sweeps pass failed")
     return to_publish
 
 

@@ -6,7 +6,9 @@ from api.db import audit, checkpoints, datasets, events, models
 from api.db import workers as workers_models
 from api.db.models import Base
 from api.joblogs import models as joblogs_models
+from api.sweeps import models as sweeps_models
 from api.webhooks import models as webhooks_models
 
 __all__ = ["Base", "audit", "checkpoints", "datasets", "events", "models"]
+__all__ += ["sweeps_models"]
 __all__ += ["joblogs_models", "webhooks_models", "workers_models"]

@@ -128,6 +128,7 @@ def list_jobs(
     status: str | None,
     limit: int,
     after: tuple[datetime, str] | None,
+    sweep_id: str | None = None,
 ) -> list[Job]:
     """Newest first; keyset pagination on (created_at, id)."""
     stmt = select(Job)
@@ -135,6 +136,8 @@ def list_jobs(
         stmt = stmt.where(Job.team_id == team_id)
     if status is not None:
         stmt = stmt.where(Job.status == status)
+    if sweep_id is not None:
+        stmt = stmt.where(Job.sweep_id == sweep_id)
     return list(session.scalars(newest_first(stmt, Job, after, limit)))
 
 

@@ -89,6 +89,8 @@ class Job(Base):
         Index("ix_jobs_team_created", "team_id", "created_at", "id"),
         Index("ix_jobs_status", "status"),
         Index("uq_jobs_team_idempotency", "team_id", "idempotency_key", unique=True),
+        # A sweep's trial numbers are unique: a replayed trial-end can never add a duplicate.
+        Index("uq_jobs_sweep_trial", "sweep_id", "trial_number", unique=True),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -121,6 +123,11 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A sweep's trial (api/sweeps): its sweep (indexed, no foreign key so this module stays
+    # free of the sweeps package), its number within the sweep, and its sampled parameters.
+    sweep_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    trial_number: Mapped[int | None] = mapped_column(Integer, default=None)
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class JobTransition(Base):

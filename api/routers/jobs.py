@@ -89,10 +89,13 @@ def list_jobs(
     team_id: Annotated[
         str | None, Query(max_length=32, description="Admins: list this team's jobs.")
     ] = None,
+    sweep_id: Annotated[
+        str | None, Query(max_length=32, description="Only the trials of this sweep.")
+    ] = None,
 ) -> JobPage:
     """The team's jobs, newest first."""
     return service.list_page(
-        session, principal, team_id, status.value if status else None, cursor, limit
+        session, principal, team_id, status.value if status else None, cursor, limit, sweep_id
     )
 
 
