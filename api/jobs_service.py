@@ -25,7 +25,7 @@ from api.schemas import (
     spec_json,
 )
 from api.settings import Settings
-from api.spec_service import validate_spec
+from api.spec_service import resolve_limits, validate_spec
 from ml.spec import SPEC_VERSION, JobSpec
 
 
@@ -108,7 +108,8 @@ def create_job(
         existing = _by_idempotency_key(session, team_id, idempotency_key)
         if existing is not None:
             return _replay(existing, request_hash)
-    validate_spec(body.spec, session, team_id)
+    spec = resolve_limits(body.spec, settings)
+    validate_spec(spec, session, team_id, settings=settings)
     _check_queued_quota(session, team_id)
     queue = settings.gpu_queue if body.spec.resources.device == "cuda" else settings.queue
     try:
@@ -117,7 +118,7 @@ def create_job(
             team_id=team_id,
             key_id=principal.key_id,
             name=body.name,
-            spec=spec_json(body.spec),
+            spec=spec_json(spec),
             spec_version=SPEC_VERSION,
             queue=queue,
             epochs=body.spec.epochs,
@@ -206,9 +207,6 @@ def _read(job: Job, transitions: list[JobTransition], queue_reason: QueueReason 
             )
             for t in transitions
         ],
-        sweep_id=job.sweep_id,
-        trial_number=job.trial_number,
-        params=job.params,
     )
 
 
@@ -219,14 +217,11 @@ def list_page(
     status: str | None,
     cursor: str | None,
     limit: int,
-    sweep_id: str | None = None,
 ) -> JobPage:
     after = decode_cursor(cursor) if cursor else None
     # A listing shows the caller's team; an admin may ask for another team's.
     scope = team_id if principal.is_admin and team_id is not None else principal.team_id
-    rows = repo.list_jobs(
-        session, scope, status=status, limit=limit + 1, after=after, sweep_id=sweep_id
-    )
+    rows = repo.list_jobs(session, scope, status=status, limit=limit + 1, after=after)
     more = len(rows) > limit
     rows = rows[:limit]
     # Two queries for the page, not two per job: the transitions at once, quota per team.

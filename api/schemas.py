@@ -23,11 +23,11 @@ class JobStatus(StrEnum):
 class StatusReason(StrEnum):
     completed = "completed"
     early_stopped = "early_stopped"
-    pruned = "pruned"  # a sweep's early termination (ASHA, median) stopped this trial
     canceled_by_user = "canceled_by_user"
     non_finite_loss = "non_finite_loss"
     max_runtime_exceeded = "max_runtime_exceeded"
     worker_lost = "worker_lost"
+    resources_exceeded = "resources_exceeded"
     error = "error"
 
 
@@ -80,11 +80,6 @@ class JobRead(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     transitions: list[JobTransitionRead]
-    sweep_id: str | None = Field(None, description="The sweep this job is a trial of.")
-    trial_number: int | None = Field(None, description="Its number within the sweep, from 0.")
-    params: dict[str, Any] | None = Field(
-        None, description="The trial's sampled parameters: dotted spec path → value."
-    )
 
 
 class JobPage(BaseModel):
@@ -122,6 +117,12 @@ class SpecPlanRead(BaseModel):
     total_steps: int
     lr_per_epoch: list[float] | None = Field(
         description="LR at the start of each epoch; null when it depends on metrics."
+    )
+    estimated_memory_bytes: int = Field(
+        0,
+        description="Estimated training memory (parameters, gradients, optimizer state, "
+        "activations at the batch size, the dataset); compared with "
+        "TRAINFORGE_MAX_JOB_MEMORY_BYTES.",
     )
 
 

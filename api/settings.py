@@ -101,6 +101,27 @@ class Settings(BaseSettings):
     max_compression_ratio: float = Field(
         200.0, gt=1, description="Largest uncompressed/compressed ratio of a zip member."
     )
+    max_image_pixels: int = Field(
+        40_000_000,
+        ge=1,
+        description="Largest image in an image_zip upload (width x height), read from its "
+        "header before it is decoded.",
+    )
+    max_parameters: int = Field(
+        200_000_000, ge=1, description="Most trainable parameters a job's model may have."
+    )
+    max_job_memory_bytes: int = Field(
+        8 * 2**30,
+        ge=2**20,
+        description="Largest estimated training memory of a job (parameters, gradients, "
+        "optimizer state, activations at the batch size, the dataset).",
+    )
+    max_runtime_seconds: int = Field(
+        7 * 24 * 3600,
+        ge=1,
+        description="Operator ceiling on a job's limits.max_runtime_seconds, and the value a "
+        "job that sets none gets.",
+    )
 
     @property
     def resolved_database_url(self) -> str:

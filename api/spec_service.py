@@ -7,8 +7,10 @@ from sqlalchemy.orm import Session
 from api.datasets.codec import dataset_info as uploaded_info
 from api.db import datasets as datasets_repo
 from api.problems import FieldProblem, ProblemError
+from api.settings import Settings
 from ml.checks import DatasetInfo, SpecProblem, builtin_info, check_spec
-from ml.spec import BuiltinSource, JobSpec
+from ml.resources import ResourceLimits, check_resources
+from ml.spec import BuiltinSource, JobSpec, LimitsSpec
 
 
 def dataset_info(
@@ -40,12 +42,38 @@ def dataset_info(
     return uploaded_info(dataset.info)
 
 
+def resource_limits(settings: Settings) -> ResourceLimits:
+    return ResourceLimits(
+        max_parameters=settings.max_parameters,
+        max_job_memory_bytes=settings.max_job_memory_bytes,
+        max_runtime_seconds=settings.max_runtime_seconds,
+    )
+
+
+def resolve_limits(spec: JobSpec, settings: Settings) -> JobSpec:
+    """The spec with the operator's default ``limits.max_runtime_seconds`` when it sets none."""
+    if spec.limits.max_runtime_seconds is not None:
+        return spec
+    limits = LimitsSpec(max_runtime_seconds=settings.max_runtime_seconds)
+    return spec.model_copy(update={"limits": limits})
+
+
 def validate_spec(
-    spec: JobSpec, session: Session, team_id: str, prefix: str = "spec"
+    spec: JobSpec,
+    session: Session,
+    team_id: str,
+    prefix: str = "spec",
+    settings: Settings | None = None,
 ) -> DatasetInfo:
-    """Raises a 422 listing every semantic problem, each with its location."""
+    """Raises a 422 listing every semantic problem, each with its location.
+
+    With ``settings``, the operator's limits too: parameters, estimated training
+    memory, the runtime ceiling (``ml.resources``).
+    """
     info = dataset_info(spec, session, team_id, prefix)
     problems: list[SpecProblem] = check_spec(spec, info)
+    if settings is not None and not problems:
+        problems = check_resources(spec, info, resource_limits(settings))
     if problems:
         errors = [
             FieldProblem(loc=".".join([prefix, *map(str, p.loc)]), msg=p.msg, type=p.type)

@@ -10,21 +10,28 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ml.spec_base import OmitsUnusedSynthetic, SuggestFields
 
 SPEC_VERSION = "1"
 
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# Every number is bounded by what the engine can use (float32 arithmetic, int64
+# counters): a value past a bound is a 422 naming the field, never a failed job.
+BIG = 1e6  # the largest factor, norm or coefficient the engine takes
+PositiveFloat = Annotated[float, Field(gt=0, le=BIG, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, Field(ge=0, le=BIG, allow_inf_nan=False)]
 UnitInterval = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
+LearningRate = Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)]
+Epsilon = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0, le=1_000_000)]  # epochs, steps, patience ...
+ImageSide = Annotated[int, Field(le=16_384)]  # >= 1 is a semantic check (ml.checks)
 
 
 class Strict(SuggestFields):
     """Base for every spec part: unknown fields are errors, not silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- dataset
@@ -36,7 +43,7 @@ class SyntheticOptions(Strict):
     n_classes: int = Field(
         2, ge=0, le=1000, description="Number of classes; 0 makes a regression target."
     )
-    image_shape: tuple[int, int, int] | None = Field(
+    image_shape: tuple[ImageSide, ImageSide, ImageSide] | None = Field(
         None, description="(channels, height, width): generate images instead of tabular rows."
     )
 
@@ -103,22 +110,24 @@ class AugmentationSpec(Strict):
     height_shift_range: float = Field(0, ge=0, lt=1, description="Fraction of height, ±range.")
     shear_range: float = Field(0, ge=0, le=89, description="Shear angle in degrees, ±range.")
     zoom_range: float | tuple[float, float] = Field(
-        0, description="float z: zoom in [1-z, 1+z]; or [lower, upper]."
+        0, description="float z: zoom in [1-z, 1+z]; or [lower, upper] (upper at most 10)."
     )
     horizontal_flip: bool = False
     vertical_flip: bool = False
     fill_mode: Literal["nearest", "constant", "reflect"] = "nearest"
-    cval: float = Field(0.0, description="Fill value when fill_mode is constant.")
+    cval: float = Field(
+        0.0, ge=-BIG, le=BIG, description="Fill value when fill_mode is constant."
+    )
 
-    @model_validator(mode="after")
-    def _zoom(self) -> AugmentationSpec:
-        z = self.zoom_range
+    @field_validator("zoom_range")
+    @classmethod
+    def _zoom(cls, z: float | tuple[float, float]) -> float | tuple[float, float]:
         if isinstance(z, tuple):
-            if not (0 < z[0] <= z[1]):
-                raise ValueError("zoom_range [lower, upper] needs 0 < lower <= upper")
+            if not (0 < z[0] <= z[1] <= 10):
+                raise ValueError("zoom_range [lower, upper] needs 0 < lower <= upper <= 10")
         elif not (0 <= z < 1):
             raise ValueError("zoom_range as a number must be in [0, 1)")
-        return self
+        return z
 
 
 # --------------------------------------------------------------------------- model
@@ -177,7 +186,9 @@ class FrameworkDefaultInit(Strict):
 
 class RandomUniformInit(_InitBase):
     kind: Literal["random_uniform"] = "random_uniform"
-    scale: float = Field(0.01, gt=0, description="Uniform in [0, scale), as in the seed article.")
+    scale: float = Field(
+        0.01, gt=0, le=100, description="Uniform in [0, scale), as in the seed article."
+    )
 
 
 class LecunNormalInit(_InitBase):
@@ -202,7 +213,7 @@ class HeUniformInit(_InitBase):
 
 class OrthogonalInit(_InitBase):
     kind: Literal["orthogonal"] = "orthogonal"
-    gain: float = Field(1.0, gt=0)
+    gain: float = Field(1.0, gt=0, le=100)
 
 
 InitSpec = Annotated[
@@ -234,41 +245,41 @@ class RegularizationSpec(Strict):
 
 class SGDOptimizer(Strict):
     kind: Literal["sgd"] = "sgd"
-    lr: PositiveFloat = 0.01
+    lr: LearningRate = 0.01
     momentum: float = Field(0.0, ge=0, lt=1)
     nesterov: bool = False
 
 
 class AdamOptimizer(Strict):
     kind: Literal["adam"] = "adam"
-    lr: PositiveFloat = 0.001
+    lr: LearningRate = 0.001
     beta1: float = Field(0.9, ge=0, lt=1)
     beta2: float = Field(0.999, ge=0, lt=1)
-    eps: PositiveFloat = Field(1e-7, description="Keras default 1e-7 (PyTorch uses 1e-8).")
+    eps: Epsilon = Field(1e-7, description="Keras default 1e-7 (PyTorch uses 1e-8).")
 
 
 class AdamWOptimizer(Strict):
     kind: Literal["adamw"] = "adamw"
-    lr: PositiveFloat = 0.001
+    lr: LearningRate = 0.001
     beta1: float = Field(0.9, ge=0, lt=1)
     beta2: float = Field(0.999, ge=0, lt=1)
-    eps: PositiveFloat = 1e-7
+    eps: Epsilon = 1e-7
 
 
 class RMSpropOptimizer(Strict):
     kind: Literal["rmsprop"] = "rmsprop"
-    lr: PositiveFloat = 0.001
+    lr: LearningRate = 0.001
     rho: float = Field(0.9, ge=0, lt=1, description="Keras rho 0.9 (PyTorch alpha 0.99).")
     momentum: float = Field(0.0, ge=0, lt=1)
-    eps: PositiveFloat = 1e-7
+    eps: Epsilon = 1e-7
     centered: bool = False
 
 
 class AdagradOptimizer(Strict):
     kind: Literal["adagrad"] = "adagrad"
-    lr: PositiveFloat = 0.001
+    lr: LearningRate = 0.001
     initial_accumulator_value: NonNegFloat = Field(0.1, description="Keras default 0.1.")
-    eps: PositiveFloat = 1e-7
+    eps: Epsilon = 1e-7
 
 
 OptimizerSpec = Annotated[
@@ -283,8 +294,8 @@ OptimizerSpec = Annotated[
 class Warmup(Strict):
     """Linear warmup from start_factor·lr to the schedule's rate, counted in optimizer steps."""
 
-    steps: int | None = Field(None, ge=1)
-    epochs: int | None = Field(None, ge=1)
+    steps: int | None = Field(None, ge=1, le=10**12)
+    epochs: int | None = Field(None, ge=1, le=100_000)
     start_factor: float = Field(0.0, ge=0, lt=1)
 
     @model_validator(mode="after")
@@ -307,12 +318,14 @@ class StepDecaySchedule(_ScheduleBase):
 
     kind: Literal["step_decay"] = "step_decay"
     decay_rate: float = Field(0.5, gt=0, le=1)
-    decay_step: int = Field(10, ge=1)
+    decay_step: int = Field(10, ge=1, le=100_000)
 
 
 class MultiStepSchedule(_ScheduleBase):
     kind: Literal["multistep"] = "multistep"
-    milestones: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [30, 60])
+    milestones: list[Annotated[int, Field(ge=1, le=100_000)]] = Field(
+        default_factory=lambda: [30, 60], max_length=1000
+    )
     gamma: float = Field(0.1, gt=0, le=1)
 
 
@@ -323,7 +336,9 @@ class ExponentialSchedule(_ScheduleBase):
 
 class CosineSchedule(_ScheduleBase):
     kind: Literal["cosine"] = "cosine"
-    t_max_epochs: int | None = Field(None, ge=1, description="Default: the whole run.")
+    t_max_epochs: int | None = Field(
+        None, ge=1, le=100_000, description="Default: the whole run."
+    )
     eta_min: NonNegFloat = 0.0
 
 
@@ -331,8 +346,8 @@ class CosineRestartsSchedule(_ScheduleBase):
     """SGDR (torch CosineAnnealingWarmRestarts), stepped with fractional epochs."""
 
     kind: Literal["cosine_restarts"] = "cosine_restarts"
-    t_0: int = Field(10, ge=1, description="Epochs in the first cycle.")
-    t_mult: int = Field(1, ge=1)
+    t_0: int = Field(10, ge=1, le=100_000, description="Epochs in the first cycle.")
+    t_mult: int = Field(1, ge=1, le=100)
     eta_min: NonNegFloat = 0.0
 
 
@@ -340,7 +355,7 @@ class OneCycleSchedule(_ScheduleBase):
     """torch OneCycleLR over the run's total optimizer steps."""
 
     kind: Literal["one_cycle"] = "one_cycle"
-    max_lr: PositiveFloat | None = Field(None, description="Default: the optimizer's lr.")
+    max_lr: LearningRate | None = Field(None, description="Default: the optimizer's lr.")
     pct_start: float = Field(0.3, gt=0, lt=1)
     anneal_strategy: Literal["cos", "linear"] = "cos"
     div_factor: PositiveFloat = 25.0
@@ -357,9 +372,9 @@ class ReduceOnPlateauSchedule(_ScheduleBase):
     monitor: str = "val_loss"
     mode: MonitorMode = "auto"
     factor: float = Field(0.1, gt=0, lt=1)
-    patience: int = Field(10, ge=0)
+    patience: Count = 10
     min_delta: NonNegFloat = 1e-4
-    cooldown: int = Field(0, ge=0)
+    cooldown: Count = 0
     min_lr: NonNegFloat = 0.0
 
 
@@ -397,7 +412,7 @@ class ValueClipping(Strict):
 class AdaptiveClipping(Strict):
     kind: Literal["adaptive"] = "adaptive"
     clip_factor: PositiveFloat = 0.01
-    eps: PositiveFloat = 1e-3
+    eps: Epsilon = 1e-3
 
 
 ClippingSpec = Annotated[
@@ -414,15 +429,15 @@ class EarlyStoppingSpec(Strict):
 
     monitor: str = "val_loss"
     mode: MonitorMode = "auto"
-    patience: int = Field(0, ge=0)
+    patience: Count = 0
     min_delta: NonNegFloat = 0.0
-    baseline: float | None = None
+    baseline: Annotated[float, Field(ge=-1e30, le=1e30)] | None = None
     restore_best_weights: bool = False
-    start_from_epoch: int = Field(0, ge=0)
+    start_from_epoch: Count = 0
 
 
 class CheckpointingSpec(Strict):
-    every_n_epochs: int = Field(1, ge=1)
+    every_n_epochs: int = Field(1, ge=1, le=100_000)
     keep_last: int = Field(2, ge=1, le=1000)
     keep_best: int = Field(1, ge=0, le=1000)
     monitor: str = "val_loss"

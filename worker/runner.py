@@ -15,11 +15,13 @@ from api.db.session import session_factory
 from api.queue import CeleryJobQueue
 from api.settings import Settings, get_settings
 from ml.engine import NonFiniteLoss, TrainError, train
+from ml.resources import ResourcesExceeded
 from ml.spec import JobSpec
 from worker.checkpoint_sink import SqlCheckpointSink
 from worker.datasets import load_for_job
+from worker.job_resources import check_job_resources
 from worker.progress import ProgressWriter
-from worker import log_sink, sweeps
+from worker import log_sink
 from worker.log_sink import SqlLogSink
 from worker.metrics_server import RUNNING
 from worker.sinks import SqlMetricSink, with_db_retry
@@ -156,6 +158,7 @@ def _run_claimed(
     status, reason, error, stopped_epoch = "failed", "error", None, None
     progress: tuple[int, int] | None = None
     try:
+        check_job_resources(factory, spec, job.team_id, settings)  # before any allocation
         result = train(
             spec,
             metrics=metrics,
@@ -165,7 +168,6 @@ def _run_claimed(
             on_step_progress=live.report,
             dataset=load_for_job(factory, job),
             logs=lines,
-            pruner=sweeps.pruner_for_job(factory, job_id),  # a sweep trial's early termination
         )
         stopped_epoch, progress = result.stopped_epoch, (result.epochs_completed, result.step)
         if result.status_reason != "canceled":
@@ -183,6 +185,8 @@ def _run_claimed(
     except NonFiniteLoss as exc:
         status, reason, error = "failed", "non_finite_loss", str(exc)
         progress = (exc.epoch, exc.step)  # where it stopped, as the error says
+    except ResourcesExceeded as exc:
+        status, reason, error = "failed", "resources_exceeded", str(exc)
     except TrainError as exc:
         status, reason, error = "failed", "error", str(exc)
     except Exception as exc:
@@ -224,11 +228,7 @@ def _run_claimed(
         lines.write(s, final_lines, fenced=True)  # the outcome, with the status change
 
     try:
-        # A sweep's trial: its sweep moves on (next trials) in the transaction that ends it.
-        new_trials = with_db_retry(
-            factory, lambda s: sweeps.finish_trial(s, job_id, lambda: finish(s))
-        )
-        sweeps.publish(CeleryJobQueue(settings), new_trials)
+        with_db_retry(factory, finish)
     except repo.StaleAttempt:
         log.warning("job %s attempt %s was fenced before it could finish", job_id, attempt)
         return f"job {job_id} attempt {attempt} was fenced before it could finish"

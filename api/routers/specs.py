@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import PrincipalDep, SessionDep
+from api.deps import PrincipalDep, SessionDep, SettingsDep
 from api.problems import Problem
 from api.schemas import SpecPlanRead, SpecValidateRequest, SpecValidation
-from api.spec_service import validate_spec
+from api.spec_service import resolve_limits, validate_spec
 from ml.plan import describe
+from ml.resources import estimate
 from ml.spec import SPEC_VERSION
 
 router = APIRouter(
@@ -23,13 +24,14 @@ router = APIRouter(
 
 @router.post("/validate", response_model=SpecValidation)
 def validate_job_spec(
-    body: SpecValidateRequest, session: SessionDep, principal: PrincipalDep
+    body: SpecValidateRequest, session: SessionDep, settings: SettingsDep, principal: PrincipalDep
 ) -> SpecValidation:
     """The resolved spec plus parameter count, steps per epoch and LR per epoch."""
-    info = validate_spec(body.spec, session, principal.team_id)
-    plan = describe(body.spec, info)
+    spec = resolve_limits(body.spec, settings)
+    info = validate_spec(spec, session, principal.team_id, settings=settings)
+    plan = describe(spec, info)
     return SpecValidation(
-        spec=body.spec,
+        spec=spec,
         spec_version=SPEC_VERSION,
         plan=SpecPlanRead(
             parameter_count=plan.parameter_count,
@@ -38,5 +40,6 @@ def validate_job_spec(
             steps_per_epoch=plan.steps_per_epoch,
             total_steps=plan.total_steps,
             lr_per_epoch=plan.lr_per_epoch,
+            estimated_memory_bytes=estimate(spec, info).memory_bytes,
         ),
     )
