@@ -13,7 +13,7 @@ $(BIN)/python:
 
 # Installs are pinned by constraints.txt (torch==2.13.0 CPU build, never an unpinned CUDA one).
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
-	$(PIP) install -q -c constraints.txt -e .
+	$(PIP) install -q -c constraints.txt -e '.[worker]'
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed

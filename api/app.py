@@ -13,6 +13,7 @@ from api.joblogs import router as joblogs_router
 from api.monitoring import router as monitoring_router
 from api.monitoring.http_metrics import HttpMetrics
 from api.openapi_dump import OPENAPI_TAGS, contract_openapi
+from api.predict import router as predict_router
 from api.queue import JobQueue, celery_queue
 from api.routers import admin, checkpoints, datasets, events, jobs, schemas, specs, system
 from api.settings import Settings, get_settings
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
     app.include_router(schemas.router)
     app.include_router(datasets.router)
     app.include_router(checkpoints.router)
+    app.include_router(predict_router.router)  # /v1/jobs/{id}/model, /predict (issue 14)
     app.include_router(events.router)
     app.include_router(sweeps_router.router)  # /v1/sweeps (issue 13)
     mount_dashboard(app)  # `/` → /ui/: the dashboard's static files (issue 12)

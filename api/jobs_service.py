@@ -10,10 +10,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.db import jobs as repo
+from api.db import model_exports
 from api.db import scheduling
 from api.db.keys import Principal
 from api.db.models import Job, JobTransition, Team, utcnow
 from api.pagination import decode_cursor, encode_cursor
+from api.predict.schemas import export_read
 from api.problems import FieldProblem, ProblemError
 from api.schemas import (
     JobCreate,
@@ -176,7 +178,9 @@ def retry_job(session: Session, principal: Principal, job_id: str) -> Job:
 
 
 def to_read(session: Session, job: Job) -> JobRead:
-    return _read(job, repo.transitions(session, job.id), _queue_reason(session, job))
+    read = _read(job, repo.transitions(session, job.id), _queue_reason(session, job))
+    read.export = export_read(model_exports.get_export(session, job.id))
+    return read
 
 
 def _read(job: Job, transitions: list[JobTransition], queue_reason: QueueReason | None) -> JobRead:
@@ -227,7 +231,11 @@ def list_page(
     # Two queries for the page, not two per job: the transitions at once, quota per team.
     transitions = repo.transitions_for(session, [j.id for j in rows])
     at_quota: dict[str, bool] = {}
+    exports = model_exports.exports_of(session, [j.id for j in rows])
+    items = [_read(j, transitions[j.id], _queue_reason(session, j, at_quota)) for j in rows]
+    for item in items:
+        item.export = export_read(exports.get(item.id))
     return JobPage(
-        items=[_read(j, transitions[j.id], _queue_reason(session, j, at_quota)) for j in rows],
+        items=items,
         next_cursor=encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None,
     )

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from api.joblogs.schemas import JobLogEvent
+from api.predict.schemas import ModelExportRead
 from ml.spec import JobSpec
 
 
@@ -80,6 +81,11 @@ class JobRead(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     transitions: list[JobTransitionRead]
+    export: ModelExportRead | None = Field(
+        None,
+        description="The model export (ONNX, made when training ends): `ready`, or `failed` "
+        "with its `error` (the job's status is not changed by it); null before the end.",
+    )
 
 
 class JobPage(BaseModel):

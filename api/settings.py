@@ -87,6 +87,13 @@ class Settings(BaseSettings):
         "640 s, 2560 s (about an hour over 6 attempts).",
     )
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest JSON request body.")
+    # Model export and predictions (issue 14).
+    predict_max_instances: int = Field(
+        1000, ge=1, description="Instances one POST /v1/jobs/{id}/predict may send (413 above)."
+    )
+    predict_cache_size: int = Field(
+        8, ge=1, description="ONNX Runtime sessions an API process keeps (least recently used)."
+    )
     max_upload_bytes: int = Field(
         100 * 2**20,
         ge=1024,

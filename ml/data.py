@@ -232,12 +232,16 @@ def impute_missing(x: NDArray[np.float32], train: NDArray[np.intp]) -> NDArray[n
     missing = np.isnan(x)
     if not missing.any():
         return x
+    return np.where(missing, imputation_means(x, train)[None, ...], x).astype(np.float32)
+
+
+def imputation_means(x: NDArray[np.float32], train: NDArray[np.intp]) -> NDArray[np.float32]:
+    """The per-feature fill values of :func:`impute_missing` (also baked into an export)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices, handled below
         means = np.nanmean(x[train], axis=0)
         means = np.where(np.isnan(means), np.nanmean(x, axis=0), means)
-    means = np.nan_to_num(means, nan=0.0)
-    return np.where(missing, means[None, ...], x).astype(np.float32)
+    return np.asarray(np.nan_to_num(means, nan=0.0), dtype=np.float32)
 
 
 def _fits(device: torch.device, nbytes: int) -> bool:

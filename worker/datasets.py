@@ -64,12 +64,20 @@ def to_loaded(spec: JobSpec, data: codec.Decoded, info: DatasetInfo) -> LoadedDa
     model = spec.model
     if not isinstance(model, TextModel):
         raise TrainError(f"a text dataset needs model.kind 'text', not {model.kind!r}")
-    cleaning = spec.dataset.preprocessing.text_cleaning
-    tokens = [tokenize(t, cleaning) for t in data.texts]
-    # The engine splits again with the same function, seed and labels: same rows.
-    placeholder = LoadedDataset(x=np.empty((len(y), 0), np.float32), y=y, info=info)
-    train, _ = split_indices(placeholder, spec.dataset.validation_split, spec.seed)
-    vocab = build_vocabulary((tokens[i] for i in train), model.vocab_size)
+    tokens, vocab = text_vocabulary(spec, model, data.texts, y, info)
     # float32 holds every id exactly (vocab_size <= 1e6 < 2**24); the model casts back.
     ids = np.array([encode(t, vocab, model.max_length) for t in tokens], dtype=np.float32)
     return LoadedDataset(x=ids.reshape(len(y), model.max_length), y=y, info=info)
+
+
+def text_vocabulary(
+    spec: JobSpec, model: TextModel, texts: list[str], y: np.ndarray, info: DatasetInfo
+) -> tuple[list[list[str]], dict[str, int]]:
+    """Every text's tokens, and the vocabulary of the job's training split (a model export
+    ships it)."""
+    cleaning = spec.dataset.preprocessing.text_cleaning
+    tokens = [tokenize(t, cleaning) for t in texts]
+    # The engine splits again with the same function, seed and labels: same rows.
+    placeholder = LoadedDataset(x=np.empty((len(y), 0), np.float32), y=y, info=info)
+    train, _ = split_indices(placeholder, spec.dataset.validation_split, spec.seed)
+    return tokens, build_vocabulary((tokens[i] for i in train), model.vocab_size)

@@ -19,6 +19,7 @@ from ml.resources import ResourcesExceeded
 from ml.spec import JobSpec
 from worker.checkpoint_sink import SqlCheckpointSink
 from worker.datasets import load_for_job
+from worker.export import export_job
 from worker.job_resources import check_job_resources
 from worker.progress import ProgressWriter
 from worker import log_sink
@@ -159,6 +160,7 @@ def _run_claimed(
     progress: tuple[int, int] | None = None
     try:
         check_job_resources(factory, spec, job.team_id, settings)  # before any allocation
+        dataset = load_for_job(factory, job)
         result = train(
             spec,
             metrics=metrics,
@@ -166,7 +168,7 @@ def _run_claimed(
             control=keeper,
             on_progress=RUNNING.track(keeper.on_progress),
             on_step_progress=live.report,
-            dataset=load_for_job(factory, job),
+            dataset=dataset,
             logs=lines,
         )
         stopped_epoch, progress = result.stopped_epoch, (result.epochs_completed, result.step)
@@ -180,6 +182,9 @@ def _run_claimed(
             status, reason = "failed", "max_runtime_exceeded"
         else:
             status, reason = "canceled", "canceled_by_user"
+        if result.epochs_completed >= 1 and status in ("succeeded", "canceled"):
+            # Before the final status: a finished job's model is there (or its export error).
+            export_job(factory, job_id, attempt, spec, dataset, result.final_metrics)
     except repo.StaleAttempt:
         keeper.fenced = True
     except NonFiniteLoss as exc:

@@ -90,9 +90,10 @@ def _load(data: bytes, limits: ArchiveLimits) -> dict[str, NDArray[Any]]:
     return {k: _read_npy(reader.read(members[k]), k) for k in ("x", "y")}
 
 
-def _images(x: NDArray[Any], layout: ArrayLayout) -> NDArray[Any]:
+def _images(x: NDArray[Any], layout: ArrayLayout) -> tuple[NDArray[Any], str]:
+    """(N, C, H, W) images, and the upload's layout: NHW, NHWC or NCHW (a model export's input)."""
     if x.ndim == 3:
-        return x[:, None, :, :]
+        return x[:, None, :, :], "NHW"
     a, c = x.shape[1], x.shape[3]
     if layout == ArrayLayout.auto:
         if c in CHANNELS and a not in CHANNELS:
@@ -106,7 +107,9 @@ def _images(x: NDArray[Any], layout: ArrayLayout) -> NDArray[Any]:
                 "send layout=channels_last or layout=channels_first",
                 "ambiguous_layout",
             )
-    return np.transpose(x, (0, 3, 1, 2)) if layout == ArrayLayout.channels_last else x
+    if layout == ArrayLayout.channels_last:
+        return np.transpose(x, (0, 3, 1, 2)), "NHWC"
+    return x, "NCHW"
 
 
 def parse_npz(data: bytes, opts: DatasetOptions, limits: ArchiveLimits) -> ParsedDataset:
@@ -139,8 +142,9 @@ def parse_npz(data: bytes, opts: DatasetOptions, limits: ArchiveLimits) -> Parse
     if x.ndim == 1:
         x = x[:, None]
     modality: Modality = "image" if x.ndim >= 3 else "tabular"
+    layout = None
     if modality == "image":
-        x = _images(x, opts.layout or ArrayLayout.auto)
+        x, layout = _images(x, opts.layout or ArrayLayout.auto)
         if min(x.shape[1:]) < 1:
             raise reject("file", f"images of shape {list(x.shape[1:])} are empty", "empty_image")
     elif x.shape[1] < 1:
@@ -152,7 +156,9 @@ def parse_npz(data: bytes, opts: DatasetOptions, limits: ArchiveLimits) -> Parse
     labels = _labels(y, opts)
     if labels.note:
         notes.insert(0, labels.note)
-    return ParsedDataset(modality=modality, labels=labels, x=np.ascontiguousarray(x), notes=notes)
+    return ParsedDataset(
+        modality=modality, labels=labels, x=np.ascontiguousarray(x), notes=notes, layout=layout
+    )
 
 
 def _labels(y: NDArray[Any], opts: DatasetOptions) -> labels_mod.Labels:

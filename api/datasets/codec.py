@@ -38,6 +38,7 @@ class ParsedDataset:
     texts: list[str] | None = None
     feature_names: list[str] | None = None
     notes: list[str] = field(default_factory=list)
+    layout: str | None = None  # images: the upload's layout (NHW, NHWC, NCHW)
 
     @property
     def n_samples(self) -> int:
@@ -78,6 +79,9 @@ def metadata(ds: ParsedDataset) -> dict[str, Any]:
             else []
         ),
         "feature_names": ds.feature_names,
+        # A model export takes its input as uploaded: this layout, this dtype.
+        "input_layout": ds.layout,
+        "x_dtype": str(ds.x.dtype) if ds.x is not None else None,
         "task_inferred": labels.inferred,
         "target": None,
     }

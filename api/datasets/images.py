@@ -127,4 +127,4 @@ def parse_image_zip(data: bytes, opts: DatasetOptions, limits: ArchiveLimits) ->
         notes.append(f"skipped {skipped} hidden or __MACOSX entries")
     if target is not None:
         notes.append(f"every image resized to {target[0]}x{target[1]} (height x width)")
-    return ParsedDataset(modality="image", labels=labels, x=x, notes=notes)
+    return ParsedDataset(modality="image", labels=labels, x=x, notes=notes, layout="NHWC")

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -62,6 +62,15 @@ def _stream(factory: sessionmaker[Session], checkpoint_id: int) -> Iterator[byte
             raise
 
 
+def _resolve_checkpoint(session: Session, job_id: str, ref: str) -> repo.Checkpoint | None:
+    """An id, or the aliases ``latest`` (the newest kept) and ``best`` (``is_best``)."""
+    if ref == "latest":
+        return repo.latest_checkpoint(session, job_id)
+    if ref == "best":
+        return next((c for c in repo.list_checkpoints(session, job_id) if c.is_best), None)
+    return repo.get_checkpoint(session, job_id, int(ref))
+
+
 @router.get(
     "/{job_id}/checkpoints/{checkpoint_id}/download",
     response_class=StreamingResponse,
@@ -76,14 +85,20 @@ def _stream(factory: sessionmaker[Session], checkpoint_id: int) -> Iterator[byte
 )
 def download_checkpoint(
     job_id: str,
-    checkpoint_id: int,
+    checkpoint_id: Annotated[
+        str,
+        Path(
+            pattern=r"^([0-9]{1,18}|best|latest)$",
+            description="A checkpoint id, or `best` (the kept best by the monitor) or `latest`.",
+        ),
+    ],
     request: Request,
     session: SessionDep,
     principal: PrincipalDep,
 ) -> StreamingResponse:
     """The checkpoint's weights (safetensors), streamed chunk by chunk."""
     job = service.get_job_or_404(session, principal, job_id)
-    ckpt = repo.get_checkpoint(session, job.id, checkpoint_id)
+    ckpt = _resolve_checkpoint(session, job.id, checkpoint_id)
     if ckpt is None:
         raise ProblemError(404, "Not found", f"No checkpoint {checkpoint_id} of job {job_id!r}.")
     filename = f"{job.id}-step{ckpt.step}.safetensors"

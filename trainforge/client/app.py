@@ -24,6 +24,7 @@ VERB_MODULES = (
     "results_cmd",  # metrics, checkpoints, download
     "datasets_cmd",  # datasets upload / ls
     "login_cmd",  # login
+    "model_cmd",  # predict, export (issue 14)
     "logs_cmd",  # logs [-f] (issue 15)
 )
 

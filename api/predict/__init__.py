@@ -1,0 +1,1 @@
+"""Predictions and model downloads from a job's ONNX export (ONNX Runtime; never torch)."""
