@@ -36,4 +36,8 @@ def list_job_logs(
     error. Each job keeps its newest `TRAINFORGE_JOB_LOG_MAX_LINES` lines."""
     job = jobs_service.get_job_or_404(session, principal, job_id)
     rows = repo.lines_after(session, job.id, after, limit)
-    return JobLogPage(items=[line_read(r) for r in rows], last_id=rows[-1].id if rows else after)
+    last = rows[-1].id if rows else after
+    more = len(rows) == limit
+    return JobLogPage(
+        items=[line_read(r) for r in rows], last_id=last, next_cursor=str(last) if more else None
+    )

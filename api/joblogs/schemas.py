@@ -28,6 +28,10 @@ class JobLogPage(BaseModel):
     last_id: int = Field(
         description="The last line's id (or `after` when there is none): the next `after`."
     )
+    next_cursor: str | None = Field(
+        description="When more lines are already stored: `last_id` (as text) to pass as "
+        "`after`; null when this page reached the newest line."
+    )
 
 
 class JobLogEvent(BaseModel):

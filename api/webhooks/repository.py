@@ -16,6 +16,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from api.db.models import Job
+from api.db.pages import newest_first
 from api.webhooks.models import Webhook, WebhookDelivery
 
 JOB_EVENTS = {
@@ -132,14 +133,12 @@ def delete_webhook(session: Session, hook: Webhook) -> None:
     session.delete(hook)
 
 
-def deliveries(session: Session, webhook_id: str, limit: int) -> list[WebhookDelivery]:
-    stmt = (
-        select(WebhookDelivery)
-        .where(WebhookDelivery.webhook_id == webhook_id)
-        .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
-        .limit(limit)
-    )
-    return list(session.scalars(stmt))
+def deliveries(
+    session: Session, webhook_id: str, limit: int, after: tuple[datetime, str] | None
+) -> list[WebhookDelivery]:
+    """Newest first; keyset pagination on (created_at, id)."""
+    stmt = select(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook_id)
+    return list(session.scalars(newest_first(stmt, WebhookDelivery, after, limit)))
 
 
 # ------------------------------------------------------------------ the sender's side

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from api.deps import PrincipalDep, SessionDep, SettingsDep
+from api.pagination import decode_cursor, encode_cursor
 from api.problems import Problem
 from api.webhooks import repository as repo
 from api.webhooks import service
@@ -83,12 +84,17 @@ def list_webhook_deliveries(
     webhook_id: str,
     session: SessionDep,
     principal: PrincipalDep,
-    limit: Annotated[
-        int, Query(ge=1, le=500, description="Newest first, at most this many.")
-    ] = 100,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="`next_cursor` of the previous page.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="Newest first, this many.")] = 100,
 ) -> WebhookDeliveryList:
     """Recent deliveries: status, attempts with their status codes, the next retry."""
     hook = service.get_or_404(session, principal, webhook_id)
+    after = decode_cursor(cursor) if cursor else None
+    rows = repo.deliveries(session, hook.id, limit + 1, after)
+    more, rows = len(rows) > limit, rows[:limit]
     return WebhookDeliveryList(
-        items=[service.delivery_read(d) for d in repo.deliveries(session, hook.id, limit)]
+        items=[service.delivery_read(d) for d in rows],
+        next_cursor=encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None,
     )

@@ -43,6 +43,9 @@ class WebhookCreated(WebhookRead):
 
 class WebhookList(BaseModel):
     items: list[WebhookRead]
+    next_cursor: str | None = Field(
+        None, description="Always null: a team's webhooks come in one page."
+    )
 
 
 class DeliveryAttempt(BaseModel):
@@ -68,3 +71,6 @@ class WebhookDeliveryRead(BaseModel):
 
 class WebhookDeliveryList(BaseModel):
     items: list[WebhookDeliveryRead]
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` for the next (older) page; null on the last."
+    )

@@ -107,7 +107,8 @@ def test_job_logs_page_by_id_and_keep_the_newest_lines(
     rest = client.get(f"/v1/jobs/{job_id}/logs", params={"after": first["last_id"]}).json()
     assert [x["message"] for x in rest["items"]] == [f"line {i}" for i in range(8, 15)]
     empty = client.get(f"/v1/jobs/{job_id}/logs", params={"after": rest["last_id"]}).json()
-    assert empty == {"items": [], "last_id": rest["last_id"]}
+    assert empty == {"items": [], "last_id": rest["last_id"], "next_cursor": None}
+    assert first["next_cursor"] == str(first["last_id"]) and rest["next_cursor"] is None
     assert client.get("/v1/jobs/nope/logs").status_code == 404
     bad = client.get(f"/v1/jobs/{job_id}/logs", params={"limit": 0})
     assert bad.status_code == 422 and "limit" in bad.text
@@ -144,6 +145,12 @@ def test_a_webhook_is_registered_with_a_secret_shown_once(
         ("job.canceled", "pending", 0),
     ]
     assert deliveries[1]["job_id"] == job_id and deliveries[1]["next_attempt_at"] is not None
+    url = f"/v1/webhooks/{hook['id']}/deliveries"
+    first = client.get(url, params={"limit": 1}).json()
+    second = client.get(url, params={"limit": 1, "cursor": first["next_cursor"]}).json()
+    assert [d["id"] for d in first["items"] + second["items"]] == [d["id"] for d in deliveries]
+    assert second["next_cursor"] is None
+    assert client.get(url, params={"cursor": "garbage!"}).status_code == 422
     with session_factory(settings.resolved_database_url)() as s:
         body = s.get(WebhookDelivery, deliveries[1]["id"]).body  # type: ignore[union-attr]
     assert '"type":"job.canceled"' in body and '"status_reason":"canceled_by_user"' in body
@@ -153,12 +160,12 @@ def test_a_webhook_is_registered_with_a_secret_shown_once(
         _, key = create_api_key(s, other, "member")
         s.commit()
     them = {"Authorization": f"Bearer {key}"}
-    assert client.get("/v1/webhooks", headers=them).json() == {"items": []}
+    assert client.get("/v1/webhooks", headers=them).json()["items"] == []
     for method, path in (("GET", ""), ("DELETE", ""), ("POST", "/test"), ("GET", "/deliveries")):
         r = client.request(method, f"/v1/webhooks/{hook['id']}{path}", headers=them)
         assert r.status_code == 404, (method, path)
     assert client.delete(f"/v1/webhooks/{hook['id']}").status_code == 204
-    assert client.get("/v1/webhooks").json() == {"items": []}
+    assert client.get("/v1/webhooks").json()["items"] == []
 
 
 @pytest.mark.parametrize(
