@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 
 class Role(StrEnum):
@@ -17,15 +17,19 @@ class TeamCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    max_running_jobs: int | None = Field(None, ge=1, le=10_000, description="None: no limit.")
-    max_queued_jobs: int | None = Field(None, ge=1, le=1_000_000, description="None: no limit.")
+    max_running_jobs: int | None = Field(
+        None, ge=1, le=10_000, strict=True, description="None: no limit."
+    )
+    max_queued_jobs: int | None = Field(
+        None, ge=1, le=1_000_000, strict=True, description="None: no limit."
+    )
 
 
 class TeamQuotaUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_running_jobs: int | None = Field(None, ge=1, le=10_000)
-    max_queued_jobs: int | None = Field(None, ge=1, le=1_000_000)
+    max_running_jobs: int | None = Field(None, ge=1, le=10_000, strict=True)
+    max_queued_jobs: int | None = Field(None, ge=1, le=1_000_000, strict=True)
 
 
 class TeamRead(BaseModel):
@@ -47,7 +51,9 @@ class ApiKeyCreate(BaseModel):
     team: str = Field(min_length=1, max_length=100, description="The team's name.")
     role: Role = Role.member
     name: str | None = Field(None, max_length=100)
-    expires_at: datetime | None = Field(None, description="Timezone-aware; none = no expiry.")
+    expires_at: AwareDatetime | None = Field(
+        None, description="Timezone-aware (a naive time is a 422); none = no expiry."
+    )
 
 
 class ApiKeyRead(BaseModel):

@@ -8,6 +8,8 @@ through: the upload routes enforce their own, larger, streaming limit.
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -35,6 +37,31 @@ def _bounded_int(text: str) -> int:
     return value
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise BodyRejected(
+            422, "Number out of range", f"{text[:40]} overflows to infinity: send a finite number."
+        )
+    return value
+
+
+# A JSON string literal (escapes included); its brackets are text, not structure.
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def _structural_depth(text: str) -> int:
+    """The deepest nesting of ``[``/``{`` outside string literals (one linear pass)."""
+    depth = running = 0
+    for ch in _STRING.sub("", text):
+        if ch in "[{":
+            running += 1
+            depth = max(depth, running)
+        elif ch in "]}":
+            running -= 1
+    return depth
+
+
 def _depth(value: Any, limit: int) -> int:
     stack: list[tuple[Any, int]] = [(value, 1)]
     deepest = 0
@@ -58,17 +85,16 @@ def check_json(body: bytes) -> None:
     if "\x00" in text or "\\u0000" in text:
         raise BodyRejected(400, "Malformed JSON", "NUL characters are not accepted.")
     # Cheap bracket count first, so a deeply nested body never reaches the recursive parser.
-    depth = running = 0
-    for ch in text:
-        if ch in "[{":
-            running += 1
-            depth = max(depth, running)
-        elif ch in "]}":
-            running -= 1
+    depth = _structural_depth(text)
     if depth > MAX_DEPTH:
         raise BodyRejected(400, "Malformed JSON", f"Nesting deeper than {MAX_DEPTH} levels.")
     try:
-        json.loads(text, parse_constant=_reject_constant, parse_int=_bounded_int)
+        json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_int=_bounded_int,
+            parse_float=_finite_float,
+        )
     except json.JSONDecodeError as exc:
         raise BodyRejected(
             400, "Malformed JSON", f"{exc.msg} at line {exc.lineno} column {exc.colno}."

@@ -18,7 +18,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created, row_id = raw.split("|", 1)
-        return datetime.fromisoformat(created), row_id
+        when = datetime.fromisoformat(created)
+        if when.tzinfo is None:
+            raise ValueError("naive datetime")  # every cursor we hand out carries +00:00
+        return when, row_id
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise ProblemError(
             422,

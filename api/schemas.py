@@ -42,7 +42,9 @@ class JobCreate(BaseModel):
 
     spec: JobSpec
     name: str | None = Field(None, max_length=200, description="A label for humans.")
-    priority: int = Field(0, ge=0, le=9, description="Higher runs first within a team.")
+    priority: int = Field(
+        0, ge=0, le=9, strict=True, description="Higher runs first within a team (an integer)."
+    )
 
 
 class JobProgress(BaseModel):

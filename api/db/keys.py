@@ -99,8 +99,27 @@ def list_keys(session: Session, team_id: str | None) -> list[ApiKey]:
     return list(session.scalars(stmt))
 
 
+class LastAdminKey(Exception):
+    """Revoking this key would leave no usable admin key (nobody could manage keys again)."""
+
+
+def _other_active_admins(session: Session, key_id: str) -> int:
+    # FOR UPDATE (PostgreSQL): two concurrent revocations of the last two admin keys
+    # serialise here, and the second sees the first one's revocation.
+    rows = session.execute(
+        select(ApiKey.id, ApiKey.expires_at)
+        .where(ApiKey.role == "admin", ApiKey.revoked_at.is_(None), ApiKey.id != key_id)
+        .with_for_update()
+    ).all()
+    now = utcnow()
+    return sum(1 for _, expires in rows if expires is None or expires > now)
+
+
 def revoke_key(session: Session, key_id: str) -> ApiKey | None:
+    """Revoke the key (None: no such key); raises LastAdminKey for the last admin key."""
     key = session.get(ApiKey, key_id)
     if key is not None and key.revoked_at is None:
+        if key.role == "admin" and _other_active_admins(session, key.id) == 0:
+            raise LastAdminKey(key_id)
         key.revoked_at = utcnow()
     return key

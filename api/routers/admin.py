@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -95,8 +95,11 @@ def update_team_quotas(
     response_model=ApiKeyCreated,
     responses={404: {"model": Problem, "description": "No such team."}},
 )
-def create_key(body: ApiKeyCreate, session: SessionDep, admin: AdminDep) -> ApiKeyCreated:
-    """Create an API key; the secret is in this answer only."""
+def create_key(
+    body: ApiKeyCreate, response: Response, session: SessionDep, admin: AdminDep
+) -> ApiKeyCreated:
+    """Create an API key; the secret is in this answer only (sent `Cache-Control: no-store`)."""
+    response.headers["Cache-Control"] = "no-store"
     team = session.scalar(select(Team).where(Team.name == body.team))
     if team is None:
         raise ProblemError(404, "Not found", f"No team {body.team!r}.")
@@ -120,11 +123,24 @@ def list_keys(
 @router.post(
     "/keys/{key_id}/revoke",
     response_model=ApiKeyRead,
-    responses={404: {"model": Problem, "description": "No such key."}},
+    responses={
+        404: {"model": Problem, "description": "No such key."},
+        409: {"model": Problem, "description": "The last active admin key cannot be revoked."},
+    },
 )
 def revoke_key(key_id: str, session: SessionDep, admin: AdminDep) -> ApiKeyRead:
-    """Revoke a key at once; requests with it get 401 from now on."""
-    key = repo.revoke_key(session, key_id)
+    """Revoke a key at once; requests with it get 401 from now on.
+
+    The last active admin key cannot be revoked (409): create another admin key first.
+    """
+    try:
+        key = repo.revoke_key(session, key_id)
+    except repo.LastAdminKey as exc:
+        raise ProblemError(
+            409,
+            "Conflict",
+            "This is the last active admin key: create another admin key, then revoke this one.",
+        ) from exc
     if key is None:
         raise ProblemError(404, "Not found", f"No key {key_id!r}.")
     session.commit()
@@ -136,7 +152,7 @@ def list_audit(
     session: SessionDep,
     admin: AdminDep,
     team_id: Annotated[str | None, Query(max_length=32)] = None,
-    cursor: Annotated[int | None, Query(ge=1)] = None,
+    cursor: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> AuditPage:
     """The audit log, newest first."""

@@ -35,7 +35,7 @@ def list_checkpoints(
     job_id: str,
     session: SessionDep,
     principal: PrincipalDep,
-    cursor: Annotated[str | None, Query(max_length=20, pattern=r"^[0-9]+$")] = None,
+    cursor: Annotated[str | None, Query(max_length=18, pattern=r"^[0-9]+$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> CheckpointPage:
     """The job's kept checkpoints, oldest first; retention has removed the others."""

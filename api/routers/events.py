@@ -109,11 +109,13 @@ async def stream_job_events(
     job_id: Annotated[str, Depends(_job_id_or_404)],
     last_event_id: Annotated[
         int | None,
-        Header(alias="Last-Event-ID", ge=0, description="Resume after this event id."),
+        Header(alias="Last-Event-ID", ge=0, le=2**63 - 1, description="Resume after this id."),
     ] = None,
     after: Annotated[
         int | None,
-        Query(ge=0, description="As `Last-Event-ID`, for clients that cannot set headers."),
+        Query(
+            ge=0, le=2**63 - 1, description="As `Last-Event-ID`, for clients without headers."
+        ),
     ] = None,
 ) -> AsyncIterator[JobEvent]:
     """Follow a job live: status changes, metric batches, checkpoints, progress, then `end`."""

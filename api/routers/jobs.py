@@ -143,7 +143,9 @@ def get_job_metrics(
     session: SessionDep,
     principal: PrincipalDep,
     name: Annotated[list[str] | None, Query(description="Series to return (repeatable).")] = None,
-    since_step: Annotated[int | None, Query(ge=0, description="Points at this step on.")] = None,
+    since_step: Annotated[
+        int | None, Query(ge=0, le=2**63 - 1, description="Points at this step on.")
+    ] = None,
     max_points: Annotated[
         int | None,
         Query(
