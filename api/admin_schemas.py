@@ -23,6 +23,13 @@ class TeamCreate(BaseModel):
     max_queued_jobs: int | None = Field(
         None, ge=1, le=1_000_000, strict=True, description="None: no limit."
     )
+    max_storage_bytes: int | None = Field(
+        None,
+        ge=1,
+        le=2**62,
+        strict=True,
+        description="Bytes of checkpoints and datasets the team may store; null: no limit.",
+    )
 
 
 class TeamQuotaUpdate(BaseModel):
@@ -30,6 +37,13 @@ class TeamQuotaUpdate(BaseModel):
 
     max_running_jobs: int | None = Field(None, ge=1, le=10_000, strict=True)
     max_queued_jobs: int | None = Field(None, ge=1, le=1_000_000, strict=True)
+    max_storage_bytes: int | None = Field(
+        None,
+        ge=1,
+        le=2**62,
+        strict=True,
+        description="Bytes of checkpoints and datasets the team may store; null: no limit.",
+    )
 
 
 class TeamRead(BaseModel):
@@ -37,6 +51,7 @@ class TeamRead(BaseModel):
     name: str
     max_running_jobs: int | None
     max_queued_jobs: int | None
+    max_storage_bytes: int | None = None
     created_at: datetime
 
 

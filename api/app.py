@@ -17,6 +17,7 @@ from api.predict import router as predict_router
 from api.queue import JobQueue, celery_queue
 from api.routers import admin, checkpoints, datasets, events, jobs, schemas, specs, system
 from api.settings import Settings, get_settings
+from api.storage import router as storage_router
 from api.sweeps import router as sweeps_router
 from api.ui import mount_dashboard
 from api.webhooks import router as webhooks_router
@@ -63,6 +64,8 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
     app.include_router(joblogs_router.router)  # /v1/jobs/{id}/logs (issue 15)
     app.include_router(monitoring_router.router)  # /metrics (issue 15)
     app.include_router(webhooks_router.router)  # /v1/webhooks (issue 15)
+    app.include_router(storage_router.jobs_router)  # DELETE /v1/jobs/{id} (issue 17)
+    app.include_router(storage_router.admin_router)  # GET /v1/admin/teams/{id} (issue 17)
     # Problems declared, enums named: see api/openapi_dump.py (`make openapi`).
     app.openapi = lambda: contract_openapi(app)  # type: ignore[method-assign]
     return app

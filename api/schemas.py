@@ -28,6 +28,7 @@ class StatusReason(StrEnum):
     non_finite_loss = "non_finite_loss"
     max_runtime_exceeded = "max_runtime_exceeded"
     worker_lost = "worker_lost"
+    storage_quota_exceeded = "storage_quota_exceeded"  # a checkpoint over the team quota
     resources_exceeded = "resources_exceeded"
     error = "error"
 
@@ -35,6 +36,7 @@ class StatusReason(StrEnum):
 class QueueReason(StrEnum):
     quota = "quota"
     waiting_for_worker = "waiting_for_worker"
+    waiting_for_gpu = "waiting_for_gpu"  # resources.device cuda and no GPU worker is alive
 
 
 class JobCreate(BaseModel):

@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import checkpoints as repo
 from api.db import metrics as metrics_repo
+from api.db.models import Job
+from api.storage import repository as storage
 from ml.monitor import resolve_mode
 from ml.sinks import CheckpointBlob
 from ml.spec import JobSpec
@@ -72,6 +74,11 @@ class SqlCheckpointSink:
                 retention=self._retention,
                 chunk_bytes=self._chunk_bytes,
             )
+            # After retention, in the same transaction: a checkpoint that would leave the
+            # team over its storage quota is rolled back and fails the job (the runner).
+            team_id = s.scalar(select(Job.team_id).where(Job.id == self._job_id))
+            if team_id is not None:
+                storage.check_quota(s, team_id, adding=0, what=f"The checkpoint at step {step}")
             return ckpt, before - self._ids(s)
 
         ckpt, deleted = with_db_retry(self._factory, work)

@@ -14,6 +14,7 @@ from api.db.models import Job
 from api.db.session import session_factory
 from api.queue import CeleryJobQueue
 from api.settings import Settings, get_settings
+from api.storage.repository import StorageQuotaExceeded
 from ml.engine import NonFiniteLoss, TrainError, train
 from ml.resources import ResourcesExceeded
 from ml.spec import JobSpec
@@ -192,6 +193,8 @@ def _run_claimed(
         progress = (exc.epoch, exc.step)  # where it stopped, as the error says
     except ResourcesExceeded as exc:
         status, reason, error = "failed", "resources_exceeded", str(exc)
+    except StorageQuotaExceeded as exc:  # a checkpoint would take the team over its quota
+        status, reason, error = "failed", "storage_quota_exceeded", str(exc)
     except TrainError as exc:
         status, reason, error = "failed", "error", str(exc)
     except Exception as exc:

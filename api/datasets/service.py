@@ -34,6 +34,7 @@ from api.schemas import (
     TargetSummary,
 )
 from api.settings import Settings
+from api.storage import repository as storage
 
 _READ = 2**20
 
@@ -137,6 +138,10 @@ def create_dataset(
     except DatasetRejected as exc:
         raise problem(exc) from exc
     content = codec.encode(parsed)
+    try:  # the team's storage quota (api/storage): 507 before anything is written
+        storage.check_quota(session, team_id, adding=len(content), what="This upload")
+    except storage.StorageQuotaExceeded as exc:
+        raise ProblemError(507, "Insufficient Storage", str(exc)) from exc
     meta = codec.metadata(parsed)
     try:
         dataset = repo.create_dataset(

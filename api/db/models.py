@@ -64,6 +64,8 @@ class Team(Base):
     # Quotas (None = unlimited); enforced by the scheduler issue.
     max_running_jobs: Mapped[int | None] = mapped_column(Integer, default=None)
     max_queued_jobs: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Bytes of checkpoints and datasets (api/storage); None = unlimited.
+    max_storage_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

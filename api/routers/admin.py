@@ -54,7 +54,10 @@ def _key_read(key: ApiKey) -> ApiKeyRead:
 def create_team(body: TeamCreate, session: SessionDep, admin: AdminDep) -> TeamRead:
     """Create a team, optionally with quotas."""
     team = Team(
-        name=body.name, max_running_jobs=body.max_running_jobs, max_queued_jobs=body.max_queued_jobs
+        name=body.name,
+        max_running_jobs=body.max_running_jobs,
+        max_queued_jobs=body.max_queued_jobs,
+        max_storage_bytes=body.max_storage_bytes,
     )
     session.add(team)
     try:

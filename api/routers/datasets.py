@@ -139,6 +139,7 @@ class DatasetUpload(BaseModel):
     responses={
         200: {"model": DatasetRead, "description": "The same content was already uploaded."},
         413: {"model": Problem, "description": "The file is over the upload limit."},
+        507: {"model": Problem, "description": "The team is over its storage quota."},
     },
 )
 def create_dataset(

@@ -1,0 +1,92 @@
+"""Repository functions of the storage domain (SQLAlchemy only; the worker imports these).
+
+A team's stored bytes are its checkpoints (every chunk: the weights file and the
+resume state) and its datasets (the normalised content kept in chunks). Metric
+points, events and logs are small next to them and are not counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from api.db.checkpoints import Checkpoint, CheckpointChunk
+from api.db.datasets import Dataset
+from api.db.jobs import TERMINAL
+from api.db.models import Job, Team
+
+
+class StorageQuotaExceeded(Exception):
+    """Storing this would take the team past its ``max_storage_bytes``."""
+
+    def __init__(self, team_id: str, used: int, quota: int, what: str) -> None:
+        self.team_id, self.used, self.quota = team_id, used, quota
+        super().__init__(
+            f"{what} would take the team's stored bytes to {used:,}, over its storage quota "
+            f"of {quota:,} bytes (checkpoints and datasets). Delete ended jobs "
+            "(DELETE /v1/jobs/{id}) or datasets, lower checkpointing.keep_last, or ask an "
+            "admin to raise max_storage_bytes."
+        )
+
+
+@dataclass(frozen=True)
+class StorageUsage:
+    checkpoint_bytes: int
+    dataset_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.checkpoint_bytes + self.dataset_bytes
+
+
+def checkpoint_bytes(session: Session, team_id: str) -> int:
+    stmt = (
+        select(func.coalesce(func.sum(func.length(CheckpointChunk.data)), 0))
+        .select_from(CheckpointChunk)
+        .join(Checkpoint, Checkpoint.id == CheckpointChunk.checkpoint_id)
+        .join(Job, Job.id == Checkpoint.job_id)
+        .where(Job.team_id == team_id)
+    )
+    return int(session.scalar(stmt) or 0)
+
+
+def dataset_bytes(session: Session, team_id: str) -> int:
+    stmt = select(func.coalesce(func.sum(Dataset.stored_bytes), 0)).where(
+        Dataset.team_id == team_id
+    )
+    return int(session.scalar(stmt) or 0)
+
+
+def usage(session: Session, team_id: str) -> StorageUsage:
+    return StorageUsage(checkpoint_bytes(session, team_id), dataset_bytes(session, team_id))
+
+
+def storage_quota(session: Session, team_id: str) -> int | None:
+    quota = session.scalar(select(Team.max_storage_bytes).where(Team.id == team_id))
+    return None if quota is None else int(quota)
+
+
+def check_quota(session: Session, team_id: str, *, adding: int, what: str) -> None:
+    """Raise StorageQuotaExceeded when the team's usage plus ``adding`` bytes is over its
+    quota. Costs one primary-key read when the team has no quota."""
+    quota = storage_quota(session, team_id)
+    if quota is None:
+        return
+    used = usage(session, team_id).total_bytes + adding
+    if used > quota:
+        raise StorageQuotaExceeded(team_id, used, quota, what)
+
+
+def delete_ended_job(session: Session, job_id: str) -> bool:
+    """Delete a succeeded, failed or canceled job with everything it owns (transitions,
+    metrics, events, logs, checkpoints and their chunks, its model export: foreign keys
+    ON DELETE CASCADE, so one statement in the caller's transaction). False when the
+    job is not (or no longer) ended: a conditional DELETE, so a concurrent retry wins
+    cleanly."""
+    result = session.execute(
+        delete(Job).where(Job.id == job_id, Job.status.in_(TERMINAL)),
+        execution_options={"synchronize_session": False},
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
