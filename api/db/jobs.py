@@ -199,10 +199,11 @@ def retry_job(session: Session, job: Job) -> bool:
     """
     if job.status not in RETRYABLE:
         return False
+    from_status = job.status  # the UPDATE below refreshes job.status in the session
     now = utcnow()
     done = session.execute(
         update(Job)
-        .where(Job.id == job.id, Job.status == job.status)
+        .where(Job.id == job.id, Job.status == from_status)
         .values(
             status="queued",
             status_reason=None,
@@ -217,7 +218,7 @@ def retry_job(session: Session, job: Job) -> bool:
     )
     if done.rowcount != 1:  # type: ignore[attr-defined]
         return False
-    record_transition(session, job.id, job.status, "queued", None, job.attempt)
+    record_transition(session, job.id, from_status, "queued", None, job.attempt)
     session.refresh(job)
     return True
 

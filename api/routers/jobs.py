@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from api import jobs_service as service
@@ -14,8 +15,9 @@ from api.db.events import json_float
 from api.db.models import Job
 from api.db.series import read_series
 from api.deps import PrincipalDep, QueueDep, SessionDep, SettingsDep
-from api.problems import Problem, ProblemError
+from api.problems import FieldProblem, Problem, ProblemError
 from api.queue import JobQueue
+from api.routers.specs import validate_job_spec
 from api.schemas import (
     JobCreate,
     JobPage,
@@ -24,6 +26,7 @@ from api.schemas import (
     MetricSeries,
     MetricsRead,
     MetricValue,
+    SpecValidateRequest,
 )
 
 _ERRORS: dict[int | str, dict[str, object]] = {
@@ -34,6 +37,25 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=_ERRORS)
+
+
+def _only_query_params(request: Request, known: set[str]) -> None:
+    """A misspelt query parameter (`dryrun=true`) must not create a real job."""
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise ProblemError(
+            422,
+            "Unprocessable Content",
+            f"Unknown query parameter(s): {', '.join(unknown)}.",
+            errors=[
+                FieldProblem(loc=f"query.{name}", msg="unknown query parameter", type="extra")
+                for name in unknown
+            ],
+        )
+
+
+def _create_job_query(request: Request) -> None:
+    _only_query_params(request, {"dry_run"})
 
 
 def _commit_then_publish(session: Session, queue: JobQueue, job: Job) -> None:
@@ -50,7 +72,15 @@ def _commit_then_publish(session: Session, queue: JobQueue, job: Job) -> None:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=JobRead,
-    responses={200: {"model": JobRead, "description": "Replay of an Idempotency-Key."}},
+    responses={
+        200: {
+            "model": JobRead,
+            "description": "Replay of an Idempotency-Key. With `dry_run=true`: the resolved "
+            "spec and its plan (a `SpecValidation`, as `POST /v1/specs/validate`); nothing "
+            "is stored or queued.",
+        }
+    },
+    dependencies=[Depends(_create_job_query)],
 )
 def create_job(
     body: JobCreate,
@@ -68,8 +98,16 @@ def create_job(
             description="Same key and body: the original job (200), not a second one.",
         ),
     ] = None,
-) -> JobRead:
+    dry_run: Annotated[
+        bool,
+        Query(description="Validate only: answer the resolved spec and its plan (200)."),
+    ] = False,
+) -> JobRead | JSONResponse:
     """Validate the spec, store the job as `queued`, then queue it."""
+    if dry_run:
+        request = SpecValidateRequest(spec=body.spec)
+        checked = validate_job_spec(request, session, settings, principal)
+        return JSONResponse(checked.model_dump(mode="json"), status_code=status.HTTP_200_OK)
     job, created = service.create_job(session, settings, principal, body, idempotency_key)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     if not created:
