@@ -15,12 +15,13 @@ from api.db.events import json_float
 from api.db.models import Job
 from api.db.series import read_series
 from api.deps import PrincipalDep, QueueDep, SessionDep, SettingsDep
+from api.joblist import service as joblist
+from api.joblist.schemas import JobSummaryPage
 from api.problems import FieldProblem, Problem, ProblemError
 from api.queue import JobQueue
 from api.routers.specs import validate_job_spec
 from api.schemas import (
     JobCreate,
-    JobPage,
     JobRead,
     JobStatus,
     MetricSeries,
@@ -117,7 +118,7 @@ def create_job(
     return service.to_read(session, job)
 
 
-@router.get("", response_model=JobPage)
+@router.get("", response_model=JobSummaryPage)
 def list_jobs(
     session: SessionDep,
     principal: PrincipalDep,
@@ -130,10 +131,25 @@ def list_jobs(
     sweep_id: Annotated[
         str | None, Query(max_length=32, description="Only the trials of this sweep.")
     ] = None,
-) -> JobPage:
-    """The team's jobs, newest first."""
-    return service.list_page(
-        session, principal, team_id, status.value if status else None, cursor, limit, sweep_id
+    name: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            description="Only jobs whose name contains this text (case-insensitive).",
+        ),
+    ] = None,
+) -> JobSummaryPage:
+    """The team's jobs, newest first: a summary of each (the full job: `GET /v1/jobs/{id}`)."""
+    return joblist.list_page(
+        session,
+        principal,
+        team_id=team_id,
+        status=status.value if status else None,
+        name=name,
+        sweep_id=sweep_id,
+        cursor=cursor,
+        limit=limit,
     )
 
 
