@@ -317,3 +317,8 @@ def test_the_readme_loads_the_bundle_with_onnxruntime_alone(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['setosa', 'virginica']"
+    # The README's curl body (a list row and a {feature: value} row) as it is written.
+    section = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    curl_body = section.split("## Use the trained model", 1)[1].split("-d '", 1)[1].split("'", 1)[0]
+    preds = predict(client, job["id"], json.loads(curl_body)["instances"])
+    assert [p["label"] for p in preds] == ["setosa", "virginica"]
