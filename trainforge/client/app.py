@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib
 import sys
 
-import click
 import typer
 
 from trainforge.client.errors import EXIT_DETACHED, EXIT_INVALID, CliError
@@ -55,10 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"trainforge: {exc.message}", file=sys.stderr, flush=True)
         return exc.code
-    except click.ClickException as exc:
-        exc.show()
-        return EXIT_INVALID if exc.exit_code == 2 else exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         print("\ntrainforge: interrupted", file=sys.stderr, flush=True)
         return EXIT_DETACHED
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.TyperException as exc:  # usage errors: bad options, unknown verbs
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        return EXIT_INVALID
     return result if isinstance(result, int) else 0

@@ -59,6 +59,8 @@ class FollowState:
             moved = f"{d['from_status']} -> " if d.get("from_status") else ""
             return [f"status {moved}{self.status}{reason}{attempt}"]
         if event.kind == "progress":
+            if int(d.get("epoch", 0)) < self.epochs_done:
+                return []  # written just after its epoch's metrics: stale
             self.epoch = int(d.get("epoch", self.epoch))
             self.step_in_epoch = int(d.get("batch", 0))
             self.steps_per_epoch = d.get("steps_per_epoch") or self.steps_per_epoch
@@ -124,7 +126,8 @@ class PlainView:
             print(line, flush=True)
 
     def note(self, text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
+        if text:
+            print(text, file=sys.stderr, flush=True)
 
 
 class JsonView(PlainView):

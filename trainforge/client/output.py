@@ -14,7 +14,9 @@ from trainforge.client.http import Api
 
 
 def stdout() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    # Not a terminal (a pipe, a file): no width limit, so ids are never cut.
+    width = None if sys.stdout.isatty() else 10_000
+    return Console(highlight=False, soft_wrap=False, width=width)
 
 
 def stderr() -> Console:
@@ -27,7 +29,9 @@ def print_json(data: Any) -> None:
 
 
 def table(columns: list[str], rows: list[list[str]]) -> None:
-    out = Table(*columns, box=None, pad_edge=False, header_style="bold")
+    out = Table(box=None, pad_edge=False, header_style="bold")
+    for i, name in enumerate(columns):
+        out.add_column(name, no_wrap=i == 0)  # the id column is never cut
     for row in rows:
         out.add_row(*row)
     stdout().print(out)

@@ -108,12 +108,14 @@ def apply_set(spec: dict[str, Any], expr: str) -> None:
             node = node[part]
         else:
             raise CliError(EXIT_INVALID, f"--set {expr!r}: {where} is not a mapping in the spec")
-    last = path[-1]
-    settable = isinstance(node, dict) or (
-        isinstance(node, list) and isinstance(last, int) and last < len(node)
-    )
-    if not settable:
-        raise CliError(EXIT_INVALID, f"--set {expr!r}: cannot set {last!r} there")
+    last, where = path[-1], ".".join(str(p) for p in path[:-1]) or "the spec"
+    if isinstance(node, list):
+        if not isinstance(last, int) or last >= len(node):
+            raise CliError(
+                EXIT_INVALID, f"--set {expr!r}: {where} is a list of {len(node)}; no item {last}"
+            )
+    elif not isinstance(node, dict):
+        raise CliError(EXIT_INVALID, f"--set {expr!r}: {where} is not a mapping in the spec")
     node[last] = value
 
 
