@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from api.settings import Settings
+from api.webhooks import sweep_hook as _sweep_hook  # noqa: F401 - registers sweep.ended
 from worker.log_sink import WORKER_NAME
 from worker.presence import Presence
 from worker.webhooks import WebhookSender

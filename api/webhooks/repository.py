@@ -91,11 +91,24 @@ def enqueue_job_event(
 
 
 def enqueue_sweep_ended(
-    session: Session, team_id: str, sweep_id: str, status: str, reason: str | None, at: datetime
+    session: Session,
+    team_id: str,
+    sweep_id: str,
+    status: str,
+    reason: str | None,
+    at: datetime,
+    *,
+    best_job_id: str | None,
 ) -> None:
     hooks = _subscribed(session, team_id, SWEEP_ENDED)
-    data = {"sweep_id": sweep_id, "status": status, "status_reason": reason}
-    _enqueue(session, hooks, SWEEP_ENDED, at, data)
+    if hooks:
+        data = {
+            "sweep_id": sweep_id,
+            "status": status,
+            "status_reason": reason,
+            "best_job_id": best_job_id,
+        }
+        _enqueue(session, hooks, SWEEP_ENDED, at, data)
 
 
 def enqueue_test(session: Session, hook: Webhook, at: datetime) -> WebhookDelivery:

@@ -15,6 +15,7 @@ from api.pagination import decode_cursor, encode_cursor
 from api.problems import Problem
 from api.webhooks import repository as repo
 from api.webhooks import service
+from api.webhooks import sweep_hook as _sweep_hook  # noqa: F401 - registers sweep.ended
 from api.webhooks.schemas import (
     WebhookCreate,
     WebhookCreated,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -204,3 +205,23 @@ def test_backoff_grows_fourfold_with_jitter() -> None:
     for n, wait in enumerate(waits, start=1):
         assert 0.8 * 10 * 4 ** (n - 1) <= wait <= 1.2 * 10 * 4 ** (n - 1)
     assert timedelta(seconds=sum(waits)) > timedelta(minutes=45)  # about an hour in all
+
+
+def test_a_canceled_sweep_queues_one_sweep_ended_delivery(
+    client: TestClient, settings: Settings
+) -> None:
+    from tests.sweeps.test_sweep_flow import SWEEP
+
+    client.app.state.settings = settings.model_copy(  # type: ignore[attr-defined]
+        update={"webhook_allow_private": True}
+    )
+    hook = client.post(
+        "/v1/webhooks", json={"url": "http://localhost:9/", "events": ["sweep.ended"]}
+    ).json()
+    sweep = client.post("/v1/sweeps", json=SWEEP).json()
+    assert client.post(f"/v1/sweeps/{sweep['id']}/cancel").status_code == 200
+    deliveries = client.get(f"/v1/webhooks/{hook['id']}/deliveries").json()["items"]
+    assert [d["event_type"] for d in deliveries] == ["sweep.ended"]  # not its trials' cancels
+    with session_factory(settings.resolved_database_url)() as s:
+        body = json.loads(s.get(WebhookDelivery, deliveries[0]["id"]).body)  # type: ignore[union-attr]
+    assert body["data"]["sweep_id"] == sweep["id"] and body["data"]["status"] == "canceled"
