@@ -13,6 +13,7 @@ import time
 from types import FrameType
 
 from api.settings import Settings, get_settings
+from trainforge.admin_cli import add_admin_parser
 
 
 def _print(msg: str) -> None:
@@ -201,17 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_db_upgrade
     )
 
-    adm = sub.add_parser("admin", help="teams and API keys, straight against the database")
-    adm_sub = adm.add_subparsers(dest="admin_command", required=True)
-    team = adm_sub.add_parser("create-team")
-    team.add_argument("name")
-    key = adm_sub.add_parser("create-key")
-    key.add_argument("--team", required=True)
-    key.add_argument("--role", choices=["member", "admin"], default="member")
-    revoke = adm_sub.add_parser("revoke-key")
-    revoke.add_argument("key_id")
-    adm_sub.add_parser("list-keys")
-    adm.set_defaults(func=cmd_admin)
+    add_admin_parser(sub, cmd_admin)  # trainforge/admin_cli.py (issue 17)
     return parser
 
 
