@@ -338,6 +338,10 @@ class _Run:
         lr_before = plateau.lr if plateau is not None else 0.0
         self.schedule.on_epoch_end(epoch, values)
         self.logs.line("info", logsink.epoch_summary(epoch, self.spec.epochs, values))
+        amp = self.trainer.take_skipped_steps()
+        if amp is not None and amp[0]:
+            steps = n_batches(self.trainer.data.n_train, self.spec.dataset.batch_size)
+            self.logs.line("warning", logsink.amp_skipped(amp[0], steps, epoch, amp[1]))
         if plateau is not None and plateau.lr < lr_before:
             msg = logsink.lr_reduced(
                 plateau.spec.monitor, plateau.spec.patience, epoch, lr_before, plateau.lr

@@ -75,6 +75,7 @@ class Trainer:
         self.amp_dtype = _AMP[precision]
         # fp16 gradients underflow without loss scaling; bf16 has fp32's range.
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+        self._skipped = torch.zeros((), device=device)  # fp16 steps the scaler skipped
         self._zero = torch.zeros((), device=device)
 
     def autocast(self) -> AbstractContextManager[None]:
@@ -115,8 +116,14 @@ class Trainer:
         if self.decay:
             apply_decoupled_weight_decay(self.optimizer)
         if self.scaler is not None:
+            # update() lowers the scale in place exactly when it skipped the step (inf/NaN
+            # gradients): counted on the device, read once per epoch (take_skipped_steps).
+            scale = self.scaler._scale
+            before = scale.clone() if scale is not None else None
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            if before is not None and self.scaler._scale is not None:
+                self._skipped += (self.scaler._scale < before).float()
         else:
             self.optimizer.step()
         if self.classification:
@@ -151,6 +158,14 @@ class Trainer:
 
     def load_weights(self, weights: dict[str, Tensor]) -> None:
         self.model.load_state_dict(weights)
+
+    def take_skipped_steps(self) -> tuple[int, float] | None:
+        """fp16: (steps skipped since the last call, the loss scale now); one host read."""
+        if self.scaler is None:
+            return None
+        skipped = int(self._skipped.item())
+        self._skipped.zero_()
+        return skipped, float(self.scaler.get_scale())
 
     def scaler_state(self) -> dict[str, Any] | None:
         return None if self.scaler is None else dict(self.scaler.state_dict())

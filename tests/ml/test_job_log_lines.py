@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+import torch
+
 from ml.engine import train
 from ml.logsink import MemoryLogSink
 from ml.sinks import MemoryCheckpointSink
@@ -45,3 +48,31 @@ def test_a_resumed_run_says_where_it_resumed() -> None:
     longer = JobSpec.model_validate({**spec.model_dump(), "epochs": 3})
     train(longer, checkpoints=ckpts, logs=logs)
     assert logs.messages()[1] == f"resumed from the checkpoint at step {first.step} (epoch 3)"
+
+
+def test_fp16_steps_the_loss_scaler_skipped_are_logged(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A loss scale far too large: every backward overflows fp16 and the scaler skips the
+    # step (halving the scale), as it does at the start of many real fp16 runs.
+    real = torch.amp.GradScaler
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda device: real(device, init_scale=2.0**100))
+    spec = {
+        "dataset": {"source": {"kind": "builtin", "name": "iris"}, "batch_size": 32},
+        "epochs": 2,
+        "resources": {"device": "cpu", "precision": "fp16"},
+    }
+    logs = MemoryLogSink()
+    train(JobSpec.model_validate(spec), logs=logs)
+    warnings = [m for level, m in logs.lines if level == "warning"]
+    assert warnings == [
+        "AMP: 4 of 4 step(s) in epoch 1 were skipped (fp16 gradient overflow); "
+        f"the loss scale is now {2.0**96:g}",
+        "AMP: 4 of 4 step(s) in epoch 2 were skipped (fp16 gradient overflow); "
+        f"the loss scale is now {2.0**92:g}",
+    ]
+
+
+def test_fp32_runs_say_nothing_about_amp() -> None:
+    logs = MemoryLogSink()
+    spec = {**PLATEAU_AND_EARLY_STOP, "epochs": 1, "early_stopping": None}
+    train(JobSpec.model_validate(spec), logs=logs)
+    assert not any(m.startswith("AMP") for m in logs.messages())
