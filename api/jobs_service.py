@@ -10,8 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.db import jobs as repo
-from api.db import model_exports
-from api.db import scheduling
+from api.db import model_exports, scheduling, workers
 from api.db.keys import Principal
 from api.db.models import Job, JobTransition, Team, utcnow
 from api.pagination import decode_cursor, encode_cursor
@@ -159,7 +158,12 @@ def _queue_reason(
     cache = {} if at_quota is None else at_quota
     if job.team_id not in cache:
         cache[job.team_id] = scheduling.team_at_quota(session, job.team_id)
-    return QueueReason.quota if cache[job.team_id] else QueueReason.waiting_for_worker
+    if cache[job.team_id]:
+        return QueueReason.quota
+    wants_gpu = (job.spec.get("resources") or {}).get("device") == "cuda"
+    if wants_gpu and not workers.queue_served(session, job.queue):
+        return QueueReason.waiting_for_gpu  # no alive worker consumes the GPU queue
+    return QueueReason.waiting_for_worker
 
 
 def retry_job(session: Session, principal: Principal, job_id: str) -> Job:

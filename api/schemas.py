@@ -71,7 +71,8 @@ class JobRead(BaseModel):
     queue_reason: QueueReason | None = Field(
         None,
         description="Why a queued job waits: its team is at max_running_jobs (`quota`), "
-        "or no worker is free yet.",
+        "it asks for cuda and no GPU worker is alive (`waiting_for_gpu`), or no worker is "
+        "free yet (`waiting_for_worker`).",
     )
     error: str | None = Field(description="What went wrong, for a failed job.")
     spec: JobSpec = Field(description="The resolved spec: every default filled in.")

@@ -87,7 +87,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         disable_fencing_for_fault_tests()
     if settings.reconciler and not settings.unsafe_no_republish:
         Reconciler(settings).start()
-    queues = args.queues or settings.queue
+    from worker.queues import worker_queues
+
+    queues = worker_queues(settings, args.queues)  # the GPU queue only where there is one
     from worker.operations import start_operations
 
     operations = start_operations(settings, queues, args.metrics_port)  # issue 15
@@ -190,7 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     api.set_defaults(func=cmd_api)
 
     wk = sub.add_parser("worker", help="one Celery worker (one per GPU)")
-    wk.add_argument("--queues", help="comma-separated; default TRAINFORGE_QUEUE")
+    wk.add_argument(
+        "--queues",
+        help="comma-separated; default: TRAINFORGE_QUEUE, plus TRAINFORGE_GPU_QUEUE when "
+        "this process sees a GPU (a GPU queue is dropped on a machine without one)",
+    )
     wk.add_argument(
         "--metrics-port", type=int, help="serve this worker's Prometheus /metrics (default: off)"
     )

@@ -43,6 +43,20 @@ def leave(session: Session, worker_id: str) -> None:
     session.execute(delete(WorkerPresence).where(WorkerPresence.id == worker_id))
 
 
+# A worker beats every TRAINFORGE_WORKER_HEARTBEAT_SECONDS (10 s): one silent for a
+# minute is taken for gone when the API explains why a job waits.
+ALIVE_WITHIN = timedelta(minutes=1)
+
+
+def queue_served(session: Session, queue: str, within: timedelta = ALIVE_WITHIN) -> bool:
+    """Whether a worker alive within ``within`` consumes ``queue``."""
+    since = utcnow() - within
+    rows = session.scalars(
+        select(WorkerPresence.queues).where(WorkerPresence.heartbeat_at >= since)
+    )
+    return any(queue in listed.split(",") for listed in rows)
+
+
 def heartbeats(session: Session) -> list[tuple[str, str, datetime]]:
     rows = session.execute(
         select(WorkerPresence.id, WorkerPresence.queues, WorkerPresence.heartbeat_at)
