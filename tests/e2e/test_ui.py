@@ -293,5 +293,33 @@ def test_a_lost_server_shows_reconnecting_and_recovers(
     expect(page.locator("tr[data-job-id]").first).to_be_visible()
 
 
+def test_a_sweep_page_shows_the_leaderboard_and_the_objective_per_parameter(
+    up: UpServer, page: Any
+) -> None:
+    paths = httpx.get(f"{up.base}/openapi.json").json()["paths"]
+    if "/v1/sweeps" not in paths:
+        pytest.skip("this server has no sweeps API (issue 13)")
+    body = {
+        "name": "ui-sweep",
+        "spec": spec(epochs=2, batch_size=64),
+        "parameters": {"optimizer.lr": {"kind": "choice", "values": [0.01, 0.002]}},
+        "algorithm": {"kind": "grid"},
+        "objective": {"metric": "val_accuracy"},
+        "max_concurrent_trials": 1,
+    }
+    r = httpx.post(f"{up.base}/v1/sweeps", json=body, headers=auth(up))
+    assert r.status_code == 201, r.text
+    sign_in(page, up, f"/ui/sweeps/{r.json()['id']}")
+    expect(page.locator(".job-header h1")).to_contain_text("ui-sweep")
+    board = page.get_by_test_id("leaderboard")
+    expect(board.locator("tbody tr").first).to_be_visible()
+    expect(board.locator("thead")).to_contain_text("optimizer.lr")
+    # A trial with an objective: a point against the parameter, and its curve.
+    lr_points = page.locator("[data-chart='param-optimizer.lr'] [data-series=val_accuracy]")
+    expect(lr_points).not_to_have_attribute("data-points", "0")
+    curve = page.locator("[data-chart=trials] [data-series]").first
+    expect(curve).not_to_have_attribute("data-points", "0")
+
+
 def test_no_console_or_page_error_during_the_whole_run(console: Console) -> None:
     assert not console.unexpected(), console.unexpected()

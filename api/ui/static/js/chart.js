@@ -12,9 +12,9 @@ export function numeric(value) {
 
 // One chart of several series. `update` takes Map(name -> Map(x -> {epoch, value})).
 export class SeriesChart {
-  constructor(container, { id, title, names, xLabel = "step", height = 220, log = false }) {
+  constructor(container, { id, title, names, xLabel = "step", height = 220, log = false, scatter = false, xTicks = null, showLatest = true }) {
     this.names = names;
-    this.latest = h("div", { class: "latest" });
+    this.latest = h("div", { class: "latest", hidden: !showLatest });
     this.plot = h("div", { class: "plot" });
     this.figure = h(
       "figure",
@@ -29,16 +29,17 @@ export class SeriesChart {
       height,
       scales: { x: { time: false }, y: log ? { distr: 3 } : {} },
       cursor: { drag: { x: true, y: false } },
-      legend: { live: true },
-      axes: [{ label: xLabel }, { size: 60 }],
+      legend: { show: false }, // the latest values are written below each chart
+      axes: [xTicks ? { label: xLabel, values: (u, splits) => splits.map(xTicks) } : { label: xLabel }, { size: 60 }],
       series: [
         { label: xLabel },
         ...names.map((name, i) => ({
           label: name,
           stroke: COLORS[i % COLORS.length],
           width: 2,
-          spanGaps: true,
-          points: { show: true, size: 4 },
+          spanGaps: !scatter,
+          points: { show: true, size: scatter ? 7 : 4 },
+          ...(scatter ? { paths: () => null } : {}),
         })),
       ],
     };

@@ -2,7 +2,7 @@ import { ApiError, download, getJSON, request } from "../api.js";
 import { SeriesChart } from "../chart.js";
 import { errorBox, fmtBytes, fmtNumber, fmtTime, h, replace, statusBadge } from "../dom.js";
 import { followEvents } from "../sse.js";
-import { logPanel } from "./logs.js";
+import { LogPanel } from "./logs.js";
 
 const CHARTS = [
   { id: "loss", title: "Loss", names: ["loss", "val_loss"] },
@@ -61,31 +61,46 @@ export async function jobView(root, { params, signal }) {
       h("section", {}, h("h2", {}, "Resolved spec"), spec)),
   );
   const chartObjs = CHARTS.map((c) => new SeriesChart(charts, c));
+  const logPanel = new LogPanel(logs, signal);
+  let live = null; // the latest `progress` event: where the running epoch is
   signal.addEventListener("abort", () => chartObjs.forEach((c) => c.destroy()));
 
-  function renderJob() {
+  const cancel = h("button", { type: "button" }, "Cancel");
+  const retry = h("button", { type: "button" }, "Retry");
+  cancel.addEventListener("click", () => act("cancel"));
+  retry.addEventListener("click", () => act("retry"));
+  replace(actions, cancel, retry, h("a", { class: "button", href: `/ui/compare?jobs=${jobId}` }, "Compare…"));
+
+  function renderProgress() {
     const p = job.progress || { epoch: 0, epochs: 0, step: 0 };
+    // Inside an epoch: the `progress` event of the current attempt, if newer.
+    const inEpoch = live && job.status === "running" && live.attempt === job.attempt && live.step >= p.step ? live : null;
+    const done = inEpoch ? inEpoch.epoch + inEpoch.batch / Math.max(inEpoch.steps_per_epoch, 1) : p.epoch;
+    replace(
+      progress,
+      h("progress", { max: Math.max(p.epochs, 1), value: Math.max(done, p.epoch) }),
+      h("span", { "data-testid": "progress", "data-epoch": String(p.epoch) },
+        `epoch ${p.epoch}/${p.epochs} · step ${inEpoch ? inEpoch.step : p.step}`),
+      inEpoch ? h("span", { class: "muted" },
+        `epoch ${inEpoch.epoch + 1}: batch ${inEpoch.batch}/${inEpoch.steps_per_epoch}, loss ${fmtNumber(inEpoch.loss)}`) : null,
+    );
+  }
+
+  function renderJob() {
+    renderProgress();
     replace(
       header,
       h("h1", {}, job.name || job.id, " ", statusBadge(job.status)),
-      h("p", { class: "muted" }, `id ${job.id} · attempt ${job.attempt} · created ${fmtTime(job.created_at)}`),
+      h("p", { class: "muted" }, `id ${job.id} · attempt ${job.attempt} · created ${fmtTime(job.created_at)}`,
+        job.sweep_id ? [" · ", h("a", { href: `/ui/sweeps/${encodeURIComponent(job.sweep_id)}` }, "its sweep")] : null),
       h("p", { "data-testid": "reason" },
         job.status_reason ? `Reason: ${job.status_reason}` : "",
         job.queue_reason ? `Waiting: ${job.queue_reason}` : "",
         job.cancel_requested && !ENDED.has(job.status) ? " (cancel requested)" : ""),
       job.error ? h("div", { class: "error", role: "alert", "data-testid": "job-error" }, job.error) : null,
     );
-    replace(
-      progress,
-      h("progress", { max: Math.max(p.epochs, 1), value: p.epoch }),
-      h("span", { "data-testid": "progress", "data-epoch": String(p.epoch) },
-        `epoch ${p.epoch}/${p.epochs} · step ${p.step}`),
-    );
-    const cancel = h("button", { type: "button", disabled: ENDED.has(job.status) }, "Cancel");
-    const retry = h("button", { type: "button", disabled: !["failed", "canceled"].includes(job.status) }, "Retry");
-    cancel.addEventListener("click", () => act("cancel"));
-    retry.addEventListener("click", () => act("retry"));
-    replace(actions, cancel, retry, h("a", { class: "button", href: `/ui/compare?jobs=${job.id}` }, "Compare…"));
+    cancel.disabled = ENDED.has(job.status);
+    retry.disabled = !["failed", "canceled"].includes(job.status);
     replace(timeline, (job.transitions || []).map((t) => h("tr", {},
       h("td", {}, fmtTime(t.at)),
       h("td", {}, `${t.from_status ?? "—"} → ${t.to_status}`),
@@ -180,6 +195,11 @@ export async function jobView(root, { params, signal }) {
       }
       redraw();
       refreshJob();
+    } else if (kind === "progress") {
+      live = data;
+      renderProgress();
+    } else if (kind === "log") {
+      logPanel.add(data.lines);
     } else if (kind === "checkpoint") {
       refreshCheckpoints();
     } else if (kind === "status" || kind === "end") {
@@ -206,6 +226,5 @@ export async function jobView(root, { params, signal }) {
 
   renderJob();
   refreshCheckpoints();
-  logPanel(logs, { jobId, signal, live: () => !ENDED.has(job.status) });
   startFollowing();
 }

@@ -1,30 +1,42 @@
-import { getJSON, hasRoute, poll } from "../api.js";
-import { errorBox, h, replace } from "../dom.js";
+import { hasRoute } from "../api.js";
+import { h, replace } from "../dom.js";
 
 const ROUTE = "/v1/jobs/{job_id}/logs";
 
 function lineText(line) {
-  if (typeof line === "string") return line;
-  const text = line.message ?? line.text ?? line.line ?? JSON.stringify(line);
-  const at = line.at ?? line.ts ?? line.time ?? line.created_at;
-  const level = line.level ?? line.stream ?? "";
-  return [at ? new Date(at).toLocaleTimeString() : "", level, text].filter(Boolean).join("  ");
+  const at = new Date(line.at).toLocaleTimeString();
+  return `${at}  #${line.attempt} ${line.source} ${line.level.padEnd(7)} ${line.message}`;
 }
 
-// The job's log lines, when the API has GET /v1/jobs/{id}/logs; refreshed while it runs.
-export async function logPanel(root, { jobId, signal, live }) {
-  if (!(await hasRoute(ROUTE)) || signal.aborted) return;
-  const pre = h("pre", { class: "logs", "data-testid": "logs" });
-  const message = h("div");
-  replace(root, h("section", {}, h("h2", {}, "Logs"), message, pre));
-  let done = false;
-  poll(async () => {
-    if (done) return;
-    const body = await getJSON(`/v1/jobs/${encodeURIComponent(jobId)}/logs`, { signal });
-    const lines = Array.isArray(body) ? body : body.items ?? body.lines ?? [];
+// The job's log lines (GET /v1/jobs/{id}/logs holds them; the SSE stream's `log` events
+// bring them, history first, then live). Shown when the API has logs.
+export class LogPanel {
+  constructor(root, signal) {
+    this.root = root;
+    this.lines = new Map(); // id -> line
+    this.pre = h("pre", { class: "logs", "data-testid": "logs" });
+    hasRoute(ROUTE).then((has) => has && !signal.aborted && this.show());
+  }
+
+  show() {
+    if (this.shown) return;
+    this.shown = true;
+    replace(this.root, h("section", {}, h("h2", {}, "Logs"), this.pre));
+    this.render();
+  }
+
+  add(lines) {
+    for (const line of lines) this.lines.set(line.id, line);
+    this.show();
+    this.render();
+  }
+
+  render() {
+    const pre = this.pre;
     const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
-    pre.textContent = lines.map(lineText).join("\n");
+    const ordered = [...this.lines.values()].sort((a, b) => a.id - b.id);
+    pre.textContent = ordered.length ? ordered.map(lineText).join("\n") : "No log lines yet.";
+    for (const line of ordered) if (line.level === "error") pre.classList.add("has-error");
     if (atBottom) pre.scrollTop = pre.scrollHeight;
-    if (!live()) done = true;
-  }, 2000, signal, (err) => replace(message, errorBox(err)));
+  }
 }
