@@ -1,12 +1,18 @@
 FROM python:3.11-slim
 WORKDIR /app
+# The torch build: `cpu` (the default, small) or a CUDA build for GPU workers, e.g.
+#   docker compose build --build-arg TORCH_VARIANT=cu128 worker
+# (TORCH_VARIANT in .env does the same). Always the version pinned in constraints.txt.
+ARG TORCH_VARIANT=cpu
 COPY pyproject.toml constraints.txt ./
+RUN pip install --no-cache-dir --index-url "https://download.pytorch.org/whl/${TORCH_VARIANT}" \
+      "$(grep -E '^torch==' constraints.txt)"
 COPY api api
 COPY worker worker
 COPY ml ml
 COPY trainforge trainforge
 COPY migrations migrations
-# For GPUs, install the CUDA build of the pinned torch instead of the CPU one.
+# torch is already there (the pin matches its +cpu/+cuXXX local version): pip keeps it.
 RUN pip install --no-cache-dir -c constraints.txt '.[worker]'
 ENV TRAINFORGE_HOME=/var/lib/trainforge
 CMD ["trainforge", "api"]
