@@ -207,3 +207,24 @@ def test_a_graph_that_does_not_match_pytorch_is_refused() -> None:
             p.add_(0.1)
     with pytest.raises(ExportError, match="differ by up to"):
         check_parity(bundle.onnx, model, spec, ds, fmt)
+
+
+@pytest.mark.parametrize(
+    "name", ["mlp-minmax-imputed", "cnn-separable-layernorm-uint8-nhwc", "text-transformer"]
+)
+def test_the_dynamo_exporter_takes_over_and_is_exact_too(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ml.export
+
+    real = ml.export.to_onnx
+
+    def torchscript_broken(graph: Any, example: Any, exporter: str) -> bytes:
+        if exporter == "torchscript":
+            raise RuntimeError("cannot trace this graph")
+        return real(graph, example, exporter)
+
+    monkeypatch.setattr(ml.export, "to_onnx", torchscript_broken)
+    bundle, *_ = _train_and_export(name)
+    assert bundle.metadata["exporter"] == "dynamo"
+    assert bundle.metadata["parity"]["max_abs_diff"] <= ATOL
