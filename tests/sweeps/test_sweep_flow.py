@@ -95,7 +95,7 @@ def test_a_random_sweep_with_asha_runs_its_trials_as_jobs(
     assert {j["id"] for j in listed["items"]} == {t["job_id"] for t in board}
 
     # A reconciler pass afterwards adds nothing.
-    reconcile_once(settings, fake_queue)  # type: ignore[arg-type]
+    reconcile_once(settings, fake_queue)
     assert client.get(f"/v1/sweeps/{sweep['id']}").json()["trials_created"] == 6
 
     # The event stream: every trial created and ended, the bests, the end.

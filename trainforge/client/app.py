@@ -24,6 +24,7 @@ VERB_MODULES = (
     "datasets_cmd",  # datasets upload / ls
     "login_cmd",  # login
     "model_cmd",  # predict, export (issue 14)
+    "sweep_cmd",  # sweep submit [--follow] / show / ls / cancel (issue 13)
     "logs_cmd",  # logs [-f] (issue 15)
 )
 
