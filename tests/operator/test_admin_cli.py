@@ -79,3 +79,24 @@ def test_teams_quotas_and_keys(home: Settings, capsys: pytest.CaptureFixture[str
     assert code == 2 and "no key 'nope'" in err
     assert run(capsys, "revoke-key", ci[0])[0] == 0
     assert "\trevoked\t" in next(line for line in run(capsys, "list-keys")[1] if "\tci\t" in line)
+
+
+def test_every_admin_command_in_the_readme_parses() -> None:
+    import re
+    import shlex
+
+    from tests.conftest import REPO
+
+    parser = build_parser()
+    found = 0
+    for line in (REPO / "README.md").read_text().splitlines():
+        match = re.search(r"trainforge (admin [^`)#]*)", line)
+        if not match or "trainforge admin`" in line:
+            continue
+        argv = shlex.split(match.group(1).replace("<key id>", "abc123"))
+        if argv[-1] == "--help":
+            continue
+        args = parser.parse_args(argv)
+        assert args.admin_command in COMMANDS, line
+        found += 1
+    assert found >= 8
