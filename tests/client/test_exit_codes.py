@@ -179,3 +179,25 @@ def test_bad_options_and_files_exit_2(capsys: pytest.CaptureFixture[str], tmp_pa
     assert main(["submit", str(tmp_path / "missing.yaml")]) == 2
     assert "cannot read" in capsys.readouterr().err
     assert main(["no-such-verb"]) == 2
+
+
+def test_login_checks_the_key_before_saving_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    keys: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        keys.append(request.headers.get("authorization"))
+        if request.headers.get("authorization") != "Bearer tf_good":
+            return problem(401)
+        return httpx.Response(200, json={"items": [], "next_cursor": None})
+
+    serve(monkeypatch, handler)
+    saved = tmp_path / "xdg" / "trainforge" / "config.toml"
+    assert main(["login", "--url", "https://tf.example/", "--api-key", "tf_bad"]) == 3
+    assert not saved.exists()
+    assert main(["login", "--url", "https://tf.example/", "--api-key", "tf_good"]) == 0
+    assert keys == ["Bearer tf_bad", "Bearer tf_good"]
+    assert saved.stat().st_mode & 0o777 == 0o600
+    assert 'url = "https://tf.example"' in saved.read_text()
+    assert "saved to" in capsys.readouterr().out

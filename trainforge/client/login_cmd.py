@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
+from trainforge.client import output
 from trainforge.client.config import Config, config_path
 from trainforge.client.config import save as save_config
-from trainforge.client.http import Api
 
 
 def login(
@@ -27,7 +27,7 @@ def login(
         api_key or os.environ.get("TRAINFORGE_API_KEY") or typer.prompt("API key", hide_input=True)
     )
     config = Config(url.rstrip("/"), key.strip(), "the key given to login")
-    api = Api(config)
+    api = output.Api(config)
     try:
         api.get_json("/v1/jobs", params={"limit": 1})  # 401 / unreachable: exit 3, nothing saved
     finally:
