@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trainforge.client.config import resolve
-from trainforge.client.http import Api
+from trainforge.client.http import Api as Api  # re-exported: tests swap it for a mock
 
 
 def stdout() -> Console:
