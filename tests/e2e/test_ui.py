@@ -164,6 +164,7 @@ def test_the_jobs_page_lists_a_submitted_job(up: UpServer, page: Any) -> None:
     # The row updates live (no reload) until the job has run.
     expect(row.get_by_test_id("status")).to_have_text("succeeded")
     expect(row.get_by_test_id("progress")).to_have_text("2/2")
+    expect(row.get_by_test_id("best")).to_contain_text("val_loss")
     assert page.evaluate("sessionStorage.getItem('trainforge.apiKey')") == up.key
 
 
@@ -319,6 +320,41 @@ def test_a_sweep_page_shows_the_leaderboard_and_the_objective_per_parameter(
     expect(lr_points).not_to_have_attribute("data-points", "0")
     curve = page.locator("[data-chart=trials] [data-series]").first
     expect(curve).not_to_have_attribute("data-points", "0")
+
+
+def test_compare_overlays_a_metric_and_lists_only_the_differing_fields(
+    up: UpServer, page: Any
+) -> None:
+    r = httpx.get(f"{up.base}/v1/jobs", params={"status": "succeeded"}, headers=auth(up))
+    by_name = {j["name"]: j["id"] for j in r.json()["items"]}
+    a, b = by_name["ui-listed"], by_name["ui-live"]  # hidden units 32 and 64, 2 and 8 epochs
+    sign_in(page, up, f"/ui/compare?jobs={a},{b}")
+    chart = page.locator("[data-chart=compare]")
+    expect(chart.locator("[data-series=ui-listed]")).to_have_attribute("data-points", "2")
+    expect(chart.locator("[data-series=ui-live]")).to_have_attribute("data-points", "8")
+    diff = page.get_by_test_id("spec-diff")
+    fields = diff.locator("tbody code")
+    expect(fields).to_have_text(["epochs", "model.hidden_units"])  # and nothing that is equal
+
+
+def test_the_datasets_page_uploads_lists_and_deletes(up: UpServer, page: Any) -> None:
+    rows = ["x1,x2,label"] + [f"{i % 7},{(i * 3) % 5},{'ab'[i % 2]}" for i in range(40)]
+    sign_in(page, up, "/ui/datasets")
+    page.locator("#ds-file").set_input_files(
+        {"name": "tiny.csv", "mimeType": "text/csv", "buffer": "\n".join(rows).encode()}
+    )
+    page.locator("#ds-format").select_option("csv")
+    page.locator("#ds-name").fill("ui-tiny")
+    page.get_by_role("button", name="Upload").click()
+    expect(page.get_by_test_id("upload-message")).to_contain_text("Stored: ui-tiny")
+    row = page.get_by_test_id("datasets").locator("tr", has_text="ui-tiny")
+    expect(row).to_contain_text("classification")
+    row.get_by_role("button", name="Delete").click()
+    row.get_by_role("button", name="Confirm delete").click()
+    expect(page.get_by_test_id("datasets-message")).to_contain_text("Deleted ui-tiny")
+    expect(page.get_by_test_id("datasets").locator("tr", has_text="ui-tiny")).to_have_count(0)
+    listed = httpx.get(f"{up.base}/v1/datasets", headers=auth(up)).json()["items"]
+    assert "ui-tiny" not in [d["name"] for d in listed]
 
 
 def test_no_console_or_page_error_during_the_whole_run(console: Console) -> None:

@@ -1,9 +1,11 @@
 import { getJSON, poll } from "../api.js";
+import { numeric } from "../chart.js";
 import {
   bestMetricText,
   errorBox,
   fmtAge,
   fmtDuration,
+  fmtNumber,
   h,
   replace,
   secondsBetween,
@@ -12,6 +14,46 @@ import {
 
 const STATUSES = ["queued", "running", "succeeded", "failed", "canceled"];
 const PAGE_SIZE = 20;
+const ENDED = new Set(["succeeded", "failed", "canceled"]);
+const hasBest = (job) => "best_metric" in job || "best" in job;
+
+// The monitored metric of a full job (as GET /v1/jobs/{id} has it): early stopping's,
+// else checkpointing's; its direction as Keras resolves mode "auto".
+function monitorOf(spec) {
+  const part = spec?.early_stopping || spec?.checkpointing;
+  if (!part?.monitor) return null;
+  let mode = part.mode;
+  if (!mode || mode === "auto") {
+    const name = part.monitor.replace(/^val_/, "");
+    mode = name !== "loss" && /acc|auc|precision|recall|f1|r2/.test(name) ? "max" : "min";
+  }
+  return { name: part.monitor, mode };
+}
+
+// Where the list has no best metric of its own, it is read from the job's metric
+// series (once for an ended job, at most every 10 s for a running one).
+const bestCache = new Map(); // job id -> {text, at, ended}
+async function bestFromMetrics(job, signal) {
+  const monitor = monitorOf(job.spec);
+  const cached = bestCache.get(job.id);
+  if (!monitor || !job.progress?.epoch) return;
+  if (cached && (cached.ended || Date.now() - cached.at < 10_000)) return;
+  bestCache.set(job.id, { text: cached?.text ?? "…", at: Date.now(), ended: ENDED.has(job.status) });
+  let body;
+  try {
+    body = await getJSON(`/v1/jobs/${encodeURIComponent(job.id)}/metrics?name=${encodeURIComponent(monitor.name)}`, { signal });
+  } catch (err) {
+    bestCache.delete(job.id); // asked again at the next refresh
+    throw err;
+  }
+  let best = null;
+  for (const p of body.series[0]?.points ?? []) {
+    const v = numeric(p.value);
+    if (v !== null && (best === null || (monitor.mode === "max" ? v > best.value : v < best.value))) best = { value: v, epoch: p.epoch };
+  }
+  const text = best ? `${monitor.name} ${fmtNumber(best.value)} (epoch ${best.epoch + 1})` : "–";
+  bestCache.set(job.id, { text, at: Date.now(), ended: ENDED.has(job.status) });
+}
 
 // The team's jobs, newest first; filter, pages (cursor), rows refreshed every 2 s.
 export function jobsView(root, { query, signal, navigate }) {
@@ -71,7 +113,7 @@ export function jobsView(root, { query, signal, navigate }) {
       h("td", { "data-testid": "progress" }, p.epochs ? `${p.epoch}/${p.epochs}` : "–"),
       h("td", {}, fmtAge(job.created_at)),
       h("td", {}, job.started_at ? fmtDuration(secondsBetween(job.started_at, end)) : "–"),
-      h("td", {}, bestMetricText(job)),
+      h("td", { "data-testid": "best" }, hasBest(job) ? bestMetricText(job) : bestCache.get(job.id)?.text ?? "–"),
     );
   }
 
@@ -80,6 +122,8 @@ export function jobsView(root, { query, signal, navigate }) {
     if (status) q.set("status", status);
     if (cursor) q.set("cursor", cursor);
     const page = await getJSON(`/v1/jobs?${q}`, { signal });
+    if (signal.aborted) return;
+    await Promise.all(page.items.filter((j) => !hasBest(j)).map((j) => bestFromMetrics(j, signal).catch(() => {})));
     if (signal.aborted) return;
     replace(message);
     replace(body, page.items.length ? page.items.map(row) : h("tr", {}, h("td", { colspan: 7, class: "muted" },
