@@ -27,6 +27,7 @@ class JobQueue(Protocol):
 class CeleryJobQueue:
     def __init__(self, settings: Settings) -> None:
         self._app = Celery("trainforge-api", broker=settings.resolved_broker_url)
+        self._app.conf.broker_transport = settings.broker_transport
         self._app.conf.broker_transport_options = settings.broker_transport_options()
         self._app.conf.broker_connection_retry_on_startup = True
 

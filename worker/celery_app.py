@@ -13,6 +13,7 @@ from api.settings import Settings, get_settings
 def make_celery(settings: Settings) -> Celery:
     app = Celery("trainforge", broker=settings.resolved_broker_url, include=["worker.tasks"])
     app.conf.update(
+        broker_transport=settings.broker_transport,  # the embedded broker's (api/broker.py)
         broker_transport_options=settings.broker_transport_options(),
         broker_connection_retry_on_startup=True,
         task_default_queue=settings.queue,
