@@ -105,8 +105,16 @@ def _histograms(
     return out
 
 
+def _served(session: Session, cache: dict[str, bool], queue: str) -> bool:
+    if queue not in cache:
+        cache[queue] = workers.queue_served(session, queue)
+    return cache[queue]
+
+
 def _queued_by_reason(session: Session) -> dict[tuple[str, str], int]:
-    """As the API's ``queue_reason``: ``quota`` when the team is at max_running_jobs."""
+    """As the API's ``queue_reason`` (api.jobs_service): ``quota`` when the team is at
+    max_running_jobs, ``waiting_for_gpu`` for a cuda job whose queue no alive worker
+    consumes, else ``waiting_for_worker``."""
     running = dict(
         session.execute(
             select(Job.team_id, func.count()).where(Job.status == "running").group_by(Job.team_id)
@@ -114,18 +122,21 @@ def _queued_by_reason(session: Session) -> dict[tuple[str, str], int]:
     )
     quotas = dict(session.execute(select(Team.id, Team.max_running_jobs)).all())
     out: dict[tuple[str, str], int] = {}
+    device = Job.spec["resources"]["device"].as_string()
     rows = session.execute(
-        select(Job.queue, Job.team_id, func.count())
+        select(Job.queue, Job.team_id, device, func.count())
         .where(Job.status == "queued")
-        .group_by(Job.queue, Job.team_id)
+        .group_by(Job.queue, Job.team_id, device)
     )
-    for queue, team, n in rows:
+    served: dict[str, bool] = {}
+    for queue, team, wants, n in rows:
         quota = quotas.get(team)
-        reason = (
-            "quota"
-            if quota is not None and running.get(team, 0) >= quota
-            else ("waiting_for_worker")
-        )
+        if quota is not None and running.get(team, 0) >= quota:
+            reason = "quota"
+        elif wants == "cuda" and not _served(session, served, queue):
+            reason = "waiting_for_gpu"
+        else:
+            reason = "waiting_for_worker"
         out[(queue, reason)] = out.get((queue, reason), 0) + int(n)
     return out
 

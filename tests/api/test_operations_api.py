@@ -70,6 +70,19 @@ def test_metrics_count_jobs_as_the_api_does_and_label_routes_by_template(
     assert m["trainforge_workers_alive"] == [({}, 0.0)]
 
 
+def test_queued_jobs_by_reason_are_the_apis(client: TestClient) -> None:
+    client.post("/v1/jobs", json={"spec": DIGITS})
+    gpu = {**DIGITS, "resources": {"device": "cuda"}}
+    assert client.post("/v1/jobs", json={"spec": gpu}).json()["queue_reason"] == "waiting_for_gpu"
+    queued = {
+        (lb["queue"], lb["queue_reason"]): v for lb, v in scrape(client)["trainforge_jobs_queued"]
+    }
+    assert queued == {
+        ("trainforge", "waiting_for_worker"): 1,
+        ("trainforge.cuda", "waiting_for_gpu"): 1,
+    }
+
+
 @pytest.fixture
 def token_client(settings: Settings, fake_queue: FakeQueue) -> Iterator[TestClient]:
     app = create_app(settings.model_copy(update={"metrics_token": "s3cret"}), queue=fake_queue)
