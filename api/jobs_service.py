@@ -27,6 +27,7 @@ from api.schemas import (
 )
 from api.settings import Settings
 from api.spec_service import resolve_limits, validate_spec
+from api.storage.quota import refuse_when_full
 from ml.spec import SPEC_VERSION, JobSpec
 
 
@@ -112,6 +113,7 @@ def create_job(
     spec = resolve_limits(body.spec, settings)
     validate_spec(spec, session, team_id, settings=settings)
     _check_queued_quota(session, team_id)
+    refuse_when_full(session, team_id)  # the team's storage quota (api/storage)
     queue = settings.gpu_queue if body.spec.resources.device == "cuda" else settings.queue
     try:
         job = repo.create_job(

@@ -79,7 +79,8 @@ def _commit_then_publish(session: Session, queue: JobQueue, job: Job) -> None:
             "description": "Replay of an Idempotency-Key. With `dry_run=true`: the resolved "
             "spec and its plan (a `SpecValidation`, as `POST /v1/specs/validate`); nothing "
             "is stored or queued.",
-        }
+        },
+        507: {"model": Problem, "description": "The team is over its storage quota."},
     },
     dependencies=[Depends(_create_job_query)],
 )

@@ -119,3 +119,17 @@ def test_an_upload_past_the_storage_quota_is_507_and_stores_nothing(client: Test
     r = client.post("/v1/datasets", data={"format": "csv", "label_column": "label"},
                     files={"file": ("t.csv", CSV)}, headers=headers)  # fmt: skip
     assert r.status_code == 201, r.text
+
+
+def test_a_team_at_its_storage_quota_cannot_submit_jobs(
+    client: TestClient, settings: Settings
+) -> None:
+    team_id, headers = team_and_key(client, "full")
+    job = client.post("/v1/jobs", json={"spec": DIGITS}, headers=headers).json()
+    run_to_end(settings, job["id"], weights=b"w" * 3000, resume=b"r" * 1000)
+    client.patch(f"/v1/admin/teams/{team_id}", json={"max_storage_bytes": 4000})
+    r = client.post("/v1/jobs", json={"spec": DIGITS}, headers=headers)
+    assert r.status_code == 507, r.text
+    assert "storage quota of 4,000 bytes" in r.json()["detail"]
+    assert client.delete(f"/v1/jobs/{job['id']}", headers=headers).status_code == 204
+    assert client.post("/v1/jobs", json={"spec": DIGITS}, headers=headers).status_code == 201
