@@ -77,11 +77,16 @@ def submit(
         ),
     ] = None,
     dry_run: Annotated[
-        bool, typer.Option(help="Validate and print the resolved spec and plan; queue nothing.")
+        bool,
+        typer.Option(
+            "--dry-run", help="Validate and print the resolved spec and plan; queue nothing."
+        ),
     ] = False,
     again: Annotated[
         bool,
-        typer.Option(help="Submit a new job even if this file and these overrides were sent."),
+        typer.Option(
+            "--again", help="Submit a new job even if this file and these overrides were sent."
+        ),
     ] = False,
     as_json: JSON_OPT = False,
 ) -> int:
