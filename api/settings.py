@@ -21,13 +21,6 @@ class Settings(BaseSettings):
     home: Path = Field(Path(".trainforge"), description="Embedded state: SQLite, broker, key.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in home.")
     broker_url: str | None = Field(None, description="Celery broker; default filesystem in home.")
-    broker_poll_seconds: float = Field(
-        0.05,
-        gt=0,
-        le=10,
-        description="Embedded (filesystem) broker: how often an idle worker looks for a "
-        "message. 0.05 s starts a job within ~50 ms for well under 1% of a core while idle.",
-    )
     queue: str = Field("trainforge", description="Queue for CPU/auto jobs.")
     gpu_queue: str = Field("trainforge.cuda", description="Queue for jobs that ask for cuda.")
     lease_seconds: float = Field(30.0, gt=0, description="A running job's lease length.")
@@ -116,7 +109,7 @@ class Settings(BaseSettings):
         200.0, gt=1, description="Largest uncompressed/compressed ratio of a zip member."
     )
     max_image_pixels: int = Field(
-        40_000_000,
+        4096 * 4096,
         ge=1,
         description="Largest image in an image_zip upload (width x height), read from its "
         "header before it is decoded.",
@@ -148,11 +141,6 @@ class Settings(BaseSettings):
         return self.broker_url or "filesystem://"
 
     @property
-    def broker_transport(self) -> str | None:
-        """kombu transport class for the broker URL; None: the URL's own."""
-        return "api.broker:Transport" if self.resolved_broker_url.startswith("filesystem") else None
-
-    @property
     def embedded(self) -> bool:
         return self.database_url is None and self.broker_url is None
 
@@ -168,8 +156,6 @@ class Settings(BaseSettings):
             "processed_folder": str(folder / "processed"),
             "control_folder": str(folder / "control"),  # else kombu writes ./control
             "store_processed": False,
-            # kombu polls the folder (1 s by default): a submitted job waited ~0.5-1 s.
-            "polling_interval": self.broker_poll_seconds,
         }
 
     def ensure_home(self) -> None:

@@ -35,6 +35,7 @@ _READ_ERRORS = (
     zlib.error,
     lzma.LZMAError,
 )
+READ_ERRORS = _READ_ERRORS  # what reading a member may raise (a corrupt or lying archive)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class ArchiveLimits:
     max_members: int
     max_total_bytes: int
     max_ratio: float
+    max_image_pixels: int = 16_777_216  # one image (width x height), checked before decoding
 
 
 def _bad_name(name: str) -> str | None:

@@ -5,6 +5,10 @@ and its header is parsed with numpy's literal-only header reader; the array
 is accepted only when its dtype is plain numbers (``x``) or numbers/strings
 (``y``), and its declared shape matches the bytes that are there. Object
 arrays (which would need pickle) are refused before anything is decoded.
+The size the arrays will take once decoded (``x`` as float32 or uint8) is
+computed from the headers and checked against ``TRAINFORGE_MAX_DATASET_BYTES``
+before a member is inflated, and features become float32 block by block
+(:mod:`api.datasets.npy`): memory follows what was accepted.
 
 Shapes of ``x``: (N,) or (N, F) features; (N, H, W) greyscale images;
 (N, H, W, C) or (N, C, H, W) images, told apart by ``layout`` or, with
@@ -14,62 +18,26 @@ Shapes of ``x``: (N,) or (N, F) features; (N, H, W) greyscale images;
 
 from __future__ import annotations
 
-import io
 import zipfile
 from typing import Any
 
 import numpy as np
-from numpy.lib import format as npy_format
 from numpy.typing import NDArray
 
 from api.datasets import labels as labels_mod
 from api.datasets.archive import ArchiveLimits, BoundedReader, open_zip
 from api.datasets.codec import Modality, ParsedDataset
 from api.datasets.errors import reject
+from api.datasets.npy import NpyHeader, read_array, read_header, to_float32
 from api.schemas import ArrayLayout, DatasetOptions, ImputeOption
 
 CHANNELS = (1, 3, 4)
-MAX_HEADER = 10_000
 
 
-def _read_npy(raw: bytes, name: str) -> NDArray[Any]:
-    fp = io.BytesIO(raw)
-    try:
-        version = npy_format.read_magic(fp)
-        if version == (1, 0):
-            shape, fortran, dtype = npy_format.read_array_header_1_0(fp, max_header_size=MAX_HEADER)
-        elif version == (2, 0):
-            shape, fortran, dtype = npy_format.read_array_header_2_0(fp, max_header_size=MAX_HEADER)
-        else:
-            raise ValueError(f"unsupported .npy version {version}")
-    except (ValueError, SyntaxError, TypeError, EOFError) as exc:
-        raise reject(
-            "file", f"array {name!r} is not a valid .npy array ({exc})", "bad_npy"
-        ) from exc
-    if dtype.hasobject:
-        raise reject(
-            "file",
-            f"array {name!r} holds Python objects (dtype {dtype}), which only pickle can load: "
-            "save plain numeric arrays (e.g. x.astype('float32'))",
-            "object_array",
-        )
-    if dtype.fields is not None or dtype.subdtype is not None:
-        raise reject(
-            "file", f"array {name!r} has a structured dtype ({dtype}): send a plain array",
-            "structured_array",
-        )  # fmt: skip
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-    offset = fp.tell()
-    if count * dtype.itemsize != len(raw) - offset:
-        raise reject(
-            "file",
-            f"array {name!r} declares shape {shape} of {dtype} but holds "
-            f"{len(raw) - offset} bytes: the file is truncated or corrupt",
-            "bad_npy",
-        )
-    arr = np.frombuffer(raw, dtype=dtype, count=count, offset=offset)
-    arr = arr.reshape(shape, order="F" if fortran else "C")
-    return np.ascontiguousarray(arr).astype(dtype.newbyteorder("="), copy=False)
+def _stored_bytes(x: NpyHeader, y: NpyHeader) -> int:
+    """What the accepted dataset will hold: uint8 images stay uint8, other features become
+    float32, labels int64/float64 -- known from the headers, before anything is inflated."""
+    return x.count * (1 if x.dtype == np.uint8 else 4) + y.count * 8
 
 
 def _load(data: bytes, limits: ArchiveLimits) -> dict[str, NDArray[Any]]:
@@ -87,7 +55,17 @@ def _load(data: bytes, limits: ArchiveLimits) -> dict[str, NDArray[Any]]:
             f"the npz must hold arrays 'x' and 'y' (numpy.savez(f, x=..., y=...)); it holds {held}",
             "missing_array",
         )
-    return {k: _read_npy(reader.read(members[k]), k) for k in ("x", "y")}
+    headers = {k: read_header(reader, members[k], k) for k in ("x", "y")}
+    stored = _stored_bytes(headers["x"], headers["y"])
+    if stored > limits.max_total_bytes:
+        raise reject(
+            "file",
+            f"x of shape {list(headers['x'].shape)} ({headers['x'].dtype}) and y would take "
+            f"{stored} bytes once decoded; at most {limits.max_total_bytes} are accepted "
+            "(TRAINFORGE_MAX_DATASET_BYTES): send fewer or smaller samples",
+            "dataset_too_large",
+        )
+    return {k: read_array(reader, members[k], headers[k]) for k in ("x", "y")}
 
 
 def _images(x: NDArray[Any], layout: ArrayLayout) -> tuple[NDArray[Any], str]:
@@ -151,8 +129,7 @@ def parse_npz(data: bytes, opts: DatasetOptions, limits: ArchiveLimits) -> Parse
         raise reject("file", "x has no features", "no_features")
     notes: list[str] = []
     if x.dtype != np.uint8:
-        x = _finite(x.astype(np.float64), opts.impute or ImputeOption.none, notes)
-        x = x.astype(np.float32)
+        x = to_float32(x, opts.impute or ImputeOption.none, notes)  # no float64 copy
     labels = _labels(y, opts)
     if labels.note:
         notes.insert(0, labels.note)
@@ -171,39 +148,3 @@ def _labels(y: NDArray[Any], opts: DatasetOptions) -> labels_mod.Labels:
     if y.dtype.kind not in "biuf":
         raise reject("file", f"y must hold numbers or strings; it is {y.dtype}", "bad_labels")
     return labels_mod.from_numbers(y, task)
-
-
-def _finite(x: NDArray[np.float64], impute: ImputeOption, notes: list[str]) -> NDArray[np.float64]:
-    with np.errstate(over="ignore"):
-        inf = np.isinf(x) | (np.isfinite(x) & ~np.isfinite(x.astype(np.float32)))
-    if inf.any():
-        raise reject(
-            "file",
-            f"x holds {int(inf.sum())} infinite or too-large values (first at sample "
-            f"{int(np.argwhere(inf)[0][0])}): replace them",
-            "feature_not_finite",
-        )
-    nan = np.isnan(x)
-    if not nan.any():
-        return x
-    rows = np.flatnonzero(nan.reshape(len(x), -1).any(axis=1))
-    if impute == ImputeOption.none:
-        shown = ", ".join(str(r) for r in rows[:10])
-        raise reject(
-            "file",
-            f"x holds {int(nan.sum())} NaN values in {len(rows)} samples ({shown}"
-            f"{' ...' if len(rows) > 10 else ''}): fix them, or send impute=mean",
-            "missing_value",
-        )
-    all_nan = nan.all(axis=0)
-    if all_nan.any():
-        raise reject(
-            "file", f"{int(all_nan.sum())} features are NaN in every sample: cannot impute",
-            "empty_column",
-        )  # fmt: skip
-    # Kept as NaN: each job fills them with its training split's means (ml.data.prepare).
-    notes.append(
-        f"{int(nan.sum())} NaN values in {len(rows)} samples will be imputed with the "
-        "per-feature means of each job's training split"
-    )
-    return x

@@ -6,7 +6,11 @@
 - ``__MACOSX/`` entries and hidden files (``.DS_Store``) are skipped; any
   other file that is not a ``.png``, ``.jpg`` or ``.jpeg`` is an error.
 - Only the PNG and JPEG decoders are enabled. An image's size is read from
-  its header and checked (``MAX_PIXELS``) before it is decoded.
+  its header and checked (``TRAINFORGE_MAX_IMAGE_PIXELS``) before it is
+  decoded, and the whole (N, C, H, W) array's size (``TRAINFORGE_MAX_DATASET_BYTES``)
+  as soon as it is known -- from ``image_size`` or the first header -- before any
+  image is decoded. Images are decoded one at a time into that one array
+  (a JPEG at a reduced scale when it is resized).
 - ``color_mode`` greyscale (1 channel) or rgb (3; alpha is dropped).
   Without ``image_size`` every image must have the same size; with it, each
   is resized (bilinear) to (height, width). Stored as uint8 (N, C, H, W).
@@ -29,7 +33,6 @@ from api.datasets.errors import Collector, reject
 from api.schemas import ColorMode, DatasetOptions
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
-MAX_PIXELS = 40_000_000  # per image, before decoding (Pillow warns at 89M)
 
 
 def _skipped(name: str) -> bool:
@@ -58,6 +61,20 @@ def _layout(infos: list[zipfile.ZipInfo]) -> tuple[list[tuple[str, zipfile.ZipIn
     return out, root
 
 
+def _budget(n: int, channels: int, size: tuple[int, int], limits: ArchiveLimits) -> None:
+    """The (N, C, H, W) uint8 array's size, checked before any image is decoded."""
+    need = n * channels * size[0] * size[1]
+    if need > limits.max_total_bytes:
+        raise reject(
+            "file",
+            f"{n} images of {size[1]}x{size[0]} with {channels} channel(s) take {need} bytes "
+            f"decoded; at most {limits.max_total_bytes} are accepted "
+            "(TRAINFORGE_MAX_DATASET_BYTES): send fewer or smaller images, or a smaller "
+            "image_size",
+            "dataset_too_large",
+        )
+
+
 def parse_image_zip(data: bytes, opts: DatasetOptions, limits: ArchiveLimits) -> ParsedDataset:
     archive = open_zip(data, limits, what="zip")
     reader = BoundedReader(archive, limits)
@@ -71,11 +88,18 @@ def parse_image_zip(data: bytes, opts: DatasetOptions, limits: ArchiveLimits) ->
     mode = "L" if opts.color_mode == ColorMode.greyscale else "RGB"
     channels = 1 if mode == "L" else 3
     target = tuple(opts.image_size) if opts.image_size else None  # (H, W)
+    max_pixels = limits.max_image_pixels
     undecodable = Collector("file", "bad_image")
-    sizes: dict[tuple[int, int], str] = {}
-    images: list[NDArray[np.uint8]] = []
-    ids: list[int] = []
-    budget = limits.max_total_bytes
+    first: tuple[tuple[int, int], str] | None = None  # without image_size: the common size
+    # One (N, C, H, W) array, allocated once its size is known (from image_size, or from
+    # the first image's header) and checked against the limit before anything is decoded;
+    # each image is decoded alone and written into it.
+    x: NDArray[np.uint8] | None = None
+    if target is not None:
+        _budget(len(members), channels, (target[0], target[1]), limits)
+        x = np.empty((len(members), channels, target[0], target[1]), dtype=np.uint8)
+    ids = np.empty(len(members), dtype=np.int64)
+    count = 0
     for class_name, info in members:
         try:
             with warnings.catch_warnings():
@@ -83,42 +107,44 @@ def parse_image_zip(data: bytes, opts: DatasetOptions, limits: ArchiveLimits) ->
                 img: Image.Image = Image.open(
                     io.BytesIO(reader.read(info)), formats=["PNG", "JPEG"]
                 )
-                w, h = img.size
-                if w * h > MAX_PIXELS:
-                    undecodable.add(f"{info.filename!r} is {w}x{h}: over {MAX_PIXELS} pixels")
+                w, h = img.size  # from the header: nothing is decoded yet
+                if w * h > max_pixels:
+                    undecodable.add(
+                        f"{info.filename!r} is {w}x{h}: over {max_pixels} pixels "
+                        "(TRAINFORGE_MAX_IMAGE_PIXELS)"
+                    )
                     continue
+                if target is None:
+                    if first is None:
+                        first = ((h, w), info.filename)
+                        _budget(len(members), channels, (h, w), limits)
+                        x = np.empty((len(members), channels, h, w), dtype=np.uint8)
+                    elif first[0] != (h, w):
+                        (s1, f1) = first
+                        raise reject(
+                            "image_size",
+                            f"the images have different sizes ({s1[1]}x{s1[0]} in {f1!r}, {w}x{h} "
+                            f"in {info.filename!r}): send image_size=H,W to resize them all",
+                            "mixed_image_sizes",
+                        )
+                elif img.format == "JPEG":
+                    img.draft(mode, (target[1], target[0]))  # decode at a reduced scale
                 img = img.convert(mode)
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
                 Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # fmt: skip
             undecodable.add(f"{info.filename!r} cannot be decoded as PNG or JPEG ({exc})")
             continue
-        if target is not None:
-            if (h, w) != target:
-                img = img.resize((target[1], target[0]), Image.Resampling.BILINEAR)
-        else:
-            sizes.setdefault((h, w), info.filename)
-            if len(sizes) > 1:
-                (s1, f1), (s2, f2) = list(sizes.items())[:2]
-                raise reject(
-                    "image_size",
-                    f"the images have different sizes ({s1[1]}x{s1[0]} in {f1!r}, {s2[1]}x{s2[0]} "
-                    f"in {f2!r}): send image_size=H,W to resize them all",
-                    "mixed_image_sizes",
-                )
+        if target is not None and img.size != (target[1], target[0]):
+            img = img.resize((target[1], target[0]), Image.Resampling.BILINEAR)
+        assert x is not None
         arr = np.asarray(img, dtype=np.uint8)
-        budget -= arr.nbytes
-        if budget < 0:
-            raise reject(
-                "file",
-                f"the decoded images exceed {limits.max_total_bytes} bytes: send fewer or "
-                "smaller images (or a smaller image_size)",
-                "dataset_too_large",
-            )
-        images.append(arr.reshape(arr.shape[0], arr.shape[1], channels))
-        ids.append(index[class_name])
+        x[count] = arr.reshape(arr.shape[0], arr.shape[1], channels).transpose(2, 0, 1)
+        ids[count] = index[class_name]
+        count += 1
+        del img, arr
     undecodable.raise_if_any("some images cannot be used")
-    x = np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2))
-    labels = labels_mod.from_class_ids(np.asarray(ids, dtype=np.int64), names)
+    assert x is not None and count == len(members)
+    labels = labels_mod.from_class_ids(ids, names)
     notes = []
     if root is not None:
         notes.append(f"the class folders were read from inside the top folder {root!r}")

@@ -79,6 +79,7 @@ def archive_limits(settings: Settings) -> ArchiveLimits:
         max_members=settings.max_archive_members,
         max_total_bytes=settings.max_dataset_bytes,
         max_ratio=settings.max_compression_ratio,
+        max_image_pixels=settings.max_image_pixels,
     )
 
 

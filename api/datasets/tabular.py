@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from collections.abc import Iterator
 
 import numpy as np
@@ -72,7 +73,8 @@ def _header(rows: Iterator[tuple[int, list[str]]]) -> list[str]:
     issues = []
     if any(not n for n in names):
         issues.append(Issue("file", "the header row has an empty column name", "bad_header"))
-    dupes = sorted({n for n in names if n and names.count(n) > 1})
+    counts = Counter(names)  # linear: a 100,000-column header must not cost seconds
+    dupes = sorted(n for n, k in counts.items() if n and k > 1)
     if dupes:
         issues.append(
             Issue("file", f"the header repeats column names: {', '.join(dupes)}", "bad_header")
@@ -82,15 +84,19 @@ def _header(rows: Iterator[tuple[int, list[str]]]) -> list[str]:
     return names
 
 
-def _column(names: list[str], wanted: str, option: str) -> int:
-    if wanted not in names:
+def _column(
+    names: list[str], wanted: str, option: str, position: dict[str, int] | None = None
+) -> int:
+    """The column's index; pass ``position`` (name -> index) when looking up many."""
+    position = position if position is not None else {n: i for i, n in enumerate(names)}
+    if wanted not in position:
         shown = ", ".join(repr(n) for n in names[:20]) + (" ..." if len(names) > 20 else "")
         raise reject(
             option,
             f"no column {wanted!r} in the header; the columns are {shown}: set {option}",
             "missing_column",
         )
-    return names.index(wanted)
+    return position[wanted]
 
 
 def _to_floats(
@@ -122,7 +128,8 @@ def parse_csv(data: bytes, opts: DatasetOptions) -> ParsedDataset:
     names = _header(rows)
     label_idx = _column(names, opts.label_column, "label_column")
     if opts.feature_columns is not None:
-        feat_idx = [_column(names, c, "feature_columns") for c in opts.feature_columns]
+        position = {n: i for i, n in enumerate(names)}  # one index, not a scan per column
+        feat_idx = [_column(names, c, "feature_columns", position) for c in opts.feature_columns]
         if label_idx in feat_idx:
             raise reject(
                 "feature_columns",
