@@ -223,6 +223,9 @@ def _run_claimed(
     final_lines = lines.drain()
 
     def finish(s: Session) -> None:
+        # The outcome line first (fenced by the attempt), then the status change, in one
+        # transaction: a stream shows the line, then the terminal status, then `end`.
+        lines.write(s, final_lines)
         repo.finish_job(
             s,
             job_id,
@@ -233,7 +236,6 @@ def _run_claimed(
             stopped_epoch=stopped_epoch,
             progress=progress,
         )
-        lines.write(s, final_lines, fenced=True)  # the outcome, with the status change
 
     try:
         with_db_retry(factory, finish)
