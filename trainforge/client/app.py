@@ -25,6 +25,7 @@ VERB_MODULES = (
     "login_cmd",  # login
     "model_cmd",  # predict, export (issue 14)
     "sweep_cmd",  # sweep submit [--follow] / show / ls / cancel (issue 13)
+    "storage_cmd",  # delete (issue 17)
     "logs_cmd",  # logs [-f] (issue 15)
 )
 

@@ -1,0 +1,38 @@
+"""``trainforge delete JOB`` against the real API in-process (issue 17)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.settings import Settings
+from tests.api.test_storage_api import DIGITS, run_to_end
+from trainforge.client import output
+from trainforge.client.app import main
+from trainforge.client.http import Api
+
+
+def test_delete_an_ended_job_and_refuse_a_queued_one(
+    client: TestClient,
+    settings: Settings,
+    admin_key: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("TRAINFORGE_URL", "http://testserver")
+    monkeypatch.setenv("TRAINFORGE_API_KEY", admin_key)
+    transport = client._transport  # the app in-process, over the real HTTP surface
+    monkeypatch.setattr(output, "Api", lambda config: Api(config, transport=transport))
+    queued = client.post("/v1/jobs", json={"spec": DIGITS}).json()
+    assert main(["delete", queued["id"]]) == 2  # 409: one line, no traceback
+    assert "queued" in capsys.readouterr().err
+    ended = client.post("/v1/jobs", json={"spec": DIGITS}).json()
+    run_to_end(settings, ended["id"], weights=b"w" * 10, resume=b"r" * 10)
+    assert main(["delete", ended["id"]]) == 0
+    assert f"job {ended['id']} deleted" in capsys.readouterr().out
+    assert client.get(f"/v1/jobs/{ended['id']}").status_code == 404
+    assert main(["delete", ended["id"]]) == 2  # now unknown
