@@ -6,8 +6,10 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from api import problems
+from api.admission import AdmissionControl, AdmissionGate
 from api.audit import AuditMiddleware
-from api.db.session import session_factory
+from api.db.session import PoolSize, session_factory
+from api.event_hub import EventHub
 from api.guard import BodyGuard
 from api.joblogs import router as joblogs_router
 from api.monitoring import router as monitoring_router
@@ -40,15 +42,29 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
         openapi_tags=OPENAPI_TAGS,
     )
     app.state.settings = settings
+    # Threads that may hold a connection at once: the request slots (one session
+    # each) and the stream threads (SSE polls, download chunks, audit writes). The
+    # pool holds that many, so no thread ever waits on it (issue 18).
+    threads = settings.api_max_concurrent_requests + settings.api_stream_threads
+    app.state.admission = AdmissionGate(
+        limit=settings.api_max_concurrent_requests,
+        max_waiting=settings.api_max_waiting_requests,
+        wait_seconds=settings.api_queue_wait_seconds,
+        threads=threads,
+    )
     app.state.session_factory = session_factory(
         settings.resolved_database_url,
         settings.db_idle_in_transaction_seconds,
         settings.api_lock_timeout_seconds,
+        PoolSize(size=threads + 2, timeout_seconds=settings.db_pool_timeout_seconds),
     )
+    app.state.event_hub = EventHub(app.state.session_factory, events.POLL_SECONDS)
     app.state.queue = queue or celery_queue(settings)
     problems.install(app)
     app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(AuditMiddleware, factory=app.state.session_factory)
+    # A refused request costs no thread, no connection, no body read.
+    app.add_middleware(AdmissionControl, gate=app.state.admission)
     # Outermost: counts every request, refused ones too (pure ASGI, no I/O; issue 15).
     app.add_middleware(HttpMetrics)
     app.include_router(admin.router)

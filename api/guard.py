@@ -17,6 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.problems import PROBLEM_JSON, Problem
 
 MAX_DEPTH = 64
+# The only routes that take a multipart body (they stream-count it themselves).
+MULTIPART_PATHS = frozenset({"/v1/datasets"})
 INT64 = 2**63
 
 
@@ -104,8 +106,14 @@ def check_json(body: bytes) -> None:
 
 
 class BodyGuard:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        multipart_paths: frozenset[str] = MULTIPART_PATHS,
+    ) -> None:
         self.app, self.max_body_bytes = app, max_body_bytes
+        self.multipart_paths = multipart_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
@@ -113,10 +121,22 @@ class BodyGuard:
             return
         headers = {k.decode().lower(): v.decode("latin-1") for k, v in scope["headers"]}
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type.startswith("multipart/"):
-            await self.app(scope, receive, send)
-            return
         try:
+            if content_type.startswith("multipart/"):
+                if scope.get("path") in self.multipart_paths:
+                    # The upload route counts its own, larger, limit as the body streams.
+                    await self.app(scope, receive, send)
+                    return
+                # Refused before a byte of the body is read, authenticated or not.
+                raise BodyRejected(
+                    415, "Unsupported media type", "This route takes JSON, not a multipart form."
+                )
+            if content_type not in ("", "application/json") and _declared(headers) > 0:
+                raise BodyRejected(
+                    415,
+                    "Unsupported media type",
+                    "Send JSON with `Content-Type: application/json`.",
+                )
             body = await self._read(headers, receive)
             if body:
                 if content_type != "application/json":
@@ -132,6 +152,7 @@ class BodyGuard:
         await self.app(scope, _replay(body), send)
 
     async def _read(self, headers: dict[str, str], receive: Receive) -> bytes:
+        # A declared length over the limit is refused before reading (413).
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             raise BodyRejected(
@@ -153,6 +174,11 @@ class BodyGuard:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
+
+
+def _declared(headers: dict[str, str]) -> int:
+    value = headers.get("content-length", "")
+    return int(value) if value.isdigit() else 0
 
 
 def _replay(body: bytes) -> Receive:

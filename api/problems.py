@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.spec_kinds import KIND_TAGS
@@ -22,6 +23,9 @@ PROBLEM_JSON = "application/problem+json"
 # Pydantic puts a discriminated union's tag into the error location
 # (spec.optimizer.adam.lr); users wrote spec.optimizer.lr, so drop it.
 _UNION_FIELDS = {"source", "model", "init", "optimizer", "schedule", "clipping"}
+# A sweep's distributions (api/sweeps): `parameters["optimizer.lr"].low`, not
+# `parameters.optimizer.lr.uniform.low`.
+_SWEEP_KINDS = {"choice", "grid", "uniform", "log_uniform", "int_uniform"}
 
 
 class FieldProblem(BaseModel):
@@ -64,6 +68,11 @@ def dotted(loc: Sequence[int | str]) -> str:
     for item in loc:
         if item == "body" and not parts:
             continue
+        if parts == ["parameters"] and isinstance(item, str):  # a sweep's dotted spec path
+            parts[0] = f'parameters["{item}"]'
+            continue
+        if len(parts) == 1 and parts[0].startswith("parameters[") and item in _SWEEP_KINDS:
+            continue  # the distribution's kind tag
         if parts and parts[-1] in _UNION_FIELDS and isinstance(item, str) and item in KIND_TAGS:
             continue
         parts.append(str(item))
@@ -137,6 +146,18 @@ def install(app: FastAPI) -> None:
             str(exc.detail),
             instance=request.url.path,
             headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool_busy(request: Request, exc: PoolTimeout) -> JSONResponse:
+        # Every pooled connection stayed busy for db_pool_timeout_seconds: overload.
+        log.warning("no SQL connection free for %s: %s", request.url.path, exc)
+        return problem_response(
+            503,
+            "Service busy",
+            "No database connection came free in time; retry shortly.",
+            instance=request.url.path,
+            headers={"Retry-After": "2"},
         )
 
     @app.exception_handler(InterfaceError)

@@ -100,10 +100,12 @@ class UpServer:
 
 
 @contextmanager
-def trainforge_up(tmp: Path) -> Iterator[UpServer]:
+def trainforge_up(tmp: Path, **extra_env: str) -> Iterator[UpServer]:
+    """``extra_env``: TRAINFORGE_* settings, e.g. the URLs of PostgreSQL and Redis."""
     port, home, log = free_port(), tmp / "tfhome", tmp / "up.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINFORGE_")}
     env["TRAINFORGE_HOME"] = str(home)
+    env.update(extra_env)
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "trainforge.cli", "up", "--port", str(port)],

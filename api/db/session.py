@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -9,13 +10,36 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 
+@dataclass(frozen=True)
+class PoolSize:
+    """A pool that never makes a thread wait: ``size`` at least the threads that may
+    hold a connection at once (the API: request slots + stream threads)."""
+
+    size: int
+    timeout_seconds: float
+
+
+DEFAULT_POOL = PoolSize(size=20, timeout_seconds=30.0)  # the worker: a few threads
+
+
 def make_engine(
     url: str,
     idle_in_transaction_seconds: float | None = None,
     lock_timeout_seconds: float | None = None,
+    pool: PoolSize | None = None,
 ) -> Engine:
+    pool = pool or DEFAULT_POOL
+    # No overflow: a connection past the pool is a wait (up to the timeout, then
+    # sqlalchemy's TimeoutError, a 503 in the API), not an unbounded fan-out.
+    sizing: dict[str, Any] = {
+        "pool_size": pool.size,
+        "max_overflow": 0,
+        "pool_timeout": pool.timeout_seconds,
+    }
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, **sizing
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -38,9 +62,7 @@ def make_engine(
         # Past it a statement fails (an OperationalError: the API answers 503).
         options.append(f"lock_timeout={_ms(lock_timeout_seconds)}")
     connect_args = {"options": " ".join(f"-c {o}" for o in options)} if options else {}
-    return create_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=10, connect_args=connect_args
-    )
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **sizing)
 
 
 def _ms(seconds: float) -> int:
@@ -52,15 +74,18 @@ def engine_for(
     url: str,
     idle_in_transaction_seconds: float | None = None,
     lock_timeout_seconds: float | None = None,
+    pool: PoolSize | None = None,
 ) -> Engine:
-    return make_engine(url, idle_in_transaction_seconds, lock_timeout_seconds)
+    return make_engine(url, idle_in_transaction_seconds, lock_timeout_seconds, pool)
 
 
 def session_factory(
     url: str,
     idle_in_transaction_seconds: float | None = None,
     lock_timeout_seconds: float | None = None,
+    pool: PoolSize | None = None,
 ) -> sessionmaker[Session]:
-    """Sessions on a shared engine per (url, timeouts); the timeouts apply to PostgreSQL."""
-    engine = engine_for(url, idle_in_transaction_seconds, lock_timeout_seconds)
+    """Sessions on a shared engine per (url, timeouts, pool); the timeouts apply to
+    PostgreSQL."""
+    engine = engine_for(url, idle_in_transaction_seconds, lock_timeout_seconds, pool)
     return sessionmaker(engine, expire_on_commit=False)

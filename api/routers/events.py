@@ -1,10 +1,11 @@
 """GET /v1/jobs/{job_id}/events: a job's status changes, metric batches and checkpoints, live.
 
 Server-Sent Events read from the ``events`` table, which the writers fill in
-the same transaction as the change itself. Polling the table (every
-``POLL_SECONDS``) works the same on SQLite and PostgreSQL and across API
-replicas; every event's ``id`` is its row id, so a client that reconnects with
-``Last-Event-ID`` gets exactly what it missed. After the job's terminal status
+the same transaction as the change itself. Polling the table (one query per
+``POLL_SECONDS`` and process for all its streams, see api/event_hub.py) works
+the same on SQLite and PostgreSQL and across API replicas; every event's ``id``
+is its row id, so a client that reconnects with ``Last-Event-ID`` gets exactly
+what it missed. After the job's terminal status
 the server sends ``end`` and closes the stream.
 """
 
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api import jobs_service as service
 from api.db import events as repo
 from api.db.jobs import TERMINAL
+from api.db.keys import key_is_active
 from api.db.series import points_in_ranges
 from api.deps import PrincipalDep, SessionDep
 from api.joblogs import repository as joblogs
@@ -29,10 +31,12 @@ from api.joblogs.schemas import log_event_payload
 from api.problems import Problem
 from api.schemas import JobEvent
 
-POLL_SECONDS = 0.25
+POLL_SECONDS = 0.25  # the event hub's tick: one query per tick for all streams
+FALLBACK_SECONDS = 2.0  # a stream reads its page at least this often, news or not
 KEEPALIVE_SECONDS = 15.0  # a comment line when idle, so proxies keep the connection
 PAGE = 100  # events per query (a metrics event reads its points too)
 RECONNECT_MS = 1000  # the client's reconnection delay (the SSE `retry` field)
+KEY_CHECK_SECONDS = 5.0  # a stream re-reads its key this often and closes once it is revoked
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": Problem, "description": "Missing or invalid API key."},
@@ -87,6 +91,11 @@ def _page(factory: sessionmaker[Session], job_id: str, after: int) -> list[tuple
         ]
 
 
+def _key_active(factory: sessionmaker[Session], key_id: str) -> bool:
+    with factory() as session:
+        return key_is_active(session, key_id)
+
+
 def _status_at(factory: sessionmaker[Session], job_id: str, event_id: int) -> dict[str, Any] | None:
     with factory() as session:
         event = repo.last_status_at_or_before(session, job_id, event_id)
@@ -125,7 +134,15 @@ async def stream_job_events(
     status = await anyio.to_thread.run_sync(_status_at, factory, job_id, cursor) if cursor else None
     yield _sse(comment=f"job {job_id}", retry=RECONNECT_MS)
     idle = 0.0
+    key_id: str = request.state.principal.key_id
+    key_checked = anyio.current_time()
     while True:
+        if anyio.current_time() - key_checked >= KEY_CHECK_SECONDS:
+            # A revoked (or expired) key stops receiving within seconds: the stream
+            # closes, and the client's reconnection gets 401.
+            if not await anyio.to_thread.run_sync(_key_active, factory, key_id):
+                return
+            key_checked = anyio.current_time()
         page = await anyio.to_thread.run_sync(_page, factory, job_id, cursor)
         for event_id, kind, data in page:
             cursor = event_id
@@ -141,8 +158,10 @@ async def stream_job_events(
             return
         if page:
             idle = 0.0
-        await anyio.sleep(POLL_SECONDS)
-        idle += POLL_SECONDS
+        # The process's one poller (api/event_hub.py) says when this job has news.
+        waited = anyio.current_time()
+        await request.app.state.event_hub.wait(job_id, cursor, FALLBACK_SECONDS)
+        idle += anyio.current_time() - waited
         if idle >= KEEPALIVE_SECONDS:
             idle = 0.0
             yield _sse(comment="keep-alive")

@@ -13,8 +13,9 @@ router = APIRouter(tags=["system"])
 
 
 @router.get("/healthz", response_model=HealthRead)
-def healthz() -> HealthRead:
+async def healthz() -> HealthRead:
     """The process is up."""
+    # async: answered on the event loop, never queued behind a busy thread pool.
     return HealthRead(status="ok")
 
 
