@@ -88,6 +88,14 @@ def authenticate(session: Session, raw_key: str) -> Principal | None:
     return Principal(key_id=row.id, team_id=row.team_id, role=row.role)
 
 
+def key_is_active(session: Session, key_id: str) -> bool:
+    """Whether the key still authenticates (not revoked, not expired): a stream re-checks."""
+    row = session.get(ApiKey, key_id)
+    if row is None or row.revoked_at is not None:
+        return False
+    return row.expires_at is None or row.expires_at > utcnow()
+
+
 def list_teams(session: Session) -> list[Team]:
     return list(session.scalars(select(Team).order_by(Team.name)))
 
