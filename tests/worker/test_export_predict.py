@@ -322,3 +322,35 @@ def test_the_readme_loads_the_bundle_with_onnxruntime_alone(
     curl_body = section.split("## Use the trained model", 1)[1].split("-d '", 1)[1].split("'", 1)[0]
     preds = predict(client, job["id"], json.loads(curl_body)["instances"])
     assert [p["label"] for p in preds] == ["setosa", "virginica"]
+
+
+def test_restore_best_weights_exports_the_best_epoch(
+    client: TestClient, settings: Settings
+) -> None:
+    from ml.data import load_dataset
+    from ml.spec import JobSpec
+
+    spec = {
+        "dataset": {"source": {"kind": "builtin", "name": "iris"}},
+        "epochs": 40,
+        "seed": 1,
+        "optimizer": {"kind": "sgd", "lr": 0.5},  # noisy: the last epoch is not the best
+        "early_stopping": {"monitor": "val_loss", "patience": 4, "restore_best_weights": True},
+        "checkpointing": QUIET,
+    }
+    job = train(client, settings, {"spec": spec})
+    assert job["export"]["status"] == "ready", job["export"]
+    meta = json.loads(
+        zipfile.ZipFile(io.BytesIO(client.get(f"/v1/jobs/{job['id']}/model").content)).read(
+            "model.json"
+        )
+    )
+    ds = load_dataset(JobSpec.model_validate(spec))
+    _, val = split_indices(ds, 0.2, 1)
+    preds = predict(client, job["id"], ds.x[val].tolist())
+    # The final metrics are the best epoch's, and so are the exported weights.
+    assert accuracy(preds, ds.y[val], meta["class_names"]) == meta["metrics"]["val_accuracy"]
+    points = client.get(f"/v1/jobs/{job['id']}/metrics", params={"name": "val_loss"}).json()
+    losses = [p["value"] for p in points["series"][0]["points"]]
+    assert meta["metrics"]["val_loss"] == pytest.approx(min(losses))
+    assert job["status_reason"] == "early_stopped" and losses[-1] > min(losses)
