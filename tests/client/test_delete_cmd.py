@@ -1,7 +1,8 @@
-"""``trainforge delete JOB`` against the real API in-process (issue 17)."""
+"""``trainforge delete JOB`` and ``trainforge jobs --name`` against the real API in-process."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,22 @@ def test_delete_an_ended_job_and_refuse_a_queued_one(
     assert f"job {ended['id']} deleted" in capsys.readouterr().out
     assert client.get(f"/v1/jobs/{ended['id']}").status_code == 404
     assert main(["delete", ended["id"]]) == 2  # now unknown
+
+
+def test_jobs_name_filters_the_listing(
+    client: TestClient,
+    admin_key: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("TRAINFORGE_URL", "http://testserver")
+    monkeypatch.setenv("TRAINFORGE_API_KEY", admin_key)
+    transport = client._transport
+    monkeypatch.setattr(output, "Api", lambda config: Api(config, transport=transport))
+    for name in ("resnet-a", "ResNet-b", "mlp"):
+        client.post("/v1/jobs", json={"spec": DIGITS, "name": name})
+    assert main(["jobs", "--name", "resnet", "--json"]) == 0
+    names = sorted(j["name"] for j in json.loads(capsys.readouterr().out)["items"])
+    assert names == ["ResNet-b", "resnet-a"]

@@ -130,12 +130,17 @@ def jobs(
         str | None, typer.Option(help="queued, running, succeeded, failed or canceled.")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=100, help="How many (newest first).")] = 20,
+    name: Annotated[
+        str | None, typer.Option(help="Only jobs whose name contains this (any case).")
+    ] = None,
     as_json: JSON_OPT = False,
 ) -> None:
     """Your team's jobs, newest first."""
     params: dict[str, Any] = {"limit": limit}
     if status:
         params["status"] = status
+    if name:
+        params["name"] = name
     page = connect().get_json("/v1/jobs", params=params)
     if as_json:
         print_json(page)
