@@ -11,6 +11,7 @@ last test asserts there was none beyond the HTTP errors a test provokes on purpo
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -191,11 +192,14 @@ def test_the_job_page_grows_live_and_turns_succeeded_without_a_reload(
     expect(page.locator("[data-chart=accuracy]")).to_be_visible()
     page.evaluate("window.__sameDocument = true")  # gone if the page reloads
     seen: list[tuple[str, int, int]] = []
+    zoomed: tuple[str, int] | None = None  # the accuracy chart's x range, its points then
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         seen.append(_chart_state(page))
         if seen[-1][0] in ("succeeded", "failed", "canceled"):
             break
+        if zoomed is None and seen[-1][0] == "running" and seen[-1][1] >= 2:
+            zoomed = (_drag_zoom(page, "accuracy"), seen[-1][1])
         page.wait_for_timeout(150)
     running = [(points, epoch) for status, points, epoch in seen if status == "running"]
     assert seen[-1][0] == "succeeded", (seen[-5:], up.log.read_text()[-3000:])
@@ -210,18 +214,49 @@ def test_the_job_page_grows_live_and_turns_succeeded_without_a_reload(
         "data-epoch", str(epochs)
     )
     assert page.evaluate("window.__sameDocument") is True
+    # The zoom survived the points that came after it; the other charts kept growing.
+    assert zoomed is not None and zoomed[1] < epochs, seen
+    accuracy = page.locator("[data-chart=accuracy]")
+    assert accuracy.get_attribute("data-x-range") == zoomed[0]
+    loss_range = str(page.locator("[data-chart=loss]").get_attribute("data-x-range"))
+    loss_max = float(loss_range.split(",")[1])
+    last_step = job(up, job_id)["progress"]["step"]
+    assert loss_max >= last_step
+    page.locator("[data-chart=accuracy] .u-over").dblclick()  # back to every point
+    assert float(str(accuracy.get_attribute("data-x-range")).split(",")[1]) >= last_step
     for chart in ("loss", "accuracy", "lr", "grad_norm"):
         expect(page.locator(f"[data-chart={chart}] .latest")).to_contain_text(f"epoch {epochs}")
     expect(page.get_by_test_id("checkpoints")).to_contain_text("★ best")
     expect(page.get_by_test_id("timeline")).to_contain_text("running → succeeded")
     expect(page.get_by_test_id("spec")).to_contain_text('"hidden_units"')
+    # A checkpoint downloads with the Bearer header (fetch, then a blob link): the same bytes.
+    latest = httpx.get(f"{up.base}/v1/jobs/{job_id}/checkpoints", headers=auth(up)).json()
+    with page.expect_download() as download:
+        page.get_by_test_id("checkpoints").locator("a[data-checkpoint]").last.click()
+    body = Path(download.value.path()).read_bytes()
+    assert hashlib.sha256(body).hexdigest() == latest["items"][-1]["sha256"]
+    assert download.value.suggested_filename.endswith(".safetensors")
     # The README's screenshot (docs/dashboard-job.png is a copy of this one).
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.mouse.move(0, 0)
     page.screenshot(path=str(ARTIFACTS / "job-page.png"))
     # Cancel from a page that has not heard yet that the job ended: the API's 409, as it is.
     page.get_by_role("button", name="Cancel").evaluate("b => b.disabled = false")
     page.get_by_role("button", name="Cancel").click()
     expect(page.get_by_test_id("action-message")).to_contain_text("The job is already succeeded")
+
+
+def _drag_zoom(page: Any, chart: str) -> str:
+    """Drag across the middle of a chart's plot (uPlot's zoom); the x range it shows then."""
+    over = page.locator(f"[data-chart={chart}] .u-over")
+    box = over.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.2, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.6, y, steps=5)
+    page.mouse.up()
+    before = page.locator(f"[data-chart={chart}]").get_attribute("data-x-range")
+    return str(before)
 
 
 def test_cancel_from_the_page_cancels_a_running_job(up: UpServer, page: Any) -> None:

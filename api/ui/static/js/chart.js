@@ -30,6 +30,10 @@ export class SeriesChart {
       scales: { x: { time: false }, y: log ? { distr: 3 } : {} },
       cursor: { drag: { x: true, y: false } },
       legend: { show: false }, // the latest values are written below each chart
+      hooks: {
+        // The x range shown, for anyone reading the page (and the UI tests).
+        setScale: [(u, key) => key === "x" && (this.figure.dataset.xRange = `${u.scales.x.min},${u.scales.x.max}`)],
+      },
       axes: [xTicks ? { label: xLabel, values: (u, splits) => splits.map(xTicks) } : { label: xLabel }, { size: 60 }],
       series: [
         { label: xLabel },
