@@ -7,6 +7,7 @@ filesystem broker, so a newcomer needs no server at all.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -195,7 +196,14 @@ class Settings(BaseSettings):
         }
 
     def ensure_home(self) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
+        """Create ``home`` owner-only (700) and, for the embedded SQLite file, the database
+        owner-read/write (600): it holds key hashes and every team's data."""
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.home.chmod(0o700)
+        if self.database_url is None:
+            db = self.home / "trainforge.db"
+            os.close(os.open(db, os.O_CREAT | os.O_WRONLY, 0o600))  # SQLite's -wal/-shm copy it
+            db.chmod(0o600)
         if self.resolved_broker_url.startswith("filesystem"):
             for key in ("data_folder_in", "processed_folder", "control_folder"):
                 Path(self.broker_transport_options()[key]).mkdir(parents=True, exist_ok=True)
