@@ -37,7 +37,10 @@ class Settings(BaseSettings):
     metrics_flush_seconds: float = Field(2.0, gt=0, description="... or after T seconds.")
     metrics_buffer_limit: int = Field(100_000, ge=1, description="Bounded metric buffer.")
     torch_threads: int | None = Field(
-        None, ge=1, description="Intra-op threads per worker (None: torch's default)."
+        None,
+        ge=1,
+        description="Intra-op threads per job (None: the cores other processes leave free "
+        "when the job starts, at least 1; worker/threads.py).",
     )
     db_idle_in_transaction_seconds: float = Field(
         30.0,

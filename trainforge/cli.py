@@ -65,6 +65,9 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from worker import threads
+
+    threads.prefer_passive_openmp()  # before torch loads: idle OpenMP threads sleep
     settings = get_settings()
     settings.ensure_home()
     from worker.celery_app import app
@@ -75,6 +78,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(settings.torch_threads)
+    else:
+        threads.start_meter()  # each job: as many threads as cores other work leaves free
     if settings.unsafe_no_fencing:
         from api.db.jobs import disable_fencing_for_fault_tests
 

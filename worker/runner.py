@@ -27,6 +27,7 @@ from worker import log_sink
 from worker.log_sink import SqlLogSink
 from worker.metrics_server import RUNNING
 from worker.sinks import SqlMetricSink, with_db_retry
+from worker import threads as torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,8 @@ def _run_claimed(
     live = ProgressWriter(factory, job_id, attempt)  # `progress` events for live views
     lines = SqlLogSink(job_id, attempt, settings.job_log_max_lines)  # the job's log
     lines.worker_line("info", f"attempt {attempt} started on worker {log_sink.WORKER_NAME}")
+    chosen = torch_threads.apply(settings.torch_threads)  # the engine's line says the count
+    lines.worker_line("info", f"{chosen.threads} CPU thread(s): {chosen.why}")
     metrics = SqlMetricSink(
         factory,
         job_id,
