@@ -184,6 +184,9 @@ class TrialPage(BaseModel):
     """The leaderboard: trials with an objective best first, then the others by number."""
 
     items: list[TrialRead]
+    next_cursor: str | None = Field(
+        None, description="Always null: the leaderboard comes whole (max_trials <= 1000)."
+    )
 
 
 class SweepEventRead(BaseModel):

@@ -20,7 +20,7 @@ from ml.spec import SPEC_VERSION
 from tests.conftest import REPO
 
 OPENAPI = REPO / "openapi.json"
-TAGS = {"jobs", "datasets", "specs", "admin", "system", "webhooks"}
+TAGS = {"jobs", "datasets", "specs", "admin", "system", "webhooks", "sweeps"}
 SCHEMAS = "#/components/schemas/"
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 # The spec's variant parts: (component, property) -> every kind it must map.

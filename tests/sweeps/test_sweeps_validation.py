@@ -72,6 +72,8 @@ DROPOUT = 'parameters["regularization.dropout"]'
         # the job's semantic checks on every choice: a cnn on tabular data
         ({"model.kind": {"kind": "choice", "values": ["mlp", "cnn"]}}, {"spec": IRIS},
          'parameters["model.kind"].values[1]', "model_needs_image"),
+        ({"model": {"kind": "choice", "values": [{"kind": "mlp"}, {"kind": "cnn"}]}},
+         {"spec": IRIS}, 'parameters["model"].values[1]', "model_needs_image"),
         # ... and on a range's extremes: the warmup of a 2-epoch run
         ({"epochs": {"kind": "int_uniform", "low": 1, "high": 4}},
          {"spec": DIGITS | {"schedule": {"kind": "constant", "warmup": {"epochs": 2}}}},
@@ -154,3 +156,24 @@ def test_concurrency_above_the_running_quota_is_allowed_with_a_warning(
     assert [w["loc"] for w in warnings] == ["max_concurrent_trials"]
     assert "quota (1)" in warnings[0]["msg"]
     assert len(fake_queue.published) == 3  # queued; the scheduler holds them to the quota
+
+
+def test_a_malformed_distribution_is_named_by_its_parameter(client: TestClient) -> None:
+    body = sweep({"optimizer.lr": {"kind": "uniform", "low": "small", "high": 0.1}})
+    assert problems(client, body) == {'parameters["optimizer.lr"].low': "float_parsing"}
+    body = sweep({"optimizer.lr": {"kind": "uniform", "high": 0.1}})
+    assert problems(client, body) == {'parameters["optimizer.lr"].low': "missing"}
+
+
+def test_a_kind_choice_resets_the_part_to_that_kinds_defaults(
+    client: TestClient, fake_queue: FakeQueue
+) -> None:
+    body = sweep({"model.kind": {"kind": "choice", "values": ["mlp", "cnn"]}}, max_trials=2)
+    body["algorithm"] = {"kind": "grid"}
+    r = client.post("/v1/sweeps", json=body)
+    assert r.status_code == 201, r.text
+    trials = client.get(f"/v1/sweeps/{r.json()['id']}/trials").json()["items"]
+    specs = [client.get(f"/v1/jobs/{t['job_id']}").json()["spec"]["model"] for t in trials]
+    assert sorted(m["kind"] for m in specs) == ["cnn", "mlp"]
+    cnn = next(m for m in specs if m["kind"] == "cnn")
+    assert "hidden_units" not in cnn and cnn["channels"] == [32, 64]
