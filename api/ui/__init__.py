@@ -57,7 +57,9 @@ def redirect_to_dashboard() -> RedirectResponse:
     return RedirectResponse("/ui/", status_code=307)
 
 
-def app_shell() -> FileResponse:
+def app_shell() -> Response:
+    if not SHELL.is_file():  # an install without the dashboard's files (e.g. a wheel)
+        return problem_response(404, "Not found", "The dashboard's files are not installed.")
     return FileResponse(SHELL, media_type="text/html", headers=SHELL_HEADERS)
 
 
