@@ -354,3 +354,45 @@ def test_restore_best_weights_exports_the_best_epoch(
     losses = [p["value"] for p in points["series"][0]["points"]]
     assert meta["metrics"]["val_loss"] == pytest.approx(min(losses))
     assert job["status_reason"] == "early_stopped" and losses[-1] > min(losses)
+
+
+def test_a_job_canceled_after_its_first_epoch_is_exported(
+    client: TestClient, settings: Settings
+) -> None:
+    import threading
+    import time
+
+    from api.db import jobs as jobs_repo
+
+    spec = {
+        "dataset": {
+            "source": {
+                "kind": "builtin",
+                "name": "synthetic",
+                "synthetic": {"n_samples": 20000, "n_features": 8},
+            },
+            "batch_size": 8,
+        },
+        "model": {"kind": "mlp", "hidden_units": [8]},
+        "epochs": 1000,
+        "checkpointing": QUIET,
+    }
+    job_id = client.post("/v1/jobs", json={"spec": spec}).json()["id"]
+    worker = threading.Thread(target=run_job, args=(job_id, settings))
+    worker.start()
+    factory = session_factory(settings.resolved_database_url)
+    for _ in range(1200):  # polls, no timing asserted: until the first epoch is done
+        with factory() as s:
+            row = s.get(Job, job_id)
+            assert row is not None
+            if row.progress_epoch >= 1:
+                jobs_repo.request_cancel(s, row)
+                s.commit()
+                break
+        time.sleep(0.1)
+    worker.join(timeout=300)
+    job = client.get(f"/v1/jobs/{job_id}").json()
+    assert (job["status"], job["status_reason"]) == ("canceled", "canceled_by_user")
+    assert job["export"]["status"] == "ready", job["export"]
+    preds = predict(client, job_id, [[0.0] * 8])
+    assert preds[0]["label"] in ("0", "1")
