@@ -37,6 +37,8 @@ def make_engine(
         "pool_timeout": pool.timeout_seconds,
     }
     if url.startswith("sqlite"):
+        if url in ("sqlite://", "sqlite:///:memory:"):
+            sizing = {}  # in memory: SQLAlchemy's one-connection-per-thread pool, unsized
         engine = create_engine(
             url, connect_args={"timeout": 30, "check_same_thread": False}, **sizing
         )
