@@ -68,6 +68,11 @@ class LeaseKeeper:
     def on_progress(self, epoch: int, step: int) -> None:
         self._progress = (epoch, step)
 
+    @property
+    def last_progress(self) -> tuple[int, int] | None:
+        """The engine's latest (epochs, step) report: where a run that failed stopped."""
+        return self._progress
+
     def should_stop(self) -> bool:
         if self._deadline is not None and time.monotonic() > self._deadline:
             self.runtime_exceeded = True
@@ -237,7 +242,9 @@ def _run_claimed(
             reason=reason,
             error=error,
             stopped_epoch=stopped_epoch,
-            progress=progress,
+            # A failure without its own step (an error, a quota) stops where the engine
+            # last reported, not where the last heartbeat happened to write.
+            progress=progress if progress is not None else keeper.last_progress,
         )
 
     try:

@@ -34,3 +34,5 @@ def test_a_checkpoint_over_the_team_quota_fails_the_job(settings: Settings) -> N
         assert job.error and "storage quota of 1,000 bytes" in job.error
         stored = s.scalar(select(func.count()).where(Checkpoint.job_id == job_id))
         assert stored == 0
+        # where it stopped: the first epoch's checkpoint (120 training rows / 16 = 8 steps)
+        assert (job.progress_epoch, job.progress_step) == (1, 8)
