@@ -45,12 +45,22 @@ class _Collector:
             raise InstanceErrors(self.problems)
 
 
-def to_input(meta: dict[str, Any], instances: list[Any]) -> NDArray[Any]:
+def vocabulary_index(meta: dict[str, Any]) -> dict[str, int] | None:
+    """token -> id of a text model (``vocabulary[i]`` is id i; 0 and 1 are reserved)."""
+    text = meta.get("text")
+    if not text:
+        return None
+    return {token: i for i, token in enumerate(text["vocabulary"]) if i >= 2}
+
+
+def to_input(
+    meta: dict[str, Any], instances: list[Any], vocab: dict[str, int] | None = None
+) -> NDArray[Any]:
     """The batch for the graph's input, or ``InstanceErrors``."""
     bad = _Collector()
     modality = meta["modality"]
     if modality == "text":
-        out = _texts(meta, instances, bad)
+        out = _texts(meta, instances, bad, vocab if vocab is not None else vocabulary_index(meta))
     elif modality == "image":
         out = _images(meta, instances, bad)
     else:
@@ -205,10 +215,12 @@ def _decode_image(
     return pixels[:, :, 0] if layout == "NHW" else pixels
 
 
-def _texts(meta: dict[str, Any], instances: list[Any], bad: _Collector) -> NDArray[Any]:
+def _texts(
+    meta: dict[str, Any], instances: list[Any], bad: _Collector, vocab: dict[str, int] | None
+) -> NDArray[Any]:
     text = meta["text"]
     cleaning = TextCleaning.model_validate(text["cleaning"])
-    vocab = {token: i for i, token in enumerate(text["vocabulary"]) if i >= 2}
+    vocab = vocab or {}
     max_length = int(text["max_length"])
     out = np.zeros((len(instances), max_length), dtype=np.int64)
     for i, inst in enumerate(instances):

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import model_exports as repo
 from api.db.models import Job
-from api.predict.instances import to_input
+from api.predict.instances import to_input, vocabulary_index
 from api.predict.schemas import ClassPrediction, PredictResponse, ValuePrediction
 from api.problems import ProblemError
 
@@ -44,6 +44,7 @@ def ready_export_or_409(session: Session, job: Job) -> repo.ModelExport:
 class LoadedModel:
     session: Any  # onnxruntime.InferenceSession
     metadata: dict[str, Any]
+    vocab: dict[str, int] | None = None  # a text model's token -> id, built once
 
 
 class SessionCache:
@@ -68,7 +69,8 @@ class SessionCache:
         if hashlib.sha256(onnx).hexdigest() != row.onnx_sha256:
             raise ProblemError(500, "Corrupt model", f"The stored model of job {row.job_id!r} "
                                "does not match its checksum.")  # fmt: skip
-        loaded = LoadedModel(_inference_session(onnx), dict(row.model_metadata or {}))
+        meta = dict(row.model_metadata or {})
+        loaded = LoadedModel(_inference_session(onnx), meta, vocabulary_index(meta))
         with self._lock:
             self._items[key] = loaded
             self._items.move_to_end(key)
@@ -88,7 +90,7 @@ def _inference_session(onnx: bytes) -> Any:
 
 def predict(model: LoadedModel, instances: list[Any]) -> PredictResponse:
     meta = model.metadata
-    batch = to_input(meta, instances)
+    batch = to_input(meta, instances, model.vocab)
     out = np.asarray(model.session.run(None, {meta["input"]["name"]: batch})[0])
     if meta["task"] == "regression":
         return PredictResponse(predictions=[ValuePrediction(value=float(v)) for v in out])
