@@ -7,11 +7,14 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -23,8 +26,9 @@ from api.db.session import session_factory
 from api.queue import CeleryJobQueue
 from api.settings import Settings
 from tests.api.test_events import parse_sse
+from tests.conftest import REPO, free_port
 from tests.integration.webhook_receiver import Receiver, receiver
-from tests.procs import start_worker, stop, wait_status
+from tests.procs import start_worker, stop, wait_status, worker_env
 
 pytestmark = pytest.mark.integration
 
@@ -195,3 +199,36 @@ def test_private_targets_are_refused_when_the_operator_has_not_allowed_them(
     )
     r = api.post("/v1/webhooks", json={"url": url, "events": ["job.failed"]})
     assert r.status_code == 422 and r.json()["errors"][0]["loc"] == "url", r.text
+
+
+def test_trainforge_worker_metrics_port_serves_its_own_metrics(
+    pg_settings: Settings, tmp_path: Path
+) -> None:
+    port = free_port()
+    with (tmp_path / "w.log").open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trainforge.cli", "worker", "--metrics-port", str(port)],
+            env=worker_env(pg_settings, tmp_path, **FAST_WORKER),
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+
+        def scrape_worker() -> str | None:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+            except httpx.HTTPError:
+                return None
+
+        text = eventually(scrape_worker, 120, "the worker's /metrics")
+        busy = [
+            s
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name == "trainforge_worker_busy"
+        ]
+        assert len(busy) == 1 and busy[0].value == 0.0 and busy[0].labels["worker"]
+    finally:
+        stop(proc)
