@@ -183,9 +183,11 @@ def retry_job(session: Session, principal: Principal, job_id: str) -> Job:
     return job
 
 
-def to_read(session: Session, job: Job) -> JobRead:
+def to_read(session: Session, job: Job, *, new: bool = False) -> JobRead:
+    """``new``: the job was created by this request, so it has no model export yet."""
     read = _read(job, repo.transitions(session, job.id), _queue_reason(session, job))
-    read.export = export_read(model_exports.get_export(session, job.id))
+    if not new:
+        read.export = export_read(model_exports.get_export(session, job.id))
     return read
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
+from api import audit
 from api import jobs_service as service
 from api.db import jobs as repo
 from api.db.events import json_float
@@ -86,6 +87,7 @@ def _commit_then_publish(session: Session, queue: JobQueue, job: Job) -> None:
 )
 def create_job(
     body: JobCreate,
+    http: Request,
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
@@ -115,8 +117,10 @@ def create_job(
     if not created:
         response.status_code = status.HTTP_200_OK
         return service.to_read(session, job)
+    audit.record_in(session, http, status.HTTP_201_CREATED)  # committed with the job
     _commit_then_publish(session, queue, job)
-    return service.to_read(session, job)
+    audit.committed(http, status.HTTP_201_CREATED)
+    return service.to_read(session, job, new=True)
 
 
 @router.get("", response_model=JobSummaryPage)

@@ -1,0 +1,178 @@
+"""Submit throughput: POST /v1/jobs against GET /healthz, same server, same client.
+
+One ``trainforge api`` process (uvicorn, one worker process, no Celery worker: jobs stay
+queued) on SQLite, or PostgreSQL with ``--pg``. The client runs ``--concurrency`` threads
+(8), each with its own keep-alive connection. Phases of ``--seconds`` alternate between
+``healthz`` (GET /healthz) and ``submit`` (POST /v1/jobs, a 1-epoch iris spec), and the
+ratio submit/healthz is taken per adjacent pair, so load drift hits both; printed: each
+arm's median requests/s and the median ratio (goal >= 0.5).
+
+``--before-tree DIR`` also starts a server from another checkout (e.g. the commit before
+issue 16: ``git archive <commit> | tar -x -C DIR``), same venv, own home, and alternates
+its phases with the current tree's: the before/after in one run.
+
+    .venv/bin/python bench/submit_throughput.py [--rounds 6] [--seconds 3] [--pg]
+        [--before-tree /tmp/old]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, text
+
+REPO = Path(__file__).resolve().parents[1]
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+IRIS = {"dataset": {"source": {"kind": "builtin", "name": "iris"}}, "epochs": 1}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def pg_database() -> Iterator[str]:
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    name = f"bench_submit_{secrets.token_hex(4)}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextlib.contextmanager
+def api_server(tree: Path, home: Path, database_url: str | None) -> Iterator[tuple[str, str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINFORGE_")}
+    env.update(TRAINFORGE_HOME=str(home), PYTHONPATH=str(tree))
+    if database_url:
+        env["TRAINFORGE_DATABASE_URL"] = database_url
+    cli = [sys.executable, "-m", "trainforge.cli"]
+
+    def run(*args: str) -> str:
+        out = subprocess.run([*cli, *args], cwd=tree, env=env, capture_output=True, text=True)
+        if out.returncode:
+            raise RuntimeError(out.stderr)
+        return out.stdout
+
+    run("db", "upgrade")
+    run("admin", "create-team", "bench")
+    key = run("admin", "create-key", "--team", "bench", "--role", "member").strip().split()[-1]
+    port = free_port()
+    proc = subprocess.Popen(
+        [*cli, "api", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=tree,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.2)
+        yield base, key
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def phase(base: str, key: str, arm: str, seconds: float, concurrency: int) -> float:
+    """Requests per second over the phase, all threads together."""
+    counts = [0] * concurrency
+    errors: list[str] = []
+    start = threading.Barrier(concurrency + 1)
+    stop_at = [0.0]
+
+    def client(i: int) -> None:
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as c:
+            c.get("/healthz")  # connect before the clock starts
+            start.wait()
+            while time.perf_counter() < stop_at[0]:
+                if arm == "healthz":
+                    r = c.get("/healthz")
+                else:
+                    r = c.post("/v1/jobs", json={"spec": IRIS})
+                if r.status_code not in (200, 201):
+                    errors.append(f"{r.status_code} {r.text[:200]}")
+                    return
+                counts[i] += 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    stop_at[0] = time.perf_counter() + 3600
+    start.wait()
+    t0 = time.perf_counter()
+    stop_at[0] = t0 + seconds
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError(errors[0])
+    return sum(counts) / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--pg", action="store_true")
+    parser.add_argument("--before-tree", type=Path)
+    args = parser.parse_args()
+    trees = {"after": REPO}
+    if args.before_tree:
+        trees["before"] = args.before_tree.resolve()
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        servers = {}
+        for name, tree in trees.items():
+            url = stack.enter_context(pg_database()) if args.pg else None
+            servers[name] = stack.enter_context(api_server(tree, tmp / name, url))
+        rates: dict[tuple[str, str], list[float]] = {}
+        for base, key in servers.values():  # warm-up
+            phase(base, key, "submit", 1.0, args.concurrency)
+        for r in range(args.rounds):
+            for name, (base, key) in servers.items():
+                arms = ("healthz", "submit") if r % 2 == 0 else ("submit", "healthz")
+                for arm in arms:
+                    rate = phase(base, key, arm, args.seconds, args.concurrency)
+                    rates.setdefault((name, arm), []).append(rate)
+    store = "PostgreSQL" if args.pg else "SQLite"
+    print(
+        f"{store}, {args.concurrency} concurrent, {args.rounds} rounds x {args.seconds:.0f} s "
+        f"phases; load at the end: {os.getloadavg()}"
+    )
+    for name in servers:
+        health, submit = rates[(name, "healthz")], rates[(name, "submit")]
+        ratios = [s / h for s, h in zip(submit, health, strict=True)]
+        print(
+            f"{name:7} healthz {statistics.median(health):7.0f}/s  submit "
+            f"{statistics.median(submit):6.0f}/s  submit/healthz median "
+            f"{statistics.median(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f})"
+        )
+
+
+if __name__ == "__main__":
+    main()
