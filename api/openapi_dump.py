@@ -51,12 +51,13 @@ Document = dict[str, Any]
 
 _SCHEMAS = "#/components/schemas/"
 _JSON = "application/json"
+_MULTIPART = "multipart/form-data"
 _FASTAPI_VALIDATION = ("HTTPValidationError", "ValidationError")
 _PROBLEMS = {
-    400: "Malformed JSON body.",
+    400: "Malformed body: invalid JSON, or a malformed multipart form.",
     401: "Missing or invalid API key.",
     413: "Request body too large.",
-    415: "The body is not `application/json`.",
+    415: "The body's media type is not the one this operation takes.",
     422: "Invalid input; `errors` lists every problem with its location.",
     503: "The database is unreachable; retry after `Retry-After` seconds.",
 }
@@ -134,7 +135,8 @@ def _declare_problems(document: Document, routes: list[Any]) -> None:
                 wanted.append(401)
             if _validates_input(route.dependant):
                 wanted.append(422)
-            if _JSON in operation.get("requestBody", {}).get("content", {}):
+            body_media = operation.get("requestBody", {}).get("content", {})
+            if _JSON in body_media or _MULTIPART in body_media:
                 wanted += [400, 413, 415]
             if get_session in calls:
                 wanted.append(503)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -115,6 +116,23 @@ def _validation_errors(errors: Sequence[Any]) -> list[FieldProblem]:
     return out
 
 
+_HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+
+
+def allowed_methods(request: Request, starlette_allow: str = "") -> list[str]:
+    """Every method the API documents at the request's path (HEAD with GET), plus what
+    Starlette named (routes outside the OpenAPI document, such as /healthz)."""
+    methods = {m.strip().upper() for m in starlette_allow.split(",") if m.strip()}
+    path = request.url.path
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            methods |= {m.upper() for m in operations if m in _HTTP_METHODS}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
@@ -140,12 +158,20 @@ def install(app: FastAPI) -> None:
         title = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized"}.get(
             exc.status_code, "Error"
         )
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route on the path only; a path
+            # served by several routes (GET and POST /v1/jobs) allows all of theirs.
+            allowed = allowed_methods(request, (headers or {}).get("Allow", ""))
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+            detail = f"{request.method} is not allowed here; allowed: {', '.join(allowed)}."
+            return problem_response(405, title, detail, instance=request.url.path, headers=headers)
         return problem_response(
             exc.status_code,
             title,
             str(exc.detail),
             instance=request.url.path,
-            headers=getattr(exc, "headers", None),
+            headers=headers,
         )
 
     @app.exception_handler(PoolTimeout)

@@ -81,6 +81,11 @@ def _commit_then_publish(session: Session, queue: JobQueue, job: Job) -> None:
             "spec and its plan (a `SpecValidation`, as `POST /v1/specs/validate`); nothing "
             "is stored or queued.",
         },
+        429: {
+            "model": Problem,
+            "description": "The team is at its queued-jobs quota (`max_queued_jobs`); "
+            "`Retry-After` says when to try again.",
+        },
         507: {"model": Problem, "description": "The team is over its storage quota."},
     },
     dependencies=[Depends(_create_job_query)],
