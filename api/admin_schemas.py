@@ -99,6 +99,11 @@ class AuditEntryRead(BaseModel):
     action: str
     resource: str
     outcome: int
+    repeats: int = Field(
+        1,
+        description="How many requests this row stands for: anonymous 401s from one client "
+        "within TRAINFORGE_AUDIT_ANONYMOUS_WINDOW_SECONDS share one row.",
+    )
 
 
 class AuditPage(BaseModel):

@@ -62,7 +62,11 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
     app.state.queue = queue or celery_queue(settings)
     problems.install(app)
     app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(AuditMiddleware, factory=app.state.session_factory)
+    app.add_middleware(
+        AuditMiddleware,
+        factory=app.state.session_factory,
+        window_seconds=settings.audit_anonymous_window_seconds,
+    )
     # A refused request costs no thread, no connection, no body read.
     app.add_middleware(AdmissionControl, gate=app.state.admission)
     # Outermost: counts every request, refused ones too (pure ASGI, no I/O; issue 15).

@@ -147,6 +147,18 @@ class Settings(BaseSettings):
         description="Largest image in an image_zip upload (width x height), read from its "
         "header before it is decoded.",
     )
+    audit_retention_days: float = Field(
+        90.0,
+        ge=0,
+        description="Audit rows older than this are deleted by the workers' reconciler; "
+        "0 keeps them for ever.",
+    )
+    audit_anonymous_window_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Anonymous 401s from one client address within this window are one "
+        "audit row with a repeat count (a key-guessing client cannot flood the log).",
+    )
     max_parameters: int = Field(
         200_000_000, ge=1, description="Most trainable parameters a job's model may have."
     )

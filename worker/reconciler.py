@@ -10,7 +10,7 @@ import logging
 import threading
 from datetime import timedelta
 
-from api.db import lifecycle
+from api.db import audit, lifecycle
 from api.db.models import utcnow
 from api.db.session import session_factory
 from api.queue import CeleryJobQueue, JobQueue
@@ -47,6 +47,14 @@ def reconcile_once(settings: Settings, queue: JobQueue) -> list[lifecycle.Publis
     for item in to_publish:  # after the commit, as for a new job
         log.info("reconciler: publishing job %s to %s", item.job_id, item.queue)
         queue.publish(item.job_id, item.queue)
+    if settings.audit_retention_days > 0:  # the audit log's retention
+        cutoff = utcnow() - timedelta(days=settings.audit_retention_days)
+        try:
+            pruned = with_db_retry(factory, lambda s: audit.prune(s, cutoff))
+            if pruned:
+                log.info("reconciler: deleted %d audit rows older than %s", pruned, cutoff)
+        except Exception:
+            log.exception("reconciler: could not prune the audit log")
     try:  # sweeps whose trials ended outside a worker (lost, canceled): their next trials
         reconcile_sweeps(factory, queue)
     except Exception:

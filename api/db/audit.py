@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Index, Integer, String, select
+from sqlalchemy import BigInteger, Index, Integer, String, delete, select, text, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from api.db.models import Base, utcnow
@@ -15,7 +15,10 @@ from api.db.models import Base, utcnow
 
 class AuditEntry(Base):
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_team_id_id", "team_id", "id"),)
+    __table_args__ = (
+        Index("ix_audit_log_team_id_id", "team_id", "id"),
+        Index("ix_audit_log_at", "at"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -25,6 +28,8 @@ class AuditEntry(Base):
     resource: Mapped[str] = mapped_column(String(500))  # the path
     outcome: Mapped[int] = mapped_column(Integer)  # the HTTP status
     client: Mapped[str | None] = mapped_column(String(64))
+    # Anonymous 401s from one client within a window are one row counting them all.
+    repeats: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
 
 
 def record(
@@ -47,6 +52,42 @@ def record(
             client=client,
         )
     )
+
+
+def record_returning_id(
+    session: Session,
+    *,
+    action: str,
+    resource: str,
+    outcome: int,
+    client: str | None,
+) -> int:
+    """An anonymous row (no key, no team); its id, to count later repeats onto it."""
+    row = AuditEntry(
+        key_id=None, team_id=None, action=action, resource=resource[:500], outcome=outcome,
+        client=client,
+    )  # fmt: skip
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def add_repeats(session: Session, entry_id: int, count: int) -> None:
+    session.execute(
+        update(AuditEntry)
+        .where(AuditEntry.id == entry_id)
+        .values(repeats=AuditEntry.repeats + count)
+    )
+
+
+def prune(session: Session, older_than: datetime, batch: int = 10_000) -> int:
+    """Delete up to ``batch`` rows older than ``older_than`` (the retention); how many."""
+    ids = list(
+        session.scalars(select(AuditEntry.id).where(AuditEntry.at < older_than).limit(batch))
+    )
+    if ids:
+        session.execute(delete(AuditEntry).where(AuditEntry.id.in_(ids)))
+    return len(ids)
 
 
 def entries(
