@@ -40,7 +40,10 @@ def make_engine(
         if url in ("sqlite://", "sqlite:///:memory:"):
             sizing = {}  # in memory: SQLAlchemy's one-connection-per-thread pool, unsized
         engine = create_engine(
-            url, connect_args={"timeout": 30, "check_same_thread": False}, **sizing
+            url,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            hide_parameters=True,  # a failed statement's values (secret_hash) are never logged
+            **sizing,
         )
 
         @event.listens_for(engine, "connect")
@@ -64,7 +67,13 @@ def make_engine(
         # Past it a statement fails (an OperationalError: the API answers 503).
         options.append(f"lock_timeout={_ms(lock_timeout_seconds)}")
     connect_args = {"options": " ".join(f"-c {o}" for o in options)} if options else {}
-    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **sizing)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+        hide_parameters=True,  # a failed statement's values (secret_hash) are never logged
+        **sizing,
+    )
 
 
 def _ms(seconds: float) -> int:
