@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint unit openapi npm-tools bench faults clean install install-dev ui chromium
+.PHONY: run test lint unit openapi npm-tools bench faults clean install install-dev ui chromium compose-cli
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -37,6 +37,12 @@ ui: $(UI)/node_modules/.installed
 chromium:
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
+# tests/test_compose.py validates both compose files with `docker compose config` (no
+# engine needed); where the docker client has no compose plugin, Debian's docker-compose.
+compose-cli:
+	docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || \
+		(apt-get update && apt-get install -y docker-compose)
+
 run: $(VENV)/.installed ui
 	$(BIN)/trainforge up --host $(HOST) --port $(PORT)
 
@@ -46,7 +52,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/mypy api worker ml trainforge
 	$(BIN)/lint-imports
 
-test: lint ui chromium
+test: lint ui chromium compose-cli
 	$(BIN)/pytest -q -ra
 
 unit: $(VENV)/.installed-dev

@@ -1,8 +1,8 @@
 """docker-compose.yml and docker-compose.gpu.yml (a second GPU machine) against the code.
 
-`docker compose config` validates both files where the Compose plugin is installed (it
-needs no Docker engine). Where it is not (this development machine has the docker client
-without the compose plugin), those tests skip and the static checks below still run: the
+`docker compose config` (or Debian's `docker-compose`, which `make test` installs where
+the docker client has no compose plugin) validates both files; it needs no Docker
+engine. The static checks below also run: the
 files are parsed as YAML and interpolated here the way Compose does it (``${VAR}``,
 ``${VAR:-default}``, ``${VAR:?error}``), with the values of .env.example.
 """
