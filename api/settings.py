@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     gpu_queue: str = Field("trainforge.cuda", description="Queue for jobs that ask for cuda.")
     lease_seconds: float = Field(30.0, gt=0, description="A running job's lease length.")
     heartbeat_seconds: float = Field(1.0, gt=0, description="Lease renewal and cancel poll.")
+    sqlite_synchronous: Literal["normal", "full"] = Field(
+        "normal",
+        description="SQLite's synchronous mode under WAL. normal: a commit survives the "
+        "process, not a power loss (the last commits may roll back; the file stays sound); "
+        "full: every commit is synced to disk (slower metric writes and submits).",
+    )
     metrics_flush_points: int = Field(500, ge=1, description="Flush the metric buffer at N.")
     metrics_flush_seconds: float = Field(2.0, gt=0, description="... or after T seconds.")
     metrics_buffer_limit: int = Field(100_000, ge=1, description="Bounded metric buffer.")

@@ -8,6 +8,9 @@ all alike:
 - ``sql``: ``worker.sinks.SqlMetricSink`` on a temporary SQLite file, as the worker
   configures it (a batch at 500 points but at most every 0.5 s, else every 2 s, and at
   each epoch end; background flusher thread);
+- ``before``: ``sql`` as it was before issue 16, re-measured in the same run: one
+  executemany row per point (``legacy_write_metrics`` below) and SQLite's
+  ``synchronous=FULL`` (every commit synced to disk), on a database file of its own;
 - ``control``: the same store with a commit per point -- the naive sink -- to show the
   harness does see overhead when there is some.
 
@@ -32,22 +35,28 @@ import logging
 import statistics
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
+from sqlalchemy import event
+from sqlalchemy.orm import Session, sessionmaker
 
+from api.db import events
 from api.db import jobs as repo
+from api.db import metrics as metrics_repo
+from api.db.jobs import fence
 from api.db.keys import DEFAULT_TEAM, get_or_create_team
 from api.db.migrate import upgrade
-from api.db.session import session_factory
+from api.db.session import make_engine, session_factory
 from ml.data import load_dataset
 from ml.engine import train
 from ml.sinks import MetricSink
 from ml.spec import SPEC_VERSION, JobSpec
 from worker.sinks import SqlMetricSink
 
-ARMS = ("off", "sql", "control")
+ARMS = ("off", "sql", "before", "control")
 
 
 def spec(samples: int, epochs: int) -> JobSpec:
@@ -116,29 +125,73 @@ def new_job(url: str, job_spec: JobSpec) -> str:
         return job.id
 
 
-def run(arm: str, url: str, job_spec: JobSpec, dataset: object, n_values: int) -> list[float]:
+def legacy_write_metrics(
+    session: Session, job_id: str, attempt: int, points: Sequence[metrics_repo.Row]
+) -> None:
+    """``api.db.metrics.write_metrics`` before issue 16: the driver's executemany, a row each."""
+    if not points:
+        return
+    fence(session, job_id, attempt)
+    rows = [(job_id, p[0], p[1], p[2], None if p[3] != p[3] else p[3], attempt) for p in points]
+    session.connection().exec_driver_sql(
+        "INSERT INTO metric_points (job_id, name, step, epoch, value, attempt) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, name, step) DO UPDATE SET "
+        "epoch = excluded.epoch, value = excluded.value, attempt = excluded.attempt",
+        rows,
+    )
+    events.add_event(
+        session,
+        job_id,
+        events.METRICS,
+        {"attempt": attempt, **metrics_repo.metrics_payload(points)},
+    )
+
+
+def synced_factory(url: str) -> sessionmaker[Session]:
+    """Sessions whose SQLite connections sync every commit (the default before issue 16)."""
+    engine = make_engine(url)
+
+    @event.listens_for(engine, "connect")
+    def _full(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.execute("PRAGMA synchronous=FULL")
+
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def run(
+    arm: str, url: str, job_spec: JobSpec, dataset: object, n_values: int, before_url: str
+) -> list[float]:
     sink: MetricSink
     sql: SqlMetricSink | None = None
     if arm == "off":
         sink = NullSink()
     else:
         factory = session_factory(url)
+        if arm == "before":
+            url, factory = before_url, synced_factory(before_url)
         job_id = new_job(url, job_spec)
-        if arm == "sql":
+        if arm in ("sql", "before"):
             sql = SqlMetricSink(factory, job_id, 1, flush_points=500, flush_seconds=2.0)
         else:  # a transaction per point
             sql = SqlMetricSink(factory, job_id, 1, flush_points=1, max_batch=1, background=False)
         sink = sql
     control = StepLogger(sink, n_values)
-    train(
-        job_spec,
-        metrics=sink,
-        control=control,
-        on_progress=control.on_progress,
-        dataset=dataset,  # type: ignore[arg-type]
-    )
+    current = metrics_repo.write_metrics
+    if arm == "before":
+        metrics_repo.write_metrics = legacy_write_metrics  # the sink looks it up per batch
+    try:
+        train(
+            job_spec,
+            metrics=sink,
+            control=control,
+            on_progress=control.on_progress,
+            dataset=dataset,  # type: ignore[arg-type]
+        )
+        if sql is not None:
+            sql.close()
+    finally:
+        metrics_repo.write_metrics = current
     if sql is not None:
-        sql.close()
         assert sql.points_written == sql.points_logged
     return control.epoch_seconds()
 
@@ -162,18 +215,22 @@ def main() -> None:
     train_samples = int(args.samples * (1 - job_spec.dataset.validation_split))
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        before_url = f"sqlite:///{Path(tmp) / 'bench-before.db'}"
         upgrade(url)
+        upgrade(before_url)
         seconds: dict[str, list[float]] = {arm: [] for arm in ARMS}
         paired: list[float] = []
+        paired_before: list[float] = []
         for _ in range(args.repeats):
             runs = {
                 arm: run(arm, url, control_spec if arm == "control" else job_spec, dataset,
-                         args.values)
+                         args.values, before_url)
                 for arm in ARMS
             }  # fmt: skip
             for arm in ARMS:
                 seconds[arm] += runs[arm]
             paired.append(statistics.median(runs["sql"]) / statistics.median(runs["off"]))
+            paired_before.append(statistics.median(runs["before"]) / statistics.median(runs["off"]))
     steps = -(-train_samples // job_spec.dataset.batch_size)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); synthetic "
@@ -190,6 +247,8 @@ def main() -> None:
         )
     pair = statistics.median(paired) - 1
     print(f"paired   sql vs off, median of {len(paired)} adjacent-run ratios: {pair:+.1%}")
+    before = statistics.median(paired_before) - 1
+    print(f"paired   before vs off, median of {len(paired)} adjacent-run ratios: {before:+.1%}")
     ok = max(rate["off"] / rate["sql"] - 1, pair) <= 0.03
     print(f"goal: sql at most 3% slower than off -> {'met' if ok else 'NOT met'}")
 

@@ -164,8 +164,8 @@ class SqlMetricSink:
             with self._buffer_lock:
                 entries, self._buffer, self._buffered = self._buffer, [], 0
             self._last_flush = time.monotonic()
-            pending = [
-                metrics_repo.Point(name, step, epoch, float(v))
+            pending: list[metrics_repo.Row] = [
+                (name, step, epoch, float(v))
                 for step, epoch, values in entries
                 for name, v in values.items()
             ]
@@ -180,7 +180,7 @@ class SqlMetricSink:
                 with_db_retry(self._factory, partial(self._write_batch, [], lines))
 
     def _write_batch(
-        self, batch: list[metrics_repo.Point], lines: list[Any], session: Session
+        self, batch: list[metrics_repo.Row], lines: list[Any], session: Session
     ) -> None:
         metrics_repo.write_metrics(session, self._job_id, self._attempt, batch)
         if lines and self.lines is not None:

@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.settings import get_settings
+
 
 @dataclass(frozen=True)
 class PoolSize:
@@ -45,12 +47,18 @@ def make_engine(
             hide_parameters=True,  # a failed statement's values (secret_hash) are never logged
             **sizing,
         )
+        synchronous = get_settings().sqlite_synchronous.upper()
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             # WAL lets the API read while the worker writes; foreign keys are off by default.
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
+            # Under WAL, NORMAL syncs at checkpoints, not at every commit: a commit
+            # survives the process (kill -9, a crash) but the last ones before a power
+            # loss or kernel crash may roll back -- never a corrupt file. FULL (the
+            # setting) syncs every commit. README, "Durability on SQLite".
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
