@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 
 class Role(StrEnum):
@@ -69,6 +69,16 @@ class ApiKeyCreate(BaseModel):
     expires_at: AwareDatetime | None = Field(
         None, description="Timezone-aware (a naive time is a 422); none = no expiry."
     )
+
+    @field_validator("expires_at")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC)
+        except OverflowError as exc:
+            raise ValueError("expires_at is past the year 9999 once in UTC") from exc
 
 
 class ApiKeyRead(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime
 
 from api.problems import FieldProblem, ProblemError
 
@@ -21,8 +21,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         when = datetime.fromisoformat(created)
         if when.tzinfo is None:
             raise ValueError("naive datetime")  # every cursor we hand out carries +00:00
-        return when, row_id
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        return when.astimezone(UTC), row_id
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
         raise ProblemError(
             422,
             "Invalid request",

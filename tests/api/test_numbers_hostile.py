@@ -59,6 +59,11 @@ def test_a_naive_datetime_in_a_cursor_is_422(client: TestClient) -> None:
     assert client.get("/v1/datasets", params={"cursor": cursor}).status_code == 422
 
 
+def test_a_cursor_past_the_calendar_is_422(client: TestClient) -> None:
+    cursor = base64.urlsafe_b64encode(b"9999-12-31T23:00:00-14:00|abc").decode().rstrip("=")
+    assert client.get("/v1/jobs", params={"cursor": cursor}).status_code == 422
+
+
 def test_a_naive_expires_at_is_422(client: TestClient) -> None:
     client.post("/v1/admin/teams", json={"name": "naive"})
     r = client.post("/v1/admin/keys", json={"team": "naive", "expires_at": "2030-01-01T00:00:00"})
@@ -133,3 +138,10 @@ def test_brackets_inside_strings_are_not_nesting(client: TestClient) -> None:
     r = client.post("/v1/jobs", json={"spec": {"dataset": DIGITS, "epochs": 1}, "name": "[{" * 100})
     assert r.status_code == 201, r.text
     assert r.json()["name"] == "[{" * 100
+
+
+def test_an_expires_at_past_the_calendar_in_utc_is_422(client: TestClient) -> None:
+    client.post("/v1/admin/teams", json={"name": "far"})
+    far = "9999-12-31T23:00:00-14:00"  # valid here, past year 9999 in UTC
+    r = client.post("/v1/admin/keys", json={"team": "far", "expires_at": far})
+    assert r.status_code == 422, r.text
