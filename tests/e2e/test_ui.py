@@ -156,6 +156,19 @@ def test_a_wrong_key_shows_the_sign_in_error(up: UpServer, page: Any, console: C
     assert page.evaluate("sessionStorage.getItem('trainforge.apiKey')") is None
 
 
+def test_a_key_refused_mid_session_returns_to_sign_in_with_the_message(
+    up: UpServer, page: Any, console: Console
+) -> None:
+    console.allow(r"status of 401")
+    sign_in(page, up)
+    expect(page.get_by_test_id("jobs")).to_be_visible()
+    # As a key revoked while the page is open: the next refresh is refused.
+    page.evaluate("sessionStorage.setItem('trainforge.apiKey', 'tf_revoked_notasecret')")
+    expect(page.get_by_role("alert")).to_contain_text("The API key was refused")
+    expect(page.get_by_label("API key")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('trainforge.apiKey')") is None
+
+
 def test_the_jobs_page_lists_a_submitted_job(up: UpServer, page: Any) -> None:
     job_id = submit(up, {"name": "ui-listed", "spec": spec(epochs=2)})
     sign_in(page, up)
@@ -169,38 +182,57 @@ def test_the_jobs_page_lists_a_submitted_job(up: UpServer, page: Any) -> None:
     assert page.evaluate("sessionStorage.getItem('trainforge.apiKey')") == up.key
 
 
-def _chart_state(page: Any) -> tuple[str, int, int]:
-    state = page.evaluate(
-        """() => ({
-            status: document.querySelector('.job-header [data-testid=status]')?.textContent,
-            points: document.querySelector(
-                '[data-chart=accuracy] [data-series=val_accuracy]')?.dataset.points,
-            epoch: document.querySelector('.progress-block [data-testid=progress]')
-                ?.dataset.epoch,
-        })"""
-    )
-    return str(state["status"]), int(state["points"] or 0), int(state["epoch"] or 0)
+# What the page shows: status, the val_accuracy chart's points, the progress epoch.
+_READ_STATE = """() => ({
+    status: document.querySelector('.job-header [data-testid=status]')?.textContent,
+    points: document.querySelector(
+        '[data-chart=accuracy] [data-series=val_accuracy]')?.dataset.points,
+    epoch: document.querySelector('.progress-block [data-testid=progress]')?.dataset.epoch,
+})"""
+# Every distinct state the page renders, recorded in the page as it happens (a
+# MutationObserver), so a fast job's intermediate states are not missed by sampling.
+_RECORD_STATES = f"""() => {{
+    const read = {_READ_STATE};
+    window.__states = [];
+    const record = () => {{
+        const s = read(), last = window.__states.at(-1);
+        if (!last || last.status !== s.status || last.points !== s.points
+            || last.epoch !== s.epoch) window.__states.push(s);
+    }};
+    new MutationObserver(record).observe(document.body,
+        {{subtree: true, childList: true, attributes: true, characterData: true}});
+    record();
+}}"""
+
+
+def _states(page: Any, script: str) -> list[tuple[str, int, int]]:
+    found = page.evaluate(script)
+    return [
+        (str(s["status"]), int(s["points"] or 0), int(s["epoch"] or 0))
+        for s in (found if isinstance(found, list) else [found])
+    ]
 
 
 def test_the_job_page_grows_live_and_turns_succeeded_without_a_reload(
     up: UpServer, page: Any, console: Console
 ) -> None:
     console.allow(r"status of 409")  # the cancel of an ended job, at the end
-    epochs = 8
-    job_id = submit(up, {"name": "ui-live", "spec": spec(epochs=epochs, hidden=64)})
+    epochs = 20
+    job_id = submit(up, {"name": "ui-live", "spec": spec(epochs=epochs, batch_size=16, hidden=64)})
     sign_in(page, up, f"/ui/jobs/{job_id}")
     expect(page.locator("[data-chart=accuracy]")).to_be_visible()
     page.evaluate("window.__sameDocument = true")  # gone if the page reloads
-    seen: list[tuple[str, int, int]] = []
+    page.evaluate(_RECORD_STATES)
     zoomed: tuple[str, int] | None = None  # the accuracy chart's x range, its points then
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
-        seen.append(_chart_state(page))
-        if seen[-1][0] in ("succeeded", "failed", "canceled"):
+        [(status, points, _)] = _states(page, _READ_STATE)
+        if status in ("succeeded", "failed", "canceled"):
             break
-        if zoomed is None and seen[-1][0] == "running" and seen[-1][1] >= 2:
-            zoomed = (_drag_zoom(page, "accuracy"), seen[-1][1])
-        page.wait_for_timeout(150)
+        if zoomed is None and status == "running" and points >= 2:
+            zoomed = (_drag_zoom(page, "accuracy"), points)
+        page.wait_for_timeout(100)
+    seen = _states(page, "() => window.__states")
     running = [(points, epoch) for status, points, epoch in seen if status == "running"]
     assert seen[-1][0] == "succeeded", (seen[-5:], up.log.read_text()[-3000:])
     # While it ran, the page showed more and more points and a later and later epoch.
@@ -362,14 +394,15 @@ def test_compare_overlays_a_metric_and_lists_only_the_differing_fields(
 ) -> None:
     r = httpx.get(f"{up.base}/v1/jobs", params={"status": "succeeded"}, headers=auth(up))
     by_name = {j["name"]: j["id"] for j in r.json()["items"]}
-    a, b = by_name["ui-listed"], by_name["ui-live"]  # hidden units 32 and 64, 2 and 8 epochs
+    a, b = by_name["ui-listed"], by_name["ui-live"]  # 32/64 units, 2/20 epochs, batch 32/16
     sign_in(page, up, f"/ui/compare?jobs={a},{b}")
     chart = page.locator("[data-chart=compare]")
     expect(chart.locator("[data-series=ui-listed]")).to_have_attribute("data-points", "2")
-    expect(chart.locator("[data-series=ui-live]")).to_have_attribute("data-points", "8")
+    expect(chart.locator("[data-series=ui-live]")).to_have_attribute("data-points", "20")
     diff = page.get_by_test_id("spec-diff")
     fields = diff.locator("tbody code")
-    expect(fields).to_have_text(["epochs", "model.hidden_units"])  # and nothing that is equal
+    # ... and nothing that is equal (seed, optimizer, checkpointing, ...).
+    expect(fields).to_have_text(["dataset.batch_size", "epochs", "model.hidden_units"])
 
 
 def test_the_datasets_page_uploads_lists_and_deletes(up: UpServer, page: Any) -> None:
