@@ -23,6 +23,7 @@ import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -61,21 +62,30 @@ def load_dataset(spec: JobSpec) -> LoadedDataset:
             "it as train(..., dataset=LoadedDataset(...))"
         )
     info = builtin_info(source)
-    if source.name == "synthetic":
+    if source.name == "synthetic":  # generated per job: seeded, and may be large
         x, y = _synthetic(info, spec.seed)
+        x = x.astype(np.float32)
     else:
-        loaders = {
-            "digits": skd.load_digits,
-            "iris": skd.load_iris,
-            "wine": skd.load_wine,
-            "breast_cancer": skd.load_breast_cancer,
-            "diabetes": skd.load_diabetes,
-        }
-        bunch = loaders[source.name]()
-        x, y = np.asarray(bunch.data), np.asarray(bunch.target)
-        if info.image_shape is not None:
-            x = x.reshape(len(x), *info.image_shape)
-    return LoadedDataset(x.astype(np.float32), y, info)
+        # A worker runs many small jobs on the same few scikit-learn datasets: each is
+        # read once per process, and every job gets its own copy of the arrays.
+        cached_x, cached_y = _named_builtin(source.name)
+        x, y = cached_x.copy(), cached_y.copy()
+    if info.image_shape is not None:
+        x = x.reshape(len(x), *info.image_shape)
+    return LoadedDataset(x, y, info)
+
+
+@lru_cache(maxsize=8)
+def _named_builtin(name: str) -> tuple[NDArray[np.floating], NDArray[np.generic]]:
+    loaders = {
+        "digits": skd.load_digits,
+        "iris": skd.load_iris,
+        "wine": skd.load_wine,
+        "breast_cancer": skd.load_breast_cancer,
+        "diabetes": skd.load_diabetes,
+    }
+    bunch = loaders[name]()
+    return np.asarray(bunch.data).astype(np.float32), np.asarray(bunch.target)
 
 
 def _synthetic(info: DatasetInfo, seed: int) -> tuple[NDArray[np.floating], NDArray[np.generic]]:
@@ -141,7 +151,24 @@ def split_indices(
     if ds.info.task == "classification":
         counts = np.unique(ds.y, return_counts=True)[1]
         if counts.min() >= 2 and min(n_train, n_val) >= len(counts):
-            stratify = ds.y
+            stratify = np.ascontiguousarray(ds.y)
+    # A job splits its data several times (training, its export's statistics and parity
+    # check, a text vocabulary): the same answer each time, computed once.
+    if n > _SPLIT_CACHE_ROWS:
+        return _split.__wrapped__(n, n_val, seed, stratify)
+    labels = None if stratify is None else (stratify.tobytes(), stratify.dtype.str)
+    train, val = _split(n, n_val, seed, labels)
+    return train.copy(), val.copy()
+
+
+_SPLIT_CACHE_ROWS = 50_000  # larger datasets split without the cache (its keys are labels)
+
+
+@lru_cache(maxsize=16)
+def _split(
+    n: int, n_val: int, seed: int, labels: tuple[bytes, str] | NDArray[np.generic] | None
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    stratify = np.frombuffer(labels[0], dtype=labels[1]) if isinstance(labels, tuple) else labels
     train, val = train_test_split(
         np.arange(n), test_size=n_val, stratify=stratify, random_state=seed, shuffle=True
     )
