@@ -219,6 +219,9 @@ def _read(job: Job, transitions: list[JobTransition], queue_reason: QueueReason 
             )
             for t in transitions
         ],
+        sweep_id=job.sweep_id,
+        trial_number=job.trial_number,
+        params=job.params,
     )
 
 
@@ -229,11 +232,14 @@ def list_page(
     status: str | None,
     cursor: str | None,
     limit: int,
+    sweep_id: str | None = None,
 ) -> JobPage:
     after = decode_cursor(cursor) if cursor else None
     # A listing shows the caller's team; an admin may ask for another team's.
     scope = team_id if principal.is_admin and team_id is not None else principal.team_id
-    rows = repo.list_jobs(session, scope, status=status, limit=limit + 1, after=after)
+    rows = repo.list_jobs(
+        session, scope, status=status, limit=limit + 1, after=after, sweep_id=sweep_id
+    )
     more = len(rows) > limit
     rows = rows[:limit]
     # Two queries for the page, not two per job: the transitions at once, quota per team.

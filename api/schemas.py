@@ -24,6 +24,7 @@ class JobStatus(StrEnum):
 class StatusReason(StrEnum):
     completed = "completed"
     early_stopped = "early_stopped"
+    pruned = "pruned"  # a sweep's early termination (ASHA, median) stopped this trial
     canceled_by_user = "canceled_by_user"
     non_finite_loss = "non_finite_loss"
     max_runtime_exceeded = "max_runtime_exceeded"
@@ -86,6 +87,11 @@ class JobRead(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     transitions: list[JobTransitionRead]
+    sweep_id: str | None = Field(None, description="The sweep this job is a trial of.")
+    trial_number: int | None = Field(None, description="Its number within the sweep, from 0.")
+    params: dict[str, Any] | None = Field(
+        None, description="The trial's sampled parameters: dotted spec path → value."
+    )
     export: ModelExportRead | None = Field(
         None,
         description="The model export (ONNX, made when training ends): `ready`, or `failed` "

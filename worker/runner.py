@@ -23,7 +23,7 @@ from worker.datasets import load_for_job
 from worker.export import export_job
 from worker.job_resources import check_job_resources
 from worker.progress import ProgressWriter
-from worker import log_sink
+from worker import log_sink, sweeps
 from worker.log_sink import SqlLogSink
 from worker.metrics_server import RUNNING
 from worker.sinks import SqlMetricSink, with_db_retry
@@ -179,6 +179,7 @@ def _run_claimed(
             on_step_progress=live.report,
             dataset=dataset,
             logs=lines,
+            pruner=sweeps.pruner_for_job(factory, job_id),  # a sweep trial's early termination
         )
         stopped_epoch, progress = result.stopped_epoch, (result.epochs_completed, result.step)
         if result.status_reason != "canceled":
@@ -248,7 +249,11 @@ def _run_claimed(
         )
 
     try:
-        with_db_retry(factory, finish)
+        # A sweep's trial: its sweep moves on (next trials) in the transaction that ends it.
+        new_trials = with_db_retry(
+            factory, lambda s: sweeps.finish_trial(s, job_id, lambda: finish(s))
+        )
+        sweeps.publish(CeleryJobQueue(settings), new_trials)
     except repo.StaleAttempt:
         log.warning("job %s attempt %s was fenced before it could finish", job_id, attempt)
         return f"job {job_id} attempt {attempt} was fenced before it could finish"
