@@ -112,8 +112,12 @@ def create_job(
             return _replay(existing, request_hash)
     spec = resolve_limits(body.spec, settings)
     validate_spec(spec, session, team_id, settings=settings)
-    _check_queued_quota(session, team_id)
-    refuse_when_full(session, team_id)  # the team's storage quota (api/storage)
+    # One read of the team's quotas: a quota that is not set costs no further query.
+    team = session.get(Team, team_id)
+    if team is None or team.max_queued_jobs is not None:
+        _check_queued_quota(session, team_id)
+    if team is None or team.max_storage_bytes is not None:
+        refuse_when_full(session, team_id)  # the team's storage quota (api/storage)
     queue = settings.gpu_queue if body.spec.resources.device == "cuda" else settings.queue
     try:
         job = repo.create_job(
@@ -184,8 +188,12 @@ def retry_job(session: Session, principal: Principal, job_id: str) -> Job:
 
 
 def to_read(session: Session, job: Job, *, new: bool = False) -> JobRead:
-    """``new``: the job was created by this request, so it has no model export yet."""
-    read = _read(job, repo.transitions(session, job.id), _queue_reason(session, job))
+    """``new``: the job was created by this request, so it has no model export yet, and
+    its team row is already in the session (no running-jobs count without a quota)."""
+    at_quota = None
+    if new and (team := session.get(Team, job.team_id)) and team.max_running_jobs is None:
+        at_quota = {job.team_id: False}
+    read = _read(job, repo.transitions(session, job.id), _queue_reason(session, job, at_quota))
     if not new:
         read.export = export_read(model_exports.get_export(session, job.id))
     return read
