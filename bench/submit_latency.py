@@ -13,6 +13,7 @@ Per job:
 
 - ``submit->running``: the job's ``started_at - created_at`` (server clocks: the API's
   insert to the worker's claim);
+- ``running->ended``: ``finished_at - started_at`` (the worker's whole run of the job);
 - ``submit->terminal``: the client's POST start to the first GET that shows it ended;
 - ``overhead``: submit->terminal minus the epoch's training time (120 training rows /
   the ``samples_per_second`` metric).
@@ -99,6 +100,7 @@ def run_one(server: UpServer, client: httpx.Client) -> dict[str, float]:
     train = IRIS_TRAIN_ROWS / sps.json()["series"][0]["points"][0]["value"]
     return {
         "submit->running": ts(job["started_at"]) - ts(job["created_at"]),
+        "running->ended": ts(job["finished_at"]) - ts(job["started_at"]),
         "submit->terminal": seen,
         "overhead": seen - train,
         "train": train,
@@ -150,7 +152,8 @@ def main() -> None:
     print(f"{args.rounds} rounds, idle window {args.idle:.0f} s; load: {os.getloadavg()}")
     print(f"{'server':18} {'idle CPU':>9}  measure            p10      p50      p90      max")
     for name, rows in samples.items():
-        for i, key in enumerate(("submit->running", "submit->terminal", "overhead", "train")):
+        keys = ("submit->running", "running->ended", "submit->terminal", "overhead", "train")
+        for i, key in enumerate(keys):
             values = [row[key] * 1000 for row in rows]
             head = f"{name:18} {idle[name] * 100:8.2f}%" if i == 0 else " " * 28
             print(
