@@ -78,6 +78,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[UpServer]
 
 def assert_answered(result: load.BurstResult, allowed: set[int | str]) -> None:
     summary = result.summary()
+    print(summary)  # the figures, for `pytest -s`
     assert set(result.statuses) <= allowed, summary  # no 500, no hang, no reset
     assert result.retry_after_missing == 0, summary
     assert not result.healthz_failures, (result.healthz_failures, summary)
