@@ -7,8 +7,10 @@ Arms (each run is a fresh process, since OpenMP's wait policy is fixed when torc
 - ``1``, ``2``: ``torch.set_num_threads(n)`` with the default (spinning) wait policy, as
   ``TRAINFORGE_TORCH_THREADS=n`` did before;
 - ``auto``: what the worker does now with ``TRAINFORGE_TORCH_THREADS`` unset
-  (``worker.threads``: passive OpenMP waits, and as many threads as cores not busy with
-  other processes, measured just before the job).
+  (``worker.threads``: as many threads as cores not busy with other processes, measured
+  just before the job);
+- ``auto-passive``: the same with ``OMP_WAIT_POLICY=PASSIVE`` (idle threads sleep
+  instead of spinning), a variant that was considered.
 
 Hosts: ``idle`` (nothing else of ours) and ``loaded`` (a second process spinning on one
 core for the whole run). Models: the README's digits MLP ([128], batch 32) and a digits
@@ -31,7 +33,7 @@ import subprocess
 import sys
 import time
 
-ARMS = ("torch", "1", "2", "auto")
+ARMS = ("torch", "1", "2", "auto", "auto-passive")
 MODELS = {
     "mlp": ({"kind": "mlp", "hidden_units": [128], "activation": "relu"}, 32),
     "cnn": ({"kind": "cnn", "channels": [32, 64]}, 128),
@@ -39,17 +41,16 @@ MODELS = {
 
 
 def child(arm: str, model: str, epochs: int) -> None:
-    if arm == "auto":
-        from worker import threads
-
-        threads.prefer_passive_openmp()
+    if arm == "auto-passive":
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # before torch loads OpenMP
     import torch
 
     from ml.engine import train
     from ml.spec import JobSpec
+    from worker import threads
 
     why = "torch default"
-    if arm == "auto":
+    if arm.startswith("auto"):
         choice = threads.choose(None, threads.others_busy_now(0.5))
         torch.set_num_threads(choice.threads)
         why = choice.why

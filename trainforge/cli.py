@@ -67,7 +67,6 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from worker import threads
 
-    threads.prefer_passive_openmp()  # before torch loads: idle OpenMP threads sleep
     settings = get_settings()
     settings.ensure_home()
     from worker.celery_app import app

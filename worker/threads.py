@@ -4,14 +4,14 @@ PyTorch's default is one thread per core, and its OpenMP threads spin while they
 for each other. On a host whose cores are busy with other work that is ruinous: a
 thread that lost its core holds up every parallel region while its partner spins,
 and the README's digits job took 10.1 s with two threads against 4.7 s with one on a
-loaded 2-core machine (bench/threads.py). So, unless ``TRAINFORGE_TORCH_THREADS`` fixes
-the count:
+loaded 2-core machine; on an idle host the second thread is worth having
+(bench/threads.py, bench/RESULTS.md). So, unless ``TRAINFORGE_TORCH_THREADS`` fixes the
+count, each job gets as many threads as there are cores *not* busy with other processes
+when it starts (at least one): a background sampler reads /proc/stat once a second and
+subtracts this process's own CPU time, so the figure is "everyone else".
 
-- the worker process makes OpenMP wait passively (``OMP_WAIT_POLICY=PASSIVE``, set
-  before torch loads, unless the operator set it);
-- each job gets as many threads as there are cores *not* busy with other processes
-  when it starts (at least one): a background sampler reads /proc/stat once a second
-  and subtracts this process's own CPU time, so the figure is "everyone else".
+(Passive OpenMP waits, ``OMP_WAIT_POLICY=PASSIVE``, were measured too: they cost an idle
+host 1.4-2.4x, since every parallel region then wakes its threads from sleep.)
 """
 
 from __future__ import annotations
@@ -32,11 +32,6 @@ def cores() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
-
-
-def prefer_passive_openmp() -> None:
-    """Call before torch is imported: idle OpenMP threads sleep instead of spinning."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _busy_and_total_seconds() -> tuple[float, float] | None:
