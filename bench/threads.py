@@ -19,7 +19,7 @@ rotating order, ``--repeats`` times. Throughput: training samples / the median e
 wall time (epoch 1 is warm-up). Reported: each arm's median samples/s and its time
 relative to the best arm of the cell (goal: ``auto`` <= 1.2x).
 
-    .venv/bin/python bench/threads.py [--repeats 3] [--epochs 4]
+    .venv/bin/python bench/threads.py [--repeats 3] [--epochs 4] [--arms torch,1,2,auto]
 """
 
 from __future__ import annotations
@@ -97,7 +97,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--arms", default=",".join(ARMS), help="a subset, comma-separated")
     args = parser.parse_args()
+    arms = tuple(args.arms.split(","))
     n_train = 1437  # digits: 1797 rows, validation_split 0.2
     results: dict[tuple[str, str, str], list[float]] = {}
     threads_seen: dict[tuple[str, str, str], set[int]] = {}
@@ -109,7 +111,7 @@ def main() -> None:
                 time.sleep(2)  # the busy meter's window sees it
             try:
                 for model in MODELS:
-                    order = ARMS[rep % len(ARMS) :] + ARMS[: rep % len(ARMS)]
+                    order = arms[rep % len(arms) :] + arms[: rep % len(arms)]
                     for arm in order:
                         r = run(arm, model, args.epochs)
                         results.setdefault((host, model, arm), []).append(n_train / r["epoch"])
@@ -122,9 +124,9 @@ def main() -> None:
     print(f"{'host':7} {'model':5} {'arm':6} {'threads':>7} {'samples/s':>10} {'time/best':>9}")
     for host in ("idle", "loaded"):
         for model in MODELS:
-            medians = {arm: statistics.median(results[(host, model, arm)]) for arm in ARMS}
+            medians = {arm: statistics.median(results[(host, model, arm)]) for arm in arms}
             best = max(medians.values())
-            for arm in ARMS:
+            for arm in arms:
                 seen = ",".join(str(t) for t in sorted(threads_seen[(host, model, arm)]))
                 print(
                     f"{host:7} {model:5} {arm:6} {seen:>7} {medians[arm]:10.0f} "
