@@ -79,13 +79,13 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
     app.include_router(checkpoints.router)
     app.include_router(predict_router.router)  # /v1/jobs/{id}/model, /predict (issue 14)
     app.include_router(events.router)
-    app.include_router(sweeps_router.router)  # /v1/sweeps (issue 13)
-    mount_dashboard(app)  # `/` → /ui/: the dashboard's static files (issue 12)
     app.include_router(joblogs_router.router)  # /v1/jobs/{id}/logs (issue 15)
     app.include_router(monitoring_router.router)  # /metrics (issue 15)
     app.include_router(webhooks_router.router)  # /v1/webhooks (issue 15)
     app.include_router(storage_router.jobs_router)  # DELETE /v1/jobs/{id} (issue 17)
     app.include_router(storage_router.admin_router)  # GET /v1/admin/teams/{id} (issue 17)
+    app.include_router(sweeps_router.router)  # /v1/sweeps (issue 13)
+    mount_dashboard(app)  # `/` → /ui/: the dashboard's static files (issue 12)
     # Problems declared, enums named: see api/openapi_dump.py (`make openapi`).
     app.openapi = lambda: contract_openapi(app)  # type: ignore[method-assign]
     return app

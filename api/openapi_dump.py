@@ -41,8 +41,8 @@ OPENAPI_TAGS: list[dict[str, Any]] = [
     {"name": "jobs", "description": "Submit training jobs, follow them, read their results."},
     {"name": "datasets", "description": "Upload and manage the team's datasets."},
     {"name": "specs", "description": "Validate job specs; the spec's JSON Schema."},
-    {"name": "webhooks", "description": "Signed notifications of job and sweep events."},
     {"name": "sweeps", "description": "Hyper-parameter sweeps whose trials are jobs."},
+    {"name": "webhooks", "description": "Signed notifications of job and sweep events."},
     {"name": "admin", "description": "Teams and API keys."},
     {"name": "system", "description": "Liveness and readiness probes (no API key)."},
 ]

@@ -87,15 +87,15 @@ class JobRead(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     transitions: list[JobTransitionRead]
-    sweep_id: str | None = Field(None, description="The sweep this job is a trial of.")
-    trial_number: int | None = Field(None, description="Its number within the sweep, from 0.")
-    params: dict[str, Any] | None = Field(
-        None, description="The trial's sampled parameters: dotted spec path → value."
-    )
     export: ModelExportRead | None = Field(
         None,
         description="The model export (ONNX, made when training ends): `ready`, or `failed` "
         "with its `error` (the job's status is not changed by it); null before the end.",
+    )
+    sweep_id: str | None = Field(None, description="The sweep this job is a trial of.")
+    trial_number: int | None = Field(None, description="Its number within the sweep, from 0.")
+    params: dict[str, Any] | None = Field(
+        None, description="The trial's sampled parameters: dotted spec path → value."
     )
 
 

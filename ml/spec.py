@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ml.spec_base import OmitsUnusedSynthetic, SuggestFields
 
@@ -115,9 +115,7 @@ class AugmentationSpec(Strict):
     horizontal_flip: bool = False
     vertical_flip: bool = False
     fill_mode: Literal["nearest", "constant", "reflect"] = "nearest"
-    cval: float = Field(
-        0.0, ge=-BIG, le=BIG, description="Fill value when fill_mode is constant."
-    )
+    cval: float = Field(0.0, ge=-BIG, le=BIG, description="Fill value when fill_mode is constant.")
 
     @field_validator("zoom_range")
     @classmethod
@@ -336,9 +334,7 @@ class ExponentialSchedule(_ScheduleBase):
 
 class CosineSchedule(_ScheduleBase):
     kind: Literal["cosine"] = "cosine"
-    t_max_epochs: int | None = Field(
-        None, ge=1, le=100_000, description="Default: the whole run."
-    )
+    t_max_epochs: int | None = Field(None, ge=1, le=100_000, description="Default: the whole run.")
     eta_min: NonNegFloat = 0.0
 
 

@@ -18,16 +18,16 @@ from api.storage.repository import StorageQuotaExceeded
 from ml.engine import NonFiniteLoss, TrainError, train
 from ml.resources import ResourcesExceeded
 from ml.spec import JobSpec
+from worker import log_sink, sweeps
+from worker import threads as torch_threads
 from worker.checkpoint_sink import SqlCheckpointSink
 from worker.datasets import load_for_job
 from worker.export import export_job
 from worker.job_resources import check_job_resources
-from worker.progress import ProgressWriter
-from worker import log_sink, sweeps
 from worker.log_sink import SqlLogSink
 from worker.metrics_server import RUNNING
+from worker.progress import ProgressWriter
 from worker.sinks import SqlMetricSink, with_db_retry
-from worker import threads as torch_threads
 
 log = logging.getLogger(__name__)
 

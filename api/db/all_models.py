@@ -11,6 +11,6 @@ from api.sweeps import models as sweeps_models
 from api.webhooks import models as webhooks_models
 
 __all__ = ["Base", "audit", "checkpoints", "datasets", "events", "models"]
-__all__ += ["sweeps_models"]
 __all__ += ["joblogs_models", "webhooks_models", "workers_models"]
+__all__ += ["sweeps_models"]
 __all__ += ["model_exports_models"]

@@ -122,9 +122,7 @@ async def stream_job_events(
     ] = None,
     after: Annotated[
         int | None,
-        Query(
-            ge=0, le=2**63 - 1, description="As `Last-Event-ID`, for clients without headers."
-        ),
+        Query(ge=0, le=2**63 - 1, description="As `Last-Event-ID`, for clients without headers."),
     ] = None,
 ) -> AsyncIterator[JobEvent]:
     """Follow a job live: status changes, metric batches, checkpoints, progress, then `end`."""

@@ -23,10 +23,10 @@ VERB_MODULES = (
     "results_cmd",  # metrics, checkpoints, download
     "datasets_cmd",  # datasets upload / ls
     "login_cmd",  # login
+    "logs_cmd",  # logs [-f] (issue 15)
     "model_cmd",  # predict, export (issue 14)
     "sweep_cmd",  # sweep submit [--follow] / show / ls / cancel (issue 13)
     "storage_cmd",  # delete (issue 17)
-    "logs_cmd",  # logs [-f] (issue 15)
 )
 
 OPERATOR_HELP = (
