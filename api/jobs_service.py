@@ -13,12 +13,10 @@ from api.db import jobs as repo
 from api.db import model_exports, scheduling, workers
 from api.db.keys import Principal
 from api.db.models import Job, JobTransition, Team, utcnow
-from api.pagination import decode_cursor, encode_cursor
 from api.predict.schemas import export_read
 from api.problems import FieldProblem, ProblemError
 from api.schemas import (
     JobCreate,
-    JobPage,
     JobProgress,
     JobRead,
     JobTransitionRead,
@@ -230,34 +228,4 @@ def _read(job: Job, transitions: list[JobTransition], queue_reason: QueueReason 
         sweep_id=job.sweep_id,
         trial_number=job.trial_number,
         params=job.params,
-    )
-
-
-def list_page(
-    session: Session,
-    principal: Principal,
-    team_id: str | None,
-    status: str | None,
-    cursor: str | None,
-    limit: int,
-    sweep_id: str | None = None,
-) -> JobPage:
-    after = decode_cursor(cursor) if cursor else None
-    # A listing shows the caller's team; an admin may ask for another team's.
-    scope = team_id if principal.is_admin and team_id is not None else principal.team_id
-    rows = repo.list_jobs(
-        session, scope, status=status, limit=limit + 1, after=after, sweep_id=sweep_id
-    )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    # Two queries for the page, not two per job: the transitions at once, quota per team.
-    transitions = repo.transitions_for(session, [j.id for j in rows])
-    at_quota: dict[str, bool] = {}
-    exports = model_exports.exports_of(session, [j.id for j in rows])
-    items = [_read(j, transitions[j.id], _queue_reason(session, j, at_quota)) for j in rows]
-    for item in items:
-        item.export = export_read(exports.get(item.id))
-    return JobPage(
-        items=items,
-        next_cursor=encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None,
     )

@@ -99,11 +99,6 @@ class JobRead(BaseModel):
     )
 
 
-class JobPage(BaseModel):
-    items: list[JobRead]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
-
-
 class MetricValue(BaseModel):
     step: int
     epoch: int

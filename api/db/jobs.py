@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, select, true, update
@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 
 from api.db import events
 from api.db.models import Job, JobTransition, utcnow
-from api.db.pages import newest_first
 from api.webhooks import repository as webhook_outbox
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
@@ -119,26 +118,6 @@ def get_job(session: Session, job_id: str, team_id: str | None) -> Job | None:
     if team_id is not None:
         stmt = stmt.where(Job.team_id == team_id)
     return session.scalar(stmt)
-
-
-def list_jobs(
-    session: Session,
-    team_id: str | None,
-    *,
-    status: str | None,
-    limit: int,
-    after: tuple[datetime, str] | None,
-    sweep_id: str | None = None,
-) -> list[Job]:
-    """Newest first; keyset pagination on (created_at, id)."""
-    stmt = select(Job)
-    if team_id is not None:
-        stmt = stmt.where(Job.team_id == team_id)
-    if status is not None:
-        stmt = stmt.where(Job.status == status)
-    if sweep_id is not None:
-        stmt = stmt.where(Job.sweep_id == sweep_id)
-    return list(session.scalars(newest_first(stmt, Job, after, limit)))
 
 
 def transitions(session: Session, job_id: str) -> list[JobTransition]:
