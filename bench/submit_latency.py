@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import os
 import secrets
+import signal
 import statistics
 import sys
 import tempfile
@@ -118,6 +119,8 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=20.0)
     parser.add_argument("--no-pg", action="store_true")
     args = parser.parse_args()
+    # A timeout's SIGTERM unwinds the servers and the database too (not leftover servers).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     queue = f"bench-latency-{secrets.token_hex(4)}"
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
