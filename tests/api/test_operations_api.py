@@ -16,6 +16,7 @@ from api.db.keys import create_api_key, get_or_create_team
 from api.db.models import utcnow
 from api.db.session import session_factory
 from api.joblogs import repository as joblogs
+from api.monitoring import http_metrics
 from api.settings import Settings
 from api.webhooks.models import WebhookDelivery
 from tests.conftest import FakeQueue
@@ -33,9 +34,35 @@ def scrape(client: TestClient, **headers: str) -> dict[str, list[tuple[dict[str,
     return out
 
 
+def http_series() -> dict[str, list[tuple[dict[str, str], float]]]:
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in (*http_metrics.REQUESTS.collect(), *http_metrics.LATENCY.collect()):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return out
+
+
+def delta(
+    before: dict[str, list[tuple[dict[str, str], float]]],
+    after: dict[str, list[tuple[dict[str, str], float]]],
+    name: str,
+    keys: tuple[str, ...],
+) -> dict[tuple[str, ...], float]:
+    """What a series gained between two scrapes, summed by the given labels (non-zero only)."""
+    out: dict[tuple[str, ...], float] = {}
+    for sign, scraped in ((-1, before), (1, after)):
+        for labels, value in scraped.get(name, []):
+            key = tuple(labels[k] for k in keys)
+            out[key] = out.get(key, 0.0) + sign * value
+    return {k: v for k, v in out.items() if v}
+
+
 def test_metrics_count_jobs_as_the_api_does_and_label_routes_by_template(
     client: TestClient,
 ) -> None:
+    # The HTTP series are process-wide (other tests in this process count too): deltas.
+    # (Read in-process: a scrape now would also cache the ledger for the next 2 s.)
+    before = http_series()
     ids = [client.post("/v1/jobs", json={"spec": DIGITS}).json()["id"] for _ in range(3)]
     assert client.post(f"/v1/jobs/{ids[0]}/cancel").status_code == 200
     client.get(f"/v1/jobs/{ids[1]}")
@@ -56,16 +83,10 @@ def test_metrics_count_jobs_as_the_api_does_and_label_routes_by_template(
     routes = {lb["route"] for lb, _ in m["trainforge_http_requests_total"]}
     assert {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/cancel", "unmatched"} <= routes
     assert not any(job_id in route for route in routes for job_id in ids)
-    count = {
-        (lb["route"], lb["method"]): v
-        for lb, v in m["trainforge_http_request_duration_seconds_count"]
-    }
+    count = delta(before, m, "trainforge_http_request_duration_seconds_count", ("route", "method"))
     assert count[("/v1/jobs/{job_id}", "GET")] == 2
-    statuses = {
-        lb["status"]
-        for lb, _ in m["trainforge_http_requests_total"]
-        if lb["route"] == "/v1/jobs/{job_id}"
-    }
+    requests = delta(before, m, "trainforge_http_requests_total", ("route", "status"))
+    statuses = {status for (route, status), n in requests.items() if route == "/v1/jobs/{job_id}"}
     assert statuses == {"200", "404"}
     assert m["trainforge_workers_alive"] == [({}, 0.0)]
 
