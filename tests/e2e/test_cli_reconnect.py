@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -50,7 +51,11 @@ def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
 
 
 @contextmanager
-def api_process(env: dict[str, str], port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def api_process(
+    env: dict[str, str], port: int, log: Path, *, crash: bool = False
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``crash``: it ends with SIGKILL, so open streams drop at once (a graceful stop
+    would let them run on, and the job could end before the restart)."""
     proc = start(["api", "--host", "127.0.0.1", "--port", str(port)], env, log)
     try:
         deadline = time.monotonic() + 90
@@ -64,6 +69,10 @@ def api_process(env: dict[str, str], port: int, log: Path) -> Iterator[subproces
             raise AssertionError(log.read_text()[-3000:])
         yield proc
     finally:
+        if crash:
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         stop(proc)
 
 
@@ -81,7 +90,7 @@ def test_follow_reconnects_across_an_api_restart_without_gap_or_duplicate(
     (tmp_path / "spec.json").write_text(json.dumps(SPEC))
     worker = start(["worker"], env, tmp_path / "worker.log")
     try:
-        with api_process(env, port, tmp_path / "api1.log"):
+        with api_process(env, port, tmp_path / "api1.log", crash=True):
             submitted = run_cli(["submit", str(tmp_path / "spec.json"), "--detach", "--json"], user)
             job_id = json.loads(submitted.stdout)["id"]
             follow = subprocess.Popen(

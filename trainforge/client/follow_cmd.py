@@ -91,8 +91,24 @@ def follow_job(api: Api, job_id: str, *, as_json: bool = False) -> int:
         return EXIT_DETACHED
     end = state.end or {}
     if not as_json:
-        print(final_line(api, job_id, end), flush=True)
+        print(_final_line_reconnecting(api, job_id, end), flush=True)
     return EXIT_OK if end.get("status") == "succeeded" else EXIT_JOB_FAILED
+
+
+def _final_line_reconnecting(api: Api, job_id: str, end: dict[str, Any]) -> str:
+    """The final line reads the job and its checkpoints: the server may have gone away
+    just after the stream's `end` (a restart), so this waits for it as the stream does."""
+    failing_since, delay = time.monotonic(), 0.5
+    while True:
+        try:
+            return final_line(api, job_id, end)
+        except CliError as exc:
+            unreachable = exc.code == EXIT_UNREACHABLE or (exc.http_status or 0) >= 500
+            if not unreachable or time.monotonic() - failing_since > GIVE_UP_SECONDS:
+                raise
+            print(f"connection lost ({exc.message}); reconnecting...", file=sys.stderr, flush=True)
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
 
 
 def final_line(api: Api, job_id: str, end: dict[str, Any]) -> str:
