@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -92,13 +92,19 @@ def download_model(
     )
 
 
+def _owned_job_id(job_id: str, session: SessionDep, principal: PrincipalDep) -> str:
+    # A dependency, so another team's (or no) job is a 404 before the body is validated:
+    # a stranger learns nothing from the shape of their request either.
+    return jobs_service.get_job_or_404(session, principal, job_id).id
+
+
 @router.post(
     "/{job_id}/predict",
     response_model=PredictResponse,
     responses={413: {"model": Problem, "description": "More instances than allowed."}},
 )
 def predict(
-    job_id: str,
+    job_id: Annotated[str, Depends(_owned_job_id)],
     body: PredictRequest,
     request: Request,
     session: SessionDep,

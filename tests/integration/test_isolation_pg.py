@@ -46,6 +46,7 @@ def world(pg_url: str, tmp_path: Path) -> Iterator[World]:
         _, keys["a"] = create_api_key(s, team_a, "member")
         _, keys["b"] = create_api_key(s, team_b, "member")
         row, keys["revoked"] = create_api_key(s, team_a, "admin")
+        create_api_key(s, team_a, "admin")  # the last admin key cannot be revoked
         revoke_key(s, row.id)
         s.commit()
     app = create_app(settings, queue=FakeQueue(settings))
