@@ -76,29 +76,31 @@ class Cluster:
         os.killpg(proc.pid, signal.SIGCONT)
 
     def pause_inside_a_job_write(
-        self, proc: subprocess.Popen[bytes], app_name: str, timeout: float = 90
+        self, proc: subprocess.Popen[bytes], app_name: str, job_id: str, timeout: float = 90
     ) -> None:
         """SIGSTOP ``proc`` while one of its database sessions is inside a transaction
-        that has updated the jobs table (so it holds the job's row lock): a checkpoint,
-        a metric flush or a heartbeat caught between its fence and its commit. The
-        worker must have been started with ``PGAPPNAME=app_name``."""
+        that holds the job's row lock (the row's xmax is its transaction): a checkpoint,
+        a metric flush or a heartbeat caught between its fence and its commit. A
+        transaction that only touched the jobs table (an UPDATE that matched no row,
+        another job's row) does not count. The worker must have been started with
+        ``PGAPPNAME=app_name``."""
         engine = create_engine(self.settings.resolved_database_url, isolation_level="AUTOCOMMIT")
         writing = text(
             "SELECT a.pid, a.backend_xid::text FROM pg_stat_activity a "
-            "JOIN pg_locks l ON l.pid = a.pid JOIN pg_class c ON c.oid = l.relation "
-            "WHERE a.application_name = :app AND a.backend_xid IS NOT NULL "
-            "AND c.relname = 'jobs' AND l.mode = 'RowExclusiveLock' AND l.granted"
+            "JOIN jobs j ON j.id = :job AND j.xmax::text = a.backend_xid::text "
+            "WHERE a.application_name = :app AND a.backend_xid IS NOT NULL"
         )
         deadline = time.monotonic() + timeout
         try:
             with engine.connect() as conn:
                 while time.monotonic() < deadline:
-                    before = set(conn.execute(writing, {"app": app_name}).all())
+                    args = {"app": app_name, "job": job_id}
+                    before = set(conn.execute(writing, args).all())
                     if before:
                         self.pause(proc)
                         time.sleep(0.2)  # let the server finish what it had received
                         # Still the same transaction once stopped: caught inside it.
-                        if before & set(conn.execute(writing, {"app": app_name}).all()):
+                        if before & set(conn.execute(writing, args).all()):
                             return
                         self.resume(proc)
                     time.sleep(0.002)

@@ -183,7 +183,7 @@ def _frozen_writer_scenario(c: Cluster, protection: bool) -> None:
     job_id = c.submit(spec)
     c.wait_running_past(job_id, 5)
     # Frozen while holding the job row's lock: the takeover needs that row.
-    c.pause_inside_a_job_write(first, env["PGAPPNAME"])
+    c.pause_inside_a_job_write(first, env["PGAPPNAME"], job_id)
     c.start_worker(**({} if protection else off))
     c.wait(job_id, lambda j: j["attempt"] == 2 and j["status"] == "running", 60, "re-claimed")
     c.resume(first)
