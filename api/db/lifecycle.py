@@ -141,7 +141,7 @@ _STALLED_HOLDERS = text(
     "JOIN pg_stat_activity a ON a.pid = l.pid "
     "WHERE j.status = 'running' AND j.lease_expires_at < :now "
     "AND a.xact_start < now() - make_interval(secs => :seconds) "
-    "AND a.pid <> pg_backend_pid()"
+    "AND a.pid <> pg_backend_pid() AND a.datname = current_database()"
 )
 
 
