@@ -126,7 +126,9 @@ def test_a_job_is_logged_measured_and_announced_once_per_event(
         logs = api.get(f"/v1/jobs/{job['id']}/logs", params={"limit": 1000}).json()["items"]
         messages = [line["message"] for line in logs]
         assert messages[0].startswith("attempt 1 started on worker ")
-        assert messages[1].startswith("training on cpu with 1 CPU thread(s)")
+        # The worker says which thread count it chose and why, the engine what it runs on.
+        assert messages[1] == "1 CPU thread(s): TRAINFORGE_TORCH_THREADS", messages[:3]
+        assert messages[2].startswith("training on cpu with 1 CPU thread(s)"), messages[:3]
         plateau = [i for i, m in enumerate(messages) if m.startswith("reduce_on_plateau:")]
         stopped = [i for i, m in enumerate(messages) if m.startswith("early stopping fired")]
         assert plateau and len(stopped) == 1 and plateau[0] < stopped[0], messages

@@ -108,7 +108,8 @@ def test_the_reconciler_ends_a_session_frozen_on_an_expired_jobs_row(pg_url: str
         s.execute(text("SET LOCAL lock_timeout = '1s'"))
         requeued = lifecycle.reconcile(s, utcnow(), timedelta(minutes=5))
         s.commit()
-        assert [p.job_id for p in requeued] == [expired]
+        # (The session's database holds other tests' jobs too: only ours are judged.)
+        assert [p.job_id for p in requeued if p.job_id in (expired, alive)] == [expired]
         assert s.get(Job, expired).progress_step != 7  # type: ignore[union-attr]
         assert s.get(Job, alive).progress_step == 7  # type: ignore[union-attr]
 
