@@ -86,6 +86,10 @@ class FollowState:
         for series in d.get("series", []):
             for point in series.get("points", []):
                 by_epoch.setdefault(int(point["epoch"]), {})[series["name"]] = point["value"]
+                if series["name"] == "loss" and not self.steps_per_epoch and point.get("step"):
+                    # An epoch's points are at its last step: a short job may send no
+                    # `progress` event, and its step count is known from here too.
+                    self.steps_per_epoch = int(point["step"]) // (int(point["epoch"]) + 1) or None
         lines = []
         for epoch in sorted(by_epoch):
             values = by_epoch[epoch]
@@ -181,10 +185,12 @@ class LiveView:
         )  # fmt: skip
         spe = s.steps_per_epoch
         loss = f"  loss {s.running_loss:.4g}" if s.running_loss is not None else ""
+        finished = bool(s.epochs) and s.epochs_done >= s.epochs
+        step = (spe or 0) if finished else s.step_in_epoch  # the last epoch stays full
         grid.add_row(
             f"epoch {min(s.epoch + 1, s.epochs) if s.epochs else s.epoch + 1}",
-            ProgressBar(total=spe, completed=min(s.step_in_epoch, spe or 0), width=30),
-            f"step {s.step_in_epoch}/{spe if spe else '?'}{loss}",
+            ProgressBar(total=spe, completed=min(step, spe or 0), width=30),
+            f"step {step}/{spe if spe else '?'}{loss}",
         )
         parts: list[RenderableType] = [head, grid]
         if s.latest:
