@@ -1,6 +1,8 @@
 """Behaviour every spec model shares, kept apart from the fields in ``ml.spec``.
 
 - "did you mean `epochs`?" for an unknown field one edit away (``SuggestFields``);
+- ``true``/``false`` are refused where a number is expected (``Int``, ``Float``):
+  pydantic's lax mode reads them as 1 and 0, so ``epochs: true`` would train one epoch;
 - the resolved spec of a builtin dataset leaves out the ``synthetic`` options unless
   the name is ``synthetic`` (``OmitsUnusedSynthetic``): they are never read, and shown
   they read as if e.g. digits were a 2-class problem.
@@ -16,12 +18,13 @@ better message. Pydantic only: ``ml.spec`` imports this and must not import torc
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
     ModelWrapValidatorHandler,
     SerializerFunctionWrapHandler,
+    Strict,
     ValidationError,
     model_serializer,
     model_validator,
@@ -105,3 +108,9 @@ class OmitsUnusedSynthetic(BaseModel):
         if isinstance(data, dict) and getattr(self, "name", None) != "synthetic":
             data.pop("synthetic", None)
         return data
+
+
+# Numbers of the spec, strict: pydantic's lax mode would read true/false as 1/0 (and
+# "3" as 3). An Int still takes 3 and a Float takes 3 or 3.5, from JSON or YAML alike.
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]

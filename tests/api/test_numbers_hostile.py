@@ -134,6 +134,30 @@ def test_a_boolean_is_not_an_integer(client: TestClient, fake_queue: FakeQueue) 
     assert _jobs(client) == 0
 
 
+@pytest.mark.parametrize(
+    ("part", "loc"),
+    [
+        ({"epochs": True}, "spec.epochs"),
+        ({"dataset": {**DIGITS, "batch_size": False}}, "spec.dataset.batch_size"),
+        ({"model": {"kind": "mlp", "hidden_units": [32, True]}}, "spec.model"),
+        ({"optimizer": {"kind": "sgd", "lr": True}}, "spec.optimizer"),
+        ({"augmentation": {"zoom_range": [True, 1.5]}}, "spec.augmentation.zoom_range"),
+        ({"epochs": "3"}, "spec.epochs"),
+    ],
+)
+def test_a_boolean_or_a_string_is_not_a_spec_number(
+    client: TestClient, fake_queue: FakeQueue, part: dict[str, object], loc: str
+) -> None:
+    # Lax parsing would read true as 1: `epochs: true` would quietly train one epoch.
+    r = client.post("/v1/jobs", json={"spec": {"dataset": DIGITS, **part}})
+    assert r.status_code == 422, r.text
+    assert any(e["loc"].startswith(loc) for e in r.json()["errors"]), r.json()["errors"]
+    assert _jobs(client) == 0 and fake_queue.published == []
+    # Numbers are still numbers: 3 for a float, 2 for an int.
+    ok = {"dataset": DIGITS, "epochs": 2, "optimizer": {"kind": "sgd", "lr": 1}}
+    assert client.post("/v1/specs/validate", json={"spec": ok}).status_code == 200
+
+
 def test_brackets_inside_strings_are_not_nesting(client: TestClient) -> None:
     r = client.post("/v1/jobs", json={"spec": {"dataset": DIGITS, "epochs": 1}, "name": "[{" * 100})
     assert r.status_code == 201, r.text
