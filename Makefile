@@ -27,7 +27,7 @@ install-dev: $(VENV)/.installed-dev
 # into api/ui/node_modules, from where the API serves them under /ui/vendor/ (no CDN).
 UI := api/ui
 $(UI)/node_modules/.installed: $(UI)/package.json $(UI)/package-lock.json
-	cd $(UI) && npm ci --no-audit --no-fund
+	cd $(UI) && npm ci --no-audit --no-fund --ignore-scripts
 	touch $@
 
 ui: $(UI)/node_modules/.installed

@@ -40,6 +40,8 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
         generate_unique_id_function=_operation_id,
         separate_input_output_schemas=False,  # one schema per model: no `-Input`/`-Output`
         openapi_tags=OPENAPI_TAGS,
+        docs_url=None,  # served by api/ui with the pinned Swagger UI (no CDN)
+        redoc_url=None,
     )
     app.state.settings = settings
     # Threads that may hold a connection at once: the request slots (one session

@@ -117,15 +117,16 @@ def create_job(
         request = SpecValidateRequest(spec=body.spec)
         checked = validate_job_spec(request, session, settings, principal)
         return JSONResponse(checked.model_dump(mode="json"), status_code=status.HTTP_200_OK)
-    job, created = service.create_job(session, settings, principal, body, idempotency_key)
+    submitted = service.create_job(session, settings, principal, body, idempotency_key)
+    job = submitted.job
     response.headers["Location"] = f"/v1/jobs/{job.id}"
-    if not created:
+    if not submitted.created:
         response.status_code = status.HTTP_200_OK
         return service.to_read(session, job)
     audit.record_in(session, http, status.HTTP_201_CREATED)  # committed with the job
     _commit_then_publish(session, queue, job)
     audit.committed(http, status.HTTP_201_CREATED)
-    return service.to_read(session, job, new=True)
+    return service.new_job_read(session, submitted)
 
 
 @router.get("", response_model=JobSummaryPage)
@@ -178,7 +179,7 @@ def cancel_job(job_id: str, session: SessionDep, principal: PrincipalDep) -> Job
     """Cancel a queued job at once, or ask its worker to stop (within about a second)."""
     job = service.get_job_or_404(session, principal, job_id)
     if job.status in repo.TERMINAL:
-        raise ProblemError(409, "Conflict", f"The job is already {job.status}.")
+        raise ProblemError(409, "Conflict", f"The job has already ended ({job.status}).")
     repo.request_cancel(session, job)
     session.commit()
     return service.to_read(session, job)

@@ -156,7 +156,7 @@ def cancel(session: Session, principal: Principal, sweep_id: str) -> Sweep:
     sweep = repo.lock_sweep(session, sweep_id)
     assert sweep is not None
     if sweep.status != "running":
-        raise ProblemError(409, "Conflict", f"The sweep is already {sweep.status}.")
+        raise ProblemError(409, "Conflict", f"The sweep has already ended ({sweep.status}).")
     for job in repo.trials(session, sweep.id):
         if job.status not in TERMINAL:
             jobs_repo.request_cancel(session, job)

@@ -5,7 +5,9 @@ client and read the same ``/v1`` JSON as any other client, with the API key the 
 typed (kept in the tab's ``sessionStorage``). The charting and YAML libraries are npm
 packages pinned by ``api/ui/package-lock.json`` and installed by the Makefile
 (``npm ci``) into ``api/ui/node_modules``, from where they are served under
-``/ui/vendor/``: nothing is loaded from a CDN.
+``/ui/vendor/``: nothing is loaded from a CDN. The same goes for ``/docs``: FastAPI's
+Swagger UI page would load its script and style from jsDelivr, so it is served here
+with the pinned ``swagger-ui-dist`` instead (and ``/redoc``, a CDN-only page, is off).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from api.problems import problem_response
@@ -25,6 +28,7 @@ SHELL = STATIC_DIR / "index.html"
 VENDOR = {
     "uplot": UI_DIR / "node_modules" / "uplot" / "dist",
     "yaml": UI_DIR / "node_modules" / "yaml" / "browser" / "dist",
+    "swagger-ui": UI_DIR / "node_modules" / "swagger-ui-dist",
 }
 # Scripts and styles only from this origin; the page talks to this API alone.
 CSP = (
@@ -65,6 +69,20 @@ def app_shell() -> Response:
 
 for _path in SHELL_PATHS:
     router.add_api_route(_path, app_shell, methods=["GET"], include_in_schema=False)
+
+
+@router.get("/docs")
+def api_docs() -> HTMLResponse:
+    """Swagger UI for the OpenAPI document (its Authorize button takes an API key)."""
+    vendor = "/ui/vendor/swagger-ui"
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="Trainforge API",
+        swagger_js_url=f"{vendor}/swagger-ui-bundle.js",
+        swagger_css_url=f"{vendor}/swagger-ui.css",
+        swagger_favicon_url=f"{vendor}/favicon-32x32.png",
+        swagger_ui_parameters={"persistAuthorization": False},
+    )
 
 
 @router.get("/ui/vendor/{package}/{file_path:path}")

@@ -74,3 +74,17 @@ def test_openapi_declares_the_bearer_scheme_and_a_missing_key_stays_a_problem(
         r = client.get("/v1/jobs", headers=headers)
         assert r.status_code == 401 and r.headers["content-type"].startswith(PROBLEM_JSON)
         assert r.headers["www-authenticate"] == "Bearer"
+
+
+def test_api_docs_load_swagger_ui_from_this_server(client: TestClient) -> None:
+    """/docs works offline: Swagger UI's script and style come from the pinned package."""
+    if not VENDOR["swagger-ui"].is_dir():
+        pytest.skip("api/ui/node_modules is not installed (`make ui`)")
+    client.headers.pop("Authorization")
+    page = client.get("/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "cdn." not in page.text and "https://" not in page.text, page.text
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"):
+        assert f'"/ui/vendor/swagger-ui/{asset}"' in page.text, asset
+        assert client.get(f"/ui/vendor/swagger-ui/{asset}").status_code == 200, asset
+    assert client.get("/redoc").status_code == 404  # a CDN-only page: off

@@ -275,7 +275,9 @@ def test_the_job_page_grows_live_and_turns_succeeded_without_a_reload(
     # Cancel from a page that has not heard yet that the job ended: the API's 409, as it is.
     page.get_by_role("button", name="Cancel").evaluate("b => b.disabled = false")
     page.get_by_role("button", name="Cancel").click()
-    expect(page.get_by_test_id("action-message")).to_contain_text("The job is already succeeded")
+    expect(page.get_by_test_id("action-message")).to_contain_text(
+        "The job has already ended (succeeded)"
+    )
 
 
 def _drag_zoom(page: Any, chart: str) -> str:
@@ -423,6 +425,19 @@ def test_the_datasets_page_uploads_lists_and_deletes(up: UpServer, page: Any) ->
     expect(page.get_by_test_id("datasets").locator("tr", has_text="ui-tiny")).to_have_count(0)
     listed = httpx.get(f"{up.base}/v1/datasets", headers=auth(up)).json()["items"]
     assert "ui-tiny" not in [d["name"] for d in listed]
+
+
+def test_the_api_docs_page_works_offline_with_an_authorize_button(up: UpServer, page: Any) -> None:
+    """/docs (Swagger UI) loads everything from this server, none from a CDN."""
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
+    page.goto(up.base + "/docs")
+    expect(page.get_by_role("button", name=re.compile("Authorize"))).to_be_visible()
+    expect(page.get_by_text("/v1/jobs", exact=True).first).to_be_visible()
+    page.get_by_role("button", name=re.compile("Authorize")).first.click()
+    expect(page.get_by_text("ApiKey", exact=False).first).to_be_visible()  # the scheme
+    others = [u for u in requested if not u.startswith(up.base) and not u.startswith("data:")]
+    assert requested and not others, others
 
 
 def test_no_console_or_page_error_during_the_whole_run(console: Console) -> None:

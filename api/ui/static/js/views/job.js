@@ -119,7 +119,7 @@ export async function jobView(root, { params, signal }) {
       if (verb === "retry") startFollowing();
     } catch (err) {
       if (signal.aborted) return;
-      // The API's answer as it is, e.g. a 409 "The job is already succeeded."
+      // The API's answer as it is, e.g. a 409 "The job has already ended (succeeded)."
       replace(actionMessage, errorBox(err));
     }
   }
