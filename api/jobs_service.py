@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +20,7 @@ from api.schemas import (
     JobCreate,
     JobProgress,
     JobRead,
+    JobStatus,
     JobTransitionRead,
     QueueReason,
     spec_json,
@@ -94,20 +96,31 @@ def _check_queued_quota(session: Session, team_id: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Submitted:
+    """What ``create_job`` did: a new job (``created``), or the original of a repeated
+    Idempotency-Key. For a new job, what its answer needs without reading it back."""
+
+    job: Job
+    created: bool
+    spec: JobSpec | None = None  # the resolved spec it stored
+    running_quota: bool = True  # whether its team has a max_running_jobs quota
+
+
 def create_job(
     session: Session,
     settings: Settings,
     principal: Principal,
     body: JobCreate,
     idempotency_key: str | None = None,
-) -> tuple[Job, bool]:
-    """The new job and True, or -- for a repeated Idempotency-Key -- the original and False."""
+) -> Submitted:
+    """The new job, or -- for a repeated Idempotency-Key -- the original."""
     team_id = principal.team_id  # a job belongs to the submitting key's team
     request_hash = _request_hash(body)
     if idempotency_key is not None:
         existing = _by_idempotency_key(session, team_id, idempotency_key)
         if existing is not None:
-            return _replay(existing, request_hash)
+            return Submitted(*_replay(existing, request_hash))
     spec = resolve_limits(body.spec, settings)
     validate_spec(spec, session, team_id, settings=settings)
     # One read of the team's quotas: a quota that is not set costs no further query.
@@ -142,8 +155,9 @@ def create_job(
         existing = _by_idempotency_key(session, team_id, idempotency_key)
         if existing is None:
             raise
-        return _replay(existing, request_hash)
-    return job, True
+        return Submitted(*_replay(existing, request_hash))
+    running_quota = team is None or team.max_running_jobs is not None
+    return Submitted(job, True, spec, running_quota)
 
 
 def get_job_or_404(session: Session, principal: Principal, job_id: str) -> Job:
@@ -185,19 +199,42 @@ def retry_job(session: Session, principal: Principal, job_id: str) -> Job:
     return job
 
 
-def to_read(session: Session, job: Job, *, new: bool = False) -> JobRead:
-    """``new``: the job was created by this request, so it has no model export yet, and
-    its team row is already in the session (no running-jobs count without a quota)."""
-    at_quota = None
-    if new and (team := session.get(Team, job.team_id)) and team.max_running_jobs is None:
-        at_quota = {job.team_id: False}
-    read = _read(job, repo.transitions(session, job.id), _queue_reason(session, job, at_quota))
-    if not new:
-        read.export = export_read(model_exports.get_export(session, job.id))
+def to_read(session: Session, job: Job) -> JobRead:
+    read = _read(job, _transitions(repo.transitions(session, job.id)), _queue_reason(session, job))
+    read.export = export_read(model_exports.get_export(session, job.id))
     return read
 
 
-def _read(job: Job, transitions: list[JobTransition], queue_reason: QueueReason | None) -> JobRead:
+def new_job_read(session: Session, submitted: Submitted) -> JobRead:
+    """A job this request created: one transition (created queued, at its creation time),
+    no model export, and no running-jobs count when its team has no such quota."""
+    job = submitted.job
+    at_quota = None if submitted.running_quota else {job.team_id: False}
+    created = JobTransitionRead(
+        from_status=None, to_status=JobStatus.queued, reason=None, attempt=0, at=job.created_at
+    )
+    return _read(job, [created], _queue_reason(session, job, at_quota), submitted.spec)
+
+
+def _transitions(rows: list[JobTransition]) -> list[JobTransitionRead]:
+    return [
+        JobTransitionRead(
+            from_status=t.from_status,
+            to_status=t.to_status,
+            reason=t.reason,
+            attempt=t.attempt,
+            at=t.at,
+        )
+        for t in rows
+    ]
+
+
+def _read(
+    job: Job,
+    transitions: list[JobTransitionRead],
+    queue_reason: QueueReason | None,
+    spec: JobSpec | None = None,
+) -> JobRead:
     return JobRead(
         id=job.id,
         name=job.name,
@@ -205,7 +242,7 @@ def _read(job: Job, transitions: list[JobTransition], queue_reason: QueueReason 
         status_reason=job.status_reason,
         queue_reason=queue_reason,
         error=job.error,
-        spec=JobSpec.model_validate(job.spec),
+        spec=spec if spec is not None else JobSpec.model_validate(job.spec),
         spec_version=job.spec_version,
         priority=job.priority,
         attempt=job.attempt,
@@ -215,16 +252,7 @@ def _read(job: Job, transitions: list[JobTransition], queue_reason: QueueReason 
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
-        transitions=[
-            JobTransitionRead(
-                from_status=t.from_status,
-                to_status=t.to_status,
-                reason=t.reason,
-                attempt=t.attempt,
-                at=t.at,
-            )
-            for t in transitions
-        ],
+        transitions=transitions,
         sweep_id=job.sweep_id,
         trial_number=job.trial_number,
         params=job.params,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, select, true, update
@@ -46,13 +46,14 @@ def record_transition(
     to_status: str,
     reason: str | None,
     attempt: int,
+    at: datetime | None = None,
 ) -> None:
     """The history row and its ``status`` event, in the caller's transaction.
 
     Callers change the job row first (a conditional UPDATE), which is what
-    orders this job's events (see api.db.events).
+    orders this job's events (see api.db.events). ``at``: now, unless given.
     """
-    at = utcnow()
+    at = at or utcnow()
     session.add(
         JobTransition(
             job_id=job_id,
@@ -108,7 +109,9 @@ def create_job(
     )
     session.add(job)
     session.flush()
-    record_transition(session, job.id, None, "queued", None, 0)
+    # Created queued: the transition's time is the job's (the answer to the submit
+    # shows it without reading it back).
+    record_transition(session, job.id, None, "queued", None, 0, at=job.created_at)
     return job
 
 

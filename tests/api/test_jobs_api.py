@@ -44,7 +44,23 @@ def test_create_job_stores_then_publishes_the_id(client: TestClient, fake_queue:
     assert spec["epochs"] == 10
     assert job["progress"] == {"epoch": 0, "epochs": 10, "step": 0}
     assert [t["to_status"] for t in job["transitions"]] == ["queued"]
-    assert client.get(f"/v1/jobs/{job['id']}").json()["id"] == job["id"]
+    # The submit's answer (built without reading the job back) is what a GET reads.
+    assert client.get(f"/v1/jobs/{job['id']}").json() == job
+
+
+def test_the_answer_to_a_submit_is_the_stored_job_with_a_running_quota(
+    client: TestClient,
+) -> None:
+    team = client.post("/v1/admin/teams", json={"name": "quota", "max_running_jobs": 1})
+    assert team.status_code == 201, team.text
+    key = client.post("/v1/admin/keys", json={"team": "quota", "role": "member"})
+    assert key.status_code == 201, key.text
+    headers = {"Authorization": f"Bearer {key.json()['key']}"}
+    spec = {**DIGITS, "model": {"kind": "mlp", "hidden_units": [16]}, "epochs": 2}
+    answers = [client.post("/v1/jobs", json={"spec": spec}, headers=headers) for _ in range(2)]
+    for r in answers:
+        assert r.status_code == 201, r.text
+        assert client.get(f"/v1/jobs/{r.json()['id']}", headers=headers).json() == r.json()
 
 
 def test_invalid_spec_is_a_422_naming_each_field(client: TestClient, fake_queue: FakeQueue) -> None:
