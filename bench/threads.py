@@ -7,8 +7,8 @@ Arms (each run is a fresh process, since OpenMP's wait policy is fixed when torc
 - ``1``, ``2``: ``torch.set_num_threads(n)`` with the default (spinning) wait policy, as
   ``TRAINFORGE_TORCH_THREADS=n`` did before;
 - ``auto``: what the worker does now with ``TRAINFORGE_TORCH_THREADS`` unset
-  (``worker.threads``: as many threads as cores not busy with other processes, measured
-  just before the job);
+  (``worker.threads``: one thread for a small step, else as many as cores not busy
+  with other processes, measured just before the job);
 - ``auto-passive``: the same with ``OMP_WAIT_POLICY=PASSIVE`` (idle threads sleep
   instead of spinning), a variant that was considered.
 
@@ -45,17 +45,12 @@ def child(arm: str, model: str, epochs: int) -> None:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # before torch loads OpenMP
     import torch
 
+    from ml.architecture import multiply_adds_per_sample
+    from ml.checks import builtin_info
     from ml.engine import train
-    from ml.spec import JobSpec
+    from ml.spec import BuiltinSource, JobSpec
     from worker import threads
 
-    why = "torch default"
-    if arm.startswith("auto"):
-        choice = threads.choose(None, threads.others_busy_now(0.5))
-        torch.set_num_threads(choice.threads)
-        why = choice.why
-    elif arm != "torch":
-        torch.set_num_threads(int(arm))
     layers, batch = MODELS[model]
     spec = JobSpec.model_validate(
         {
@@ -66,6 +61,15 @@ def child(arm: str, model: str, epochs: int) -> None:
             "seed": 0,
         }
     )
+    why = "torch default"
+    if arm.startswith("auto"):  # as the worker chooses (worker/runner.py)
+        assert isinstance(spec.dataset.source, BuiltinSource)
+        work = multiply_adds_per_sample(spec, builtin_info(spec.dataset.source)) * batch
+        choice = threads.choose(None, threads.others_busy_now(0.5), step_work=work)
+        torch.set_num_threads(choice.threads)
+        why = choice.why
+    elif arm != "torch":
+        torch.set_num_threads(int(arm))
     stamps: list[float] = []
 
     def progress(epochs_completed: int, _step: int) -> None:

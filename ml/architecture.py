@@ -72,3 +72,34 @@ def _cnn(model: CNNModel, channels_in: int, n_out: int) -> int:
             total += 2 * ch  # BatchNorm2d / GroupNorm(1, C) affine
         c = ch
     return total + c * n_out + n_out  # global average pooling head -> Linear
+
+
+def multiply_adds_per_sample(spec: JobSpec, info: DatasetInfo) -> int:
+    """Forward-pass multiply-adds of one sample, roughly: what a training step's CPU work
+    scales with (the worker gives a small step one thread, see ``worker.threads``)."""
+    model, out = spec.model, output_units(info)
+    if isinstance(model, MLPModel):
+        total, prev = 0, input_features(info)
+        for units in model.hidden_units:
+            total, prev = total + prev * units, units
+        return total + prev * out
+    if isinstance(model, CNNModel):
+        if info.image_shape is None:
+            return 0
+        c, h, w = info.image_shape
+        total, k2 = 0, model.kernel_size**2
+        for ch in model.channels:
+            per_pixel = c * k2 + c * ch if model.separable else c * k2 * ch
+            total += h * w * per_pixel
+            h, w = max(1, h // 2), max(1, w // 2)  # the pooling after each block
+            c = ch
+        return total + c * out
+    if isinstance(model, TextModel):
+        length, dim = model.max_length, model.embedding_dim
+        if model.encoder == "pooling":
+            return length * dim + dim * out
+        # Per layer: q, k, v and output projections, the 4 x dim feed-forward block,
+        # and the attention scores and weighted sums.
+        per_layer = length * 12 * dim * dim + 2 * length * length * dim
+        return model.num_layers * per_layer + dim * out
+    return 0

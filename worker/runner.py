@@ -15,9 +15,12 @@ from api.db.session import session_factory
 from api.queue import CeleryJobQueue
 from api.settings import Settings, get_settings
 from api.storage.repository import StorageQuotaExceeded
+from ml.architecture import multiply_adds_per_sample
+from ml.checks import builtin_info
+from ml.data import LoadedDataset
 from ml.engine import NonFiniteLoss, TrainError, train
 from ml.resources import ResourcesExceeded
-from ml.spec import JobSpec
+from ml.spec import BuiltinSource, JobSpec
 from worker import log_sink, sweeps
 from worker import threads as torch_threads
 from worker.checkpoint_sink import SqlCheckpointSink
@@ -101,6 +104,17 @@ class LeaseKeeper:
                 log.exception("heartbeat failed for job %s", self._job_id)
 
 
+def _step_work(spec: JobSpec, dataset: LoadedDataset | None) -> int:
+    """Forward multiply-adds of one training step (the thread count's other input)."""
+    source = spec.dataset.source
+    if dataset is not None:
+        info = dataset.info
+    else:  # load_for_job loads uploads only; a builtin is read by the engine
+        assert isinstance(source, BuiltinSource)
+        info = builtin_info(source)
+    return multiply_adds_per_sample(spec, info) * spec.dataset.batch_size
+
+
 def _claim(session: Session, job_id: str, lease_seconds: float) -> scheduling.Claimed | None:
     # The message is a doorbell for the job's queue: run the best eligible job of
     # that queue (quotas, priority, fairness), usually the job itself.
@@ -150,8 +164,6 @@ def _run_claimed(
     live = ProgressWriter(factory, job_id, attempt)  # `progress` events for live views
     lines = SqlLogSink(job_id, attempt, settings.job_log_max_lines)  # the job's log
     lines.worker_line("info", f"attempt {attempt} started on worker {log_sink.WORKER_NAME}")
-    chosen = torch_threads.apply(settings.torch_threads)  # the engine's line says the count
-    lines.worker_line("info", f"{chosen.threads} CPU thread(s): {chosen.why}")
     metrics = SqlMetricSink(
         factory,
         job_id,
@@ -170,6 +182,8 @@ def _run_claimed(
     try:
         check_job_resources(factory, spec, job.team_id, settings)  # before any allocation
         dataset = load_for_job(factory, job)
+        chosen = torch_threads.apply(settings.torch_threads, _step_work(spec, dataset))
+        lines.worker_line("info", f"{chosen.threads} CPU thread(s): {chosen.why}")
         result = train(
             spec,
             metrics=metrics,

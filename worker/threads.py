@@ -10,6 +10,12 @@ count, each job gets as many threads as there are cores *not* busy with other pr
 when it starts (at least one): a background sampler reads /proc/stat once a second and
 subtracts this process's own CPU time, so the figure is "everyone else".
 
+A step too small to split is the other case: the digits MLP ([128], batch 32: 0.3 M
+multiply-adds a step) trains 1.2-1.5x slower with two threads than with one on an idle
+host, since waking the second thread costs more than its half of the work. So a job
+whose step is below ``SMALL_STEP`` multiply-adds (``ml.architecture``'s estimate) gets
+one thread whatever the load.
+
 (Passive OpenMP waits, ``OMP_WAIT_POLICY=PASSIVE``, were measured too: they cost an idle
 host 1.4-2.4x, since every parallel region then wakes its threads from sleep.)
 """
@@ -98,6 +104,11 @@ class BusyMeter:
             self.update()
 
 
+# Forward multiply-adds per step below which a second thread does not pay (measured on
+# the digits MLP at several widths: bench/RESULTS.md, "Threads").
+SMALL_STEP = 4_000_000
+
+
 @dataclass(frozen=True)
 class ThreadChoice:
     threads: int
@@ -123,11 +134,20 @@ def others_busy_now(window: float = 0.25) -> float:
     return busy if busy is not None else 0.0
 
 
-def choose(configured: int | None, others_busy: float | None = None) -> ThreadChoice:
-    """``configured``: TRAINFORGE_TORCH_THREADS (None: by the host's load)."""
+def choose(
+    configured: int | None, others_busy: float | None = None, step_work: int | None = None
+) -> ThreadChoice:
+    """``configured``: TRAINFORGE_TORCH_THREADS (None: by the step's size and the host's
+    load). ``step_work``: the job's forward multiply-adds per step, if known."""
     n = cores()
     if configured is not None:
         return ThreadChoice(configured, "TRAINFORGE_TORCH_THREADS")
+    if step_work is not None and step_work < SMALL_STEP:
+        return ThreadChoice(
+            1,
+            f"automatic: a small step ({step_work / 1e6:.1f} M multiply-adds) gains "
+            "nothing from more threads",
+        )
     if others_busy is None:
         others_busy = _meter.others_busy if _meter is not None else None
     if others_busy is None:
@@ -139,11 +159,11 @@ def choose(configured: int | None, others_busy: float | None = None) -> ThreadCh
     )
 
 
-def apply(configured: int | None) -> ThreadChoice:
+def apply(configured: int | None, step_work: int | None = None) -> ThreadChoice:
     """Set torch's intra-op threads for the next job; returns what was chosen and why."""
     import torch
 
-    choice = choose(configured)
+    choice = choose(configured, step_work=step_work)
     if torch.get_num_threads() != choice.threads:
         torch.set_num_threads(choice.threads)
     return choice

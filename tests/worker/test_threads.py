@@ -8,10 +8,14 @@ import torch
 from api.db.session import session_factory
 from api.joblogs.repository import lines_after
 from api.settings import Settings
+from ml.architecture import multiply_adds_per_sample
+from ml.checks import builtin_info
+from ml.spec import BuiltinSource, JobSpec
 from tests.worker.helpers import insert_job
 from worker import threads
 from worker.runner import run_job
 
+DIGITS = {"source": {"kind": "builtin", "name": "digits"}}
 IRIS = {"dataset": {"source": {"kind": "builtin", "name": "iris"}}, "epochs": 1, "seed": 0}
 
 
@@ -26,6 +30,28 @@ def test_automatic_threads_are_the_cores_other_work_leaves_free(
     choice = threads.choose(None, others_busy)
     assert choice.threads == expected
     assert f"{cores} core(s), {others_busy:.1f} busy" in choice.why
+
+
+@pytest.mark.parametrize(
+    ("model", "batch", "expected"),
+    [
+        ({"kind": "mlp", "hidden_units": [128]}, 32, 1),  # the README's digits MLP
+        ({"kind": "cnn", "channels": [32, 64]}, 128, 2),
+        ({"kind": "mlp", "hidden_units": [512, 512]}, 128, 2),
+    ],
+)
+def test_a_small_step_gets_one_thread_even_on_an_idle_host(
+    monkeypatch: pytest.MonkeyPatch, model: dict[str, object], batch: int, expected: int
+) -> None:
+    monkeypatch.setattr(threads, "cores", lambda: 2)
+    spec = JobSpec.model_validate(
+        {"dataset": {**DIGITS, "batch_size": batch}, "model": model, "epochs": 1}
+    )
+    assert isinstance(spec.dataset.source, BuiltinSource)
+    work = multiply_adds_per_sample(spec, builtin_info(spec.dataset.source)) * batch
+    choice = threads.choose(None, others_busy=0.0, step_work=work)
+    assert choice.threads == expected, choice
+    assert ("small step" in choice.why) == (expected == 1)
 
 
 def test_a_configured_count_wins_over_the_load() -> None:
