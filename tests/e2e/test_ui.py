@@ -36,6 +36,7 @@ ARTIFACTS = REPO / "test-artifacts" / "ui"
 TIMEOUT_MS = 120_000  # a loaded shared machine: generous, never a timed assertion
 expect.set_options(timeout=TIMEOUT_MS)
 DIGITS = {"source": {"kind": "builtin", "name": "digits"}}
+LIVE_EPOCHS = 30  # the job the live test watches (the compare test reads it too)
 
 
 def spec(epochs: int, batch_size: int = 32, hidden: int = 32) -> dict[str, Any]:
@@ -217,8 +218,10 @@ def test_the_job_page_grows_live_and_turns_succeeded_without_a_reload(
     up: UpServer, page: Any, console: Console
 ) -> None:
     console.allow(r"status of 409")  # the cancel of an ended job, at the end
-    epochs = 20
-    job_id = submit(up, {"name": "ui-live", "spec": spec(epochs=epochs, batch_size=16, hidden=64)})
+    # Long enough to be watched on a fast quiet host too (~0.2 s an epoch there): at
+    # batch 16 the whole job once ended while the page was still signing in.
+    epochs = LIVE_EPOCHS
+    job_id = submit(up, {"name": "ui-live", "spec": spec(epochs=epochs, batch_size=2, hidden=128)})
     sign_in(page, up, f"/ui/jobs/{job_id}")
     expect(page.locator("[data-chart=accuracy]")).to_be_visible()
     page.evaluate("window.__sameDocument = true")  # gone if the page reloads
@@ -263,8 +266,11 @@ def test_the_job_page_grows_live_and_turns_succeeded_without_a_reload(
     expect(page.get_by_test_id("spec")).to_contain_text('"hidden_units"')
     # A checkpoint downloads with the Bearer header (fetch, then a blob link): the same bytes.
     latest = httpx.get(f"{up.base}/v1/jobs/{job_id}/checkpoints", headers=auth(up)).json()
+    last_link = page.get_by_test_id("checkpoints").locator("a[data-checkpoint]").last
+    # The table catches up with the last checkpoint (its event came before the end).
+    expect(last_link).to_have_attribute("data-checkpoint", str(latest["items"][-1]["id"]))
     with page.expect_download() as download:
-        page.get_by_test_id("checkpoints").locator("a[data-checkpoint]").last.click()
+        last_link.click()
     body = Path(download.value.path()).read_bytes()
     assert hashlib.sha256(body).hexdigest() == latest["items"][-1]["sha256"]
     assert download.value.suggested_filename.endswith(".safetensors")
@@ -396,11 +402,13 @@ def test_compare_overlays_a_metric_and_lists_only_the_differing_fields(
 ) -> None:
     r = httpx.get(f"{up.base}/v1/jobs", params={"status": "succeeded"}, headers=auth(up))
     by_name = {j["name"]: j["id"] for j in r.json()["items"]}
-    a, b = by_name["ui-listed"], by_name["ui-live"]  # 32/64 units, 2/20 epochs, batch 32/16
+    a, b = by_name["ui-listed"], by_name["ui-live"]  # 32/128 units, 2/30 epochs, batch 32/2
     sign_in(page, up, f"/ui/compare?jobs={a},{b}")
     chart = page.locator("[data-chart=compare]")
     expect(chart.locator("[data-series=ui-listed]")).to_have_attribute("data-points", "2")
-    expect(chart.locator("[data-series=ui-live]")).to_have_attribute("data-points", "20")
+    expect(chart.locator("[data-series=ui-live]")).to_have_attribute(
+        "data-points", str(LIVE_EPOCHS)
+    )
     diff = page.get_by_test_id("spec-diff")
     fields = diff.locator("tbody code")
     # ... and nothing that is equal (seed, optimizer, checkpointing, ...).
