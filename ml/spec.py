@@ -12,23 +12,23 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from ml.spec_base import Float, Int, OmitsUnusedSynthetic, SuggestFields
+from ml.spec_base import NoBoolNumbers, OmitsUnusedSynthetic, SuggestFields
 
 SPEC_VERSION = "1"
 
 # Every number is bounded by what the engine can use (float32 arithmetic, int64
 # counters): a value past a bound is a 422 naming the field, never a failed job.
 BIG = 1e6  # the largest factor, norm or coefficient the engine takes
-PositiveFloat = Annotated[Float, Field(gt=0, le=BIG, allow_inf_nan=False)]
-NonNegFloat = Annotated[Float, Field(ge=0, le=BIG, allow_inf_nan=False)]
-UnitInterval = Annotated[Float, Field(ge=0, lt=1, allow_inf_nan=False)]
-LearningRate = Annotated[Float, Field(gt=0, le=10, allow_inf_nan=False)]
-Epsilon = Annotated[Float, Field(gt=0, le=1, allow_inf_nan=False)]
-Count = Annotated[Int, Field(ge=0, le=1_000_000)]  # epochs, steps, patience ...
-ImageSide = Annotated[Int, Field(le=16_384)]  # >= 1 is a semantic check (ml.checks)
+PositiveFloat = Annotated[float, Field(gt=0, le=BIG, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, Field(ge=0, le=BIG, allow_inf_nan=False)]
+UnitInterval = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
+LearningRate = Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)]
+Epsilon = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0, le=1_000_000)]  # epochs, steps, patience ...
+ImageSide = Annotated[int, Field(le=16_384)]  # >= 1 is a semantic check (ml.checks)
 
 
-class Strict(SuggestFields):
+class Strict(SuggestFields, NoBoolNumbers):
     """Base for every spec part: unknown fields are errors, not silently ignored."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -38,9 +38,9 @@ class Strict(SuggestFields):
 
 
 class SyntheticOptions(Strict):
-    n_samples: Int = Field(1024, ge=8, le=10_000_000, description="Number of samples.")
-    n_features: Int = Field(20, ge=1, le=100_000, description="Features per sample (tabular).")
-    n_classes: Int = Field(
+    n_samples: int = Field(1024, ge=8, le=10_000_000, description="Number of samples.")
+    n_features: int = Field(20, ge=1, le=100_000, description="Features per sample (tabular).")
+    n_classes: int = Field(
         2, ge=0, le=1000, description="Number of classes; 0 makes a regression target."
     )
     image_shape: tuple[ImageSide, ImageSide, ImageSide] | None = Field(
@@ -91,10 +91,10 @@ class Preprocessing(Strict):
 
 class DatasetSpec(Strict):
     source: DatasetSource
-    validation_split: Float = Field(
+    validation_split: float = Field(
         0.2, ge=0, lt=1, description="Fraction held out for validation (stratified); 0 = none."
     )
-    batch_size: Int = Field(32, ge=1, le=65536, description="Keras default 32.")
+    batch_size: int = Field(32, ge=1, le=65536, description="Keras default 32.")
     shuffle: bool = Field(True, description="Reshuffle the training split every epoch.")
     preprocessing: Preprocessing = Field(default_factory=Preprocessing)
 
@@ -105,25 +105,17 @@ class DatasetSpec(Strict):
 class AugmentationSpec(Strict):
     """Keras ImageDataGenerator meanings; image data only, training split only."""
 
-    rotation_range: Float = Field(0, ge=0, le=180, description="Degrees, uniform in ±range.")
-    width_shift_range: Float = Field(0, ge=0, lt=1, description="Fraction of width, ±range.")
-    height_shift_range: Float = Field(0, ge=0, lt=1, description="Fraction of height, ±range.")
-    shear_range: Float = Field(0, ge=0, le=89, description="Shear angle in degrees, ±range.")
+    rotation_range: float = Field(0, ge=0, le=180, description="Degrees, uniform in ±range.")
+    width_shift_range: float = Field(0, ge=0, lt=1, description="Fraction of width, ±range.")
+    height_shift_range: float = Field(0, ge=0, lt=1, description="Fraction of height, ±range.")
+    shear_range: float = Field(0, ge=0, le=89, description="Shear angle in degrees, ±range.")
     zoom_range: float | tuple[float, float] = Field(
         0, description="float z: zoom in [1-z, 1+z]; or [lower, upper] (upper at most 10)."
     )
     horizontal_flip: bool = False
     vertical_flip: bool = False
     fill_mode: Literal["nearest", "constant", "reflect"] = "nearest"
-    cval: Float = Field(0.0, ge=-BIG, le=BIG, description="Fill value when fill_mode is constant.")
-
-    @field_validator("zoom_range", mode="before")
-    @classmethod
-    def _zoom_not_bool(cls, z: object) -> object:
-        # Float would name its validator in the union's error locations; refuse here.
-        if isinstance(z, bool) or (isinstance(z, list | tuple) and any(type(v) is bool for v in z)):
-            raise ValueError("zoom_range takes numbers, not true or false")
-        return z
+    cval: float = Field(0.0, ge=-BIG, le=BIG, description="Fill value when fill_mode is constant.")
 
     @field_validator("zoom_range")
     @classmethod
@@ -143,7 +135,7 @@ Activation = Literal["relu", "tanh", "sigmoid", "gelu", "elu", "leaky_relu", "si
 
 class MLPModel(Strict):
     kind: Literal["mlp"] = "mlp"
-    hidden_units: list[Annotated[Int, Field(ge=1, le=65536)]] = Field(
+    hidden_units: list[Annotated[int, Field(ge=1, le=65536)]] = Field(
         default_factory=lambda: [128, 64], max_length=64
     )
     activation: Activation = "relu"
@@ -152,10 +144,10 @@ class MLPModel(Strict):
 
 class CNNModel(Strict):
     kind: Literal["cnn"] = "cnn"
-    channels: list[Annotated[Int, Field(ge=1, le=4096)]] = Field(
+    channels: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
         default_factory=lambda: [32, 64], min_length=1, max_length=32
     )
-    kernel_size: Int = Field(3, ge=1, le=15)
+    kernel_size: int = Field(3, ge=1, le=15)
     separable: bool = Field(False, description="Depthwise + pointwise convolution.")
     normalization: Literal["none", "batch", "layer"] = "batch"
     activation: Activation = "relu"
@@ -163,14 +155,14 @@ class CNNModel(Strict):
 
 class TextModel(Strict):
     kind: Literal["text"] = "text"
-    embedding_dim: Int = Field(64, ge=1, le=4096)
+    embedding_dim: int = Field(64, ge=1, le=4096)
     encoder: Literal["pooling", "transformer"] = Field(
         "pooling", description="Mean pooling of embeddings, or a small encoder with LayerNorm."
     )
-    num_layers: Int = Field(1, ge=1, le=12)
-    num_heads: Int = Field(4, ge=1, le=64)
-    max_length: Int = Field(128, ge=1, le=4096)
-    vocab_size: Int = Field(20000, ge=16, le=1_000_000)
+    num_layers: int = Field(1, ge=1, le=12)
+    num_heads: int = Field(4, ge=1, le=64)
+    max_length: int = Field(128, ge=1, le=4096)
+    vocab_size: int = Field(20000, ge=16, le=1_000_000)
 
 
 ModelSpec = Annotated[MLPModel | CNNModel | TextModel, Field(discriminator="kind")]
@@ -192,7 +184,7 @@ class FrameworkDefaultInit(Strict):
 
 class RandomUniformInit(_InitBase):
     kind: Literal["random_uniform"] = "random_uniform"
-    scale: Float = Field(
+    scale: float = Field(
         0.01, gt=0, le=100, description="Uniform in [0, scale), as in the seed article."
     )
 
@@ -219,7 +211,7 @@ class HeUniformInit(_InitBase):
 
 class OrthogonalInit(_InitBase):
     kind: Literal["orthogonal"] = "orthogonal"
-    gain: Float = Field(1.0, gt=0, le=100)
+    gain: float = Field(1.0, gt=0, le=100)
 
 
 InitSpec = Annotated[
@@ -252,31 +244,31 @@ class RegularizationSpec(Strict):
 class SGDOptimizer(Strict):
     kind: Literal["sgd"] = "sgd"
     lr: LearningRate = 0.01
-    momentum: Float = Field(0.0, ge=0, lt=1)
+    momentum: float = Field(0.0, ge=0, lt=1)
     nesterov: bool = False
 
 
 class AdamOptimizer(Strict):
     kind: Literal["adam"] = "adam"
     lr: LearningRate = 0.001
-    beta1: Float = Field(0.9, ge=0, lt=1)
-    beta2: Float = Field(0.999, ge=0, lt=1)
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.999, ge=0, lt=1)
     eps: Epsilon = Field(1e-7, description="Keras default 1e-7 (PyTorch uses 1e-8).")
 
 
 class AdamWOptimizer(Strict):
     kind: Literal["adamw"] = "adamw"
     lr: LearningRate = 0.001
-    beta1: Float = Field(0.9, ge=0, lt=1)
-    beta2: Float = Field(0.999, ge=0, lt=1)
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.999, ge=0, lt=1)
     eps: Epsilon = 1e-7
 
 
 class RMSpropOptimizer(Strict):
     kind: Literal["rmsprop"] = "rmsprop"
     lr: LearningRate = 0.001
-    rho: Float = Field(0.9, ge=0, lt=1, description="Keras rho 0.9 (PyTorch alpha 0.99).")
-    momentum: Float = Field(0.0, ge=0, lt=1)
+    rho: float = Field(0.9, ge=0, lt=1, description="Keras rho 0.9 (PyTorch alpha 0.99).")
+    momentum: float = Field(0.0, ge=0, lt=1)
     eps: Epsilon = 1e-7
     centered: bool = False
 
@@ -300,9 +292,9 @@ OptimizerSpec = Annotated[
 class Warmup(Strict):
     """Linear warmup from start_factor·lr to the schedule's rate, counted in optimizer steps."""
 
-    steps: Int | None = Field(None, ge=1, le=10**12)
-    epochs: Int | None = Field(None, ge=1, le=100_000)
-    start_factor: Float = Field(0.0, ge=0, lt=1)
+    steps: int | None = Field(None, ge=1, le=10**12)
+    epochs: int | None = Field(None, ge=1, le=100_000)
+    start_factor: float = Field(0.0, ge=0, lt=1)
 
     @model_validator(mode="after")
     def _one_unit(self) -> Warmup:
@@ -323,26 +315,26 @@ class StepDecaySchedule(_ScheduleBase):
     """lr(epoch) = lr0 · decay_rate ** floor((1 + epoch) / decay_step), epoch from 0."""
 
     kind: Literal["step_decay"] = "step_decay"
-    decay_rate: Float = Field(0.5, gt=0, le=1)
-    decay_step: Int = Field(10, ge=1, le=100_000)
+    decay_rate: float = Field(0.5, gt=0, le=1)
+    decay_step: int = Field(10, ge=1, le=100_000)
 
 
 class MultiStepSchedule(_ScheduleBase):
     kind: Literal["multistep"] = "multistep"
-    milestones: list[Annotated[Int, Field(ge=1, le=100_000)]] = Field(
+    milestones: list[Annotated[int, Field(ge=1, le=100_000)]] = Field(
         default_factory=lambda: [30, 60], max_length=1000
     )
-    gamma: Float = Field(0.1, gt=0, le=1)
+    gamma: float = Field(0.1, gt=0, le=1)
 
 
 class ExponentialSchedule(_ScheduleBase):
     kind: Literal["exponential"] = "exponential"
-    gamma: Float = Field(0.95, gt=0, le=1, description="lr = lr0 · gamma ** epoch.")
+    gamma: float = Field(0.95, gt=0, le=1, description="lr = lr0 · gamma ** epoch.")
 
 
 class CosineSchedule(_ScheduleBase):
     kind: Literal["cosine"] = "cosine"
-    t_max_epochs: Int | None = Field(None, ge=1, le=100_000, description="Default: the whole run.")
+    t_max_epochs: int | None = Field(None, ge=1, le=100_000, description="Default: the whole run.")
     eta_min: NonNegFloat = 0.0
 
 
@@ -350,8 +342,8 @@ class CosineRestartsSchedule(_ScheduleBase):
     """SGDR (torch CosineAnnealingWarmRestarts), stepped with fractional epochs."""
 
     kind: Literal["cosine_restarts"] = "cosine_restarts"
-    t_0: Int = Field(10, ge=1, le=100_000, description="Epochs in the first cycle.")
-    t_mult: Int = Field(1, ge=1, le=100)
+    t_0: int = Field(10, ge=1, le=100_000, description="Epochs in the first cycle.")
+    t_mult: int = Field(1, ge=1, le=100)
     eta_min: NonNegFloat = 0.0
 
 
@@ -360,7 +352,7 @@ class OneCycleSchedule(_ScheduleBase):
 
     kind: Literal["one_cycle"] = "one_cycle"
     max_lr: LearningRate | None = Field(None, description="Default: the optimizer's lr.")
-    pct_start: Float = Field(0.3, gt=0, lt=1)
+    pct_start: float = Field(0.3, gt=0, lt=1)
     anneal_strategy: Literal["cos", "linear"] = "cos"
     div_factor: PositiveFloat = 25.0
     final_div_factor: PositiveFloat = 1e4
@@ -375,7 +367,7 @@ class ReduceOnPlateauSchedule(_ScheduleBase):
     kind: Literal["reduce_on_plateau"] = "reduce_on_plateau"
     monitor: str = "val_loss"
     mode: MonitorMode = "auto"
-    factor: Float = Field(0.1, gt=0, lt=1)
+    factor: float = Field(0.1, gt=0, lt=1)
     patience: Count = 10
     min_delta: NonNegFloat = 1e-4
     cooldown: Count = 0
@@ -435,15 +427,15 @@ class EarlyStoppingSpec(Strict):
     mode: MonitorMode = "auto"
     patience: Count = 0
     min_delta: NonNegFloat = 0.0
-    baseline: Annotated[Float, Field(ge=-1e30, le=1e30)] | None = None
+    baseline: Annotated[float, Field(ge=-1e30, le=1e30)] | None = None
     restore_best_weights: bool = False
     start_from_epoch: Count = 0
 
 
 class CheckpointingSpec(Strict):
-    every_n_epochs: Int = Field(1, ge=1, le=100_000)
-    keep_last: Int = Field(2, ge=1, le=1000)
-    keep_best: Int = Field(1, ge=0, le=1000)
+    every_n_epochs: int = Field(1, ge=1, le=100_000)
+    keep_last: int = Field(2, ge=1, le=1000)
+    keep_best: int = Field(1, ge=0, le=1000)
     monitor: str = "val_loss"
     mode: MonitorMode = "auto"
 
@@ -458,11 +450,11 @@ class ResourcesSpec(Strict):
 
 
 class LimitsSpec(Strict):
-    max_runtime_seconds: Int | None = Field(None, ge=1, le=30 * 24 * 3600)
+    max_runtime_seconds: int | None = Field(None, ge=1, le=30 * 24 * 3600)
 
 
 class RetrySpec(Strict):
-    max_restarts: Int = Field(3, ge=0, le=100)
+    max_restarts: int = Field(3, ge=0, le=100)
 
 
 class JobSpec(Strict):
@@ -481,8 +473,8 @@ class JobSpec(Strict):
     loss: Literal["auto", "cross_entropy", "mse", "mae", "huber"] = Field(
         "auto", description="auto: cross-entropy for classification, MSE for regression."
     )
-    epochs: Int = Field(10, ge=1, le=100_000)
-    seed: Int = Field(0, ge=0, le=2**32 - 1)
+    epochs: int = Field(10, ge=1, le=100_000)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     deterministic: bool = False
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     limits: LimitsSpec = Field(default_factory=LimitsSpec)

@@ -1,8 +1,10 @@
 """Behaviour every spec model shares, kept apart from the fields in ``ml.spec``.
 
 - "did you mean `epochs`?" for an unknown field one edit away (``SuggestFields``);
-- ``true``/``false`` are refused where a number is expected (``Int``, ``Float``):
-  pydantic's lax mode reads them as 1 and 0, so ``epochs: true`` would train one epoch;
+- ``true``/``false`` where a number is expected is an error at that field
+  (``NoBoolNumbers``): pydantic's lax mode would read them as 1 and 0, so
+  ``epochs: true`` would train one epoch. Numbers written as strings stay accepted
+  (PyYAML, YAML 1.1, reads ``lr: 1e-3`` as the string "1e-3");
 - the resolved spec of a builtin dataset leaves out the ``synthetic`` options unless
   the name is ``synthetic`` (``OmitsUnusedSynthetic``): they are never read, and shown
   they read as if e.g. digits were a 2-class problem.
@@ -17,14 +19,15 @@ better message. Pydantic only: ``ml.spec`` imports this and must not import torc
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Iterable
-from typing import Annotated, Any
+from typing import Annotated, Any, Union
 
 from pydantic import (
     BaseModel,
     ModelWrapValidatorHandler,
     SerializerFunctionWrapHandler,
-    Strict,
     ValidationError,
     model_serializer,
     model_validator,
@@ -110,7 +113,67 @@ class OmitsUnusedSynthetic(BaseModel):
         return data
 
 
-# Numbers of the spec, strict: pydantic's lax mode would read true/false as 1/0 (and
-# "3" as 3). An Int still takes 3 and a Float takes 3 or 3.5, from JSON or YAML alike.
-Int = Annotated[int, Strict()]
-Float = Annotated[float, Strict()]
+_BOOL_MESSAGE = "Input should be a number, not true or false"
+
+
+def _admits_bool(annotation: Any) -> bool:
+    """Whether a field's type takes a boolean anywhere (``bool``, ``bool | None``, ...)."""
+    if annotation is bool or annotation is Any:
+        return True
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        return _admits_bool(args[0])
+    if origin is typing.Literal:
+        return any(isinstance(a, bool) for a in args)
+    if origin in (Union, types.UnionType, list, tuple):
+        return any(_admits_bool(a) for a in args if a is not Ellipsis)
+    return origin is dict  # a free-form mapping: not a number
+
+
+def _bools(value: Any, loc: tuple[str | int, ...]) -> list[tuple[str | int, ...]]:
+    """Where ``value`` (a field's input, or a list of them) holds a boolean."""
+    if isinstance(value, bool):
+        return [loc]
+    if isinstance(value, list | tuple):
+        return [hit for i, item in enumerate(value) for hit in _bools(item, (*loc, i))]
+    return []
+
+
+class NoBoolNumbers(BaseModel):
+    """``true``/``false`` in a field that takes no boolean is an error at its location."""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _refuse_bool_numbers(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        if not isinstance(data, dict):
+            return handler(data)
+        hits = [
+            hit
+            for name, field in cls.model_fields.items()
+            if name in data and not _admits_bool(field.annotation)
+            for hit in _bools(data[name], (name,))
+        ]
+        if not hits:
+            return handler(data)
+        errors: list[InitErrorDetails] = [
+            {
+                "type": PydanticCustomError("bool_not_number", _BOOL_MESSAGE),
+                "loc": hit,
+                "input": True,
+            }
+            for hit in hits
+        ]
+        try:
+            handler(data)
+        except ValidationError as exc:  # the other problems of this model, still all listed
+            fields = {hit[0] for hit in hits}
+            errors += [
+                {
+                    "type": PydanticCustomError(err["type"], err["msg"], err.get("ctx")),
+                    "loc": err["loc"],
+                    "input": err["input"],
+                }
+                for err in exc.errors()
+                if not err["loc"] or err["loc"][0] not in fields
+            ]
+        raise ValidationError.from_exception_data(cls.__name__, errors)

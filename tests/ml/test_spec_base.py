@@ -55,7 +55,7 @@ def test_unknown_fields_one_edit_away_say_which_field_was_meant() -> None:
     assert found[("dataset", "bacth_size")][1].endswith("did you mean `batch_size`?")
     assert found[("optimizer", "sgd", "lrr")][1].endswith("did you mean `lr`?")
     assert found[("colour",)] == ("extra_forbidden", "Extra inputs are not permitted")
-    assert found[("seed",)][0] == "int_type"  # other problems are still all listed
+    assert found[("seed",)][0] == "int_parsing"  # other problems are still all listed
 
 
 def test_builtin_source_omits_synthetic_options_unless_synthetic() -> None:
