@@ -15,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
+import pytest
+import torch
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
@@ -26,7 +28,7 @@ from api.webhooks import repository as repo
 from api.webhooks.models import WebhookDelivery
 from api.webhooks.signing import new_secret
 from tests.conftest import free_port
-from worker.metrics_server import RUNNING, serve
+from worker.metrics_server import RUNNING, _cuda, serve
 from worker.webhooks import deliver_due, http_client
 
 
@@ -168,3 +170,50 @@ def test_the_worker_endpoint_labels_the_job_only_while_it_runs() -> None:
     assert abs(rate - 32 / step_seconds) < 1e-6 * rate
     RUNNING.end()
     assert not any("job_id" in lb for samples in scrape().values() for lb, _ in samples)
+
+
+def test_cuda_gauges_report_each_device_and_leave_out_utilization_without_nvml(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The CUDA series as a GPU host shows them (torch.cuda stood in for; the next test
+    reads a real device where there is one)."""
+
+    class Props:
+        total_memory = 80 * 2**30
+
+    def utilization(index: int) -> int:
+        if index == 1:
+            raise RuntimeError("pynvml does not seem to be installed")
+        return 37
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda i: 1000 * (i + 1))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda i: 2000 * (i + 1))
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: Props())
+    monkeypatch.setattr(torch.cuda, "utilization", utilization)
+    got = {family.name: {s.labels["device"]: s.value for s in family.samples} for family in _cuda()}
+    assert got == {
+        "trainforge_worker_cuda_memory_allocated_bytes": {"0": 1000.0, "1": 2000.0},
+        "trainforge_worker_cuda_memory_reserved_bytes": {"0": 2000.0, "1": 4000.0},
+        "trainforge_worker_cuda_memory_total_bytes": {"0": 80.0 * 2**30, "1": 80.0 * 2**30},
+        "trainforge_worker_cuda_utilization_ratio": {"0": 0.37},
+    }
+
+
+def test_no_cuda_series_without_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert list(_cuda()) == []
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_gauges_read_the_real_device() -> None:
+    held = torch.ones(1024, 1024, device="cuda")  # 4 MiB that torch has allocated
+    got = {f.name: {s.labels["device"]: s.value for s in f.samples} for f in _cuda()}
+    allocated = got["trainforge_worker_cuda_memory_allocated_bytes"]["0"]
+    reserved = got["trainforge_worker_cuda_memory_reserved_bytes"]["0"]
+    assert allocated >= held.numel() * held.element_size()
+    assert got["trainforge_worker_cuda_memory_total_bytes"]["0"] >= reserved >= allocated
+    for ratio in got.get("trainforge_worker_cuda_utilization_ratio", {}).values():
+        assert 0.0 <= ratio <= 1.0
