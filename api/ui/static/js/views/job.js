@@ -71,8 +71,18 @@ export async function jobView(root, { params, signal }) {
   retry.addEventListener("click", () => act("retry"));
   replace(actions, cancel, retry, h("a", { class: "button", href: `/ui/compare?jobs=${jobId}` }, "Compare…"));
 
+  // Epochs completed as the metrics show them: a metric point comes at each epoch's
+  // end, the job row's progress with the next heartbeat (up to ~1 s later). Only for a
+  // first attempt: a resumed one may re-train epochs whose points an earlier one left.
+  function epochsFromMetrics() {
+    let last = -1;
+    for (const points of series.values()) for (const p of points.values()) last = Math.max(last, p.epoch);
+    return last + 1;
+  }
+
   function renderProgress() {
-    const p = job.progress || { epoch: 0, epochs: 0, step: 0 };
+    const row = job.progress || { epoch: 0, epochs: 0, step: 0 };
+    const p = job.status === "running" && job.attempt === 1 ? { ...row, epoch: Math.min(row.epochs, Math.max(row.epoch, epochsFromMetrics())) } : row;
     // Inside an epoch: the `progress` event of the current attempt, if newer.
     const inEpoch = live && job.status === "running" && live.attempt === job.attempt && live.step >= p.step ? live : null;
     const done = inEpoch ? inEpoch.epoch + inEpoch.batch / Math.max(inEpoch.steps_per_epoch, 1) : p.epoch;
@@ -194,6 +204,7 @@ export async function jobView(root, { params, signal }) {
         for (const p of s.points) points.set(p.step, { epoch: p.epoch, value: p.value });
       }
       redraw();
+      renderProgress();
       refreshJob();
     } else if (kind === "progress") {
       live = data;
