@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -93,12 +94,13 @@ def test_follow_reconnects_across_an_api_restart_without_gap_or_duplicate(
         with api_process(env, port, tmp_path / "api1.log", crash=True):
             submitted = run_cli(["submit", str(tmp_path / "spec.json"), "--detach", "--json"], user)
             job_id = json.loads(submitted.stdout)["id"]
+            errors = (tmp_path / "follow.err").open("w")  # a file: nothing to drain
             follow = subprocess.Popen(
                 [sys.executable, "-m", "trainforge.cli", "follow", job_id],
                 env=user,
                 cwd=REPO,
                 stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                stderr=errors,
                 text=True,
             )
             assert follow.stdout is not None
@@ -110,10 +112,17 @@ def test_follow_reconnects_across_an_api_restart_without_gap_or_duplicate(
         # The API is down now (follow keeps retrying); the job trains on in the worker.
         time.sleep(2)
         with api_process(env, port, tmp_path / "api2.log"):
-            out, err = follow.communicate(timeout=600)
-        lines += out.splitlines(keepends=True)
+            # Read on through the same text stream: its buffer may already hold the
+            # lines after epoch 2 (communicate() would read past them, from the pipe).
+            watchdog = threading.Timer(600, follow.kill)
+            watchdog.start()
+            lines += follow.stdout.readlines()
+            follow.wait()
+            watchdog.cancel()
+            errors.close()
     finally:
         stop(worker)
+    err = (tmp_path / "follow.err").read_text()
     assert follow.returncode == 0, (lines, err)
     assert "reconnecting" in err  # it did lose the connection
     printed = [int(m[1]) for line in lines if (m := re.match(rf"epoch (\d+)/{EPOCHS} ", line))]
