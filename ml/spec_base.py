@@ -19,6 +19,7 @@ better message. Pydantic only: ``ml.spec`` imports this and must not import torc
 
 from __future__ import annotations
 
+import functools
 import types
 import typing
 from collections.abc import Iterable
@@ -32,7 +33,7 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 _MESSAGE = "Extra inputs are not permitted; did you mean `{suggestion}`?"
 
@@ -62,6 +63,12 @@ def closest_field(name: str, known: Iterable[str]) -> str | None:
     return hits[0] if len(hits) == 1 else None
 
 
+def _kept(err: ErrorDetails) -> InitErrorDetails:
+    """One of pydantic's reported errors, as it was, to raise again among others."""
+    detail = PydanticCustomError(err["type"], err["msg"], err.get("ctx"))
+    return {"type": detail, "loc": err["loc"], "input": err["input"]}
+
+
 def suggest_fields(exc: ValidationError, known: Iterable[str]) -> ValidationError | None:
     """``exc`` with each of this model's unknown-key errors carrying a suggestion, or None
     when there is nothing to suggest."""
@@ -75,10 +82,10 @@ def suggest_fields(exc: ValidationError, known: Iterable[str]) -> ValidationErro
             hint = closest_field(loc[0], known)
         if hint is not None:
             changed = True
-            detail: Any = PydanticCustomError("extra_forbidden", _MESSAGE, {"suggestion": hint})
+            detail = PydanticCustomError("extra_forbidden", _MESSAGE, {"suggestion": hint})
+            errors.append({"type": detail, "loc": loc, "input": err["input"]})
         else:
-            detail = PydanticCustomError(err["type"], err["msg"], err.get("ctx"))
-        errors.append({"type": detail, "loc": loc, "input": err["input"]})
+            errors.append(_kept(err))
     if not changed:
         return None
     return ValidationError.from_exception_data(exc.title, errors)
@@ -130,6 +137,12 @@ def _admits_bool(annotation: Any) -> bool:
     return origin is dict  # a free-form mapping: not a number
 
 
+@functools.cache
+def _number_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of a spec model that take no boolean (worked out once per model)."""
+    return frozenset(n for n, f in model.model_fields.items() if not _admits_bool(f.annotation))
+
+
 def _bools(value: Any, loc: tuple[str | int, ...]) -> list[tuple[str | int, ...]]:
     """Where ``value`` (a field's input, or a list of them) holds a boolean."""
     if isinstance(value, bool):
@@ -149,8 +162,8 @@ class NoBoolNumbers(BaseModel):
             return handler(data)
         hits = [
             hit
-            for name, field in cls.model_fields.items()
-            if name in data and not _admits_bool(field.annotation)
+            for name in _number_fields(cls)
+            if name in data
             for hit in _bools(data[name], (name,))
         ]
         if not hits:
@@ -168,12 +181,6 @@ class NoBoolNumbers(BaseModel):
         except ValidationError as exc:  # the other problems of this model, still all listed
             fields = {hit[0] for hit in hits}
             errors += [
-                {
-                    "type": PydanticCustomError(err["type"], err["msg"], err.get("ctx")),
-                    "loc": err["loc"],
-                    "input": err["input"],
-                }
-                for err in exc.errors()
-                if not err["loc"] or err["loc"][0] not in fields
+                _kept(err) for err in exc.errors() if not err["loc"] or err["loc"][0] not in fields
             ]
         raise ValidationError.from_exception_data(cls.__name__, errors)
