@@ -35,17 +35,16 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from scratch_db import scratch_database  # bench/ is on sys.path, as the script's folder
+
 from tests.procs import UpServer, trainforge_up
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REDIS = "redis://127.0.0.1:6379/0"
 IRIS = {"dataset": {"source": {"kind": "builtin", "name": "iris"}}, "epochs": 1, "seed": 0}
 IRIS_TRAIN_ROWS = 120  # 150 rows, validation_split 0.2
@@ -64,20 +63,6 @@ def group_cpu_seconds(pgid: int) -> float:
             if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ...
                 total += int(fields[11]) + int(fields[12])
     return total / CLK_TCK
-
-
-@contextlib.contextmanager
-def pg_database() -> Iterator[str]:
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    name = f"bench_latency_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def ts(value: str) -> float:
@@ -130,7 +115,7 @@ def main() -> None:
         }
         if not args.no_pg:
             arms["pg+redis"] = {
-                "TRAINFORGE_DATABASE_URL": stack.enter_context(pg_database()),
+                "TRAINFORGE_DATABASE_URL": stack.enter_context(scratch_database("bench_latency")),
                 "TRAINFORGE_BROKER_URL": REDIS,
                 "TRAINFORGE_QUEUE": queue,
             }

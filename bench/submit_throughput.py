@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import secrets
 import statistics
 import subprocess
 import sys
@@ -31,10 +30,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, text
+from scratch_db import scratch_database  # bench/ is on sys.path, as the script's folder
 
 REPO = Path(__file__).resolve().parents[1]
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 IRIS = {"dataset": {"source": {"kind": "builtin", "name": "iris"}}, "epochs": 1}
 
 
@@ -44,20 +42,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def pg_database() -> Iterator[str]:
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    name = f"bench_submit_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @contextlib.contextmanager
@@ -148,7 +132,7 @@ def main() -> None:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         servers = {}
         for name, tree in trees.items():
-            url = stack.enter_context(pg_database()) if args.pg else None
+            url = stack.enter_context(scratch_database("bench_submit")) if args.pg else None
             servers[name] = stack.enter_context(api_server(tree, tmp / name, url))
         rates: dict[tuple[str, str], list[float]] = {}
         for base, key in servers.values():  # warm-up

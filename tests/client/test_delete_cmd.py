@@ -15,19 +15,21 @@ from trainforge.client.app import main
 from trainforge.client.http import Api
 
 
-def test_delete_an_ended_job_and_refuse_a_queued_one(
-    client: TestClient,
-    settings: Settings,
-    admin_key: str,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+@pytest.fixture(autouse=True)
+def cli_on_the_app(
+    client: TestClient, admin_key: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    """The CLI talks to the app in-process, over the real HTTP surface, with the admin key."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("TRAINFORGE_URL", "http://testserver")
     monkeypatch.setenv("TRAINFORGE_API_KEY", admin_key)
-    transport = client._transport  # the app in-process, over the real HTTP surface
+    transport = client._transport
     monkeypatch.setattr(output, "Api", lambda config: Api(config, transport=transport))
+
+
+def test_delete_an_ended_job_and_refuse_a_queued_one(
+    client: TestClient, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
     queued = client.post("/v1/jobs", json={"spec": DIGITS}).json()
     assert main(["delete", queued["id"]]) == 2  # 409: one line, no traceback
     assert "queued" in capsys.readouterr().err
@@ -40,17 +42,8 @@ def test_delete_an_ended_job_and_refuse_a_queued_one(
 
 
 def test_jobs_name_filters_the_listing(
-    client: TestClient,
-    admin_key: str,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    client: TestClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setenv("TRAINFORGE_URL", "http://testserver")
-    monkeypatch.setenv("TRAINFORGE_API_KEY", admin_key)
-    transport = client._transport
-    monkeypatch.setattr(output, "Api", lambda config: Api(config, transport=transport))
     for name in ("resnet-a", "ResNet-b", "mlp"):
         client.post("/v1/jobs", json={"spec": DIGITS, "name": name})
     assert main(["jobs", "--name", "resnet", "--json"]) == 0
