@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from api.db import jobs as repo
 from api.db import model_exports, scheduling, workers
 from api.db.keys import Principal
-from api.db.models import Job, JobTransition, Team, utcnow
+from api.db.models import Job, JobTransition, Team
 from api.predict.schemas import export_read
 from api.problems import FieldProblem, ProblemError
 from api.schemas import (
@@ -96,6 +96,9 @@ def _check_queued_quota(session: Session, team_id: str) -> None:
         )
 
 
+_TEAM_QUOTAS = select(Team.max_queued_jobs, Team.max_storage_bytes, Team.max_running_jobs)
+
+
 @dataclass(frozen=True)
 class Submitted:
     """What ``create_job`` did: a new job (``created``), or the original of a repeated
@@ -116,15 +119,17 @@ def create_job(
 ) -> Submitted:
     """The new job, or -- for a repeated Idempotency-Key -- the original."""
     team_id = principal.team_id  # a job belongs to the submitting key's team
-    request_hash = _request_hash(body)
+    # Only a keyed request can be replayed, so only its body is hashed for the comparison.
+    request_hash = None
     if idempotency_key is not None:
+        request_hash = _request_hash(body)
         existing = _by_idempotency_key(session, team_id, idempotency_key)
         if existing is not None:
             return Submitted(*_replay(existing, request_hash))
     spec = resolve_limits(body.spec, settings)
     validate_spec(spec, session, team_id, settings=settings)
     # One read of the team's quotas: a quota that is not set costs no further query.
-    team = session.get(Team, team_id)
+    team = session.execute(_TEAM_QUOTAS.where(Team.id == team_id)).one_or_none()
     if team is None or team.max_queued_jobs is not None:
         _check_queued_quota(session, team_id)
     if team is None or team.max_storage_bytes is not None:
@@ -143,14 +148,13 @@ def create_job(
             max_restarts=body.spec.retry.max_restarts,
             priority=body.priority,
             idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            published=True,  # the request rings the doorbell after its commit
         )
-        job.request_hash = request_hash
-        job.published_at = utcnow()
-        session.flush()
     except IntegrityError:
         # A concurrent request with the same key won the unique index: answer with its job.
         session.rollback()
-        if idempotency_key is None:
+        if idempotency_key is None or request_hash is None:
             raise
         existing = _by_idempotency_key(session, team_id, idempotency_key)
         if existing is None:

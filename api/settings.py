@@ -104,6 +104,14 @@ class Settings(BaseSettings):
         "640 s, 2560 s (about an hour over 6 attempts).",
     )
     # Load (issue 18): requests inside the app, a queue in front, connections behind.
+    api_processes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Processes `trainforge api` serves from (uvicorn workers on one port): "
+        "one process runs its Python on one core at a time, so a host with spare cores "
+        "takes more submits a second with more (issue 16).",
+    )
     api_max_concurrent_requests: int = Field(
         4,
         ge=1,

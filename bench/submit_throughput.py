@@ -12,7 +12,7 @@ issue 16: ``git archive <commit> | tar -x -C DIR``), same venv, own home, and al
 its phases with the current tree's: the before/after in one run.
 
     .venv/bin/python bench/submit_throughput.py [--rounds 6] [--seconds 3] [--pg]
-        [--before-tree /tmp/old]
+        [--before-tree /tmp/old] [--processes 1,2]
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def api_server(tree: Path, home: Path, database_url: str | None) -> Iterator[tuple[str, str]]:
+def api_server(
+    tree: Path, home: Path, database_url: str | None, processes: int = 1
+) -> Iterator[tuple[str, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINFORGE_")}
     env.update(TRAINFORGE_HOME=str(home), PYTHONPATH=str(tree))
     if database_url:
@@ -63,7 +65,8 @@ def api_server(tree: Path, home: Path, database_url: str | None) -> Iterator[tup
     key = run("admin", "create-key", "--team", "bench", "--role", "member").strip().split()[-1]
     port = free_port()
     proc = subprocess.Popen(
-        [*cli, "api", "--host", "127.0.0.1", "--port", str(port)],
+        [*cli, "api", "--host", "127.0.0.1", "--port", str(port)]
+        + (["--processes", str(processes)] if processes > 1 else []),
         cwd=tree,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -124,16 +127,23 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--pg", action="store_true")
     parser.add_argument("--before-tree", type=Path)
+    parser.add_argument(
+        "--processes",
+        default="1",
+        help="API process counts of the current tree, comma-separated: one server each, "
+        "their phases interleaved (e.g. 1,2)",
+    )
     args = parser.parse_args()
-    trees = {"after": REPO}
+    counts = [int(n) for n in args.processes.split(",")]
+    trees = {("after" if n == 1 else f"after-{n}p"): (REPO, n) for n in counts}
     if args.before_tree:
-        trees["before"] = args.before_tree.resolve()
+        trees["before"] = (args.before_tree.resolve(), 1)
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         servers = {}
-        for name, tree in trees.items():
+        for name, (tree, processes) in trees.items():
             url = stack.enter_context(scratch_database("bench_submit")) if args.pg else None
-            servers[name] = stack.enter_context(api_server(tree, tmp / name, url))
+            servers[name] = stack.enter_context(api_server(tree, tmp / name, url, processes))
         rates: dict[tuple[str, str], list[float]] = {}
         for base, key in servers.values():  # warm-up
             phase(base, key, "submit", 1.0, args.concurrency)
@@ -152,7 +162,7 @@ def main() -> None:
         health, submit = rates[(name, "healthz")], rates[(name, "submit")]
         ratios = [s / h for s, h in zip(submit, health, strict=True)]
         print(
-            f"{name:7} healthz {statistics.median(health):7.0f}/s  submit "
+            f"{name:8} healthz {statistics.median(health):7.0f}/s  submit "
             f"{statistics.median(submit):6.0f}/s  submit/healthz median "
             f"{statistics.median(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f})"
         )

@@ -52,12 +52,17 @@ def cmd_db_upgrade(_: argparse.Namespace) -> int:
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    get_settings().ensure_home()
+    from api.serving import HTTP_PROTOCOL
+
+    settings = get_settings()
+    settings.ensure_home()
     uvicorn.run(
         "api.app:create_app",
         factory=True,
         host=args.host,
         port=args.port,
+        workers=args.processes or settings.api_processes,
+        http=HTTP_PROTOCOL,  # TCP_NODELAY on every connection, whatever the socket's origin
         log_level="info",
         timeout_graceful_shutdown=5,
     )
@@ -193,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     api = sub.add_parser("api", help="the HTTP API alone")
     api.add_argument("--host", default="0.0.0.0")
     api.add_argument("--port", type=int, default=8000)
+    api.add_argument(
+        "--processes",
+        type=int,
+        choices=range(1, 65),
+        metavar="N",
+        help="API processes on the port (1-64; default TRAINFORGE_API_PROCESSES, 1)",
+    )
     api.set_defaults(func=cmd_api)
 
     wk = sub.add_parser("worker", help="one Celery worker (one per GPU)")

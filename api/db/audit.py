@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Index, Integer, String, delete, select, text, update
+from sqlalchemy import BigInteger, Index, Integer, String, delete, insert, select, text, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from api.db.models import Base, utcnow
+from api.db.models import Base, table, utcnow
 
 
 class AuditEntry(Base):
@@ -42,15 +42,18 @@ def record(
     outcome: int,
     client: str | None,
 ) -> None:
-    session.add(
-        AuditEntry(
-            key_id=key_id,
-            team_id=team_id,
-            action=action,
-            resource=resource[:500],
-            outcome=outcome,
-            client=client,
-        )
+    # A Core INSERT, now: every mutation writes one, and a unit-of-work flush of a plain
+    # append costs more than the row (issue 16).
+    session.execute(
+        insert(table(AuditEntry)),
+        {
+            "key_id": key_id,
+            "team_id": team_id,
+            "action": action,
+            "resource": resource[:500],
+            "outcome": outcome,
+            "client": client,
+        },
     )
 
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, select, true, update
+from sqlalchemy import ColumnElement, insert, select, true, update
 from sqlalchemy.orm import Session
 
 from api.db import events
-from api.db.models import Job, JobTransition, utcnow
+from api.db.models import Job, JobTransition, new_id, table, utcnow
 from api.webhooks import repository as webhook_outbox
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
@@ -54,15 +54,16 @@ def record_transition(
     orders this job's events (see api.db.events). ``at``: now, unless given.
     """
     at = at or utcnow()
-    session.add(
-        JobTransition(
-            job_id=job_id,
-            from_status=from_status,
-            to_status=to_status,
-            reason=reason,
-            attempt=attempt,
-            at=at,
-        )
+    session.execute(
+        insert(table(JobTransition)),  # Core: no unit-of-work flush for a plain append
+        {
+            "job_id": job_id,
+            "from_status": from_status,
+            "to_status": to_status,
+            "reason": reason,
+            "attempt": attempt,
+            "at": at,
+        },
     )
     events.add_event(
         session,
@@ -94,25 +95,62 @@ def create_job(
     max_restarts: int,
     priority: int = 0,
     idempotency_key: str | None = None,
+    request_hash: str | None = None,
+    sweep_id: str | None = None,
+    trial_number: int | None = None,
+    params: dict[str, Any] | None = None,
+    published: bool = False,
 ) -> Job:
+    """A new queued job, its creation transition and status event, in the caller's
+    transaction. ``published``: the caller rings the doorbell after its commit, so
+    ``published_at`` is the creation time (else None, and the reconciler rings it).
+
+    The rows are Core INSERTs (every submit runs this: the unit of work cost more than
+    the rows), so a unique index (idempotency key, sweep trial number) speaks at once.
+    The returned ``Job`` carries every column but is not in the session: read it, do
+    not change it.
+    """
+    now = utcnow()
     job = Job(
+        id=new_id(),
         team_id=team_id,
         created_by_key=key_id,
         name=name,
+        status="queued",
+        status_reason=None,
+        error=None,
         spec=spec,
         spec_version=spec_version,
         queue=queue,
-        epochs=epochs,
-        max_restarts=max_restarts,
         priority=priority,
+        attempt=0,
+        max_restarts=max_restarts,
+        cancel_requested=False,
+        lease_expires_at=None,
+        progress_epoch=0,
+        progress_step=0,
+        epochs=epochs,
+        stopped_epoch=None,
         idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        restarts=0,
+        published_at=now if published else None,
+        created_at=now,
+        started_at=None,
+        finished_at=None,
+        updated_at=now,
+        sweep_id=sweep_id,
+        trial_number=trial_number,
+        params=params,
     )
-    session.add(job)
-    session.flush()
+    session.execute(insert(table(Job)), {c: getattr(job, c) for c in _JOB_COLUMNS})
     # Created queued: the transition's time is the job's (the answer to the submit
     # shows it without reading it back).
-    record_transition(session, job.id, None, "queued", None, 0, at=job.created_at)
+    record_transition(session, job.id, None, "queued", None, 0, at=now)
     return job
+
+
+_JOB_COLUMNS = tuple(c.key for c in table(Job).columns)
 
 
 def get_job(session: Session, job_id: str, team_id: str | None) -> Job | None:

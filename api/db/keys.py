@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from api.db.models import ApiKey, Team, utcnow
@@ -69,12 +69,29 @@ def count_keys(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(ApiKey)) or 0
 
 
+_KEY_CHECK = select(
+    ApiKey.secret_hash,
+    ApiKey.team_id,
+    ApiKey.role,
+    ApiKey.expires_at,
+    ApiKey.revoked_at,
+    ApiKey.last_used_at,
+)
+
+
 def authenticate(session: Session, raw_key: str) -> Principal | None:
-    """The key's principal, or None for a malformed, unknown, revoked or expired key."""
+    """The key's principal, or None for a malformed, unknown, revoked or expired key.
+
+    When ``last_used_at`` is due (once a minute) it is updated in the session's
+    transaction: the caller commits (``require_principal`` does, when
+    ``last_used_written(session)``). Every request runs this, so it is one Core
+    SELECT of the columns it needs, not an ORM load.
+    """
     parts = raw_key.split("_", 2)
     if len(parts) != 3 or parts[0] != "tf" or not parts[1] or not parts[2]:
         return None
-    row = session.get(ApiKey, parts[1])
+    key_id = parts[1]
+    row = session.execute(_KEY_CHECK.where(ApiKey.id == key_id)).one_or_none()
     # Hash and compare even for an unknown id, so timing does not reveal which ids exist.
     expected = row.secret_hash if row is not None else "0" * 64
     if not hmac.compare_digest(expected, _hash(parts[2])) or row is None:
@@ -84,8 +101,17 @@ def authenticate(session: Session, raw_key: str) -> Principal | None:
         return None
     # Recorded to the minute: a write on every request would contend with the workers.
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
-        row.last_used_at = now
-    return Principal(key_id=row.id, team_id=row.team_id, role=row.role)
+        session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+        session.info[_LAST_USED_WRITTEN] = True
+    return Principal(key_id=key_id, team_id=row.team_id, role=row.role)
+
+
+_LAST_USED_WRITTEN = "trainforge.last_used_written"
+
+
+def last_used_written(session: Session) -> bool:
+    """Whether ``authenticate`` wrote ``last_used_at`` in this session (and not since)."""
+    return bool(session.info.pop(_LAST_USED_WRITTEN, False))
 
 
 def key_is_active(session: Session, key_id: str) -> bool:

@@ -56,7 +56,7 @@ def _only_query_params(request: Request, known: set[str]) -> None:
         )
 
 
-def _create_job_query(request: Request) -> None:
+async def _create_job_query(request: Request) -> None:
     _only_query_params(request, {"dry_run"})
 
 
@@ -93,7 +93,6 @@ def _commit_then_publish(session: Session, queue: JobQueue, job: Job) -> None:
 def create_job(
     body: JobCreate,
     http: Request,
-    response: Response,
     session: SessionDep,
     settings: SettingsDep,
     queue: QueueDep,
@@ -111,7 +110,7 @@ def create_job(
         bool,
         Query(description="Validate only: answer the resolved spec and its plan (200)."),
     ] = False,
-) -> JobRead | JSONResponse:
+) -> Response:
     """Validate the spec, store the job as `queued`, then queue it."""
     if dry_run:
         request = SpecValidateRequest(spec=body.spec)
@@ -119,14 +118,19 @@ def create_job(
         return JSONResponse(checked.model_dump(mode="json"), status_code=status.HTTP_200_OK)
     submitted = service.create_job(session, settings, principal, body, idempotency_key)
     job = submitted.job
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    location = {"Location": f"/v1/jobs/{job.id}"}
     if not submitted.created:
-        response.status_code = status.HTTP_200_OK
-        return service.to_read(session, job)
+        return _json(service.to_read(session, job), status.HTTP_200_OK, location)
     audit.record_in(session, http, status.HTTP_201_CREATED)  # committed with the job
     _commit_then_publish(session, queue, job)
     audit.committed(http, status.HTTP_201_CREATED)
-    return service.new_job_read(session, submitted)
+    return _json(service.new_job_read(session, submitted), status.HTTP_201_CREATED, location)
+
+
+def _json(read: JobRead, code: int, headers: dict[str, str]) -> Response:
+    # Serialised here, in the endpoint's thread: a returned model would cost FastAPI a
+    # second thread hop to validate it again (issue 16).
+    return Response(read.model_dump_json(by_alias=True), code, headers, "application/json")
 
 
 @router.get("", response_model=JobSummaryPage)

@@ -137,10 +137,11 @@ def _create_trial(session: Session, sweep: Sweep, number: int, params: dict[str,
         epochs=spec.epochs,
         max_restarts=spec.retry.max_restarts,
         priority=sweep.priority,
+        sweep_id=sweep.id,  # the unique (sweep_id, trial_number) index speaks now
+        trial_number=number,
+        params=params,
+        published=True,  # the caller publishes the trials after its commit
     )
-    job.sweep_id, job.trial_number, job.params = sweep.id, number, params
-    job.published_at = utcnow()
-    session.flush()  # the unique (sweep_id, trial_number) index speaks now
     repo.add_event(
         session,
         sweep.id,
