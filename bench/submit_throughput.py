@@ -85,7 +85,13 @@ def api_server(
         proc.wait(timeout=30)
 
 
-def phase(base: str, key: str, arm: str, seconds: float, concurrency: int) -> float:
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def phase(
+    base: str, key: str, arm: str, seconds: float, concurrency: int, read_path: str = ""
+) -> float:
     """Requests per second over the phase, all threads together."""
     counts = [0] * concurrency
     errors: list[str] = []
@@ -93,12 +99,14 @@ def phase(base: str, key: str, arm: str, seconds: float, concurrency: int) -> fl
     stop_at = [0.0]
 
     def client(i: int) -> None:
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as c:
+        with httpx.Client(base_url=base, headers=_auth(key)) as c:
             c.get("/healthz")  # connect before the clock starts
             start.wait()
             while time.perf_counter() < stop_at[0]:
                 if arm == "healthz":
                     r = c.get("/healthz")
+                elif arm == "read":
+                    r = c.get(read_path)
                 else:
                     r = c.post("/v1/jobs", json={"spec": IRIS})
                 if r.status_code not in (200, 201):
@@ -128,6 +136,12 @@ def main() -> None:
     parser.add_argument("--pg", action="store_true")
     parser.add_argument("--before-tree", type=Path)
     parser.add_argument(
+        "--read-arm",
+        action="store_true",
+        help="also GET /v1/jobs/{id}: an authenticated read through the same stack, to put "
+        "a submit's cost beside (submit/read)",
+    )
+    parser.add_argument(
         "--processes",
         default="1",
         help="API process counts of the current tree, comma-separated: one server each, "
@@ -145,13 +159,16 @@ def main() -> None:
             url = stack.enter_context(scratch_database("bench_submit")) if args.pg else None
             servers[name] = stack.enter_context(api_server(tree, tmp / name, url, processes))
         rates: dict[tuple[str, str], list[float]] = {}
-        for base, key in servers.values():  # warm-up
+        read_paths = {}
+        for name, (base, key) in servers.items():  # warm-up; the job the read arm reads
             phase(base, key, "submit", 1.0, args.concurrency)
+            job = httpx.post(f"{base}/v1/jobs", json={"spec": IRIS}, headers=_auth(key))
+            read_paths[name] = job.headers["location"]
+        arms = ["healthz", "submit"] + (["read"] if args.read_arm else [])
         for r in range(args.rounds):
             for name, (base, key) in servers.items():
-                arms = ("healthz", "submit") if r % 2 == 0 else ("submit", "healthz")
-                for arm in arms:
-                    rate = phase(base, key, arm, args.seconds, args.concurrency)
+                for arm in arms[r % len(arms) :] + arms[: r % len(arms)]:  # rotated
+                    rate = phase(base, key, arm, args.seconds, args.concurrency, read_paths[name])
                     rates.setdefault((name, arm), []).append(rate)
     store = "PostgreSQL" if args.pg else "SQLite"
     print(
@@ -166,6 +183,14 @@ def main() -> None:
             f"{statistics.median(submit):6.0f}/s  submit/healthz median "
             f"{statistics.median(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f})"
         )
+        if args.read_arm:
+            read = rates[(name, "read")]
+            per_read = [s / g for s, g in zip(submit, read, strict=True)]
+            print(
+                f"{'':8} read    {statistics.median(read):7.0f}/s  submit/read median "
+                f"{statistics.median(per_read):.2f} (range {min(per_read):.2f}-"
+                f"{max(per_read):.2f})"
+            )
 
 
 if __name__ == "__main__":
