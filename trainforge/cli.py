@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 
 from api.settings import Settings, get_settings
@@ -56,17 +58,28 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     settings.ensure_home()
+    processes = args.processes or settings.api_processes
+    if processes > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        _shared_metrics_dir(settings.home / "api-metrics")
     uvicorn.run(
         "api.app:create_app",
         factory=True,
         host=args.host,
         port=args.port,
-        workers=args.processes or settings.api_processes,
+        workers=processes,
         http=HTTP_PROTOCOL,  # TCP_NODELAY on every connection, whatever the socket's origin
         log_level="info",
         timeout_graceful_shutdown=5,
     )
     return 0
+
+
+def _shared_metrics_dir(folder: Path) -> None:
+    """One /metrics for all API processes: prometheus-client's multiprocess mode, in a
+    folder emptied at start (its files from an earlier run would count again)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)  # inherited by the processes
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

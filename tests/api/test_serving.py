@@ -8,6 +8,7 @@ asyncio then leaves TCP_NODELAY off on what it accepts: each keep-alive request 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,6 +66,11 @@ def test_trainforge_api_serves_with_that_protocol_and_its_processes(
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
     monkeypatch.setenv("TRAINFORGE_HOME", str(tmp_path))
     monkeypatch.setenv("TRAINFORGE_API_PROCESSES", "3")
+    # Unset for cmd_api, and restored (removed) after the test, which cmd_api sets.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
+    stale = tmp_path / "api-metrics" / "counter_1.db"
+    stale.parent.mkdir()
+    stale.write_bytes(b"an earlier run's")
     get_settings.cache_clear()
     try:
         assert main(["api", "--port", "8123"]) == 0
@@ -72,6 +78,9 @@ def test_trainforge_api_serves_with_that_protocol_and_its_processes(
     finally:
         get_settings.cache_clear()
     assert [c["workers"] for c in calls] == [3, 2]
+    # One /metrics for the processes: prometheus-client's shared folder, emptied at start.
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path / "api-metrics")
+    assert list((tmp_path / "api-metrics").iterdir()) == []
     config = uvicorn.Config("api.app:create_app", factory=True, http=calls[0]["http"])
     config.load()
     assert config.http_protocol_class is NoDelayHTTPProtocol

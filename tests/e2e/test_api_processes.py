@@ -1,6 +1,6 @@
 """`TRAINFORGE_API_PROCESSES=2` (issue 16): `trainforge up` serves its port from two API
 processes, and concurrent submits, repeated Idempotency-Keys among them, are each stored
-once and run, whichever process answered."""
+once and run, whichever process answered; `/metrics` counts the requests of both."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.procs import trainforge_up, wait_status
 
@@ -30,6 +31,17 @@ def _children(pid: int) -> list[int]:
         if int(stat.rsplit(")", 1)[1].split()[1]) == pid:  # field 4: the parent's pid
             kids.append(int(entry))
     return kids
+
+
+def _submits_counted(exposition: str) -> float:
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == "trainforge_http_requests_total"
+        and sample.labels.get("route") == "/v1/jobs"
+        and sample.labels.get("method") == "POST"
+    )
 
 
 def _cmdline(pid: int) -> str:
@@ -61,3 +73,6 @@ def test_two_api_processes_take_submits(tmp_path: Path) -> None:
         with httpx.Client(base_url=up.base, headers=auth) as client:
             for job_id in ids:
                 wait_status(client.get, job_id, {"succeeded"}, timeout=120)
+        # Whichever process answers the scrape counts the submits that both answered.
+        for _ in range(3):
+            assert _submits_counted(httpx.get(f"{up.base}/metrics").text) == 24
