@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from pydantic import ValidationError
+
 from api.settings import Settings, get_settings
 from trainforge.admin_cli import add_admin_parser
 
@@ -72,6 +74,12 @@ def cmd_api(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=5,
     )
     return 0
+
+
+def _process_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 64")
+    return int(text)
 
 
 def _shared_metrics_dir(folder: Path) -> None:
@@ -213,8 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=int, default=8000)
     api.add_argument(
         "--processes",
-        type=int,
-        choices=range(1, 65),
+        type=_process_count,
         metavar="N",
         help="API processes on the port (1-64; default TRAINFORGE_API_PROCESSES, 1)",
     )
@@ -252,7 +259,23 @@ def main(argv: list[str] | None = None) -> int:
 
         return client_main(args_in)
     args = build_parser().parse_args(args_in)
+    try:
+        get_settings()
+    except ValidationError as exc:  # a TRAINFORGE_* variable: a message, not a traceback
+        print(f"trainforge {args_in[0]}: {_settings_problems(exc)}", file=sys.stderr)
+        return 2
     return int(args.func(args))
+
+
+def _settings_problems(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        if error["loc"]:
+            name = "TRAINFORGE_" + "_".join(str(part) for part in error["loc"]).upper()
+            problems.append(f"{name}={error.get('input')!r}: {error['msg']}")
+        else:  # a rule across several settings
+            problems.append(str(error["msg"]))
+    return "; ".join(problems)
 
 
 if __name__ == "__main__":
