@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 import anyio
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from api.db.keys import Principal, authenticate, last_used_written
 from api.problems import ProblemError
 from api.queue import JobQueue
 from api.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 async def get_settings(request: Request) -> Settings:  # no I/O: on the loop, no thread hop
@@ -36,9 +40,20 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     finally:
         if session.in_transaction():
             with anyio.CancelScope(shield=True):  # a client that left still frees its connection
-                await anyio.to_thread.run_sync(session.close)
+                await anyio.to_thread.run_sync(_close, session)
         else:
-            session.close()
+            _close(session)
+
+
+def _close(session: Session) -> None:
+    """Close, ending the transaction. The answer is decided by now (often already sent):
+    a database that went away meanwhile (its ROLLBACK fails) costs the connection, never
+    the answer -- it would reach the client as a 500 or a broken stream."""
+    try:
+        session.close()
+    except SQLAlchemyError as exc:
+        log.warning("could not end a request's transaction: %s", exc)
+        session.invalidate()  # its connection is not trusted again
 
 
 async def get_queue(request: Request) -> JobQueue:

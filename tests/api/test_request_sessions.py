@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from api.db.keys import LAST_USED_RESOLUTION
 from api.db.models import ApiKey, utcnow
@@ -54,3 +57,26 @@ def test_last_used_at_is_committed_once_a_minute_by_any_request(
     client.get("/healthz")
     after = last_used()
     assert all(after[k] != first[k] for k in first), (first, after)
+
+
+def test_a_database_gone_by_the_close_costs_the_connection_not_the_answer(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fault suite's PostgreSQL restart: a read had its answer, then the server went
+    away before its transaction ended, and the ROLLBACK failed."""
+    job = client.post("/v1/jobs", json={"spec": IRIS}).headers["location"]
+    real_close = Session.close
+    failed: list[Session] = []
+
+    def close(self: Session) -> None:
+        if self.in_transaction() and not failed:
+            failed.append(self)
+            raise OperationalError("ROLLBACK", {}, Exception("server closed the connection"))
+        real_close(self)
+
+    monkeypatch.setattr(Session, "close", close)
+    r = client.get(job)  # the TestClient raises whatever escapes the app
+    assert r.status_code == 200 and r.json()["status"] == "queued"
+    assert failed and not failed[0].in_transaction()  # invalidated: nothing is left open
+    assert client.get(job).status_code == 200
+    assert _engine(client).pool.checkedout() == 0  # type: ignore[attr-defined]
