@@ -111,7 +111,7 @@ def create_job(
     not change it.
     """
     now = utcnow()
-    job = Job(
+    row: dict[str, Any] = dict(
         id=new_id(),
         team_id=team_id,
         created_by_key=key_id,
@@ -143,14 +143,12 @@ def create_job(
         trial_number=trial_number,
         params=params,
     )
-    session.execute(insert(table(Job)), {c: getattr(job, c) for c in _JOB_COLUMNS})
+    session.execute(insert(table(Job)), row)
+    job = Job(**row)  # the answer's view of the row, outside the session
     # Created queued: the transition's time is the job's (the answer to the submit
     # shows it without reading it back).
     record_transition(session, job.id, None, "queued", None, 0, at=now)
     return job
-
-
-_JOB_COLUMNS = tuple(c.key for c in table(Job).columns)
 
 
 def get_job(session: Session, job_id: str, team_id: str | None) -> Job | None:

@@ -5,25 +5,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.e2e.cli_helpers import run_cli
 
 
 def _trainforge(tmp_path: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TRAINFORGE_")}
-    clean |= {"TRAINFORGE_HOME": str(tmp_path), **env}
-    return subprocess.run(
-        [sys.executable, "-m", "trainforge.cli", *argv],
-        env=clean,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli(list(argv), clean | {"TRAINFORGE_HOME": str(tmp_path), **env}, timeout=120)
 
 
 @pytest.mark.parametrize(
