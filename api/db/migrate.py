@@ -17,8 +17,9 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade(url: str, revision: str = "heads") -> None:
-    # "heads": capabilities built side by side each add a migration off the same parent.
+def upgrade(url: str, revision: str = "head") -> None:
+    # One line of revisions (0003 merged the side-by-side 0002 heads): "head" fails
+    # loudly if a second head ever appears.
     command.upgrade(alembic_config(url), revision)
 
 
