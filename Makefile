@@ -52,11 +52,24 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/mypy api worker ml trainforge
 	$(BIN)/lint-imports
 
+# Every tier: the unit tests on every core (pytest-xdist), then the tiers that start
+# servers and processes or use PostgreSQL and Redis, one at a time. Tiers: tests/conftest.py.
+JOBS ?= auto
 test: lint ui chromium compose-cli
-	$(BIN)/pytest -q -ra
+	$(BIN)/pytest -q -ra -m unit -n $(JOBS)
+	$(BIN)/pytest -q -ra -m "not unit"
 
+# No subprocess, server, network, npm, database service or training over a second.
 unit: $(VENV)/.installed-dev
-	$(BIN)/pytest -q -m "not integration and not e2e and not slow"
+	$(BIN)/pytest -q -m unit -n $(JOBS)
+
+# Line coverage of the product code: `make coverage` (every tier, as `make test`) or
+# `make coverage TIER=unit`; the figures print per file, the total on the last line.
+.PHONY: coverage
+TIER ?=
+COVERAGE := --cov=api --cov=worker --cov=ml --cov=trainforge --cov-report=term:skip-covered
+coverage: $(VENV)/.installed-dev ui
+	$(BIN)/pytest -q -ra $(COVERAGE) $(if $(TIER),-m $(TIER) -n $(JOBS))
 
 # The committed contract; tests/contract/test_openapi.py fails when it drifts.
 openapi: $(VENV)/.installed-dev

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import socket
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,33 @@ PG_ADMIN_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("TRAINFORGE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 REPO = Path(__file__).resolve().parents[1]
+
+
+# Tiers by cost. A test's directory gives its tier where the whole directory is one
+# (tests/e2e, tests/integration, tests/faults); elsewhere a test that starts a process or
+# a server says so with @pytest.mark.e2e, one that trains or exports for more than a
+# second with @pytest.mark.slow; one that uses the pg_url or redis_url fixture is
+# `integration`. Every other test is `unit`: no subprocess, no server, no
+# network, no npm, no PostgreSQL or Redis; `make unit` runs exactly those.
+TIER_OF_DIRECTORY = {
+    "e2e": ("e2e",),
+    "integration": ("integration",),
+    "faults": ("integration", "faults"),
+}
+NOT_UNIT = {"integration", "e2e", "slow", "faults", "gpu"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects on the markers added here
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tests_dir = Path(__file__).parent
+    for item in items:
+        parts = item.path.relative_to(tests_dir).parts
+        for marker in TIER_OF_DIRECTORY.get(parts[0], ()) if len(parts) > 1 else ():
+            item.add_marker(marker)
+        if {"pg_url", "redis_url"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker("integration")  # a real PostgreSQL or Redis, wherever it lives
+        if not NOT_UNIT & {m.name for m in item.iter_markers()}:
+            item.add_marker("unit")
 
 
 def service_missing(what: str) -> None:
@@ -52,11 +81,23 @@ class FakeQueue:
         return None
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite file migrated to head, once per test session (per xdist worker): each
+    test's ``settings`` copies it instead of running Alembic again."""
+    template = tmp_path_factory.mktemp("template") / "trainforge.db"
+    upgrade(f"sqlite:///{template}")
+    with sqlite3.connect(template) as conn:  # everything in the main file, no -wal beside it
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return template
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, migrated_sqlite: Path) -> Settings:
     s = Settings(home=tmp_path / "home", heartbeat_seconds=0.2, metrics_flush_seconds=0.5)
-    s.ensure_home()
-    upgrade(s.resolved_database_url)
+    s.ensure_home()  # creates the database file owner-only (600); the copy keeps the mode
+    shutil.copyfile(migrated_sqlite, s.home / "trainforge.db")
     return s
 
 

@@ -75,6 +75,7 @@ def docker_compose() -> list[str] | None:
 
 
 @pytest.mark.parametrize("name", FILES)
+@pytest.mark.e2e
 def test_docker_compose_config_accepts_the_file(name: str, tmp_path: Path) -> None:
     argv = docker_compose()
     if argv is None:

@@ -163,6 +163,7 @@ def first_step(e: Event) -> int:
     return step
 
 
+@pytest.mark.e2e
 def test_live_points_arrive_within_a_second_with_keepalives(
     live: str, settings: Settings, admin_key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

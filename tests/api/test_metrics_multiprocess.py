@@ -7,10 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.db.migrate import upgrade
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.e2e
 
 SCRIPT = """
 import sys

@@ -20,6 +20,8 @@ from api.settings import Settings
 from tests.api.test_events import SPEC, Event, parse_sse
 from tests.conftest import FakeQueue, free_port
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture
 def live(settings: Settings, fake_queue: FakeQueue) -> Iterator[str]:

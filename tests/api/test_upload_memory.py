@@ -61,9 +61,12 @@ def _png_zip(width: int, height: int, count: int = 4) -> bytes:
     return buf.getvalue()
 
 
-pytestmark = pytest.mark.skipif(
-    not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc (VmHWM reset)"
-)
+pytestmark = [
+    pytest.mark.e2e,  # each test measures a fresh subprocess's peak memory
+    pytest.mark.skipif(
+        not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc (VmHWM reset)"
+    ),
+]
 
 
 def test_an_npz_that_inflates_past_the_limit_is_refused_before_inflating(

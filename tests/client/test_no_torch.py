@@ -7,6 +7,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.e2e
+
 HEAVY = ("torch", "sqlalchemy", "celery", "numpy", "api.db", "worker")
 
 

@@ -13,6 +13,8 @@ import pytest
 from tests.conftest import REPO
 from tests.contract import npm_tools
 
+pytestmark = pytest.mark.e2e
+
 EXAMPLE = Path(__file__).resolve().parent / "ts" / "spec_example.ts"
 
 

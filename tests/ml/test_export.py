@@ -212,6 +212,7 @@ def test_a_graph_that_does_not_match_pytorch_is_refused() -> None:
 @pytest.mark.parametrize(
     "name", ["mlp-minmax-imputed", "cnn-separable-layernorm-uint8-nhwc", "text-transformer"]
 )
+@pytest.mark.slow
 def test_the_dynamo_exporter_takes_over_and_is_exact_too(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,6 +11,8 @@ import pytest
 
 from tests.e2e.cli_helpers import run_cli
 
+pytestmark = pytest.mark.e2e
+
 
 def _trainforge(tmp_path: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TRAINFORGE_")}

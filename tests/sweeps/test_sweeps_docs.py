@@ -51,6 +51,7 @@ def run_trials(settings: Settings, stop: threading.Event) -> None:
             time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_the_docs_sweep_file_runs_as_written(
     cli: None, settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

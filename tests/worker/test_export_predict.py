@@ -175,6 +175,7 @@ def test_bad_instances_are_422s_naming_index_and_field(
         assert r.status_code == 409 and "queued" in r.json()["detail"]
 
 
+@pytest.mark.slow
 def test_an_export_failure_is_recorded_and_keeps_the_status(
     client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -290,6 +291,7 @@ def readme_python_block() -> str:
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
+@pytest.mark.e2e
 def test_the_readme_loads_the_bundle_with_onnxruntime_alone(
     client: TestClient, settings: Settings, tmp_path: Path
 ) -> None:

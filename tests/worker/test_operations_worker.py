@@ -96,6 +96,7 @@ def send(settings: Settings) -> list[tuple[str, str]]:
         return deliver_due(settings, factory, client)
 
 
+@pytest.mark.e2e
 def test_a_delivery_is_signed_retried_and_then_done(settings: Settings) -> None:
     s = settings.model_copy(update={"webhook_allow_private": True})
     with server([(500, {}), (204, {})]) as (url, seen):
@@ -124,6 +125,7 @@ def test_a_delivery_is_signed_retried_and_then_done(settings: Settings) -> None:
     )
 
 
+@pytest.mark.e2e
 def test_redirects_are_not_followed_and_attempts_run_out(settings: Settings) -> None:
     s = settings.model_copy(update={"webhook_allow_private": True, "webhook_max_attempts": 2})
     with server([(307, {"location": "http://169.254.169.254/"})]) as (url, seen):
@@ -136,6 +138,7 @@ def test_redirects_are_not_followed_and_attempts_run_out(settings: Settings) -> 
     assert d.last_error == "redirects are not followed" and d.next_attempt_at is None
 
 
+@pytest.mark.e2e
 def test_a_private_address_is_refused_again_at_delivery(settings: Settings) -> None:
     # Registered while allowed (or while its DNS pointed elsewhere); now it is refused.
     with server([(200, {})]) as (url, seen):

@@ -261,6 +261,7 @@ def test_non_finite_values_round_trip(factory: Factory) -> None:
     contract_non_finite_values_round_trip(factory)
 
 
+@pytest.mark.slow
 def test_downsampling_keeps_the_shape(factory: Factory) -> None:
     contract_downsampling_keeps_the_shape(factory, 200_000)
 
