@@ -374,7 +374,7 @@ class _Staging:
     def copied_out(self) -> None:
         """Mark the buffer last gathered into as in flight (after its ``to(device)``)."""
         if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
-            event = torch.cuda.Event()
+            event = torch.cuda.Event()  # type: ignore[no-untyped-call]
             event.record()
             self.copied[1 - self.turn] = event
 

@@ -7,7 +7,7 @@ step against its reference (regularization, augmentation, dropout).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, NamedTuple
 
@@ -43,7 +43,7 @@ class StepStats(NamedTuple):
     labels: Tensor | None
 
 
-def _all_finite(params: list[Tensor], device: torch.device) -> Tensor:
+def _all_finite(params: Sequence[Tensor], device: torch.device) -> Tensor:
     """0-d bool on the device: no gradient holds an inf or NaN (GradScaler's skip test). The
     max-abs norm cannot overflow the way a sum of squares can; NaN propagates through it."""
     grads = [p.grad for p in params if p.grad is not None]

@@ -46,7 +46,8 @@ def worker_queues(settings: Settings, requested: str | None, has_gpu: bool | Non
     if gpu and has_gpu is None:
         import torch
 
-        warning = gpu_sharing_warning(torch.cuda.device_count(), os.environ.get("CUDA_VISIBLE_DEVICES"))
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        warning = gpu_sharing_warning(torch.cuda.device_count(), visible)
         if warning:
             log.warning("%s", warning)
     if requested is None:
