@@ -24,11 +24,16 @@ falls beyond the outermost pixel centres, and plain bilinear inside them (scipy
 ``mode='constant'``, what Keras runs; not 'grid-constant', which would blend the
 edge pixel with cval).
 Normalization has already been applied, so ``cval`` is in normalized units.
+
+No step builds a tensor from Python data on the device (each would be a host to
+device copy, and a synchronisation, per step): the constant coordinate scaling is
+cached per (shape, device, dtype), and scalars go to kernels as Python numbers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import lru_cache
 
 import torch
 from torch import Tensor
@@ -127,15 +132,20 @@ def apply_transform(x: Tensor, t: Transform, spec: AugmentationSpec) -> Tensor:
     """Resample the batch ``x`` (N, C, H, W) through the per-sample transforms ``t``."""
     n, c, h, w = x.shape
     m = pixel_matrices(t.to(x.device))
-    # Centred pixels -> normalized [-1, 1] coordinates (align_corners=False): x_px = u · W/2,
-    # so theta = S⁻¹ · M · S with S = diag(W/2, H/2), and the offset is divided by S.
-    to_unit = torch.tensor([[1.0, h / w, 2 / w], [w / h, 1.0, 2 / h]], device=x.device)
+    to_unit = _to_unit(h, w, m.device, m.dtype)
     grid = F.affine_grid((m * to_unit).to(x.dtype), [n, c, h, w], align_corners=False)
     out = F.grid_sample(x, grid, padding_mode=_PADDING[spec.fill_mode], align_corners=False)
     if spec.fill_mode == "constant":
-        cval = torch.tensor(spec.cval, dtype=out.dtype, device=out.device)
-        return torch.where(_inside(grid, h, w)[:, None], out, cval)
+        return out.masked_fill(~_inside(grid, h, w)[:, None], spec.cval)
     return out
+
+
+@lru_cache(maxsize=64)
+def _to_unit(h: int, w: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """Centred pixels -> normalized [-1, 1] coordinates (align_corners=False): x_px = u · W/2,
+    so theta = S⁻¹ · M · S with S = diag(W/2, H/2), and the offset is divided by S.
+    Built once per image shape and device: a fresh one per step would be a host copy."""
+    return torch.tensor([[1.0, h / w, 2 / w], [w / h, 1.0, 2 / h]], dtype=dtype, device=device)
 
 
 def _inside(grid: Tensor, h: int, w: int) -> Tensor:
@@ -143,10 +153,11 @@ def _inside(grid: Tensor, h: int, w: int) -> Tensor:
     mode='constant' interpolates; beyond them it writes cval. The tolerance absorbs the
     grid's rounding, so that a sample exactly on an edge centre (an integer shift, a
     quarter turn) counts as inside, as it does in scipy's exact arithmetic."""
-    size = torch.tensor([w, h], dtype=grid.dtype, device=grid.device)
-    pixel = ((grid + 1) * size - 1) / 2  # align_corners=False: u = -1 is the left pixel edge
     tol = 8 * torch.finfo(grid.dtype).eps * max(h, w)
-    return ((pixel >= -tol) & (pixel <= size - 1 + tol)).all(dim=-1)
+    u, v = grid.unbind(-1)
+    px = ((u + 1) * w - 1) / 2  # align_corners=False: u = -1 is the left pixel edge
+    py = ((v + 1) * h - 1) / 2
+    return (px >= -tol) & (px <= w - 1 + tol) & (py >= -tol) & (py <= h - 1 + tol)
 
 
 def augment(x: Tensor, spec: AugmentationSpec) -> Tensor:

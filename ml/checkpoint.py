@@ -2,12 +2,19 @@
 
 ``weights``: the model's ``state_dict`` (parameters and buffers), what a user
 downloads. ``resume``: tensors for the optimizer state (``optim.<param>.<key>``),
-the RNG states (``rng.cpu``, ``rng.cuda.<i>``) and, with
+the RNG states (``rng.cpu``, and ``rng.cuda`` for the CUDA device the run trained
+on: older checkpoints hold ``rng.cuda.<i>`` for every visible device) and, with
 ``restore_best_weights``, the best epoch's weights (``best.<name>``); plus one
 JSON document in the safetensors metadata (key ``trainforge``) with everything
 else: counters, the optimizer's param groups and non-tensor state, the
 schedule's and early stopping's ``state_dict()``, the partial epoch's metric
-sums, the grad scaler. The data order needs no state: an epoch's permutation
+sums, the grad scaler, and the device type it was saved on (``device``).
+
+A checkpoint resumes on any device: the optimizer keeps the fused/foreach choice
+made for the device it runs on now (not the saving device's), and a resume that
+cannot continue the saved random stream (CPU to CUDA, or an older checkpoint from
+a host with another GPU count) says so in ``notes``: the run goes on, but is not
+bit-for-bit the uninterrupted one. The data order needs no state: an epoch's permutation
 derives from (seed, epoch), and ``batch`` says where in it the run stopped.
 """
 
@@ -29,6 +36,9 @@ from ml.sinks import CheckpointBlob
 
 FORMAT = 1
 _META_KEY = "trainforge"
+# Param-group flags that choose the optimizer's kernels for a device: kept from the
+# optimizer built for this run, never taken from the checkpoint.
+_DEVICE_FLAGS = ("fused", "foreach", "capturable")
 
 
 @dataclass
@@ -82,10 +92,10 @@ def pack(
                 tensors[f"optim.{idx}.{key}"] = _cpu(value)
             else:
                 scalars.setdefault(str(idx), {})[key] = value
+    device = next(model.parameters()).device
     tensors["rng.cpu"] = _cpu(torch.get_rng_state())
-    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = _cpu(s)
+    if device.type == "cuda":  # the device this run draws from, whatever its index
+        tensors["rng.cuda"] = _cpu(torch.cuda.get_rng_state(device))
     for name, value in (best_weights or {}).items():
         tensors[f"best.{name}"] = _cpu(value)
     doc = asdict(state)
@@ -93,6 +103,7 @@ def pack(
         doc[key] = _floats_out(doc[key])
     meta = {
         "format": FORMAT,
+        "device": device.type,
         "run": doc,
         "optimizer": {"param_groups": opt_state["param_groups"], "scalars": scalars},
     }
@@ -101,12 +112,16 @@ def pack(
 
 
 def unpack(
-    blob: CheckpointBlob, model: nn.Module, optimizer: Optimizer
+    blob: CheckpointBlob,
+    model: nn.Module,
+    optimizer: Optimizer,
+    notes: list[str] | None = None,
 ) -> tuple[RunState, dict[str, Tensor] | None]:
     """Load a checkpoint into ``model`` and ``optimizer``, restore the RNG states.
 
     Returns the run state and the best weights (if the checkpoint has them).
-    Raises TrainError when the checkpoint does not fit this job's model.
+    Raises TrainError when the checkpoint does not fit this job's model. ``notes``
+    receives what makes this resume inexact (a random stream that cannot continue).
     """
     weights = st_load(blob.weights)
     tensors = st_load(blob.resume)
@@ -137,15 +152,22 @@ def unpack(
     for g in groups:  # JSON turned tuples into lists
         if "betas" in g:
             g["betas"] = tuple(g["betas"])
+    # The kernels chosen for this device (a CPU checkpoint's foreach on a GPU worker would
+    # break the fused step that GradScaler, set up at construction, expects).
+    chosen = [{k: g[k] for k in _DEVICE_FLAGS if k in g} for g in optimizer.param_groups]
     try:
         optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
     except (ValueError, KeyError) as e:
         raise TrainError(f"the checkpoint's optimizer state does not fit this job: {e}") from e
+    for group, flags in zip(optimizer.param_groups, chosen, strict=True):
+        for key in _DEVICE_FLAGS:
+            if key in flags:
+                group[key] = flags[key]
+            else:
+                group.pop(key, None)
 
     torch.set_rng_state(tensors["rng.cpu"])
-    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
+    restore_cuda_rng(tensors, device, meta.get("device"), notes if notes is not None else [])
 
     best = {
         k.removeprefix("best."): v.to(device) for k, v in tensors.items() if k.startswith("best.")
@@ -156,6 +178,40 @@ def unpack(
     for key in ("partial", "last_metrics", "best_metrics"):
         doc[key] = _floats_in(doc[key])
     return RunState(**doc), (best or None)
+
+
+def _cuda_index(name: str) -> int:
+    return int(name.rsplit(".", 1)[1])
+
+
+def restore_cuda_rng(
+    tensors: dict[str, Tensor], device: torch.device, saved_on: str | None, notes: list[str]
+) -> None:
+    """Continue the saved CUDA random stream on ``device`` where the checkpoint has it;
+    say in ``notes`` when the resumed run cannot be bit-for-bit the uninterrupted one."""
+    if saved_on is not None and saved_on != device.type:
+        notes.append(
+            f"resumed on {device} from a checkpoint saved on {saved_on}: the run goes on, but "
+            "its random stream (dropout, augmentation) and arithmetic differ from an "
+            "uninterrupted run on one device, so the result is not bit-for-bit reproducible"
+        )
+        return
+    if device.type != "cuda":
+        return
+    state = tensors.get("rng.cuda")
+    if state is None:  # an older checkpoint: one state per device visible when it was saved
+        legacy = sorted((k for k in tensors if k.startswith("rng.cuda.")), key=_cuda_index)
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        if len(legacy) == torch.cuda.device_count() and index < len(legacy):
+            state = tensors[legacy[index]]
+        else:
+            notes.append(
+                f"resumed on {device} from a checkpoint saved with {len(legacy)} GPU random "
+                "state(s) for another set of GPUs: the CUDA random stream starts afresh, so "
+                "the run is not bit-for-bit the uninterrupted one"
+            )
+            return
+    torch.cuda.set_rng_state(state, device)
 
 
 def _read_meta(data: bytes) -> dict[str, Any]:

@@ -15,6 +15,10 @@
   permutation (derived from (seed, epoch), so a resumed run replays it) sliced
   into batches by index: no DataLoader, no per-sample Python. The last partial
   batch is kept, as Keras does.
+- Data too big for the GPU stays in pinned host memory, normalized in chunks
+  straight into its final tensors (host RAM: the loaded array plus one copy, as
+  ``ml.resources`` estimates); a shuffled batch is gathered into one of two
+  reusable pinned buffers, so its copy to the device is asynchronous.
 """
 
 from __future__ import annotations
@@ -224,30 +228,54 @@ def prepare(spec: JobSpec, ds: LoadedDataset, device: torch.device) -> DeviceDat
         "none" if ds.info.modality == "text" else spec.dataset.preprocessing.normalization
     )
     stats = fit_normalization(x[train], normalization)
-    if stats is not None:
-        x = ((x - stats[0]) / stats[1]).astype(np.float32)
     if ds.info.task == "classification":
         y = torch.from_numpy(np.asarray(ds.y, dtype=np.int64))
     else:  # (N, 1) to match the single output unit
         y = torch.from_numpy(np.asarray(ds.y, dtype=np.float32).reshape(-1, 1))
-    xt = torch.from_numpy(x)
     on_device = _fits(device, x.nbytes + y.numel() * y.element_size())
+    # Too big for the GPU: the splits stay in pinned host memory, batches are copied one by one.
+    pin = device.type == "cuda" and not on_device
 
     def place(t: Tensor) -> Tensor:
-        if on_device:
-            return t.to(device)
-        # Too big for the GPU: stays in pinned host memory, batches are copied one by one.
-        return t.pin_memory() if device.type == "cuda" else t
+        return t.to(device) if on_device else t
 
-    tr, va = torch.from_numpy(train), torch.from_numpy(val)
+    def rows(index: NDArray[np.intp]) -> Tensor:
+        return place(normalized_rows(x, index, stats, pin))
+
+    def labels(index: NDArray[np.intp]) -> Tensor:
+        chosen = y[torch.from_numpy(index)]
+        return place(chosen.pin_memory() if pin else chosen)
+
     return DeviceData(
-        x_train=place(xt[tr]),
-        y_train=place(y[tr]),
-        x_val=place(xt[va]) if len(val) else None,
-        y_val=place(y[va]) if len(val) else None,
+        x_train=rows(train),
+        y_train=labels(train),
+        x_val=rows(val) if len(val) else None,
+        y_val=labels(val) if len(val) else None,
         info=ds.info,
         device=device,
     )
+
+
+_CHUNK_VALUES = 1 << 22  # normalize 4M values (32 MiB of float64) at a time
+
+
+def normalized_rows(
+    x: NDArray[np.float32],
+    index: NDArray[np.intp],
+    stats: tuple[NDArray[np.float64], NDArray[np.float64]] | None,
+    pin: bool = False,
+) -> Tensor:
+    """``x[index]``, normalized as ``((x - shift) / scale)`` in float64 then float32, written
+    chunk by chunk into the tensor that keeps it (pinned with ``pin``): no full-size
+    temporaries besides that tensor."""
+    out = torch.empty((len(index), *x.shape[1:]), dtype=torch.float32, pin_memory=pin)
+    view = out.numpy()
+    per_row = max(1, math.prod(x.shape[1:]))
+    step = max(1, _CHUNK_VALUES // per_row)
+    for lo in range(0, len(index), step):
+        part = x[index[lo : lo + step]]
+        view[lo : lo + step] = part if stats is None else (part - stats[0]) / stats[1]
+    return out
 
 
 def impute_missing(x: NDArray[np.float32], train: NDArray[np.intp]) -> NDArray[np.float32]:
@@ -275,7 +303,10 @@ def _fits(device: torch.device, nbytes: int) -> bool:
     if device.type != "cuda":
         return True
     free, _ = torch.cuda.mem_get_info(device)
-    return nbytes <= _DEVICE_SHARE * free
+    # Blocks this process's caching allocator holds but no tensor uses (an earlier job's,
+    # say) are free for this job too: the driver counts them as used.
+    cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return nbytes <= _DEVICE_SHARE * (free + cached)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -297,16 +328,55 @@ def train_batches(
         gen = torch.Generator().manual_seed(epoch_seed(seed, epoch))
         order = torch.randperm(n, generator=gen).to(x.device)
     copy = x.device != data.device  # only when the data did not fit on the device
+    staging = _Staging(x, y, batch_size) if copy and order is not None else None
     for b in range(start, n_batches(n, batch_size)):
         lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
-        if order is None:
+        if staging is not None and order is not None:
+            xb, yb = staging.gather(order[lo:hi])
+        elif order is None:
             xb, yb = x[lo:hi], y[lo:hi]
         else:
             idx = order[lo:hi]
             xb, yb = x.index_select(0, idx), y.index_select(0, idx)
         if copy:
             xb, yb = xb.to(data.device, non_blocking=True), yb.to(data.device, non_blocking=True)
+            if staging is not None:
+                staging.copied_out()
         yield xb, yb
+
+
+class _Staging:
+    """Two reusable host buffers (pinned where the data is) for shuffled batches: a batch is
+    gathered into one while the other's asynchronous copy to the device may still run.
+    Before a buffer is refilled, the copy out of it (two batches ago) must be done."""
+
+    def __init__(self, x: Tensor, y: Tensor, batch_size: int) -> None:
+        pin = x.is_pinned()
+
+        def buffer(t: Tensor) -> Tensor:
+            return torch.empty((batch_size, *t.shape[1:]), dtype=t.dtype, pin_memory=pin)
+
+        self.x, self.y = x, y
+        self.buffers = [(buffer(x), buffer(y)) for _ in range(2)]
+        self.copied: list[torch.cuda.Event | None] = [None, None]
+        self.turn = 0
+
+    def gather(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        k, self.turn = self.turn, 1 - self.turn
+        previous = self.copied[k]
+        if previous is not None:
+            previous.synchronize()  # the copy from this buffer two batches ago
+        bx, by = self.buffers[k]
+        xb = torch.index_select(self.x, 0, idx, out=bx[: len(idx)])
+        yb = torch.index_select(self.y, 0, idx, out=by[: len(idx)])
+        return xb, yb
+
+    def copied_out(self) -> None:
+        """Mark the buffer last gathered into as in flight (after its ``to(device)``)."""
+        if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
+            event = torch.cuda.Event()  # type: ignore[no-untyped-call]
+            event.record()
+            self.copied[1 - self.turn] = event
 
 
 def eval_batches(

@@ -27,6 +27,7 @@ the exact step it happened at.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import time
@@ -51,6 +52,7 @@ from ml.data import (
 from ml.early_stopping import EarlyStopping
 from ml.logsink import LogSink, NullLogSink
 from ml.pruning import EpochPruner
+from ml.resources import ResourcesExceeded, out_of_memory_message
 from ml.schedules import LRSchedule, ReduceOnPlateau, build_schedule
 from ml.sinks import (
     CheckpointBlob,
@@ -160,13 +162,39 @@ def resolve_device(resources: ResourcesSpec) -> torch.device:
     if resources.device == "cpu":
         return torch.device("cpu")
     if torch.cuda.is_available():
-        return torch.device("cuda")
+        # The process's current device, by index: what CUDA_VISIBLE_DEVICES gave this worker
+        # (the log and the checkpoint name it `cuda:0`, not a bare `cuda`).
+        return torch.device("cuda", torch.cuda.current_device())
     if resources.device == "cuda":
         raise TrainError(
             "resources.device is 'cuda' but this worker has no usable CUDA GPU; "
             "use 'auto' or 'cpu', or submit to a GPU queue"
         )
     return torch.device("cpu")
+
+
+# What torch.use_deterministic_algorithms accepts for cuBLAS (see the worker package).
+DETERMINISTIC_CUBLAS = (":4096:8", ":16:8")
+
+
+def check_cublas_config(device: torch.device, deterministic: bool) -> None:
+    """A deterministic CUDA run needs CUBLAS_WORKSPACE_CONFIG from before the process's first
+    cuBLAS call, which latches it: set here only while CUDA is untouched (a library caller's
+    first run); later, a run that would fail at its first matmul is refused with the reason."""
+    if not deterministic or device.type != "cuda":
+        return
+    value = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    if value in DETERMINISTIC_CUBLAS:
+        return
+    if value is None and not torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = DETERMINISTIC_CUBLAS[0]
+        return
+    raise TrainError(
+        f"deterministic: true on CUDA needs CUBLAS_WORKSPACE_CONFIG=:4096:8 (or :16:8) in the "
+        f"process's environment before it first uses CUDA; it is {value!r} here. "
+        "`trainforge worker` sets it at start; set it yourself when you call ml.train in a "
+        "process of your own, or submit with deterministic: false."
+    )
 
 
 @contextmanager
@@ -178,7 +206,6 @@ def _global_settings(deterministic: bool) -> Iterator[None]:
         torch.backends.cudnn.benchmark,
     )
     if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
     try:
@@ -208,11 +235,51 @@ def train(
 ) -> TrainResult:
     """Train ``spec`` to completion, early stop or cancel; resume from ``checkpoints.load()``.
 
-    ``logs`` receives the run's story for a human (see ``ml.logsink``)."""
+    ``logs`` receives the run's story for a human (see ``ml.logsink``). Running out of
+    device memory raises ``ResourcesExceeded`` with what to change; the device's cached
+    blocks are handed back after every run, however it ends."""
     device = resolve_device(spec.resources)
+    check_cublas_config(device, spec.deterministic)
+    loaded = dataset if dataset is not None else load_dataset(spec)
+    try:
+        return _train(spec, device, loaded, metrics=metrics, checkpoints=checkpoints,
+                      control=control, on_progress=on_progress, logs=logs, pruner=pruner,
+                      on_step_progress=on_step_progress)  # fmt: skip
+    except torch.OutOfMemoryError as exc:
+        detail = ". ".join(str(exc).split(". ")[:2]).strip()  # what, and how much was asked
+        message = out_of_memory_message(spec, loaded.info, str(device), detail)
+    finally:
+        release_device_memory()
+    # Out of the except block: the traceback's frames (and the tensors they hold) are gone,
+    # so the memory is free again for the next job of this worker.
+    gc.collect()
+    release_device_memory()
+    raise ResourcesExceeded(message)
+
+
+def release_device_memory() -> None:
+    """Hand the CUDA caching allocator's unused blocks back to the driver (a no-op where
+    CUDA was never initialised): the next job of this worker process, or another process
+    on the GPU, can use them."""
+    torch.cuda.empty_cache()
+
+
+def _train(
+    spec: JobSpec,
+    device: torch.device,
+    loaded: LoadedDataset,
+    *,
+    metrics: MetricSink | None,
+    checkpoints: CheckpointSink | None,
+    control: RunControl | None,
+    on_progress: Callable[[int, int], None] | None,
+    on_step_progress: Callable[[StepProgress], None] | None,
+    logs: LogSink | None,
+    pruner: EpochPruner | None,
+) -> TrainResult:
     with _global_settings(spec.deterministic):
         torch.manual_seed(spec.seed)
-        data = prepare(spec, dataset if dataset is not None else load_dataset(spec), device)
+        data = prepare(spec, loaded, device)
         run = _Run(
             spec=spec,
             trainer=Trainer(spec, data, device),
@@ -400,7 +467,11 @@ class _Run:
         self.logs.line("info", logsink.checkpoint_saved(s.step, epoch, s.finished is not None))
 
     def restore(self, blob: CheckpointBlob) -> None:
-        self.state, self.best_weights = unpack(blob, self.trainer.model, self.trainer.optimizer)
+        notes: list[str] = []
+        model, optimizer = self.trainer.model, self.trainer.optimizer
+        self.state, self.best_weights = unpack(blob, model, optimizer, notes)
+        for note in notes:
+            self.logs.line("warning", note)
         s = self.state
         if s.schedule:
             self.schedule.load_state_dict(s.schedule)

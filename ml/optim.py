@@ -101,12 +101,22 @@ def set_lr(optimizer: Optimizer, lr: float) -> None:
 
 
 @torch.no_grad()
-def apply_decoupled_weight_decay(optimizer: Optimizer) -> None:
-    """p -= lr · wd · p for groups that carry our decoupled rate (not AdamW's own)."""
+def apply_decoupled_weight_decay(optimizer: Optimizer, applies: torch.Tensor | None = None) -> None:
+    """p -= lr · wd · p for groups that carry our decoupled rate (not AdamW's own).
+
+    ``applies`` (a 0-d bool on the device): whether this step happens at all. fp16 steps
+    that the grad scaler skips (inf/NaN gradients) must not decay the weights either;
+    the choice stays on the device (no host sync), and a decaying step multiplies by the
+    same float32 factor as without it."""
     for group in optimizer.param_groups:
         wd = group.get(DECOUPLED_WD, 0.0)
         if wd > 0:
-            torch._foreach_mul_(group["params"], 1.0 - group["lr"] * wd)
+            factor = 1.0 - group["lr"] * wd
+            if applies is None:
+                torch._foreach_mul_(group["params"], factor)
+            else:
+                kept = torch.where(applies, factor, 1.0).to(group["params"][0].dtype)
+                torch._foreach_mul_(group["params"], kept)
 
 
 def has_decoupled_weight_decay(optimizer: Optimizer) -> bool:

@@ -194,3 +194,19 @@ def check_resources(spec: JobSpec, info: DatasetInfo, limits: ResourceLimits) ->
                                f"(TRAINFORGE_MAX_JOB_MEMORY_BYTES): {hint}",
                                "job_memory_exceeded"))  # fmt: skip
     return out
+
+
+def out_of_memory_message(spec: JobSpec, info: DatasetInfo, device: str, detail: str) -> str:
+    """What a job that ran out of device memory is told (status_reason resources_exceeded):
+    what to change first, and the memory the plan estimated for it."""
+    try:
+        est: ResourceEstimate | None = estimate(spec, info)
+    except TrainError:
+        est = None
+    hint = f"lower dataset.batch_size (now {spec.dataset.batch_size}) or use a smaller model"
+    if est is not None:
+        where, what = _biggest_part(spec, est)
+        if where != ("dataset", "batch_size"):
+            hint = f"{what} ({'.'.join(map(str, where))}), or {hint}"
+        hint += f"; the plan estimated {_gib(est.memory_bytes)} for this job at fp32"
+    return f"the job ran out of memory on {device} ({detail}): {hint}"

@@ -6,7 +6,8 @@ step against its reference (regularization, augmentation, dropout).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, NamedTuple
 
@@ -40,6 +41,15 @@ class StepStats(NamedTuple):
     grad_norm: Tensor | None  # 0-d: global gradient norm before clipping, when measured
     logits: Tensor | None  # classification: the batch's outputs and labels, for accuracy
     labels: Tensor | None
+
+
+def _all_finite(params: Sequence[Tensor], device: torch.device) -> Tensor:
+    """0-d bool on the device: no gradient holds an inf or NaN (GradScaler's skip test). The
+    max-abs norm cannot overflow the way a sum of squares can; NaN propagates through it."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.ones((), dtype=torch.bool, device=device)
+    return torch.isfinite(torch.stack(torch._foreach_norm(grads, math.inf))).all()
 
 
 class Trainer:
@@ -109,22 +119,23 @@ class Trainer:
             self.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
         else:
             loss.backward()  # type: ignore[no-untyped-call]
-        if self.spec.clipping is not None or measure_norm:
-            if self.scaler is not None:
-                self.scaler.unscale_(self.optimizer)  # clip and log the true gradients
-            norm = clip_gradients(self.params, self.spec.clipping)
-        if self.decay:
-            apply_decoupled_weight_decay(self.optimizer)
         if self.scaler is not None:
-            # update() lowers the scale in place exactly when it skipped the step (inf/NaN
-            # gradients): counted on the device, read once per epoch (take_skipped_steps).
-            scale = self.scaler._scale
-            before = scale.clone() if scale is not None else None
+            # fp16: the true gradients, to clip and log, and to know (on the device) whether
+            # the scaler will skip this step: they are inf/NaN exactly when it does.
+            self.scaler.unscale_(self.optimizer)
+            applies = _all_finite(self.params, self.device)  # before clipping changes them
+            if self.spec.clipping is not None or measure_norm:
+                norm = clip_gradients(self.params, self.spec.clipping)
+            if self.decay:
+                apply_decoupled_weight_decay(self.optimizer, applies)
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            if before is not None and self.scaler._scale is not None:
-                self._skipped += (self.scaler._scale < before).float()
+            self._skipped += (~applies).float()  # read once per epoch (take_skipped_steps)
         else:
+            if self.spec.clipping is not None or measure_norm:
+                norm = clip_gradients(self.params, self.spec.clipping)
+            if self.decay:
+                apply_decoupled_weight_decay(self.optimizer)
             self.optimizer.step()
         if self.classification:
             return StepStats(loss.detach(), norm, out.detach(), yb)

@@ -22,6 +22,10 @@ from api.db.migrate import upgrade
 from api.db.session import session_factory
 from api.settings import Settings
 
+# The test session is one long-lived process like a worker: cuBLAS latches this at its first
+# call, so a deterministic CUDA test after any other CUDA test needs it from the start.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
 PG_ADMIN_URL = os.environ.get(
     "TRAINFORGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

@@ -115,7 +115,8 @@ def _cuda() -> Iterator[Any]:
 
     if not torch.cuda.is_available():
         return
-    labels = ["device"]
+    # By UUID: in a container every worker's only GPU is index 0; the UUID names the card.
+    labels = ["device", "uuid"]
     alloc = GaugeMetricFamily(
         "trainforge_worker_cuda_memory_allocated_bytes", "torch allocated bytes.", labels=labels
     )
@@ -131,13 +132,23 @@ def _cuda() -> Iterator[Any]:
         labels=labels,
     )
     for index in range(torch.cuda.device_count()):
-        name = [str(index)]
+        props = torch.cuda.get_device_properties(index)
+        name = [str(index), _uuid(props)]
         alloc.add_metric(name, float(torch.cuda.memory_allocated(index)))
         reserved.add_metric(name, float(torch.cuda.memory_reserved(index)))
-        total.add_metric(name, float(torch.cuda.get_device_properties(index).total_memory))
+        total.add_metric(name, float(props.total_memory))
         with suppress(Exception):  # no NVML (pynvml): leave the series out
             util.add_metric(name, torch.cuda.utilization(index) / 100.0)
     yield from (alloc, reserved, total, util)
+
+
+def _uuid(props: Any) -> str:
+    """nvidia-smi's spelling, GPU-xxxxxxxx-...; "" where torch does not know it."""
+    raw = getattr(props, "uuid", None)
+    if raw is None:
+        return ""
+    text = str(raw)
+    return text if text.startswith(("GPU-", "MIG-")) else f"GPU-{text}"
 
 
 def serve(port: int, worker: str, host: str = "0.0.0.0") -> CollectorRegistry:
