@@ -10,9 +10,11 @@ Choices (also in docs/spec.md):
 
 - ``batch_size`` larger than the training split is allowed, as in Keras: an
   epoch is then one (partial) batch.
-- Monitors are limited to what every job logs per epoch: ``loss`` and
-  ``accuracy`` (classification only), and their ``val_`` twins when there is
-  a validation split. ``checkpointing.monitor`` is only checked while
+- Monitors are limited to what the job logs per epoch: ``loss`` and
+  ``accuracy`` (classification only), the extra ``metrics`` it asks for, and
+  their ``val_`` twins when there is a validation split. An extra metric that is
+  monitored must be in ``metrics``, and each must fit the task
+  (``ml.metric_names``). ``checkpointing.monitor`` is only checked while
   ``keep_best > 0`` (otherwise nothing reads it).
 - The validation split is stratified for classification, so each side must
   hold at least one sample per class (scikit-learn's stratified split rule).
@@ -24,17 +26,20 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from ml.metric_names import is_metric_name, metric_task, misfit
 from ml.schedules import warmup_steps
 from ml.spec import (
     BuiltinSource,
     CNNModel,
     CosineSchedule,
     JobSpec,
+    LossSpec,
     MLPModel,
     MultiStepSchedule,
     OneCycleSchedule,
     ReduceOnPlateauSchedule,
     TextModel,
+    loss_kind,
 )
 
 
@@ -100,6 +105,7 @@ def monitorable_metrics(spec: JobSpec, info: DatasetInfo) -> list[str]:
     """The metric names this job can monitor (early stopping, plateau, best checkpoints)."""
     _, n_val = split_sizes(info.n_samples, spec.dataset.validation_split)
     names = ["loss"] + (["accuracy"] if info.task == "classification" else [])
+    names += [m for m in spec.metrics if misfit(m, info.task, info.n_classes) is None]
     return names + ([f"val_{n}" for n in names] if n_val > 0 else [])
 
 
@@ -169,28 +175,37 @@ def check_spec(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
             "batch_norm_single_sample_batch")  # fmt: skip
 
     # ---- loss vs task
-    if spec.loss == "cross_entropy" and not classification:
+    loss = loss_kind(spec.loss)
+    if loss == "cross_entropy" and not classification:
         add(("loss",), "cross_entropy needs class labels and this dataset is a regression: "
             "use 'mse', 'mae', 'huber' or 'auto'", "loss_task_mismatch")  # fmt: skip
-    if spec.loss in ("mse", "mae", "huber") and classification:
-        add(("loss",), f"{spec.loss} needs a regression target and this dataset has classes: "
+    if loss in ("mse", "mae", "huber") and classification:
+        add(("loss",), f"{loss} needs a regression target and this dataset has classes: "
             "use 'cross_entropy' or 'auto'", "loss_task_mismatch")  # fmt: skip
     if spec.regularization.label_smoothing > 0 and not classification:
         add(("regularization", "label_smoothing"),
             "label smoothing applies to class labels: set it to 0 for a regression",
             "label_smoothing_regression")  # fmt: skip
 
-    # ---- monitors
+    problems += _class_weight(spec, info)
+
+    # ---- extra metrics and monitors
+    for i, name in enumerate(spec.metrics):
+        why = misfit(name, info.task, info.n_classes)
+        if why is not None:
+            add(("metrics", i), f"{why}: remove it", "metric_task_mismatch")
     produced = monitorable_metrics(spec, info)
     if spec.early_stopping is not None:
-        problems += _monitor(("early_stopping", "monitor"), spec.early_stopping.monitor, produced)
+        problems += monitor_problems(
+            ("early_stopping", "monitor"), spec.early_stopping.monitor, produced
+        )
     if spec.checkpointing.keep_best > 0:
         hint = " (or set checkpointing.keep_best to 0)"
-        problems += _monitor(
+        problems += monitor_problems(
             ("checkpointing", "monitor"), spec.checkpointing.monitor, produced, hint
         )
     if isinstance(spec.schedule, ReduceOnPlateauSchedule):
-        problems += _monitor(("schedule", "monitor"), spec.schedule.monitor, produced)
+        problems += monitor_problems(("schedule", "monitor"), spec.schedule.monitor, produced)
 
     # ---- schedule and run length
     problems += _schedule(spec, n_train)
@@ -203,15 +218,53 @@ def check_spec(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
     return problems
 
 
-def _monitor(
+def _class_weight(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
+    loss = spec.loss
+    if not isinstance(loss, LossSpec) or loss.class_weight is None:
+        return []
+    loc: tuple[str | int, ...] = ("loss", "class_weight")
+    if info.task != "classification":
+        msg = (
+            "class weights apply to class labels and this dataset is a regression: "
+            "remove loss.class_weight"
+        )
+        return [SpecProblem(loc, msg, "class_weight_regression")]
+    if loss.class_weight == "balanced":
+        return []
+    last = info.n_classes - 1
+    return [
+        SpecProblem(
+            (*loc, label),
+            f"class {label} does not exist: the dataset's classes are 0 to {last}",
+            "class_weight_unknown_class",
+        )
+        for label in loss.class_weight
+        if int(label) > last
+    ]
+
+
+def is_monitorable_name(name: str) -> bool:
+    """A name some job can log per epoch (loss, accuracy, an extra metric, val_ twins)."""
+    base = name.removeprefix("val_")
+    return name in MONITORABLE or is_metric_name(base)
+
+
+def monitor_problems(
     loc: tuple[str | int, ...], name: str, produced: list[str], hint: str = ""
 ) -> list[SpecProblem]:
-    if name not in MONITORABLE:
+    """Why ``name`` cannot be monitored by a job that logs ``produced`` ([]: it can)."""
+    if not is_monitorable_name(name):
         choices = ", ".join(repr(m) for m in produced)
         return [SpecProblem(loc, f"{name!r} is not a metric a job can monitor: use one of "
                             f"{choices}{hint}", "monitor_unknown")]  # fmt: skip
     out: list[SpecProblem] = []
     base = name.removeprefix("val_")
+    task = metric_task(base)
+    if task is not None and base not in produced:
+        kind = "a classification" if task == "classification" else "a regression"
+        out.append(SpecProblem(loc, f"{name!r} is not logged by this job: it needs {base!r} in "
+                               f"metrics and {kind} dataset{hint}",
+                               "monitor_not_in_metrics"))  # fmt: skip
     if base == "accuracy" and "accuracy" not in produced:
         other = name.replace("accuracy", "loss")
         out.append(SpecProblem(loc, f"{name!r} is only computed for classification: monitor "

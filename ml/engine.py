@@ -51,6 +51,7 @@ from ml.data import (
 )
 from ml.early_stopping import EarlyStopping
 from ml.logsink import LogSink, NullLogSink
+from ml.metrics import EpochPredictions
 from ml.pruning import EpochPruner
 from ml.resources import ResourcesExceeded, out_of_memory_message
 from ml.schedules import LRSchedule, ReduceOnPlateau, build_schedule
@@ -103,9 +104,15 @@ class _Meter:
     seconds: float = 0.0  # time already spent in this epoch before a resume
     lr: float = 0.0
     pending: list[tuple[int, int, StepStats]] = field(default_factory=list)
+    classification: bool = True
+    # spec.metrics: the epoch's outputs, kept on the device and computed at its end (a
+    # resumed epoch's training metrics cover the batches run after the resume).
+    predictions: EpochPredictions | None = None
 
     def add(self, step: int, n: int, stats: StepStats) -> None:
         self.pending.append((step, n, stats))
+        if self.predictions is not None and stats.logits is not None and stats.labels is not None:
+            self.predictions.add(stats.logits, stats.labels)
 
     def sync(self, epoch: int) -> None:
         if not self.pending:
@@ -114,8 +121,9 @@ class _Meter:
         stats = [s for _, _, s in self.pending]
         norms = [s.grad_norm.float() for s in stats if s.grad_norm is not None]
         parts = [torch.stack([s.loss for s in stats] + norms)]
-        logits = [s.logits for s in stats if s.logits is not None]
-        labels = [s.labels for s in stats if s.labels is not None]
+        keep = self.classification
+        logits = [s.logits for s in stats if s.logits is not None] if keep else []
+        labels = [s.labels for s in stats if s.labels is not None] if keep else []
         if logits:
             correct = torch.cat(logits).argmax(1) == torch.cat(labels)
             parts.append(correct.sum().view(1).to(parts[0].dtype))
@@ -132,10 +140,13 @@ class _Meter:
             self.correct += values[-1]
         self.pending.clear()
 
-    def values(self, classification: bool) -> dict[str, float]:
+    def values(self, classification: bool, names: list[str], n_classes: int) -> dict[str, float]:
         out = {"loss": self.loss / max(self.samples, 1)}
         if classification:
             out["accuracy"] = self.correct / max(self.samples, 1)
+        if self.predictions is not None:
+            out |= self.predictions.compute(names, n_classes)
+            self.predictions.clear()
         out["lr"] = self.lr
         out["grad_norm"] = self.grad_norm / max(self.norms, 1)
         return out
@@ -311,6 +322,9 @@ def _fit(run: _Run) -> TrainResult:
     spec, s, trainer = run.spec, run.state, run.trainer
     while s.epoch < spec.epochs:
         epoch, meter = s.epoch, _Meter.restore(s.partial)
+        meter.classification = trainer.classification
+        if spec.metrics:
+            meter.predictions = EpochPredictions.for_names(spec.metrics, trainer.classification)
         start = time.perf_counter() - meter.seconds
         trainer.model.train()
         for xb, yb in train_batches(trainer.data, spec.dataset.batch_size, spec.dataset.shuffle,
@@ -329,7 +343,9 @@ def _fit(run: _Run) -> TrainResult:
                 run.step_progress(meter)
         meter.sync(epoch)
         train_seconds = time.perf_counter() - start
-        values = meter.values(is_classification(trainer.data.info)) | trainer.evaluate()
+        info = trainer.data.info
+        values = meter.values(is_classification(info), spec.metrics, info.n_classes)
+        values |= trainer.evaluate()
         values["epoch_seconds"] = time.perf_counter() - start
         values["samples_per_second"] = meter.samples / max(train_seconds, 1e-9)
         stop = run.end_epoch(epoch, values)

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from ml.architecture import TrainError, is_classification, output_units
 from ml.checks import DatasetInfo
-from ml.spec import Activation, CNNModel, JobSpec, MLPModel, TextModel
+from ml.spec import Activation, CNNModel, JobSpec, MLPModel, TextModel, loss_kind
 from ml.text_model import build_text_model
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -155,7 +155,7 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 def build_loss(spec: JobSpec, info: DatasetInfo) -> LossFn:
     """The training loss: from the task unless ``spec.loss`` names one."""
     classification = is_classification(info)
-    name = spec.loss
+    name = loss_kind(spec.loss)
     if name == "auto":
         name = "cross_entropy" if classification else "mse"
     if name == "cross_entropy":

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+from ml.metric_names import direction
+
 Mode = Literal["min", "max"]
 
 # Keras 3 (keras.src.callbacks.monitor_callback) resolves mode="auto" from the
@@ -42,7 +44,9 @@ _KERAS_UP = frozenset(
 def resolve_mode(monitor: str, mode: Literal["auto", "min", "max"]) -> Mode:
     """Direction of ``monitor``; ``auto`` follows Keras.
 
-    Keras 3: strip a ``val_`` prefix; ``loss`` is minimised; a built-in metric
+    Keras 3: strip a ``val_`` prefix; ``loss`` is minimised; an extra metric of
+    ``spec.metrics`` goes its own way (``mae``, ``rmse`` down; ``f1_macro``, ``auroc``,
+    ``r2`` ... up: ``ml.metric_names.direction``); a built-in metric
     with direction "up" (accuracy, auc, precision, recall, f1, r2, ...) is
     maximised, every other built-in metric minimised. Where Keras 3 would raise
     (a name it cannot place) we fall back to the Keras 2 rule instead: max if
@@ -55,6 +59,9 @@ def resolve_mode(monitor: str, mode: Literal["auto", "min", "max"]) -> Mode:
     name = monitor.removeprefix("val_")
     if name == "loss":
         return "min"
+    extra = direction(name)  # spec.metrics: mae and rmse go down, the others up
+    if extra is not None:
+        return extra
     if name in _KERAS_UP:
         return "max"
     if "acc" in name or "auc" in name:

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from ml.metric_names import METRIC_PATTERN
 from ml.spec_base import NoBoolNumbers, OmitsUnusedSynthetic, SuggestFields
 
 SPEC_VERSION = "1"
@@ -440,6 +441,37 @@ class CheckpointingSpec(Strict):
     mode: MonitorMode = "auto"
 
 
+# --------------------------------------------------------------------------- loss
+
+LossName = Literal["auto", "cross_entropy", "mse", "mae", "huber"]
+ClassLabel = Annotated[str, Field(pattern=r"^(0|[1-9][0-9]{0,5})$")]
+
+
+class LossSpec(Strict):
+    """The object form of ``loss`` (the plain string form names ``kind`` alone)."""
+
+    kind: LossName = Field(
+        "auto", description="auto: cross-entropy for classification, MSE for regression."
+    )
+    class_weight: Literal["balanced"] | dict[ClassLabel, NonNegFloat] | None = Field(
+        None,
+        description=(
+            "Classification only, Keras fit(class_weight=...) semantics: each training "
+            "sample's loss is multiplied by its class's weight and the batch loss is the "
+            "mean over the batch's samples (divided by the batch size, not by the sum of "
+            "the weights). Keys are class indices ('0', '1', ...: the order of the "
+            "dataset's classes); a class left out weighs 1. 'balanced': scikit-learn's "
+            "n_samples / (n_classes * count) on the training split. Validation loss is "
+            "unweighted."
+        ),
+    )
+
+
+def loss_kind(loss: LossName | LossSpec) -> LossName:
+    """The loss's name, from either form of ``JobSpec.loss``."""
+    return loss.kind if isinstance(loss, LossSpec) else loss
+
+
 # --------------------------------------------------------------------------- run
 
 
@@ -470,8 +502,17 @@ class JobSpec(Strict):
     clipping: ClippingSpec | None = None
     early_stopping: EarlyStoppingSpec | None = None
     checkpointing: CheckpointingSpec = Field(default_factory=CheckpointingSpec)
-    loss: Literal["auto", "cross_entropy", "mse", "mae", "huber"] = Field(
-        "auto", description="auto: cross-entropy for classification, MSE for regression."
+    loss: LossName | LossSpec = Field(
+        "auto",
+        description="A name (auto: cross-entropy for classification, MSE for regression), "
+        "or an object {kind, class_weight}.",
+    )
+    metrics: list[Annotated[str, Field(pattern=METRIC_PATTERN)]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Extra per-epoch series beyond loss/accuracy, each computed over the "
+        "whole split (train as `name`, validation as `val_name`): precision/recall/f1 "
+        "_macro/_micro/_weighted, balanced_accuracy, auroc, top_<k>_accuracy; mae, rmse, r2.",
     )
     epochs: int = Field(10, ge=1, le=100_000)
     seed: int = Field(0, ge=0, le=2**32 - 1)
@@ -479,3 +520,11 @@ class JobSpec(Strict):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
     retry: RetrySpec = Field(default_factory=RetrySpec)
+
+    @field_validator("metrics")
+    @classmethod
+    def _distinct_metrics(cls, names: list[str]) -> list[str]:
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"metrics names {', '.join(repeated)} more than once")
+        return names

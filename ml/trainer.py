@@ -16,9 +16,11 @@ from torch import Tensor
 
 from ml.architecture import TrainError, is_classification
 from ml.augment import augment, is_active
+from ml.class_weights import weighted_loss
 from ml.clipping import clip_gradients
 from ml.data import DeviceData, eval_batches
 from ml.init import init_weights
+from ml.metrics import EpochPredictions
 from ml.models import build_loss, build_model, kernel_weights, regularization_penalty
 from ml.optim import (
     apply_decoupled_weight_decay,
@@ -39,8 +41,8 @@ class StepStats(NamedTuple):
 
     loss: Tensor  # 0-d: the loss that was minimized (data loss + l1/l2 penalty)
     grad_norm: Tensor | None  # 0-d: global gradient norm before clipping, when measured
-    logits: Tensor | None  # classification: the batch's outputs and labels, for accuracy
-    labels: Tensor | None
+    logits: Tensor | None  # the batch's outputs and labels: accuracy, spec.metrics
+    labels: Tensor | None  # (regression: only with spec.metrics)
 
 
 def _all_finite(params: Sequence[Tensor], device: torch.device) -> Tensor:
@@ -69,7 +71,9 @@ class Trainer:
         self.forward: Callable[[Tensor], Tensor] = (
             torch.compile(self.model) if spec.resources.compile else self.model
         )
-        self.loss_fn = build_loss(spec, data.info)
+        self.loss_fn = build_loss(spec, data.info)  # validation: never class-weighted (Keras)
+        self.train_loss_fn = weighted_loss(spec, data, device) or self.loss_fn
+        self.keep_outputs = self.classification or bool(spec.metrics)
         self.optimizer = build_optimizer(spec, self.model, device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.kernels = kernel_weights(self.model)
@@ -109,7 +113,7 @@ class Trainer:
         set_lr(self.optimizer, lr)
         with self.autocast():
             out = self.forward(xb)
-        loss = self.loss_fn(out.float(), yb)
+        loss = self.train_loss_fn(out.float(), yb)
         penalty = self.penalty()
         if penalty is not None:
             loss = loss + penalty
@@ -137,7 +141,7 @@ class Trainer:
             if self.decay:
                 apply_decoupled_weight_decay(self.optimizer)
             self.optimizer.step()
-        if self.classification:
+        if self.keep_outputs:
             return StepStats(loss.detach(), norm, out.detach(), yb)
         return StepStats(loss.detach(), norm, None, None)
 
@@ -150,18 +154,25 @@ class Trainer:
         loss, correct = self._zero.clone(), self._zero.clone()
         per_sample = max(1, x[:1].numel())
         size = max(min(EVAL_BATCH, EVAL_VALUES // per_sample), self.spec.dataset.batch_size)
+        names = self.spec.metrics
+        predictions = EpochPredictions.for_names(names, self.classification) if names else None
         for xb, yb in eval_batches(x, y, size, self.device):
             with self.autocast():
                 out = self.forward(xb)
             loss += self.loss_fn(out.float(), yb) * len(yb)
             if self.classification:
                 correct += (out.argmax(1) == yb).sum()
+            if predictions is not None:
+                predictions.add(out.float(), yb)
         self.model.train()
         penalty = self.penalty()  # Keras' val_loss includes the regularization losses too
         n = self.data.n_val
         values = {"val_loss": loss.item() / n + (penalty.item() if penalty is not None else 0.0)}
         if self.classification:
             values["val_accuracy"] = correct.item() / n
+        if predictions is not None:
+            computed = predictions.compute(names, self.data.info.n_classes)
+            values |= {f"val_{name}": v for name, v in computed.items()}
         return values
 
     def snapshot(self) -> dict[str, Tensor]:

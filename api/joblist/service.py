@@ -13,20 +13,14 @@ from api.joblist import repository as repo
 from api.joblist.schemas import BestMetric, JobSummary, JobSummaryPage
 from api.pagination import decode_cursor, encode_cursor
 from api.schemas import JobProgress
-
-# Keras' directions for the metrics a job can monitor (ml.monitor.resolve_mode; the API
-# may not import it): accuracy is maximised, every loss minimised.
-_MAXIMISED = ("accuracy",)
+from ml.monitor import resolve_mode
 
 
 def monitor_of(job: Job) -> tuple[str, Literal["min", "max"]]:
     policy = job.spec.get("checkpointing") or {}
     name = str(policy.get("monitor") or "val_loss")
     mode = policy.get("mode") or "auto"
-    if mode == "min" or mode == "max":
-        return name, "min" if mode == "min" else "max"
-    base = name.removeprefix("val_")
-    return name, "max" if base in _MAXIMISED else "min"
+    return name, resolve_mode(name, "max" if mode == "max" else "min" if mode == "min" else "auto")
 
 
 def list_page(

@@ -28,7 +28,8 @@ from api.sweeps.schemas import (
     LogUniformParameter,
     UniformParameter,
 )
-from ml.checks import MONITORABLE, DatasetInfo, check_spec, monitorable_metrics
+from ml.checks import DatasetInfo, check_spec, is_monitorable_name, monitorable_metrics
+from ml.metric_names import is_metric_name
 from ml.spec import JobSpec
 
 MAX_COMBINATIONS = 4096  # checked together; beyond, each parameter's values are checked alone
@@ -288,11 +289,13 @@ def semantic_problems(
             )
         produced = monitorable_metrics(trial, info)
         if objective_metric not in produced:
-            why = (
-                "is not a metric a job logs"
-                if objective_metric not in MONITORABLE
-                else "is not produced by this trial"
-            )
+            wanted = objective_metric.removeprefix("val_")
+            if not is_monitorable_name(objective_metric):
+                why = "is not a metric a job logs"
+            elif is_metric_name(wanted) and wanted not in trial.metrics:
+                why = f"needs {wanted!r} in spec.metrics"
+            else:
+                why = "is not produced by this trial"
             msg = f"{objective_metric!r} {why} (with {setting}); trials log {', '.join(produced)}"
             found.setdefault(
                 ("objective.metric", "objective_not_produced"),

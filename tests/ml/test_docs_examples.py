@@ -37,7 +37,7 @@ def test_the_doc_has_an_example_for_every_part():
     assert len(parsed) >= 20
     seen = {key for job in parsed for key in job}
     parts = {"dataset", "augmentation", "model", "init", "regularization", "optimizer",
-             "schedule", "clipping", "early_stopping", "checkpointing", "loss", "epochs",
+             "schedule", "clipping", "early_stopping", "checkpointing", "loss", "metrics", "epochs",
              "seed", "deterministic", "resources", "limits", "retry"}  # fmt: skip
     assert parts <= seen
     kinds = {job["schedule"]["kind"] for job in parsed if "schedule" in job}

@@ -1,0 +1,183 @@
+"""The extra metrics (``spec.metrics``) over a whole split, from accumulated predictions.
+
+A split's outputs are gathered on the training device batch by batch
+(:class:`EpochPredictions`: no host copy, no per-step arithmetic beyond keeping a
+reference, or an argmax when only the predicted class is needed) and the metrics are
+computed once, at the end of the epoch, in float64 on that device, with one host read.
+
+Definitions are scikit-learn's, and tests/ml/test_metrics.py holds them to scikit-learn
+on the same predictions (to 1e-6):
+
+- precision/recall/F1 with ``average`` macro, micro or weighted over the labels present
+  in the targets or the predictions (scikit-learn's default ``labels``), 0 where a
+  ratio's denominator is 0 (``zero_division`` default); micro is accuracy for
+  single-label classification;
+- ``balanced_accuracy``: the mean recall over the classes present in the targets;
+- ``auroc``: ROC AUC of the softmax probabilities; the positive class's probability for
+  two classes, the one-vs-rest macro average for more (``multi_class="ovr"``). It is
+  NaN (logged as such) when a class has no sample in the split, where scikit-learn
+  raises;
+- ``top_<k>_accuracy``: the target is among the k largest outputs (of tied outputs the
+  higher class counts first, as in scikit-learn);
+- ``mae``, ``rmse``, ``r2`` (scikit-learn's ``r2_score``: 1.0 for a perfect fit of a
+  constant target, 0.0 for an imperfect one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ml.metric_names import AVERAGES, top_k
+
+# Only these need the full outputs; the rest need the predicted class alone.
+_NEED_SCORES_PREFIXES = ("auroc", "top_")
+
+
+def needs_scores(names: Sequence[str]) -> bool:
+    return any(n.startswith(_NEED_SCORES_PREFIXES) for n in names)
+
+
+@dataclass
+class EpochPredictions:
+    """A split's outputs and targets, kept on the device until the epoch ends."""
+
+    classification: bool
+    keep_scores: bool  # classification: keep the outputs (auroc, top-k), not only the argmax
+    outputs: list[Tensor] = field(default_factory=list)
+    targets: list[Tensor] = field(default_factory=list)
+
+    @staticmethod
+    def for_names(names: Sequence[str], classification: bool) -> EpochPredictions:
+        return EpochPredictions(classification, needs_scores(names))
+
+    def add(self, out: Tensor, target: Tensor) -> None:
+        out = out.detach()
+        if self.classification and not self.keep_scores:
+            out = out.argmax(1)
+        self.outputs.append(out)
+        self.targets.append(target.detach())
+
+    def clear(self) -> None:
+        self.outputs.clear()
+        self.targets.clear()
+
+    def compute(self, names: Sequence[str], n_classes: int) -> dict[str, float]:
+        """Every metric in ``names`` over what was added; {} when nothing was."""
+        if not names or not self.outputs:
+            return {}
+        out, target = torch.cat(self.outputs), torch.cat(self.targets)
+        if self.classification:
+            values = classification_metrics(names, out, target, n_classes)
+        else:
+            values = regression_metrics(names, out, target)
+        stacked = torch.stack([values[n] for n in names]).tolist()  # the one host read
+        return dict(zip(names, (float(v) for v in stacked), strict=True))
+
+
+def confusion_matrix(pred: Tensor, target: Tensor, n_classes: int) -> Tensor:
+    """Rows: true class, columns: predicted class (scikit-learn's orientation); int64."""
+    index = target.long() * n_classes + pred.long()
+    return torch.bincount(index, minlength=n_classes * n_classes).view(n_classes, n_classes)
+
+
+def _ratio(num: Tensor, den: Tensor) -> Tensor:
+    return torch.where(den > 0, num / den.clamp(min=1), torch.zeros_like(num))
+
+
+def per_class_scores(cm: Tensor) -> dict[str, Tensor]:
+    """precision, recall, f1 (float64, 0 on a zero denominator) and support per class."""
+    cm = cm.double()
+    tp, support, predicted = cm.diagonal(), cm.sum(1), cm.sum(0)
+    return {
+        "precision": _ratio(tp, predicted),
+        "recall": _ratio(tp, support),
+        "f1": _ratio(2 * tp, support + predicted),
+        "support": support,
+        "predicted": predicted,
+    }
+
+
+def classification_metrics(
+    names: Sequence[str], out: Tensor, target: Tensor, n_classes: int
+) -> dict[str, Tensor]:
+    """``out``: (N, C) outputs, or (N,) predicted classes when no name needs scores."""
+    pred = out if out.dim() == 1 else out.argmax(1)
+    cm = confusion_matrix(pred, target, n_classes)
+    scores = per_class_scores(cm)
+    support, present = scores["support"], (scores["support"] + scores["predicted"]) > 0
+    n = support.sum()
+    values: dict[str, Tensor] = {}
+    for name in names:
+        base, _, avg = name.rpartition("_")
+        if base in ("precision", "recall", "f1") and avg in AVERAGES:
+            per = scores[base]
+            if avg == "macro":
+                values[name] = per[present].mean()
+            elif avg == "weighted":
+                values[name] = (per * support).sum() / n
+            else:  # micro, single-label: every error is one false positive and one negative
+                values[name] = cm.diagonal().sum().double() / n
+        elif name == "balanced_accuracy":
+            values[name] = scores["recall"][support > 0].mean()
+        elif name == "auroc":
+            values[name] = auroc(out.double().softmax(1), target)
+        else:
+            k = top_k(name)
+            assert k is not None, name
+            values[name] = top_k_accuracy(out, target, k)
+    return values
+
+
+def top_k_accuracy(out: Tensor, target: Tensor, k: int) -> Tensor:
+    """Ties broken as scikit-learn breaks them: of equal outputs, the higher class first
+    (two classes: class 1 only when its probability is above 0.5, i.e. the argmax)."""
+    if out.shape[1] == 2:
+        return (out.argmax(1) == target).double().mean()
+    flipped = out.flip(1).sort(dim=1, descending=True, stable=True).indices[:, :k]
+    top = out.shape[1] - 1 - flipped
+    return (top == target.view(-1, 1)).any(1).double().mean()
+
+
+def binary_auroc(score: Tensor, positive: Tensor) -> Tensor:
+    """ROC AUC as the Mann-Whitney statistic (tied scores count one half), float64."""
+    n_pos = positive.sum().double()
+    n_neg = positive.numel() - n_pos
+    ordered, order = score.sort()
+    _, inverse, counts = torch.unique_consecutive(ordered, return_inverse=True, return_counts=True)
+    ends = counts.cumsum(0).double()
+    mean_rank = ends - (counts.double() - 1) / 2  # 1-based average rank of each tie group
+    ranks = torch.empty_like(mean_rank[inverse])
+    ranks[order] = mean_rank[inverse]
+    rank_sum = ranks[positive].sum()
+    pairs = n_pos * n_neg  # 0 when one side is empty: undefined, NaN (no host read)
+    value = (rank_sum - n_pos * (n_pos + 1) / 2) / pairs.clamp(min=1)
+    return torch.where(pairs > 0, value, torch.full_like(value, float("nan")))
+
+
+def auroc(prob: Tensor, target: Tensor) -> Tensor:
+    """Binary: the positive class's probability; more classes: one-vs-rest macro."""
+    if prob.shape[1] == 2:
+        return binary_auroc(prob[:, 1], target == 1)
+    per_class = [binary_auroc(prob[:, c], target == c) for c in range(prob.shape[1])]
+    return torch.stack(per_class).mean()
+
+
+def regression_metrics(names: Sequence[str], out: Tensor, target: Tensor) -> dict[str, Tensor]:
+    pred, y = out.double().reshape(-1), target.double().reshape(-1)
+    err = pred - y
+    ss_res = (err * err).sum()
+    values: dict[str, Tensor] = {}
+    for name in names:
+        if name == "mae":
+            values[name] = err.abs().mean()
+        elif name == "rmse":
+            values[name] = (ss_res / err.numel()).sqrt()
+        else:  # r2
+            ss_tot = ((y - y.mean()) ** 2).sum()
+            perfect = torch.where(ss_res == 0, 1.0, 0.0).to(ss_res)
+            values[name] = torch.where(ss_tot > 0, 1 - ss_res / ss_tot.clamp(min=1e-300), perfect)
+    return values
