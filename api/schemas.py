@@ -121,6 +121,16 @@ class MetricsRead(BaseModel):
     series: list[MetricSeries]
 
 
+class PlanLayer(BaseModel):
+    index: int = Field(description="Position in `spec.model.layers`; the output head is last.")
+    id: str | None
+    op: str
+    output_shape: list[int] = Field(
+        description="Without the batch dimension: (features), (C, H, W) or (length, features)."
+    )
+    parameter_count: int
+
+
 class SpecPlanRead(BaseModel):
     parameter_count: int
     train_samples: int
@@ -135,6 +145,11 @@ class SpecPlanRead(BaseModel):
         description="Estimated training memory (parameters, gradients, optimizer state, "
         "activations at the batch size, the dataset); compared with "
         "TRAINFORGE_MAX_JOB_MEMORY_BYTES.",
+    )
+    layers: list[PlanLayer] = Field(
+        default_factory=list,
+        description="Every layer of the built model in order, the implied output head "
+        "included; their parameter counts add up to `parameter_count`. Empty for `text`.",
     )
 
 

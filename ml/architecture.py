@@ -1,6 +1,6 @@
 """What a spec's model looks like, without building it (torch-free: the API imports this).
 
-``parameter_count`` mirrors ``ml.models.build_model`` layer by layer; a test
+``parameter_count`` counts the layer graph a spec builds (``ml.shapes``); a test
 checks that it equals ``sum(p.numel())`` of the built model for every model
 kind and option. ``TrainError`` lives here (not in ``ml.engine``) so that every
 engine module, and torch-free callers, can raise or catch it without import
@@ -10,6 +10,9 @@ cycles; ``ml.engine`` re-exports it.
 from __future__ import annotations
 
 from ml.checks import DatasetInfo
+from ml.graph_spec import GraphModel
+from ml.shapes import GraphShapes, infer
+from ml.shorthands import as_graph
 from ml.spec import CNNModel, JobSpec, MLPModel, TextModel
 from ml.text import text_parameter_count
 
@@ -35,49 +38,38 @@ def input_features(info: DatasetInfo) -> int:
     return info.n_features
 
 
+def graph_shapes(spec: JobSpec, info: DatasetInfo) -> GraphShapes | None:
+    """The layers of the model, shapes and counts (the head last); None for ``text``."""
+    model = spec.model
+    if isinstance(model, CNNModel) and info.image_shape is None:
+        raise TrainError("model.kind 'cnn' needs image data; use 'mlp' for tabular data")
+    graph = as_graph(model, info, spec.regularization.dropout)
+    if graph is None:
+        return None
+    return infer(graph, info, output_units(info))
+
+
 def parameter_count(spec: JobSpec, info: DatasetInfo) -> int:
-    """Trainable parameters of the model ``ml.models.build_model(spec, info)`` builds."""
+    """Parameters of the model ``ml.models.build_model(spec, info)`` builds."""
     model = spec.model
     out = output_units(info)
-    if isinstance(model, MLPModel):
-        return _mlp(model, input_features(info), out)
-    if isinstance(model, CNNModel):
-        if info.image_shape is None:
-            raise TrainError("model.kind 'cnn' needs image data; use 'mlp' for tabular data")
-        return _cnn(model, info.image_shape[0], out)
     if isinstance(model, TextModel):
         return text_parameter_count(model, out)
-    raise TrainError(f"model.kind {model.kind!r} is not available yet; use 'mlp' or 'cnn'")
-
-
-def _mlp(model: MLPModel, n_in: int, n_out: int) -> int:
-    total, prev = 0, n_in
-    for units in model.hidden_units:
-        total += prev * units + units  # Linear weight + bias
-        if model.normalization != "none":
-            total += 2 * units  # BatchNorm1d / LayerNorm affine weight + bias
-        prev = units
-    return total + prev * n_out + n_out
-
-
-def _cnn(model: CNNModel, channels_in: int, n_out: int) -> int:
-    total, c, k2 = 0, channels_in, model.kernel_size**2
-    for ch in model.channels:
-        if model.separable:
-            total += c * k2  # depthwise, no bias (the pointwise conv carries it, as in Keras)
-            total += c * ch + ch  # pointwise 1x1
-        else:
-            total += c * ch * k2 + ch
-        if model.normalization != "none":
-            total += 2 * ch  # BatchNorm2d / GroupNorm(1, C) affine
-        c = ch
-    return total + c * n_out + n_out  # global average pooling head -> Linear
+    shapes = graph_shapes(spec, info)
+    assert shapes is not None
+    if shapes.problems:
+        p = shapes.problems[0]
+        raise TrainError(f"{'.'.join(map(str, p.loc))}: {p.msg}")
+    return shapes.parameter_count
 
 
 def multiply_adds_per_sample(spec: JobSpec, info: DatasetInfo) -> int:
     """Forward-pass multiply-adds of one sample, roughly: what a training step's CPU work
     scales with (the worker gives a small step one thread, see ``worker.threads``)."""
     model, out = spec.model, output_units(info)
+    if isinstance(model, GraphModel):
+        shapes = infer(model, info, out)
+        return shapes.multiply_adds
     if isinstance(model, MLPModel):
         total, prev = 0, input_features(info)
         for units in model.hidden_units:

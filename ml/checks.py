@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from ml.graph_spec import GraphModel
 from ml.metric_names import is_metric_name, metric_task, misfit
 from ml.schedules import warmup_steps
 from ml.spec import (
@@ -168,6 +169,9 @@ def check_spec(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
     # Batch normalization cannot train on a batch of one sample (PyTorch raises; the
     # last partial batch of an epoch is kept, as in Keras).
     uses_batch_norm = isinstance(model, MLPModel | CNNModel) and model.normalization == "batch"
+    if isinstance(model, GraphModel):
+        problems += _graph(spec, model, info)
+        uses_batch_norm = any(layer.op == "batch_norm" for layer in model.layers)
     if uses_batch_norm and n_train > 0 and n_train % spec.dataset.batch_size == 1:
         add(("dataset", "batch_size"), f"the {n_train} training samples leave a last batch of "
             f"one sample at batch_size {spec.dataset.batch_size}, which batch normalization "
@@ -247,6 +251,18 @@ def is_monitorable_name(name: str) -> bool:
     """A name some job can log per epoch (loss, accuracy, an extra metric, val_ twins)."""
     base = name.removeprefix("val_")
     return name in MONITORABLE or is_metric_name(base)
+
+
+def _graph(spec: JobSpec, model: GraphModel, info: DatasetInfo) -> list[SpecProblem]:
+    from ml.shapes import infer  # ml.shapes builds on this module's DatasetInfo and SpecProblem
+
+    out = infer(model, info, info.n_classes if info.task == "classification" else 1).problems
+    if spec.regularization.dropout > 0:
+        out.append(SpecProblem(("regularization", "dropout"), "a graph places its own dropout "
+                               "layers ({op: dropout, rate: ...}); regularization.dropout "
+                               "applies to the mlp and cnn shorthands only: set it to 0",
+                               "dropout_in_graph"))  # fmt: skip
+    return out
 
 
 def monitor_problems(

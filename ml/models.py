@@ -1,6 +1,7 @@
 """Models and losses built from the spec (closed registries: names map to torch classes).
 
-``ml.architecture.parameter_count`` mirrors these builders; keep the two in step.
+``mlp``, ``cnn`` and ``graph`` build through ``ml.graph_model`` (the shapes and counts
+of ``ml.shapes``); ``text`` through ``ml.text_model`` (counted by ``ml.text``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from torch.nn import functional as F
 
 from ml.architecture import TrainError, is_classification, output_units
 from ml.checks import DatasetInfo
-from ml.spec import Activation, CNNModel, JobSpec, MLPModel, TextModel, loss_kind
+from ml.spec import CNNModel, JobSpec, TextModel, loss_kind
 from ml.text_model import build_text_model
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -31,70 +32,24 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 # never to biases, normalization parameters or embedding tables. The attention
 # projections of nn.MultiheadAttention (bare Parameters, not Linears) are kernels
 # too: see ``attention_projections``.
-KERNEL_LAYERS = (nn.Linear, nn.Conv2d)
-
-
-def _activation(name: Activation) -> nn.Module:
-    return ACTIVATIONS[name]()
+KERNEL_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
 def build_model(spec: JobSpec, info: DatasetInfo) -> nn.Module:
+    """The job's model: every kind but ``text`` is a layer graph (``ml.shorthands``)."""
+    from ml.graph_model import build_graph  # it builds on this module's pieces
+    from ml.shorthands import as_graph
+
     model = spec.model
     dropout = spec.regularization.dropout
-    if isinstance(model, MLPModel):
-        return _mlp(model, info, dropout)
-    if isinstance(model, CNNModel):
-        return _cnn(model, info, dropout)
     if isinstance(model, TextModel):
         return build_text_model(model, info, dropout)
-    raise TrainError(f"model.kind {model.kind!r} is not available yet; use 'mlp' or 'cnn'")
-
-
-def _mlp(model: MLPModel, info: DatasetInfo, dropout: float) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Flatten()]
-    prev = info.n_features if info.image_shape is None else _prod(info.image_shape)
-    for units in model.hidden_units:
-        layers.append(nn.Linear(prev, units))
-        if model.normalization == "batch":
-            layers.append(nn.BatchNorm1d(units))
-        elif model.normalization == "layer":
-            layers.append(nn.LayerNorm(units))
-        layers.append(_activation(model.activation))
-        if dropout > 0:
-            layers.append(nn.Dropout(dropout))
-        prev = units
-    layers.append(nn.Linear(prev, output_units(info)))
-    return nn.Sequential(*layers)
-
-
-def _cnn(model: CNNModel, info: DatasetInfo, dropout: float) -> nn.Sequential:
-    if info.image_shape is None:
+    if isinstance(model, CNNModel) and info.image_shape is None:
         raise TrainError("model.kind 'cnn' needs image data; use 'mlp' for tabular data")
-    c, h, w = info.image_shape
-    k = model.kernel_size
-    layers: list[nn.Module] = []
-    for ch in model.channels:
-        if model.separable:
-            layers.append(nn.Conv2d(c, c, k, padding="same", groups=c, bias=False))
-            layers.append(nn.Conv2d(c, ch, 1))
-        else:
-            layers.append(nn.Conv2d(c, ch, k, padding="same"))
-        if model.normalization == "batch":
-            layers.append(nn.BatchNorm2d(ch))
-        elif model.normalization == "layer":
-            layers.append(nn.GroupNorm(1, ch))  # layer norm over (C, H, W) per sample
-        layers.append(_activation(model.activation))
-        # 2x2 max pooling while the map is big enough; a 1-pixel side is left alone.
-        ph, pw = (2 if h >= 2 else 1), (2 if w >= 2 else 1)
-        if ph * pw > 1:
-            layers.append(nn.MaxPool2d((ph, pw)))
-            h, w = h // ph, w // pw
-        c = ch
-    layers.append(GlobalAvgPool())
-    if dropout > 0:
-        layers.append(nn.Dropout(dropout))
-    layers.append(nn.Linear(c, output_units(info)))
-    return nn.Sequential(*layers)
+    graph = as_graph(model, info, dropout)
+    if graph is None:  # pragma: no cover - the union is closed
+        raise TrainError(f"model.kind {model.kind!r} is not available")
+    return build_graph(graph, info, output_units(info))
 
 
 class GlobalAvgPool(nn.Module):
@@ -106,13 +61,6 @@ class GlobalAvgPool(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x.mean(dim=(-2, -1))
-
-
-def _prod(shape: tuple[int, ...]) -> int:
-    out = 1
-    for s in shape:
-        out *= s
-    return out
 
 
 def attention_projections(module: nn.MultiheadAttention) -> list[Tensor]:

@@ -15,9 +15,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ml.architecture import parameter_count
+from ml.architecture import graph_shapes, parameter_count
 from ml.checks import DatasetInfo, split_sizes
 from ml.schedules import lr_per_epoch
+from ml.shapes import LayerShape
 from ml.spec import JobSpec
 
 __all__ = ["SpecPlan", "describe", "split_sizes", "steps_per_epoch"]
@@ -31,6 +32,7 @@ class SpecPlan:
     steps_per_epoch: int
     total_steps: int
     lr_per_epoch: list[float] | None  # at each epoch's first step; None: metric-driven
+    layers: list[LayerShape]  # the built model's layers, the head last ([] for `text`)
 
 
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
@@ -42,6 +44,7 @@ def describe(spec: JobSpec, info: DatasetInfo) -> SpecPlan:
     """The plan of a spec that passed ``ml.checks.check_spec`` (else it may raise)."""
     n_train, n_val = split_sizes(info.n_samples, spec.dataset.validation_split)
     steps = steps_per_epoch(n_train, spec.dataset.batch_size)
+    shapes = graph_shapes(spec, info)
     return SpecPlan(
         parameter_count=parameter_count(spec, info),
         train_samples=n_train,
@@ -49,4 +52,5 @@ def describe(spec: JobSpec, info: DatasetInfo) -> SpecPlan:
         steps_per_epoch=steps,
         total_steps=spec.epochs * steps,
         lr_per_epoch=lr_per_epoch(spec, steps),
+        layers=shapes.layers if shapes is not None else [],
     )

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 from ml.architecture import TrainError, input_features, output_units, parameter_count
 from ml.checks import DatasetInfo, SpecProblem
+from ml.graph_spec import GraphModel
+from ml.shapes import infer
 from ml.spec import (
     AdagradOptimizer,
     AdamOptimizer,
@@ -90,6 +92,11 @@ def _optimizer_slots(spec: JobSpec) -> int:
 def _activations_per_sample(spec: JobSpec, info: DatasetInfo) -> int:
     """Floats one sample keeps for the backward pass (layer outputs), an upper bound."""
     model, dropout = spec.model, spec.regularization.dropout > 0
+    if isinstance(model, GraphModel):
+        # Every layer's output, the input and the head (ml.shapes); x2 covers what a layer
+        # keeps besides its output (a norm's statistics, an activation's mask, an RNN's gates).
+        shapes = infer(model, info, output_units(info))
+        return input_features(info) + 2 * shapes.activations
     if isinstance(model, MLPModel):
         per_layer = 2 + (model.normalization != "none") + dropout
         return input_features(info) + per_layer * sum(model.hidden_units) + output_units(info)
@@ -120,7 +127,8 @@ def _activations_per_sample(spec: JobSpec, info: DatasetInfo) -> int:
 
 def _dataset_bytes(spec: JobSpec, info: DatasetInfo) -> int:
     if info.modality == "text":
-        length = spec.model.max_length if isinstance(spec.model, TextModel) else 128
+        model = spec.model
+        length = model.max_length if isinstance(model, TextModel | GraphModel) else 128
         per_sample = length * TOKEN
     else:
         per_sample = input_features(info) * FLOAT

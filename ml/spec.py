@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from ml.graph_spec import Activation, GraphModel
 from ml.metric_names import METRIC_PATTERN
 from ml.spec_base import NoBoolNumbers, OmitsUnusedSynthetic, SuggestFields
 
@@ -131,8 +132,6 @@ class AugmentationSpec(Strict):
 
 # --------------------------------------------------------------------------- model
 
-Activation = Literal["relu", "tanh", "sigmoid", "gelu", "elu", "leaky_relu", "silu"]
-
 
 class MLPModel(Strict):
     kind: Literal["mlp"] = "mlp"
@@ -166,7 +165,7 @@ class TextModel(Strict):
     vocab_size: int = Field(20000, ge=16, le=1_000_000)
 
 
-ModelSpec = Annotated[MLPModel | CNNModel | TextModel, Field(discriminator="kind")]
+ModelSpec = Annotated[MLPModel | CNNModel | TextModel | GraphModel, Field(discriminator="kind")]
 
 
 # --------------------------------------------------------------------------- init

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from api.deps import PrincipalDep, SessionDep, SettingsDep
 from api.problems import Problem
-from api.schemas import SpecPlanRead, SpecValidateRequest, SpecValidation
+from api.schemas import PlanLayer, SpecPlanRead, SpecValidateRequest, SpecValidation
 from api.spec_service import resolve_limits, validate_spec
 from ml.plan import describe
 from ml.resources import estimate
@@ -41,5 +41,15 @@ def validate_job_spec(
             total_steps=plan.total_steps,
             lr_per_epoch=plan.lr_per_epoch,
             estimated_memory_bytes=estimate(spec, info).memory_bytes,
+            layers=[
+                PlanLayer(
+                    index=la.index,
+                    id=la.id,
+                    op=la.op,
+                    output_shape=list(la.output_shape),
+                    parameter_count=la.parameter_count,
+                )
+                for la in plan.layers
+            ],
         ),
     )

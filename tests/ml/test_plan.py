@@ -28,7 +28,10 @@ def test_default_digits_plan():
     # 1797 samples: ceil(0.2 * 1797) = 360 held out; ceil(1437 / 32) = 45 steps
     # MLP 64 -> 128 -> 64 -> 10, weights and biases
     params = 64 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10
-    assert plan == SpecPlan(params, 1437, 360, 45, 450, [0.001] * 10)
+    assert plan == SpecPlan(params, 1437, 360, 45, 450, [0.001] * 10, plan.layers)
+    assert [la.op for la in plan.layers] == ["flatten", "dense", "activation", "dense",
+                                             "activation", "dense"]  # fmt: skip
+    assert sum(la.parameter_count for la in plan.layers) == params
 
 
 def test_plan_follows_the_spec():

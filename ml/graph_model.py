@@ -1,0 +1,377 @@
+"""The torch model of a layer graph (``ml.graph_spec``), following ``ml.shapes`` layer by layer.
+
+Layer ``i``'s module is registered under the name ``str(i)`` and the output head under
+``str(len(layers))``, so a chain of layers has the parameter names of an
+``nn.Sequential`` (the ``mlp`` and ``cnn`` shorthands keep their pre-graph names).
+Tensors use PyTorch's layouts (images N×C×H×W) except sequences, which are N×L×D
+(Keras' layout; batch_first). An ``embedding`` with ``mask_zero`` starts a padding
+mask that sequence layers carry on; pooling over time, ``lstm``/``gru`` (which read the
+last real token: our texts are padded at the end) and ``multi_head_attention`` (as a
+key padding mask) honour it, as Keras' masking does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ml.architecture import TrainError
+from ml.checks import DatasetInfo
+from ml.graph_spec import (
+    GRU,
+    LSTM,
+    ActivationLayer,
+    Add,
+    AvgPool2D,
+    BatchNorm,
+    Concat,
+    Conv1D,
+    Conv2D,
+    Dense,
+    DepthwiseConv2D,
+    Dropout,
+    Embedding,
+    Flatten,
+    GlobalAvgPool,
+    GlobalMaxPool,
+    GraphModel,
+    Layer,
+    LayerNorm,
+    MaxPool2D,
+    MultiHeadAttention,
+    PositionEmbedding,
+    SeparableConv2D,
+)
+from ml.models import ACTIVATIONS
+from ml.models import GlobalAvgPool as MapMean
+from ml.shapes import GraphShapes, Shape, infer, input_shape, pair, same_padding
+
+ACT_FN: dict[str, Callable[[Tensor], Tensor]] = {
+    "relu": F.relu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "gelu": F.gelu,
+    "elu": F.elu,
+    "leaky_relu": F.leaky_relu,
+    "silu": F.silu,
+}
+Mode = Literal["plain", "add", "concat_image", "concat_last", "embed", "masked", "position"]
+
+
+def _act(x: Tensor, name: str | None) -> Tensor:
+    return x if name is None else ACT_FN[name](x)
+
+
+class Linear(nn.Linear):
+    def __init__(self, n_in: int, n_out: int, bias: bool, activation: str | None) -> None:
+        super().__init__(n_in, n_out, bias=bias)
+        self.activation = activation
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _act(super().forward(x), self.activation)
+
+
+class Conv2d(nn.Conv2d):
+    """``same`` padding as TensorFlow: ``ceil(n / stride)`` outputs, the odd pixel after."""
+
+    def __init__(self, c_in: int, c_out: int, layer: Conv2D | DepthwiseConv2D, groups: int,
+                 bias: bool, hw: tuple[int, int]) -> None:  # fmt: skip
+        k, s, d = pair(layer.kernel_size), pair(layer.strides), pair(layer.dilation_rate)
+        self.pad: tuple[int, int, int, int] | None = None
+        padding: str | int = 0
+        if layer.padding == "same" and s == (1, 1):
+            padding = "same"  # PyTorch's own: the same numbers, no copy
+        elif layer.padding == "same":
+            top, bottom = same_padding(hw[0], k[0], s[0], d[0])
+            left, right = same_padding(hw[1], k[1], s[1], d[1])
+            self.pad = (left, right, top, bottom)
+        super().__init__(c_in, c_out, k, s, padding, d, groups=groups, bias=bias)
+        self.activation = layer.activation
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.pad is not None:
+            x = F.pad(x, self.pad)
+        return _act(super().forward(x), self.activation)
+
+
+class SeparableConv2d(nn.Module):
+    """Depthwise (no bias, as Keras) then pointwise 1×1 (with ``use_bias``)."""
+
+    def __init__(self, c: int, layer: SeparableConv2D, hw: tuple[int, int]) -> None:
+        super().__init__()
+        mid = c * layer.depth_multiplier
+        depth = DepthwiseConv2D(kernel_size=layer.kernel_size, strides=layer.strides,
+                                padding=layer.padding, dilation_rate=layer.dilation_rate,
+                                depth_multiplier=layer.depth_multiplier)  # fmt: skip
+        self.depthwise = Conv2d(c, mid, depth, groups=c, bias=False, hw=hw)
+        self.pointwise = nn.Conv2d(mid, layer.filters, 1, bias=layer.use_bias)
+        self.activation = layer.activation
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _act(self.pointwise(self.depthwise(x)), self.activation)
+
+
+class SeqConv1d(nn.Conv1d):
+    """Conv1D on N×L×C (Keras' layout); ``same`` as TensorFlow."""
+
+    def __init__(self, c_in: int, layer: Conv1D, length: int) -> None:
+        super().__init__(c_in, layer.filters, layer.kernel_size, layer.strides,
+                         dilation=layer.dilation_rate, bias=layer.use_bias)  # fmt: skip
+        self.pad = (
+            same_padding(length, layer.kernel_size, layer.strides, layer.dilation_rate)
+            if layer.padding == "same"
+            else (0, 0)
+        )
+        self.activation = layer.activation
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = super().forward(F.pad(x.transpose(1, 2), self.pad))
+        return _act(y, self.activation).transpose(1, 2)
+
+
+class SeqBatchNorm(nn.BatchNorm1d):
+    """Batch normalization of N×L×D over D (Keras axis -1)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+class Pool2d(nn.Module):
+    """Max or average pooling; ``same`` pads as TensorFlow (padding never counts in an
+    average, and never wins a max)."""
+
+    def __init__(self, layer: MaxPool2D | AvgPool2D, hw: tuple[int, int]) -> None:
+        super().__init__()
+        self.kernel = pair(layer.pool_size)
+        self.stride = pair(layer.strides) if layer.strides is not None else self.kernel
+        self.max = isinstance(layer, MaxPool2D)
+        self.pad: tuple[int, int, int, int] | None = None
+        if layer.padding == "same":
+            top, bottom = same_padding(hw[0], self.kernel[0], self.stride[0], 1)
+            left, right = same_padding(hw[1], self.kernel[1], self.stride[1], 1)
+            self.pad = (left, right, top, bottom)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.max:
+            if self.pad is not None:
+                x = F.pad(x, self.pad, value=float("-inf"))
+            return F.max_pool2d(x, self.kernel, self.stride)
+        if self.pad is None:
+            return F.avg_pool2d(x, self.kernel, self.stride)
+        total = F.avg_pool2d(F.pad(x, self.pad), self.kernel, self.stride)
+        ones = F.pad(torch.ones_like(x[:1, :1]), self.pad)
+        return total / F.avg_pool2d(ones, self.kernel, self.stride)
+
+
+class SeqPool(nn.Module):
+    """Mean or max over time of N×L×D, padding excluded (an all-padding text gives 0)."""
+
+    def __init__(self, mean: bool) -> None:
+        super().__init__()
+        self.mean = mean
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        if mask is None:
+            return x.mean(dim=1) if self.mean else x.amax(dim=1)
+        m = mask.unsqueeze(-1)
+        if self.mean:
+            weights = m.to(x.dtype)
+            return (x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        peak = x.masked_fill(~m, float("-inf")).amax(dim=1)
+        return torch.where(mask.any(dim=1, keepdim=True), peak, torch.zeros_like(peak))
+
+
+class MapMax(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.amax(dim=(-2, -1))
+
+
+class Recurrent(nn.Module):
+    """LSTM or GRU on N×L×D; without ``return_sequences`` the output at the last real token."""
+
+    def __init__(self, layer: LSTM | GRU, d: int) -> None:
+        super().__init__()
+        cls = nn.LSTM if isinstance(layer, LSTM) else nn.GRU
+        self.rnn = cls(d, layer.units, batch_first=True)
+        self.sequences = layer.return_sequences
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        out: Tensor = self.rnn(x)[0]
+        if self.sequences:
+            return out
+        if mask is None:
+            return out[:, -1]
+        last = (mask.sum(dim=1) - 1).clamp(min=0)
+        return out.gather(1, last.view(-1, 1, 1).expand(-1, 1, out.shape[-1])).squeeze(1)
+
+
+class SelfAttention(nn.Module):
+    """Keras' MultiHeadAttention used as self-attention (query = key = value = the input),
+    each head ``d / num_heads`` wide; no residual and no norm (add them as layers)."""
+
+    def __init__(self, layer: MultiHeadAttention, d: int) -> None:
+        super().__init__()
+        self.attention = nn.MultiheadAttention(d, layer.num_heads, dropout=layer.dropout,
+                                               batch_first=True)  # fmt: skip
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        padding = None
+        if mask is not None:
+            # A text of padding only would attend to nothing (NaN): let it see position 0.
+            padding = ~mask
+            padding[:, 0] = padding[:, 0] & mask.any(dim=1)
+        out: Tensor = self.attention(x, x, x, key_padding_mask=padding, need_weights=False)[0]
+        return out
+
+
+class Positions(nn.Embedding):
+    """Learned positions added to N×L×D (keras_hub PositionEmbedding, summed)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        positions = torch.arange(x.shape[1], device=x.device)
+        return x + super().forward(positions)[None]
+
+
+def _module(layer: Layer, s: Shape, model: GraphModel) -> tuple[nn.Module, Mode]:
+    if isinstance(layer, Dense):
+        if layer.activation is None:
+            return nn.Linear(s.dims[-1], layer.units, bias=layer.use_bias), "plain"
+        return Linear(s.dims[-1], layer.units, layer.use_bias, layer.activation), "plain"
+    if isinstance(layer, Dropout):
+        return nn.Dropout(layer.rate), "plain"
+    if isinstance(layer, ActivationLayer):
+        return ACTIVATIONS[layer.fn](), "plain"
+    if isinstance(layer, BatchNorm):
+        bn = {"vector": nn.BatchNorm1d, "image": nn.BatchNorm2d, "sequence": SeqBatchNorm}
+        return bn[s.kind](s.dims[0] if s.kind != "sequence" else s.dims[-1]), "plain"
+    if isinstance(layer, LayerNorm):
+        if s.kind == "image":
+            return nn.GroupNorm(1, s.dims[0]), "plain"  # over (C, H, W), per-channel affine
+        return nn.LayerNorm(s.dims[-1]), "plain"
+    if isinstance(layer, Flatten):
+        return nn.Flatten(), "plain"
+    if isinstance(layer, Add):
+        return nn.Identity(), "add"
+    if isinstance(layer, Concat):
+        return nn.Identity(), "concat_image" if s.kind == "image" else "concat_last"
+    if isinstance(layer, Conv1D):
+        return SeqConv1d(s.dims[1], layer, s.dims[0]), "plain"
+    if isinstance(layer, Conv2D | DepthwiseConv2D):
+        c, hw = s.dims[0], (s.dims[1], s.dims[2])
+        groups = 1 if isinstance(layer, Conv2D) else c
+        c_out = layer.filters if isinstance(layer, Conv2D) else c * layer.depth_multiplier
+        plain = layer.activation is None and (layer.padding == "valid" or layer.strides == 1)
+        if plain:  # PyTorch's own module (`same` at stride 1 is PyTorch's `same`)
+            k, st, d = pair(layer.kernel_size), pair(layer.strides), pair(layer.dilation_rate)
+            pad = "same" if layer.padding == "same" else 0
+            return nn.Conv2d(c, c_out, k, st, pad, d, groups=groups, bias=layer.use_bias), "plain"
+        return Conv2d(c, c_out, layer, groups, layer.use_bias, hw), "plain"
+    if isinstance(layer, SeparableConv2D):
+        return SeparableConv2d(s.dims[0], layer, (s.dims[1], s.dims[2])), "plain"
+    if isinstance(layer, MaxPool2D | AvgPool2D):
+        if isinstance(layer, MaxPool2D) and layer.padding == "valid":
+            k = pair(layer.pool_size)
+            stride = pair(layer.strides) if layer.strides is not None else k
+            return nn.MaxPool2d(k, stride), "plain"
+        return Pool2d(layer, (s.dims[1], s.dims[2])), "plain"
+    if isinstance(layer, GlobalAvgPool | GlobalMaxPool):
+        mean = isinstance(layer, GlobalAvgPool)
+        if s.kind == "image":
+            return (MapMean() if mean else MapMax()), "plain"
+        return SeqPool(mean), "masked"
+    if isinstance(layer, Embedding):
+        vocab = layer.input_dim or model.vocab_size
+        return nn.Embedding(vocab, layer.output_dim, padding_idx=0 if layer.mask_zero else None), (
+            "embed"
+        )
+    if isinstance(layer, PositionEmbedding):
+        return Positions(s.dims[0], s.dims[1]), "plain"
+    if isinstance(layer, LSTM | GRU):
+        return Recurrent(layer, s.dims[1]), "masked"
+    if isinstance(layer, MultiHeadAttention):
+        return SelfAttention(layer, s.dims[1]), "masked"
+    raise TrainError(f"unknown op {layer.op!r}")  # pragma: no cover - the union is closed
+
+
+class GraphNet(nn.Module):
+    def __init__(self, model: GraphModel, info: DatasetInfo, n_out: int) -> None:
+        super().__init__()
+        shapes: GraphShapes = infer(model, info, n_out)
+        if shapes.problems:
+            p = shapes.problems[0]
+            raise TrainError(f"{'.'.join(map(str, p.loc))}: {p.msg}")
+        self.sources = shapes.sources
+        self.modes: list[Mode] = []
+        self.masks_zero: list[bool] = []
+        self.keeps_mask: list[bool] = []
+        known: dict[int, Shape] = {-1: input_shape(info, model)}
+        for i, (layer, out) in enumerate(zip(model.layers, shapes.layers, strict=False)):
+            s = known[self.sources[i][0]]
+            module, mode = _module(layer, s, model)
+            if layer.init is not None or layer.l1 is not None or layer.l2 is not None:
+                for m in module.modules():
+                    m.trainforge_kernel = (layer.init, layer.l1, layer.l2)  # type: ignore[assignment]
+            if not layer.trainable:
+                module.requires_grad_(False)
+            self.add_module(str(i), module)
+            self.modes.append(mode)
+            self.masks_zero.append(isinstance(layer, Embedding) and layer.mask_zero)
+            kind = "vector" if len(out.output_shape) == 1 else "sequence"
+            if len(out.output_shape) == 3:
+                kind = "image"
+            known[i] = Shape(kind, out.output_shape)  # type: ignore[arg-type]
+            same_length = (
+                kind == "sequence" and s.kind == "sequence" and (out.output_shape[0] == s.dims[0])
+            )
+            self.keeps_mask.append(same_length and not isinstance(layer, Conv1D))
+        self.n_layers = len(model.layers)
+        last = shapes.layers[-2].output_shape[0]
+        self.add_module(str(self.n_layers), nn.Linear(last, n_out))
+
+    def __getitem__(self, index: int) -> nn.Module:
+        """Layer ``index``'s module (negative: from the end; the head is ``[-1]``)."""
+        return list(self.children())[index]
+
+    def __iter__(self) -> Iterator[nn.Module]:
+        return iter(self.children())
+
+    def __len__(self) -> int:
+        return self.n_layers + 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        values: dict[int, Tensor] = {-1: x}
+        masks: dict[int, Tensor | None] = {-1: None}
+        modules = list(self.children())
+        for i in range(self.n_layers):
+            src = self.sources[i]
+            module, mode = modules[i], self.modes[i]
+            mask = next((masks[j] for j in src if masks[j] is not None), None)
+            h = values[src[0]]
+            if mode == "add":
+                y = h
+                for j in src[1:]:
+                    y = y + values[j]
+            elif mode == "concat_image":
+                y = torch.cat([values[j] for j in src], dim=1)
+            elif mode == "concat_last":
+                y = torch.cat([values[j] for j in src], dim=-1)
+            elif mode == "embed":
+                ids = h.long()
+                y = module(ids)
+                mask = ids != 0 if self.masks_zero[i] else None
+            elif mode == "masked":
+                y = module(h, mask)
+            else:
+                y = module(h)
+            values[i] = y
+            masks[i] = mask if (self.keeps_mask[i] or mode == "embed") else None
+        head: Tensor = modules[self.n_layers](values[self.n_layers - 1])
+        return head
+
+
+def build_graph(model: GraphModel, info: DatasetInfo, n_out: int) -> GraphNet:
+    return GraphNet(model, info, n_out)

@@ -1,0 +1,71 @@
+"""The named model kinds as layer graphs (torch-free): ``mlp`` and ``cnn`` expand here.
+
+``ml.graph_model`` builds every expanded graph, so a shorthand and the graph it
+expands to are the same model: one module per layer, in order, with the same
+parameter names as before the graph existed (``0.weight``, ``1.weight`` ...), so
+old checkpoints load and a seed gives the same weights
+(tests/ml/test_shorthand_graphs.py compares with the pre-graph builders).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ml.checks import DatasetInfo
+from ml.graph_spec import GraphModel
+from ml.spec import CNNModel, MLPModel
+
+
+def expand_mlp(model: MLPModel, dropout: float) -> GraphModel:
+    layers: list[dict[str, Any]] = [{"op": "flatten"}]
+    for units in model.hidden_units:
+        layers.append({"op": "dense", "units": units})
+        if model.normalization == "batch":
+            layers.append({"op": "batch_norm"})
+        elif model.normalization == "layer":
+            layers.append({"op": "layer_norm"})
+        layers.append({"op": "activation", "fn": model.activation})
+        if dropout > 0:
+            layers.append({"op": "dropout", "rate": dropout})
+    return GraphModel.model_validate({"layers": layers})
+
+
+def expand_cnn(model: CNNModel, info: DatasetInfo, dropout: float) -> GraphModel:
+    """Conv blocks (conv, norm, activation, 2x2 max pooling while a side is >= 2), global
+    average pooling, dropout. ``layer`` normalization on a map is over (C, H, W)."""
+    if info.image_shape is None:
+        raise ValueError("a cnn needs image data")
+    _, h, w = info.image_shape
+    k = model.kernel_size
+    layers: list[dict[str, Any]] = []
+    for ch in model.channels:
+        if model.separable:
+            layers.append({"op": "depthwise_conv2d", "kernel_size": k, "padding": "same",
+                           "use_bias": False})  # fmt: skip
+            layers.append({"op": "conv2d", "filters": ch, "kernel_size": 1})
+        else:
+            layers.append({"op": "conv2d", "filters": ch, "kernel_size": k, "padding": "same"})
+        if model.normalization == "batch":
+            layers.append({"op": "batch_norm"})
+        elif model.normalization == "layer":
+            layers.append({"op": "layer_norm"})
+        layers.append({"op": "activation", "fn": model.activation})
+        ph, pw = (2 if h >= 2 else 1), (2 if w >= 2 else 1)
+        if ph * pw > 1:
+            layers.append({"op": "max_pool2d", "pool_size": [ph, pw]})
+            h, w = h // ph, w // pw
+    layers.append({"op": "global_avg_pool"})
+    if dropout > 0:
+        layers.append({"op": "dropout", "rate": dropout})
+    return GraphModel.model_validate({"layers": layers})
+
+
+def as_graph(model: object, info: DatasetInfo, dropout: float) -> GraphModel | None:
+    """The graph a model kind builds; None for ``text`` (built by ``ml.text_model``)."""
+    if isinstance(model, GraphModel):
+        return model
+    if isinstance(model, MLPModel):
+        return expand_mlp(model, dropout)
+    if isinstance(model, CNNModel):
+        return expand_cnn(model, info, dropout)
+    return None

@@ -1,0 +1,138 @@
+"""The mlp and cnn shorthands expand to layer graphs and train exactly as before the graph.
+
+``_old_mlp`` / ``_old_cnn`` are the pre-graph builders of ml/models.py, copied verbatim
+(commit 0d9fc00): each run trains once with them (patched into the trainer) and once
+with the graph, from the same seed; the weights, parameter names and every metric point
+must agree to 1e-6.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load as st_load
+from torch import nn
+
+import ml.trainer
+from ml.architecture import TrainError, output_units
+from ml.checks import DatasetInfo
+from ml.engine import train
+from ml.models import ACTIVATIONS, GlobalAvgPool
+from ml.sinks import MemoryCheckpointSink, MemoryMetricSink
+from ml.spec import CNNModel, JobSpec, MLPModel
+
+
+def _prod(shape: tuple[int, ...]) -> int:
+    out = 1
+    for s in shape:
+        out *= s
+    return out
+
+
+def _old_mlp(model: MLPModel, info: DatasetInfo, dropout: float) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Flatten()]
+    prev = info.n_features if info.image_shape is None else _prod(info.image_shape)
+    for units in model.hidden_units:
+        layers.append(nn.Linear(prev, units))
+        if model.normalization == "batch":
+            layers.append(nn.BatchNorm1d(units))
+        elif model.normalization == "layer":
+            layers.append(nn.LayerNorm(units))
+        layers.append(ACTIVATIONS[model.activation]())
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        prev = units
+    layers.append(nn.Linear(prev, output_units(info)))
+    return nn.Sequential(*layers)
+
+
+def _old_cnn(model: CNNModel, info: DatasetInfo, dropout: float) -> nn.Sequential:
+    if info.image_shape is None:
+        raise TrainError("model.kind 'cnn' needs image data; use 'mlp' for tabular data")
+    c, h, w = info.image_shape
+    k = model.kernel_size
+    layers: list[nn.Module] = []
+    for ch in model.channels:
+        if model.separable:
+            layers.append(nn.Conv2d(c, c, k, padding="same", groups=c, bias=False))
+            layers.append(nn.Conv2d(c, ch, 1))
+        else:
+            layers.append(nn.Conv2d(c, ch, k, padding="same"))
+        if model.normalization == "batch":
+            layers.append(nn.BatchNorm2d(ch))
+        elif model.normalization == "layer":
+            layers.append(nn.GroupNorm(1, ch))  # layer norm over (C, H, W) per sample
+        layers.append(ACTIVATIONS[model.activation]())
+        # 2x2 max pooling while the map is big enough; a 1-pixel side is left alone.
+        ph, pw = (2 if h >= 2 else 1), (2 if w >= 2 else 1)
+        if ph * pw > 1:
+            layers.append(nn.MaxPool2d((ph, pw)))
+            h, w = h // ph, w // pw
+        c = ch
+    layers.append(GlobalAvgPool())
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    layers.append(nn.Linear(c, output_units(info)))
+    return nn.Sequential(*layers)
+
+
+def _old_build_model(spec: JobSpec, info: DatasetInfo) -> nn.Module:
+    if isinstance(spec.model, MLPModel):
+        return _old_mlp(spec.model, info, spec.regularization.dropout)
+    assert isinstance(spec.model, CNNModel)
+    return _old_cnn(spec.model, info, spec.regularization.dropout)
+
+
+SYNTH_IMG = {"kind": "builtin", "name": "synthetic",
+             "synthetic": {"n_samples": 160, "n_classes": 3, "image_shape": [2, 7, 6]}}  # fmt: skip
+CASES = {
+    "mlp_batch_dropout": {
+        "dataset": {"source": {"kind": "builtin", "name": "wine"}, "batch_size": 16},
+        "model": {"kind": "mlp", "hidden_units": [16, 8], "normalization": "batch",
+                  "activation": "gelu"},
+        "regularization": {"dropout": 0.2, "l2": 1e-3},
+        "init": {"kind": "he_uniform"},
+    },
+    "mlp_layer_regression": {
+        "dataset": {"source": {"kind": "builtin", "name": "diabetes"}, "batch_size": 32},
+        "model": {"kind": "mlp", "hidden_units": [12], "normalization": "layer"},
+        "optimizer": {"kind": "rmsprop", "lr": 0.01},
+    },
+    "cnn_batch": {
+        "dataset": {"source": SYNTH_IMG, "batch_size": 32},
+        "model": {"kind": "cnn", "channels": [4, 6], "normalization": "batch"},
+        "regularization": {"dropout": 0.3, "weight_decay": 1e-3},
+        "optimizer": {"kind": "adamw", "lr": 0.01},
+    },
+    "cnn_separable_layer_norm": {
+        "dataset": {"source": SYNTH_IMG, "batch_size": 32},
+        "model": {"kind": "cnn", "channels": [3, 5], "separable": True, "kernel_size": 2,
+                  "normalization": "layer", "activation": "silu"},
+        "init": {"kind": "xavier_normal"},
+    },
+}  # fmt: skip
+
+
+def _run(body: dict, monkeypatch: pytest.MonkeyPatch | None) -> tuple[dict, list]:
+    spec = JobSpec.model_validate(body | {"epochs": 3, "seed": 11, "deterministic": True})
+    metrics, checkpoints = MemoryMetricSink(), MemoryCheckpointSink()
+    if monkeypatch is not None:
+        monkeypatch.setattr(ml.trainer, "build_model", _old_build_model)
+    train(spec, metrics=metrics, checkpoints=checkpoints)
+    if monkeypatch is not None:
+        monkeypatch.undo()
+    weights = st_load(checkpoints.saved[-1][0].weights)
+    points = [p for p in metrics.points if p[0] not in ("epoch_seconds", "samples_per_second")]
+    return weights, points
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_shorthand_trains_exactly_as_the_pre_graph_builder(case, monkeypatch):
+    old_weights, old_points = _run(CASES[case], monkeypatch)
+    new_weights, new_points = _run(CASES[case], None)
+    assert sorted(new_weights) == sorted(old_weights)  # same names: old checkpoints load
+    for name, tensor in old_weights.items():
+        torch.testing.assert_close(new_weights[name], tensor, rtol=0, atol=1e-6)
+    assert [p[:3] for p in new_points] == [p[:3] for p in old_points]
+    for new, old in zip(new_points, old_points, strict=True):
+        assert new[3] == pytest.approx(old[3], abs=1e-6), new[:3]
