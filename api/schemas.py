@@ -214,6 +214,18 @@ class DatasetModality(StrEnum):
 class ImputeOption(StrEnum):
     none = "none"
     mean = "mean"
+    median = "median"
+    constant = "constant"
+
+
+class ColumnType(StrEnum):
+    number = "number"
+    categorical = "categorical"
+    boolean = "boolean"
+    date = "date"
+    text = "text"
+    identifier = "identifier"
+    ignore = "ignore"
 
 
 class ColorMode(StrEnum):
@@ -241,6 +253,22 @@ class DatasetOptions(BaseModel):
     image_size: list[int] | None = Field(None, description="image_zip: [height, width].")
     color_mode: ColorMode | None = None
     layout: ArrayLayout | None = None
+    columns: dict[str, ColumnType] | None = Field(
+        None, description="csv: column types the upload set (the rest are inferred)."
+    )
+
+
+class DatasetColumn(BaseModel):
+    """A feature column of a csv upload: its type (inferred or set), missing and distinct cells."""
+
+    name: str
+    type: ColumnType
+    missing: int = Field(description="Cells that are empty or NA, N/A, NaN, null, None.")
+    distinct: int = Field(description="Distinct present values.")
+    categories: list[str] | None = Field(
+        None, description="categorical, boolean: the categories (sorted); stored index order."
+    )
+    note: str | None = Field(None, description="Why the column is left out, when it is.")
 
 
 class DatasetClass(BaseModel):
@@ -271,6 +299,9 @@ class DatasetRead(BaseModel):
     n_classes: int = Field(description="0 for a regression.")
     classes: list[DatasetClass] = Field(description="Class names in id order, with counts.")
     feature_names: list[str] | None
+    columns: list[DatasetColumn] | None = Field(
+        None, description="csv: every feature column with its type (null for other formats)."
+    )
     target: TargetSummary | None = Field(description="A regression target's statistics.")
     options: DatasetOptions
     notes: list[str] = Field(description="What was inferred, ignored or imputed.")

@@ -39,6 +39,7 @@ class ParsedDataset:
     feature_names: list[str] | None = None
     notes: list[str] = field(default_factory=list)
     layout: str | None = None  # images: the upload's layout (NHW, NHWC, NCHW)
+    columns: list[dict[str, Any]] | None = None  # csv: every feature column, typed
 
     @property
     def n_samples(self) -> int:
@@ -79,6 +80,8 @@ def metadata(ds: ParsedDataset) -> dict[str, Any]:
             else []
         ),
         "feature_names": ds.feature_names,
+        # csv: each feature column's type (x holds the used ones, in feature_names order).
+        "columns": ds.columns,
         # A model export takes its input as uploaded: this layout, this dtype.
         "input_layout": ds.layout,
         "x_dtype": str(ds.x.dtype) if ds.x is not None else None,

@@ -15,6 +15,7 @@ from api.datasets.errors import DatasetRejected, Issue
 from api.schemas import (
     ArrayLayout,
     ColorMode,
+    ColumnType,
     DatasetFormat,
     DatasetOptions,
     DatasetTaskOption,
@@ -26,7 +27,7 @@ DELIMITERS = {",": ",", ";": ";", "|": "|", "\t": "\t", "tab": "\t", "\\t": "\t"
 
 APPLIES: dict[DatasetFormat, frozenset[str]] = {
     DatasetFormat.csv: frozenset(
-        {"task", "label_column", "feature_columns", "delimiter", "impute"}
+        {"task", "label_column", "feature_columns", "delimiter", "impute", "columns"}
     ),
     DatasetFormat.text_csv: frozenset({"task", "label_column", "text_column", "delimiter"}),
     DatasetFormat.npz: frozenset({"task", "impute", "layout"}),
@@ -94,10 +95,20 @@ def resolve(fmt: DatasetFormat, given: dict[str, Any]) -> DatasetOptions:
                 )
             )
         opts.feature_columns = [c for c in cols if c]
+    if fmt == DatasetFormat.csv and "columns" in sent:
+        from api.datasets.columns import parse_overrides
+
+        types, bad = parse_overrides(str(sent["columns"]))
+        issues += bad
+        opts.columns = {k: ColumnType(v) for k, v in types.items()}
     if fmt == DatasetFormat.text_csv:
         opts.text_column = str(sent.get("text_column", "text")).strip()
     if fmt in (DatasetFormat.csv, DatasetFormat.npz):
         opts.impute = ImputeOption(sent.get("impute", "none"))
+        if fmt == DatasetFormat.npz and opts.impute not in (ImputeOption.none, ImputeOption.mean):
+            issues.append(
+                Issue("impute", "an npz upload takes impute=none or mean", "option_not_applicable")
+            )
     if fmt == DatasetFormat.npz:
         opts.layout = ArrayLayout(sent.get("layout", "auto"))
     if fmt == DatasetFormat.image_zip:
@@ -122,7 +133,39 @@ def resolve(fmt: DatasetFormat, given: dict[str, Any]) -> DatasetOptions:
 
 def options_hash(fmt: DatasetFormat, opts: DatasetOptions) -> str:
     """Identity of the parse: the same file read with other options is another dataset."""
-    canonical = json.dumps(
-        {"format": fmt.value, **opts.model_dump(mode="json")}, sort_keys=True, separators=(",", ":")
-    )
+    dumped = opts.model_dump(mode="json")
+    if dumped.get("columns") is None:  # the identity of uploads made before the option
+        dumped.pop("columns", None)
+    canonical = json.dumps({"format": fmt.value, **dumped}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def infer_format(filename: str, head: bytes, given: dict[str, Any]) -> DatasetFormat:
+    """The format of an upload sent without one: from its content, then its name.
+
+    A zip archive is an ``npz`` when it holds ``.npy`` members, else an ``image_zip``; any
+    other file is a ``csv`` (a ``text_csv`` when ``text_column`` is sent).
+    """
+    name = filename.lower()
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        if name.endswith(".npz") or b".npy" in head:
+            return DatasetFormat.npz
+        return DatasetFormat.image_zip
+    if head.startswith(b"\x93NUMPY") or name.endswith(".npz"):
+        return DatasetFormat.npz
+    if given.get("text_column"):
+        return DatasetFormat.text_csv
+    return DatasetFormat.csv
+
+
+def sniff_delimiter(filename: str, head: bytes) -> str | None:
+    """A csv's delimiter when none is sent: tab for ``.tsv``, else the most frequent of
+    ``,`` ``;`` ``tab`` ``|`` in the header line (None: the default ``,``)."""
+    if filename.lower().endswith(".tsv"):
+        return "tab"
+    first = head.split(b"\n", 1)[0]
+    counts = {d: first.count(d.encode()) for d in (",", ";", "\t", "|")}
+    best = max(counts, key=lambda d: counts[d])
+    if counts[best] == 0 or best == ",":
+        return None
+    return "tab" if best == "\t" else best

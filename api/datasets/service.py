@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from api.datasets import codec
 from api.datasets.archive import ArchiveLimits
 from api.datasets.errors import DatasetRejected, reject
-from api.datasets.options import options_hash, resolve
+from api.datasets.options import infer_format, options_hash, resolve, sniff_delimiter
 from api.db import datasets as repo
 from api.db.datasets import Dataset
 from api.db.keys import Principal
@@ -25,6 +25,7 @@ from api.pagination import decode_cursor, encode_cursor
 from api.problems import FieldProblem, ProblemError
 from api.schemas import (
     DatasetClass,
+    DatasetColumn,
     DatasetFormat,
     DatasetModality,
     DatasetOptions,
@@ -72,6 +73,19 @@ def read_upload(file: BinaryIO, limit: int) -> tuple[bytes, str]:
         digest.update(chunk)
         parts.append(chunk)
     return b"".join(parts), digest.hexdigest()
+
+
+def inferred_format(filename: str, data: bytes, given: dict[str, Any]) -> DatasetFormat:
+    """The format of an upload sent without ``format``."""
+    return infer_format(filename, data[:65536], given)
+
+
+def default_delimiter(
+    fmt: DatasetFormat, filename: str, data: bytes, given: dict[str, Any]
+) -> None:
+    """A csv sent without ``delimiter``: the one its name or header line shows (into ``given``)."""
+    if fmt in (DatasetFormat.csv, DatasetFormat.text_csv) and not given.get("delimiter"):
+        given["delimiter"] = sniff_delimiter(filename, data[:65536])
 
 
 def archive_limits(settings: Settings) -> ArchiveLimits:
@@ -216,6 +230,9 @@ def to_read(dataset: Dataset) -> DatasetRead:
         n_classes=meta["n_classes"],
         classes=[DatasetClass(name=n, count=c) for n, c in zip(names, counts, strict=True)],
         feature_names=meta.get("feature_names"),
+        columns=[DatasetColumn.model_validate(c) for c in meta["columns"]]
+        if meta.get("columns")
+        else None,
         target=TargetSummary.model_validate(target) if target else None,
         options=DatasetOptions.model_validate(dataset.options),
         notes=list(dataset.notes or []),

@@ -95,7 +95,12 @@ class DatasetUpload(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     file: UploadFile = Field(description="The dataset file.")
-    format: DatasetFormat = Field(description="csv, text_csv, npz or image_zip.")
+    format: DatasetFormat | None = Field(
+        None,
+        description="csv, text_csv, npz or image_zip; default: inferred from the content and "
+        "the file's name (a zip with .npy members is npz, another zip image_zip, any other "
+        "file csv, or text_csv when text_column is sent).",
+    )
     name: str | None = Field(
         None, min_length=1, max_length=200, description="Default: the file's name."
     )
@@ -117,7 +122,17 @@ class DatasetUpload(BaseModel):
         None, max_length=3, description="csv, text_csv: `,` (default), `;`, `|` or `tab`."
     )
     impute: ImputeOption | None = Field(
-        None, description="csv, npz: `none` (default: missing values are an error) or `mean`."
+        None,
+        description="csv, npz: `none` (default: a missing number is an error), or how each "
+        "job fills missing numbers from its training split: `mean`, `median` (csv), "
+        "`constant` (csv; 0).",
+    )
+    columns: str | None = Field(
+        None,
+        max_length=100_000,
+        description="csv: column types that override the inferred ones, `name=type` separated "
+        "by commas (`island=categorical,id=ignore`); types: number, categorical, boolean, "
+        "date, text, ignore.",
     )
     image_size: str | None = Field(
         None,
@@ -156,8 +171,10 @@ def create_dataset(
         form.file.file.close()
     name = form.name or PurePath(form.file.filename or "").name[:200] or "dataset"
     given = form.model_dump(exclude={"file", "format", "name"})
+    fmt = form.format or service.inferred_format(form.file.filename or "", data, given)
+    service.default_delimiter(fmt, form.file.filename or "", data, given)
     dataset, created = service.create_dataset(
-        session, settings, principal, fmt=form.format, name=name, data=data, sha256=sha256,
+        session, settings, principal, fmt=fmt, name=name, data=data, sha256=sha256,
         given=given,
     )  # fmt: skip
     response.headers["Location"] = f"/v1/datasets/{dataset.id}"

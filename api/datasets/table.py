@@ -1,0 +1,279 @@
+"""A ``csv`` upload read by pyarrow's columnar CSV reader (issue 28, finding 8).
+
+The bytes are checked (NUL, UTF-8; UTF-16 with a byte-order mark is converted),
+the header is read and checked by ``api.datasets.tabular``, then pyarrow reads
+only the label and feature columns, in blocks, multi-threaded. Each feature
+column is typed (``api.datasets.columns``) and stored as one float32 per row.
+Every problem of every kind is gathered and answered in one 422.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import itertools
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from api.datasets import columns as cols
+from api.datasets import labels as labels_mod
+from api.datasets.codec import ParsedDataset
+from api.datasets.errors import MAX_LISTED, Collector, DatasetRejected, Issue, reject
+from api.datasets.tabular import MAX_FIELD_CHARS, _column, _header
+from api.schemas import DatasetOptions
+
+BLOCK_BYTES = 8 * 2**20  # a row must fit in one block: a longer row is a clear 422
+_CHECK = 2**20
+
+
+def _case_variants(word: str) -> list[str]:
+    pools = [(c.lower(), c.upper()) if c.isalpha() else (c,) for c in word]
+    return sorted({"".join(p) for p in itertools.product(*pools)})
+
+
+NULL_VALUES = sorted({v for w in cols.MISSING for v in _case_variants(w)})
+
+
+def checked_bytes(data: bytes) -> bytes:
+    """UTF-8 bytes of the upload (UTF-16 with a BOM converted), or a clear 422."""
+    if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        try:
+            return data.decode("utf-16").encode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise reject(
+                "file", f"the file starts as UTF-16 but is not ({exc.reason})", "not_utf8"
+            ) from exc
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    for at in range(0, len(data), _CHECK):  # no copy of the whole text
+        try:
+            decoder.decode(view[at : at + _CHECK], final=at + _CHECK >= len(data))
+        except UnicodeDecodeError as exc:
+            pos = at + exc.start
+            raise reject(
+                "file",
+                f"the file is not UTF-8 text (byte {pos} is {data[pos : pos + 1]!r}); save it "
+                "as UTF-8 CSV (UTF-16 with a byte-order mark is also read)",
+                "not_utf8",
+            ) from exc
+    if b"\x00" in data:
+        raise reject("file", "the file holds NUL bytes: it is not a CSV text file", "binary_file")
+    return data
+
+
+def _header_names(data: bytes, delimiter: str) -> list[str]:
+    start = 3 if data.startswith(codecs.BOM_UTF8) else 0
+    first = data[start : data.find(b"\n", start) if b"\n" in data[start:] else len(data)]
+    rows = (
+        (i + 1, r)
+        for i, r in enumerate(csv.reader(io.StringIO(first.decode("utf-8")), delimiter=delimiter))
+        if r and not (len(r) == 1 and not r[0].strip())
+    )
+    return _header(rows)
+
+
+def _read(
+    data: bytes, names: list[str], wanted: list[str], delimiter: str
+) -> tuple[pa.Table, Collector]:
+    ragged = Collector("file", "ragged_row")
+
+    def on_bad_row(row: Any) -> str:
+        at = f"line {row.number}" if row.number is not None else f"the row {row.text[:40]!r}"
+        ragged.add(f"{at} has {row.actual_columns} fields and the header has {len(names)}")
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(data),
+            read_options=pacsv.ReadOptions(
+                column_names=names, skip_rows=1, block_size=BLOCK_BYTES, use_threads=True
+            ),
+            parse_options=pacsv.ParseOptions(
+                delimiter=delimiter, invalid_row_handler=on_bad_row, newlines_in_values=True
+            ),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=wanted,
+                null_values=NULL_VALUES,
+                strings_can_be_null=True,
+                true_values=[],
+                false_values=[],
+                quoted_strings_can_be_null=True,
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        msg = str(exc).split("\n")[0][:300]
+        if "straddling" in msg or "block" in msg:
+            msg = f"a row is longer than {BLOCK_BYTES // 2**20} MiB"
+        raise reject("file", f"not valid CSV ({msg})", "malformed_csv") from exc
+    return table, ragged
+
+
+def _labels(arr: pa.ChunkedArray, task: str) -> labels_mod.Labels:
+    a = arr.combine_chunks()
+    if pa.types.is_integer(a.type) or pa.types.is_floating(a.type):
+        if a.null_count:
+            missing = Collector("file", "missing_label")
+            for i in np.flatnonzero(np.asarray(a.is_null().to_numpy(zero_copy_only=False)))[
+                :MAX_LISTED
+            ]:
+                missing.add(f"row {int(i) + 1}: the label is missing")
+            missing.count = a.null_count
+            missing.raise_if_any("some samples have no label")
+        return labels_mod.from_numbers(a.to_numpy(zero_copy_only=False), task)
+    strings = pc.fill_null(pc.utf8_trim_whitespace(pc.cast(a, pa.string())), "")
+    return labels_mod.from_strings([str(s) for s in strings.to_pylist()], task)
+
+
+def _finite(col: cols.Column) -> Issue | None:
+    x = col.values
+    if x is None or col.type != "number":
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        bad = np.isinf(x) | (np.isfinite(x) & ~np.isfinite(x.astype(np.float32)))
+    if not bad.any():
+        return None
+    rows = np.flatnonzero(bad)
+    shown = ", ".join(str(int(r) + 1) for r in rows[:5])
+    return Issue(
+        "file",
+        f"column {col.name!r}: {len(rows)} values are infinite or beyond float32 (rows {shown})",
+        "feature_not_finite",
+    )
+
+
+def _long_cells(table: pa.Table) -> list[Issue]:
+    out = []
+    for name, arr in zip(table.column_names, table.columns, strict=True):
+        if pa.types.is_string(arr.type) and len(arr):
+            longest = pc.max(pc.utf8_length(arr)).as_py() or 0
+            if longest > MAX_FIELD_CHARS:
+                out.append(
+                    Issue(
+                        "file",
+                        f"column {name!r} holds a cell of {longest} "
+                        f"characters; at most {MAX_FIELD_CHARS}",
+                        "cell_too_long",
+                    )
+                )
+    return out
+
+
+def parse_table(data: bytes, opts: DatasetOptions) -> ParsedDataset:
+    assert opts.label_column is not None and opts.delimiter is not None
+    data = checked_bytes(data)
+    names = _header_names(data, opts.delimiter)
+    position = {n: i for i, n in enumerate(names)}
+    label = names[_column(names, opts.label_column, "label_column", position)]
+    overrides = dict(opts.columns or {})
+    issues: list[Issue] = []
+    for name in sorted(set(overrides) - set(names)):
+        issues.append(Issue("columns", f"no column {name!r} in the header", "missing_column"))
+    if label in overrides:
+        issues.append(
+            Issue("columns", f"{label!r} is the label, not a feature", "label_is_feature")
+        )
+    if opts.feature_columns is not None:
+        features = [
+            names[_column(names, c, "feature_columns", position)] for c in opts.feature_columns
+        ]
+        if label in features:
+            raise reject(
+                "feature_columns",
+                f"the label column {label!r} cannot also be a feature",
+                "label_is_feature",
+            )
+    else:
+        features = [n for n in names if n != label]
+    if not features:
+        raise reject("file", "there is no feature column besides the label", "no_features")
+    table, ragged = _read(data, names, [label, *features], opts.delimiter)
+    issues += ragged.issues + (
+        [
+            Issue(
+                "file", f"... and {ragged.count - len(ragged.issues)} more like these", "ragged_row"
+            )
+        ]
+        if ragged.count > len(ragged.issues)
+        else []
+    )
+    if table.num_rows == 0:
+        raise DatasetRejected(
+            [*issues, Issue("file", "the file has a header but no data rows", "no_rows")]
+        )
+    issues += _long_cells(table)
+    if issues:
+        raise DatasetRejected(issues)
+    labels: labels_mod.Labels | None = None
+    try:
+        labels = _labels(table.column(label), opts.task.value)
+    except DatasetRejected as exc:
+        issues += exc.issues
+    typed = []
+    for name in features:
+        col = cols.typed_column(name, table.column(name), overrides.get(name))
+        bad = _finite(col)
+        issues += col.issues + ([bad] if bad else [])
+        typed.append(col)
+    del table
+    issues += cols.missing_numbers(typed, str(opts.impute or "none"))
+    issues += cols.check_category_budget(typed)
+    used = [c for c in typed if c.type in cols.USED and c.values is not None]
+    if not used and not issues:
+        issues.append(
+            Issue(
+                "file",
+                "no column is usable as a feature: "
+                + "; ".join(f"{c.name}: {c.note}" for c in typed[:MAX_LISTED]),
+                "no_features",
+            )
+        )
+    if issues:
+        raise DatasetRejected(issues, detail=_summary(issues))
+    assert labels is not None
+    x = np.empty((len(labels.y), len(used)), dtype=np.float32)
+    for j, c in enumerate(used):
+        x[:, j] = c.values
+        c.values = None
+    return ParsedDataset(
+        modality="tabular",
+        labels=labels,
+        x=x,
+        feature_names=[c.name for c in used],
+        notes=_notes(labels, typed, opts),
+        columns=[c.describe() for c in typed],
+    )
+
+
+def _summary(issues: list[Issue]) -> str:
+    kinds = sorted({i.type for i in issues})
+    head = "; ".join(i.msg for i in issues[:3])
+    return f"{len(issues)} problems ({', '.join(kinds)}): {head}"
+
+
+def _notes(labels: labels_mod.Labels, typed: list[cols.Column], opts: DatasetOptions) -> list[str]:
+    notes = [labels.note] if labels.note else []
+    kinds: dict[str, list[str]] = {}
+    for c in typed:
+        kinds.setdefault(c.type, []).append(c.name)
+    notes.append(
+        "column types: "
+        + "; ".join(
+            f"{k} {', '.join(v[:MAX_LISTED])}{' ...' if len(v) > MAX_LISTED else ''}"
+            for k, v in kinds.items()
+        )
+    )
+    notes += [f"column {c.name!r} {c.note}" for c in typed if c.note][:MAX_LISTED]
+    holes = [c for c in typed if c.type in ("number", "date") and c.missing]
+    if holes:
+        total = sum(c.missing for c in holes)
+        shown = ", ".join(f"{c.name} ({c.missing})" for c in holes[:MAX_LISTED])
+        notes.append(
+            f"{total} missing values will be imputed ({opts.impute}) with statistics of each "
+            f"job's training split: {shown}"
+        )
+    return notes
