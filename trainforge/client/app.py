@@ -16,6 +16,7 @@ import sys
 import typer
 
 from trainforge.client.errors import EXIT_DETACHED, EXIT_INVALID, CliError
+from trainforge.sdk.errors import TrainforgeError
 
 VERB_MODULES = (
     "jobs_cmd",  # submit, validate, jobs, show, cancel, retry
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"trainforge: {exc.message}", file=sys.stderr, flush=True)
         return exc.code
+    except TrainforgeError as exc:  # raised by the SDK outside a request (a config file)
+        print(f"trainforge: {exc.message}", file=sys.stderr, flush=True)
+        return EXIT_INVALID
     except (typer.Abort, KeyboardInterrupt):
         print("\ntrainforge: interrupted", file=sys.stderr, flush=True)
         return EXIT_DETACHED

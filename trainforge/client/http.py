@@ -1,4 +1,5 @@
-"""The one HTTP client of the CLI: every answer that is not a success becomes a CliError."""
+"""The CLI's view of the SDK's HTTP client (trainforge/sdk/transport.py): the same requests,
+with every failure turned into a CliError (a message and an exit code, no traceback)."""
 
 from __future__ import annotations
 
@@ -9,31 +10,18 @@ from typing import Any
 
 import httpx
 
-from trainforge.client.config import Config
 from trainforge.client.errors import EXIT_INVALID, EXIT_UNREACHABLE, CliError
+from trainforge.sdk.config import Config
+from trainforge.sdk.errors import ApiError, TrainforgeError, Unreachable
+from trainforge.sdk.transport import Http, problem_lines
 
-TIMEOUT = httpx.Timeout(30.0, connect=5.0)
-
-
-def problem_lines(response: httpx.Response) -> list[str]:
-    """An RFC 9457 problem as lines: every field error as ``loc: msg``, else its detail."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        text = response.text.strip().splitlines()
-        return [f"HTTP {response.status_code}: {text[0] if text else response.reason_phrase}"]
-    errors = body.get("errors") or []
-    lines = [f"{e.get('loc') or '(body)'}: {e.get('msg')}" for e in errors if isinstance(e, dict)]
-    if lines:
-        return lines
-    detail = body.get("detail") or body.get("title") or response.reason_phrase
-    return [str(detail)]
+__all__ = ["Api", "dumps", "error_for", "problem_lines", "unreachable"]
 
 
 def unreachable(config: Config, exc: Exception) -> CliError:
     reason = str(exc) or type(exc).__name__
+    if isinstance(exc, Unreachable):
+        reason = exc.message.rpartition(" (")[2].removesuffix(")") or reason
     return CliError(
         EXIT_UNREACHABLE,
         f"cannot reach Trainforge at {config.url} ({reason}); "
@@ -58,18 +46,22 @@ def error_for(config: Config, response: httpx.Response) -> CliError:
     return CliError(EXIT_INVALID, "\n".join(lines), http_status=status)
 
 
+def cli_error(config: Config, exc: TrainforgeError) -> CliError:
+    """An SDK exception as the CLI reports it."""
+    if isinstance(exc, Unreachable):
+        return unreachable(config, exc)
+    if isinstance(exc, ApiError) and exc.response is not None:
+        return error_for(config, exc.response)
+    return CliError(EXIT_INVALID, exc.message)
+
+
 class Api:
     def __init__(self, config: Config, transport: httpx.BaseTransport | None = None) -> None:
         self.config = config
-        headers = {"User-Agent": "trainforge-cli"}
-        if config.api_key:
-            headers["Authorization"] = f"Bearer {config.api_key}"
-        self._client = httpx.Client(
-            base_url=config.url, headers=headers, timeout=TIMEOUT, transport=transport
-        )
+        self.http = Http(config, transport=transport, user_agent="trainforge-cli")
 
     def close(self) -> None:
-        self._client.close()
+        self.http.close()
 
     def request(
         self,
@@ -83,20 +75,12 @@ class Api:
         data: Any = None,
     ) -> httpx.Response:
         try:
-            response = self._client.request(
-                method,
-                path,
-                params=params,
-                json=json_body,
-                headers=headers,
-                files=files,
-                data=data,
-            )
-        except httpx.HTTPError as exc:
-            raise unreachable(self.config, exc) from None
-        if response.is_error:
-            raise error_for(self.config, response)
-        return response
+            return self.http.request(
+                method, path, params=params, json_body=json_body, headers=headers,
+                files=files, data=data,
+            )  # fmt: skip
+        except TrainforgeError as exc:
+            raise cli_error(self.config, exc) from None
 
     def get_json(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs).json()
@@ -109,12 +93,11 @@ class Api:
         self, path: str, headers: Mapping[str, str] | None = None, timeout: float | None = None
     ) -> Iterator[httpx.Response]:
         """A streamed GET; transport errors are left to the caller (follow reconnects)."""
-        extra = httpx.Timeout(timeout, connect=5.0) if timeout is not None else TIMEOUT
-        with self._client.stream("GET", path, headers=headers, timeout=extra) as response:
-            if response.is_error:
-                response.read()
-                raise error_for(self.config, response)
-            yield response
+        try:
+            with self.http.stream(path, headers, timeout) as response:
+                yield response
+        except ApiError as exc:
+            raise cli_error(self.config, exc) from None
 
 
 def dumps(data: Any) -> str:

@@ -1,134 +1,47 @@
-"""Spec files (YAML or JSON, bare spec or ``{spec, name, priority}``) and ``--set`` overrides."""
+"""Spec files and ``--set`` overrides for the CLI: the SDK's (trainforge/sdk/specfile.py),
+with its InvalidInput turned into a CliError (exit 2)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import Any, TypeVar
 
 from trainforge.client.errors import EXIT_INVALID, CliError
+from trainforge.sdk import specfile as _sdk
+from trainforge.sdk.errors import InvalidInput
+from trainforge.sdk.specfile import Submission, to_yaml
 
-_WRAPPER_KEYS = {"spec", "name", "priority"}
+__all__ = ["Submission", "apply_overrides", "apply_set", "load", "parse_set", "to_yaml"]
+T = TypeVar("T")
 
 
-@dataclass
-class Submission:
-    spec: dict[str, Any]
-    name: str | None = None
-    priority: int | None = None
-    source: bytes = b""  # the file's bytes, for the Idempotency-Key
-    overrides: list[str] = field(default_factory=list)
+@contextmanager
+def _as_cli_error() -> Iterator[None]:
+    try:
+        yield
+    except InvalidInput as exc:
+        raise CliError(EXIT_INVALID, exc.message) from None
 
-    def body(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"spec": self.spec}
-        if self.name is not None:
-            out["name"] = self.name
-        if self.priority is not None:
-            out["priority"] = self.priority
-        return out
 
-    def idempotency_key(self, nonce: str = "") -> str:
-        """Same file, overrides, name and priority: same key, so a re-run makes no second job."""
-        digest = hashlib.sha256(self.source)
-        for part in [*self.overrides, f"name={self.name}", f"priority={self.priority}", nonce]:
-            digest.update(b"\0" + part.encode())
-        return f"cli-{digest.hexdigest()[:40]}"
+def _wrap(func: Callable[..., T], *args: Any) -> T:
+    with _as_cli_error():
+        return func(*args)
+    raise AssertionError("unreachable")  # pragma: no cover - for mypy
 
 
 def load(path: Path) -> Submission:
-    """Read a spec file: JSON or YAML (JSON is YAML), a bare spec or ``{spec, name, priority}``."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise CliError(EXIT_INVALID, f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(raw.decode("utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise CliError(EXIT_INVALID, f"{path} is not valid YAML or JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise CliError(EXIT_INVALID, f"{path}: expected a mapping (a job spec), got {_kind(data)}")
-    if "spec" in data and set(data) <= _WRAPPER_KEYS:
-        spec, name, priority = data["spec"], data.get("name"), data.get("priority")
-        if not isinstance(spec, dict):
-            raise CliError(EXIT_INVALID, f"{path}: `spec` must be a mapping, got {_kind(spec)}")
-        if name is not None and not isinstance(name, str):
-            raise CliError(EXIT_INVALID, f"{path}: `name` must be a string")
-        if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
-            raise CliError(EXIT_INVALID, f"{path}: `priority` must be an integer")
-        return Submission(spec=spec, name=name, priority=priority, source=raw)
-    return Submission(spec=data, source=raw)
+    return _wrap(_sdk.load, path)
 
 
 def parse_set(expr: str) -> tuple[list[str | int], Any]:
-    """``a.b=v``: the dotted path and the value read as YAML (``3e-4``, ``[64,32]``, ``true``)."""
-    key, sep, text = expr.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise CliError(EXIT_INVALID, f"--set {expr!r}: expected PATH=VALUE, e.g. optimizer.lr=3e-4")
-    parts = key.split(".")
-    if parts[0] == "spec" and len(parts) > 1:
-        parts = parts[1:]  # `spec.optimizer.lr` and `optimizer.lr` say the same
-    if any(not p for p in parts):
-        raise CliError(EXIT_INVALID, f"--set {expr!r}: empty segment in {key!r}")
-    try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError as exc:
-        raise CliError(
-            EXIT_INVALID, f"--set {expr!r}: the value is not valid YAML: {exc}"
-        ) from None
-    if isinstance(value, str) and _looks_numeric(text.strip()):
-        value = float(text.strip())
-    path: list[str | int] = [int(p) if p.isdigit() else p for p in parts]
-    return path, value
-
-
-def _looks_numeric(text: str) -> bool:
-    # PyYAML (YAML 1.1) reads `3e-4` and `1e3` as strings; users mean numbers.
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return text.lower() not in {"nan", "inf", "-inf", "+inf", "infinity", "-infinity"}
+    return _wrap(_sdk.parse_set, expr)
 
 
 def apply_set(spec: dict[str, Any], expr: str) -> None:
-    path, value = parse_set(expr)
-    node: Any = spec
-    for i, part in enumerate(path[:-1]):
-        where = ".".join(str(p) for p in path[: i + 1])
-        if isinstance(node, dict):
-            if part not in node or node[part] is None:
-                node[part] = {}
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            node = node[part]
-        else:
-            raise CliError(EXIT_INVALID, f"--set {expr!r}: {where} is not a mapping in the spec")
-    last, where = path[-1], ".".join(str(p) for p in path[:-1]) or "the spec"
-    if isinstance(node, list):
-        if not isinstance(last, int) or last >= len(node):
-            raise CliError(
-                EXIT_INVALID, f"--set {expr!r}: {where} is a list of {len(node)}; no item {last}"
-            )
-    elif not isinstance(node, dict):
-        raise CliError(EXIT_INVALID, f"--set {expr!r}: {where} is not a mapping in the spec")
-    node[last] = value
+    _wrap(_sdk.apply_set, spec, expr)
 
 
 def apply_overrides(sub: Submission, sets: list[str]) -> None:
-    for expr in sets:
-        apply_set(sub.spec, expr)
-    sub.overrides = list(sets)
-
-
-def to_yaml(data: Any) -> str:
-    # Round-trip through JSON: plain types only, key order kept.
-    return yaml.safe_dump(json.loads(json.dumps(data)), sort_keys=False, default_flow_style=None)
-
-
-def _kind(value: Any) -> str:
-    return "nothing" if value is None else type(value).__name__
+    _wrap(_sdk.apply_overrides, sub, sets)

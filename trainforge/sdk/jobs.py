@@ -1,0 +1,210 @@
+"""``Job``: one training job of your team, as the server last described it."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from trainforge.sdk.errors import TrainforgeError, Unreachable
+from trainforge.sdk.events import EndEvent, JobEvent, MetricPoint, points_of, typed
+from trainforge.sdk.sse import parse
+from trainforge.sdk.transport import Http
+
+if TYPE_CHECKING:  # pandas is optional
+    import pandas
+
+TERMINAL = frozenset({"succeeded", "failed", "canceled"})
+STREAM_READ_TIMEOUT = 45.0  # the server sends a keep-alive every 15 s
+RECONNECT_FOR = 120.0  # events(): reconnect this long without success, then Unreachable
+
+
+class Job:
+    """A job. Its fields are those of ``GET /v1/jobs/{id}`` at the last read (``refresh()``
+    reads again); ``data`` holds the whole JSON. Jobs from ``client.jobs()`` hold the list's
+    summary until refreshed (no ``spec``)."""
+
+    def __init__(self, http: Http, data: dict[str, Any]) -> None:
+        self._http = http
+        self.data = data
+
+    def __repr__(self) -> str:
+        reason = f" ({self.status_reason})" if self.status_reason else ""
+        return f"<Job {self.id} {self.name or ''} {self.status}{reason}>".replace("  ", " ")
+
+    @property
+    def id(self) -> str:
+        return str(self.data["id"])
+
+    @property
+    def name(self) -> str | None:
+        return self.data.get("name")
+
+    @property
+    def status(self) -> str:
+        """queued, running, succeeded, failed or canceled."""
+        return str(self.data.get("status"))
+
+    @property
+    def status_reason(self) -> str | None:
+        """completed, early_stopped, canceled_by_user, non_finite_loss, ... (None while
+        the job runs)."""
+        return self.data.get("status_reason")
+
+    @property
+    def error(self) -> str | None:
+        return self.data.get("error")
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The resolved spec (every default filled in)."""
+        if "spec" not in self.data:
+            self.refresh()
+        return dict(self.data.get("spec") or {})
+
+    @property
+    def progress(self) -> dict[str, Any]:
+        return dict(self.data.get("progress") or {})
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+    def refresh(self) -> Job:
+        self.data = self._http.get(f"/v1/jobs/{self.id}")
+        return self
+
+    def cancel(self) -> Job:
+        self.data = self._http.post(f"/v1/jobs/{self.id}/cancel")
+        return self
+
+    def retry(self) -> Job:
+        self.data = self._http.post(f"/v1/jobs/{self.id}/retry")
+        return self
+
+    def events(self, *, reconnect_for: float = RECONNECT_FOR) -> Iterator[JobEvent]:
+        """The job's events from its first, live, until its ``EndEvent`` (included).
+
+        A dropped connection is resumed with ``Last-Event-ID``: no event is missed or seen
+        twice. After ``reconnect_for`` seconds of failed reconnects: ``Unreachable``."""
+        last_id: int | None = None
+        failing_since: float | None = None
+        delay = 0.5
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if last_id is not None:
+                headers["Last-Event-ID"] = str(last_id)
+            try:
+                with self._http.stream(
+                    f"/v1/jobs/{self.id}/events", headers, STREAM_READ_TIMEOUT
+                ) as response:
+                    for raw in parse(response.iter_lines()):
+                        event = typed(raw)
+                        if raw.id is not None:
+                            last_id = raw.id
+                        failing_since, delay = None, 0.5
+                        yield event
+                        if isinstance(event, EndEvent):
+                            self.data["status"] = event.status
+                            self.data["status_reason"] = event.status_reason
+                            return
+                reason = "the stream ended early"
+            except httpx.HTTPError as exc:
+                reason = str(exc) or type(exc).__name__
+            except TrainforgeError as exc:
+                if exc.status is None or exc.status < 500:
+                    raise
+                reason = exc.message
+            failing_since = failing_since or time.monotonic()
+            if time.monotonic() - failing_since > reconnect_for:
+                raise Unreachable(
+                    f"lost the events of job {self.id} at {self._http.config.url} ({reason})"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def wait(self, timeout: float | None = None, *, poll: float = 1.0) -> Job:
+        """Block until the job ends; returns it, refreshed. ``timeout`` (seconds):
+        ``TimeoutError`` when it passes first (the job keeps running)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.refresh().done:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {self.id} is still {self.status} after {timeout} s")
+            time.sleep(poll if deadline is None else min(poll, deadline - time.monotonic()))
+        return self
+
+    def metrics(
+        self, name: str | None = None, *, max_points: int | None = None
+    ) -> list[MetricPoint]:
+        """Every point of the metric ``name`` (all metrics when None), by step."""
+        params: dict[str, Any] = {}
+        if name is not None:
+            params["name"] = name
+        if max_points is not None:
+            params["max_points"] = max_points
+        body = self._http.get(f"/v1/jobs/{self.id}/metrics", params=params)
+        return points_of(body.get("series") or [])
+
+    def metrics_frame(self) -> pandas.DataFrame:
+        """All metrics as a pandas DataFrame: one row per (step, epoch), a column per metric.
+        Needs pandas (``pip install pandas``); the SDK does not."""
+        try:
+            import pandas
+        except ImportError:
+            raise ImportError("metrics_frame() needs pandas: pip install pandas") from None
+        rows = [{"name": p.name, "step": p.step, "epoch": p.epoch, "value": p.value}
+                for p in self.metrics()]  # fmt: skip
+        frame = pandas.DataFrame(rows, columns=["name", "step", "epoch", "value"])
+        if frame.empty:
+            return pandas.DataFrame(columns=["step", "epoch"])
+        wide = frame.pivot_table(index=["step", "epoch"], columns="name", values="value",
+                                 aggfunc="last", dropna=False)  # fmt: skip
+        wide.columns.name = None
+        return wide.reset_index()
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self._http.get(
+            f"/v1/jobs/{self.id}/checkpoints", params={"limit": 1000}
+        )["items"]
+        return items
+
+    def download_model(self, path: str | Path = "model.zip") -> Path:
+        """The exported model bundle (a zip of ``model.onnx`` and ``model.json``) into
+        ``path``, checked against the server's SHA-256. Needs a succeeded job whose export
+        is ready."""
+        target = Path(path)
+        digest = hashlib.sha256()
+        partial = target.with_name(target.name + ".part")
+        try:
+            with self._http.stream(f"/v1/jobs/{self.id}/model", timeout=300) as response:
+                with partial.open("wb") as out:
+                    for chunk in response.iter_bytes():
+                        digest.update(chunk)
+                        out.write(chunk)
+                expected = response.headers.get("X-Checksum-Sha256")
+        except httpx.HTTPError as exc:
+            partial.unlink(missing_ok=True)
+            raise self._http.unreachable(exc) from None
+        if expected and expected != digest.hexdigest():
+            partial.unlink(missing_ok=True)
+            raise TrainforgeError(
+                f"model of job {self.id}: checksum {digest.hexdigest()}, the server says "
+                f"{expected}; nothing written"
+            )
+        partial.replace(target)
+        return target
+
+    def predict(self, instances: list[Any]) -> list[dict[str, Any]]:
+        """Predictions of the job's exported model: a feature mapping per instance (tabular),
+        a string (text), or base64 image bytes; one answer each (``label`` and
+        ``probabilities``, or ``value``)."""
+        body = self._http.post(f"/v1/jobs/{self.id}/predict", json_body={"instances": instances})
+        predictions: list[dict[str, Any]] = body["predictions"]
+        return predictions
+
+    def delete(self) -> None:
+        self._http.request("DELETE", f"/v1/jobs/{self.id}")
