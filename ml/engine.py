@@ -199,12 +199,24 @@ def check_cublas_config(device: torch.device, deterministic: bool) -> None:
 
 @contextmanager
 def _global_settings(deterministic: bool) -> Iterator[None]:
-    """Determinism flags for this run only; the process's previous ones come back after."""
+    """Determinism and precision flags for this run only; the process's previous ones come
+    back after.
+
+    A documented choice (docs/gpu.md): fp32 is IEEE fp32 on a GPU too, for matmuls and
+    convolutions alike (PyTorch's default runs cuDNN convolutions in TF32 on Ampere and
+    later, and matmuls not): results stay within fp32 tolerance of the CPU and of the
+    references; ``resources.precision`` bf16/fp16 is the fast path. ``cudnn.benchmark``
+    stays off (PyTorch's default): each new shape (the last partial batch, validation
+    batches) would pay for autotuning trials, and the choice can differ run to run."""
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv  # type: ignore[attr-defined]
     prev = (
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
         torch.backends.cudnn.benchmark,
+        matmul.fp32_precision,
+        conv.fp32_precision,
     )
+    matmul.fp32_precision = conv.fp32_precision = "ieee"
     if deterministic:
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
@@ -213,6 +225,7 @@ def _global_settings(deterministic: bool) -> Iterator[None]:
     finally:
         torch.use_deterministic_algorithms(prev[0], warn_only=prev[1])
         torch.backends.cudnn.benchmark = prev[2]
+        matmul.fp32_precision, conv.fp32_precision = prev[3], prev[4]
 
 
 class _NullSink:

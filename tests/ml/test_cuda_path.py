@@ -256,3 +256,27 @@ def test_a_step_the_fp16_scaler_skips_does_not_decay_the_weights(optimizer: str)
     assert not torch.equal(before["1.weight"], trainer.model.state_dict()["1.weight"])
     skipped = trainer.take_skipped_steps()
     assert skipped is not None and skipped[0] == 0
+
+
+def test_fp32_runs_without_tf32_and_the_process_flags_come_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The documented choice: IEEE fp32 for matmuls and cuDNN convolutions during a run
+    (PyTorch's default lets cuDNN use TF32); the process's own settings return after."""
+    seen: list[tuple[str, str]] = []
+    real_step = Trainer.step
+
+    def spy(self: Trainer, *args: object, **kwargs: object) -> object:
+        seen.append((torch.backends.cuda.matmul.fp32_precision,
+                     torch.backends.cudnn.conv.fp32_precision))  # fmt: skip
+        return real_step(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Trainer, "step", spy)
+    conv = torch.backends.cudnn.conv
+    before, conv.fp32_precision = conv.fp32_precision, "tf32"
+    try:
+        train(iris(epochs=1))
+        assert conv.fp32_precision == "tf32"
+    finally:
+        conv.fp32_precision = before
+    assert seen and set(seen) == {("ieee", "ieee")}
