@@ -26,16 +26,18 @@ PY=${PYTHON:-python3}
 OUT=${OUT:-./gpu-first-run}
 
 # Not on the device machine: its image has these already, with its own torch.
+# (What tests.conftest, api.app and worker.runner import, less KINDS.md's package list.)
 WHEELS="pydantic pydantic-core pydantic-settings annotated-types typing-inspection
   python-dotenv fastapi starlette sqlalchemy alembic mako greenlet celery kombu billiard
-  vine amqp click-didyoumean click-plugins click-repl prompt-toolkit wcwidth tzdata
-  python-multipart optuna colorlog uvicorn"
+  vine amqp click-didyoumean click-plugins click-repl prompt-toolkit wcwidth tzdata tzlocal
+  redis python-multipart optuna colorlog uvicorn"
 
 if [ "${1:-}" = "--fetch-wheels" ]; then
   mkdir -p .whl
   grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
   for name in $WHEELS; do
-    pin=$(grep -i -E "^${name}==" constraints.txt || echo "$name")
+    pattern=$(echo "$name" | sed 's/[-_]/[-_]/g')
+    pin=$(grep -i -E "^${pattern}==" constraints.txt || echo "$name")
     "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
       --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
       --platform manylinux2014_x86_64 -d .whl "$pin" || echo "could not fetch $pin"
