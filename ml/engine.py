@@ -30,6 +30,7 @@ from __future__ import annotations
 import gc
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -197,6 +198,24 @@ def check_cublas_config(device: torch.device, deterministic: bool) -> None:
     )
 
 
+def check_compiler(spec: JobSpec, device: torch.device) -> None:
+    """``compile: true`` builds code at run time: TorchInductor's CPU kernels need a C++
+    compiler, Triton's CUDA launcher a C one. Without one the first step would crash deep
+    inside torch; the job is refused up front instead, saying what is missing."""
+    if not spec.resources.compile:
+        return
+    names = ("c++", "g++", "clang++") if device.type == "cpu" else ("cc", "gcc", "clang")
+    override = os.environ.get("CXX" if device.type == "cpu" else "CC")
+    if any(shutil.which(n) for n in ((override,) if override else ()) + names):
+        return
+    kind = "C++" if device.type == "cpu" else "C"
+    raise TrainError(
+        f"resources.compile needs a {kind} compiler on the worker ({', '.join(names)}) to build "
+        f"the compiled kernels for {device.type}, and this worker has none: submit with "
+        "resources.compile false, or install one on the worker (the Docker image has gcc/g++)"
+    )
+
+
 @contextmanager
 def _global_settings(deterministic: bool) -> Iterator[None]:
     """Determinism and precision flags for this run only; the process's previous ones come
@@ -253,6 +272,7 @@ def train(
     blocks are handed back after every run, however it ends."""
     device = resolve_device(spec.resources)
     check_cublas_config(device, spec.deterministic)
+    check_compiler(spec, device)
     loaded = dataset if dataset is not None else load_dataset(spec)
     try:
         return _train(spec, device, loaded, metrics=metrics, checkpoints=checkpoints,
