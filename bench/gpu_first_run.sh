@@ -105,7 +105,7 @@ if [ "$engine_ok" = 1 ]; then
   device=$([ "$has_cuda" = 1 ] && echo cuda || echo cpu)
   timeout 120 "$PY" bench/gpu_checks.py --device "$device" > "$OUT/gpu_checks.jsonl" 2>&1
   rc=$?
-  bad=$(grep -c -E '"exact": false|"mapped": false|"max_in_a_step": [1-9]' "$OUT/gpu_checks.jsonl")
+  bad=$(grep -c -E '"exact": false|"mapped": false|"max_after_first": [1-9]' "$OUT/gpu_checks.jsonl")
   note "checks on $device: $([ $rc = 0 ] && [ "$bad" = 0 ] && echo ok || echo "FAILED rc=$rc, $bad bad line(s)") (gpu_checks.jsonl)"
 else
   note "checks: skipped: $(grep '^engine needs' "$OUT/needs.txt")"
