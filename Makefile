@@ -11,8 +11,13 @@ PORT ?= 8000
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
-# Installs are pinned by constraints.txt (torch==2.13.0 CPU build, never an unpinned CUDA one).
+# Installs are pinned by constraints.txt: torch==2.13.0, in the build your pip index serves
+# (PyPI's Linux wheel is a CUDA one; this project's machines serve the CPU build). Name the
+# build to choose it: `make run TORCH_VARIANT=cpu` or `TORCH_VARIANT=cu128` (docs/gpu.md).
+TORCH_VARIANT ?=
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(if $(TORCH_VARIANT),$(PIP) install -q --index-url \
+		"https://download.pytorch.org/whl/$(TORCH_VARIANT)" "$$(grep -E '^torch==' constraints.txt)")
 	$(PIP) install -q -c constraints.txt -e '.[worker]'
 	touch $@
 

@@ -144,8 +144,12 @@ def apply_transform(x: Tensor, t: Transform, spec: AugmentationSpec) -> Tensor:
 def _to_unit(h: int, w: int, device: torch.device, dtype: torch.dtype) -> Tensor:
     """Centred pixels -> normalized [-1, 1] coordinates (align_corners=False): x_px = u · W/2,
     so theta = S⁻¹ · M · S with S = diag(W/2, H/2), and the offset is divided by S.
-    Built once per image shape and device: a fresh one per step would be a host copy."""
-    return torch.tensor([[1.0, h / w, 2 / w], [w / h, 1.0, 2 / h]], dtype=dtype, device=device)
+    Built once per image shape and device (a fresh one per step would be a host copy), and
+    filled from Python numbers on the device: not even the first step copies from the host."""
+    out = torch.empty(6, dtype=dtype, device=device)
+    for i, value in enumerate((1.0, h / w, 2 / w, w / h, 1.0, 2 / h)):
+        out[i] = value
+    return out.view(2, 3)
 
 
 def _inside(grid: Tensor, h: int, w: int) -> Tensor:

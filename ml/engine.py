@@ -30,6 +30,7 @@ from __future__ import annotations
 import gc
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -208,14 +209,44 @@ def check_cublas_config(device: torch.device, deterministic: bool) -> None:
     )
 
 
+def check_compiler(spec: JobSpec, device: torch.device) -> None:
+    """``compile: true`` builds code at run time: TorchInductor's CPU kernels need a C++
+    compiler, Triton's CUDA launcher a C one. Without one the first step would crash deep
+    inside torch; the job is refused up front instead, saying what is missing."""
+    if not spec.resources.compile:
+        return
+    names = ("c++", "g++", "clang++") if device.type == "cpu" else ("cc", "gcc", "clang")
+    override = os.environ.get("CXX" if device.type == "cpu" else "CC")
+    if any(shutil.which(n) for n in ((override,) if override else ()) + names):
+        return
+    kind = "C++" if device.type == "cpu" else "C"
+    raise TrainError(
+        f"resources.compile needs a {kind} compiler on the worker ({', '.join(names)}) to build "
+        f"the compiled kernels for {device.type}, and this worker has none: submit with "
+        "resources.compile false, or install one on the worker (the Docker image has gcc/g++)"
+    )
+
+
 @contextmanager
 def _global_settings(deterministic: bool) -> Iterator[None]:
-    """Determinism flags for this run only; the process's previous ones come back after."""
+    """Determinism and precision flags for this run only; the process's previous ones come
+    back after.
+
+    A documented choice (docs/gpu.md): fp32 is IEEE fp32 on a GPU too, for matmuls and
+    convolutions alike (PyTorch's default runs cuDNN convolutions in TF32 on Ampere and
+    later, and matmuls not): results stay within fp32 tolerance of the CPU and of the
+    references; ``resources.precision`` bf16/fp16 is the fast path. ``cudnn.benchmark``
+    stays off (PyTorch's default): each new shape (the last partial batch, validation
+    batches) would pay for autotuning trials, and the choice can differ run to run."""
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv  # type: ignore[attr-defined]
     prev = (
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
         torch.backends.cudnn.benchmark,
+        matmul.fp32_precision,
+        conv.fp32_precision,
     )
+    matmul.fp32_precision = conv.fp32_precision = "ieee"
     if deterministic:
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
@@ -224,6 +255,7 @@ def _global_settings(deterministic: bool) -> Iterator[None]:
     finally:
         torch.use_deterministic_algorithms(prev[0], warn_only=prev[1])
         torch.backends.cudnn.benchmark = prev[2]
+        matmul.fp32_precision, conv.fp32_precision = prev[3], prev[4]
 
 
 class _NullSink:
@@ -251,6 +283,7 @@ def train(
     blocks are handed back after every run, however it ends."""
     device = resolve_device(spec.resources)
     check_cublas_config(device, spec.deterministic)
+    check_compiler(spec, device)
     loaded = dataset if dataset is not None else load_dataset(spec)
     try:
         return _train(spec, device, loaded, metrics=metrics, checkpoints=checkpoints,

@@ -11,7 +11,8 @@ training run's memory, in bytes, at fp32:
 - activations: every layer's output at ``dataset.batch_size``, kept for the
   backward pass and matched by its gradient (x 2);
 - dataset: the samples as float32 (text: int64 token ids), twice (the loaded
-  array and the training tensors built from it).
+  array and the training tensors built from it, normalized chunk by chunk into
+  them: pinned host memory when they do not fit the GPU, see ``ml.data``).
 
 :func:`check_resources` turns an estimate and the operator's limits into
 :class:`~ml.checks.SpecProblem` s, each naming the spec field to change. The

@@ -179,3 +179,17 @@ def test_each_worker_reserves_its_own_gpu_with_a_cuda_torch() -> None:
         assert len(ids) == len(set(ids)), f"{name}: two workers on one GPU"
     gpu = compose("docker-compose.gpu.yml")["services"]
     assert "migrate" not in gpu and "postgres" not in gpu  # joins the main machine's
+
+
+def test_the_gpu_image_has_a_compiler_the_cublas_setting_and_nvml() -> None:
+    """What the GPU worker needs at run time and the slim base lacks (issue 30): a C/C++
+    compiler for compile: true (Triton, Inductor), CUBLAS_WORKSPACE_CONFIG before any
+    process's first cuBLAS call, and NVML's bindings for the utilization gauge."""
+    runtime = (REPO / "Dockerfile").read_text().split("FROM python:")[1]  # the final stage
+    apt = " ".join(line for line in runtime.splitlines() if "apt-get" in line or "\\" in line)
+    assert "apt-get install" in apt and {"gcc", "g++", "libc6-dev"} <= set(apt.split())
+    assert re.search(r"^ENV CUBLAS_WORKSPACE_CONFIG=:(4096|16):8$", runtime, re.M)
+    assert "-e '.[worker]'" in runtime
+    pyproject = (REPO / "pyproject.toml").read_text()
+    worker_extra = pyproject.split("\nworker = [", 1)[1].split("]", 1)[0]
+    assert '"nvidia-ml-py"' in worker_extra

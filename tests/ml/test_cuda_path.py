@@ -12,7 +12,7 @@ from ml import optim as optim_module
 from ml.augment import augment
 from ml.checkpoint import restore_cuda_rng
 from ml.data import DeviceData, _fits, _Staging, load_dataset, normalized_rows, prepare
-from ml.engine import TrainError, check_cublas_config, resolve_device, train
+from ml.engine import TrainError, check_compiler, check_cublas_config, resolve_device, train
 from ml.resources import ResourcesExceeded
 from ml.sinks import MemoryCheckpointSink
 from ml.spec import AugmentationSpec, JobSpec
@@ -256,3 +256,46 @@ def test_a_step_the_fp16_scaler_skips_does_not_decay_the_weights(optimizer: str)
     assert not torch.equal(before["1.weight"], trainer.model.state_dict()["1.weight"])
     skipped = trainer.take_skipped_steps()
     assert skipped is not None and skipped[0] == 0
+
+
+def test_fp32_runs_without_tf32_and_the_process_flags_come_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The documented choice: IEEE fp32 for matmuls and cuDNN convolutions during a run
+    (PyTorch's default lets cuDNN use TF32); the process's own settings return after."""
+    seen: list[tuple[str, str]] = []
+    real_step = Trainer.step
+
+    def spy(self: Trainer, *args: object, **kwargs: object) -> object:
+        seen.append((torch.backends.cuda.matmul.fp32_precision,
+                     torch.backends.cudnn.conv.fp32_precision))  # fmt: skip
+        return real_step(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Trainer, "step", spy)
+    conv = torch.backends.cudnn.conv
+    before, conv.fp32_precision = conv.fp32_precision, "tf32"
+    try:
+        train(iris(epochs=1))
+        assert conv.fp32_precision == "tf32"
+    finally:
+        conv.fp32_precision = before
+    assert seen and set(seen) == {("ieee", "ieee")}
+
+
+# -- 2. compile: true without a compiler ---------------------------------------------------
+
+
+def test_compile_without_a_compiler_is_refused_up_front(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inductor (CPU) and Triton (CUDA) build code at run time: no compiler, a clear refusal
+    instead of a crash deep inside torch at the first step."""
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(TrainError, match=r"resources.compile needs a C\+\+ compiler"):
+        train(iris(resources={"device": "cpu", "compile": True}))
+
+    with pytest.raises(TrainError, match=r"needs a C compiler .*resources.compile false"):
+        check_compiler(iris(resources={"compile": True}), CUDA)
+    check_compiler(iris(), CUDA)  # no compile, no compiler needed
+    monkeypatch.setattr("shutil.which", lambda name: f"/usr/bin/{name}" if name == "gcc" else None)
+    check_compiler(iris(resources={"compile": True}), CUDA)

@@ -220,3 +220,6 @@ def test_cuda_gauges_read_the_real_device() -> None:
     assert got["trainforge_worker_cuda_memory_total_bytes"]["0"] >= reserved >= allocated
     for ratio in got.get("trainforge_worker_cuda_utilization_ratio", {}).values():
         assert 0.0 <= ratio <= 1.0
+    uuids = {s.labels["uuid"] for f in _cuda() for s in f.samples}
+    assert len(uuids) == 1 and uuids.pop().startswith("GPU-")  # the card, as nvidia-smi -L
+    assert "trainforge_worker_cuda_utilization_ratio" in got  # NVML: nvidia-ml-py is installed
