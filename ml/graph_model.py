@@ -342,7 +342,8 @@ class GraphNet(nn.Module):
     def __len__(self) -> int:
         return self.n_layers + 1
 
-    def forward(self, x: Tensor) -> Tensor:
+    def outputs(self, x: Tensor) -> dict[int, Tensor]:
+        """Every layer's output by index (-1: the input); ``forward`` reads the last."""
         values: dict[int, Tensor] = {-1: x}
         masks: dict[int, Tensor | None] = {-1: None}
         modules = list(self.children())
@@ -369,7 +370,10 @@ class GraphNet(nn.Module):
                 y = module(h)
             values[i] = y
             masks[i] = mask if (self.keeps_mask[i] or mode == "embed") else None
-        head: Tensor = modules[self.n_layers](values[self.n_layers - 1])
+        return values
+
+    def forward(self, x: Tensor) -> Tensor:
+        head: Tensor = self[self.n_layers](self.outputs(x)[self.n_layers - 1])
         return head
 
 

@@ -72,19 +72,38 @@ def attention_projections(module: nn.MultiheadAttention) -> list[Tensor]:
     return [module.q_proj_weight, module.k_proj_weight, module.v_proj_weight]
 
 
+def module_kernels(m: nn.Module) -> list[Tensor]:
+    """The kernels one module holds itself (not its children's): a Linear or Conv weight,
+    the attention projection Parameters (whole, so that an optimizer can take them), an
+    LSTM/GRU's input kernels (Keras' ``kernel``; the recurrent kernel is not regularized,
+    as Keras' ``kernel_regularizer`` leaves it)."""
+    if isinstance(m, KERNEL_LAYERS):
+        return [m.weight]
+    if isinstance(m, nn.MultiheadAttention):
+        if m.in_proj_weight is not None:
+            return [m.in_proj_weight]
+        return [m.q_proj_weight, m.k_proj_weight, m.v_proj_weight]
+    if isinstance(m, nn.RNNBase):
+        return [getattr(m, f"weight_ih_l{k}") for k in range(m.num_layers)]
+    return []
+
+
 def kernel_weights(model: nn.Module) -> list[Tensor]:
-    """Every kernel, whatever module holds it: Linear and Conv2d weights and the
-    attention projection Parameters (whole, so that an optimizer can take them)."""
-    kernels: list[Tensor] = []
+    """Every kernel, whatever module holds it (see ``module_kernels``)."""
+    return [w for m in model.modules() for w in module_kernels(m)]
+
+
+def kernel_groups(
+    model: nn.Module, l1: float, l2: float
+) -> list[tuple[list[Tensor], float, float]]:
+    """The kernels by (l1, l2): the spec's, or a graph layer's own ``l1``/``l2``."""
+    groups: dict[tuple[float, float], list[Tensor]] = {}
     for m in model.modules():
-        if isinstance(m, KERNEL_LAYERS):
-            kernels.append(m.weight)
-        elif isinstance(m, nn.MultiheadAttention):
-            if m.in_proj_weight is not None:
-                kernels.append(m.in_proj_weight)
-            else:
-                kernels += [m.q_proj_weight, m.k_proj_weight, m.v_proj_weight]
-    return kernels
+        override = getattr(m, "trainforge_kernel", None)
+        a = override[1] if override is not None and override[1] is not None else l1
+        b = override[2] if override is not None and override[2] is not None else l2
+        groups.setdefault((a, b), []).extend(module_kernels(m))
+    return [(ws, a, b) for (a, b), ws in groups.items() if ws and (a > 0 or b > 0)]
 
 
 def regularization_penalty(weights: list[Tensor], l1: float, l2: float) -> Tensor:
