@@ -10,7 +10,7 @@ cycles; ``ml.engine`` re-exports it.
 from __future__ import annotations
 
 from ml.checks import DatasetInfo
-from ml.graph_spec import GraphModel
+from ml.graph_spec import GraphModel, ResNetModel, TransformerModel
 from ml.shapes import GraphShapes, infer
 from ml.shorthands import as_graph
 from ml.spec import CNNModel, JobSpec, MLPModel, TextModel
@@ -41,8 +41,8 @@ def input_features(info: DatasetInfo) -> int:
 def graph_shapes(spec: JobSpec, info: DatasetInfo) -> GraphShapes | None:
     """The layers of the model, shapes and counts (the head last); None for ``text``."""
     model = spec.model
-    if isinstance(model, CNNModel) and info.image_shape is None:
-        raise TrainError("model.kind 'cnn' needs image data; use 'mlp' for tabular data")
+    if isinstance(model, CNNModel | ResNetModel) and info.image_shape is None:
+        raise TrainError(f"model.kind {model.kind!r} needs image data; use 'mlp' for tabular data")
     graph = as_graph(model, info, spec.regularization.dropout)
     if graph is None:
         return None
@@ -67,9 +67,9 @@ def multiply_adds_per_sample(spec: JobSpec, info: DatasetInfo) -> int:
     """Forward-pass multiply-adds of one sample, roughly: what a training step's CPU work
     scales with (the worker gives a small step one thread, see ``worker.threads``)."""
     model, out = spec.model, output_units(info)
-    if isinstance(model, GraphModel):
-        shapes = infer(model, info, out)
-        return shapes.multiply_adds
+    if isinstance(model, GraphModel | ResNetModel | TransformerModel):
+        shapes = graph_shapes(spec, info)
+        return shapes.multiply_adds if shapes is not None else 0
     if isinstance(model, MLPModel):
         total, prev = 0, input_features(info)
         for units in model.hidden_units:

@@ -251,3 +251,22 @@ class GraphModel(_Part):
         if len(layers) > 16 * MAX_LAYERS:
             raise ValueError(f"at most {MAX_LAYERS} layers")
         return layers
+
+
+class ResNetModel(_Part):
+    """A small residual CNN (ResNet-style), expanded to a graph by ``ml.shorthands``."""
+
+    kind: Literal["resnet"] = "resnet"
+    depth: int = Field(2, ge=1, le=32, description="Residual blocks (two 3×3 convolutions each).")
+    width: int = Field(32, ge=1, le=1024, description="Filters of the stem and every block.")
+
+
+class TransformerModel(_Part):
+    """A Transformer text encoder, expanded to a graph by ``ml.shorthands``."""
+
+    kind: Literal["transformer"] = "transformer"
+    num_layers: int = Field(2, ge=1, le=24, description="Encoder blocks.")
+    num_heads: int = Field(4, ge=1, le=64, description="Attention heads; they divide `width`.")
+    width: int = Field(64, ge=1, le=4096, description="Embedding and model width.")
+    vocab_size: int = Field(20000, ge=16, le=1_000_000)
+    max_length: int = Field(128, ge=1, le=4096)

@@ -14,6 +14,7 @@ from torch.nn import functional as F
 
 from ml.architecture import TrainError, is_classification, output_units
 from ml.checks import DatasetInfo
+from ml.graph_spec import ResNetModel
 from ml.spec import CNNModel, JobSpec, TextModel
 from ml.text_model import build_text_model
 
@@ -44,8 +45,8 @@ def build_model(spec: JobSpec, info: DatasetInfo) -> nn.Module:
     dropout = spec.regularization.dropout
     if isinstance(model, TextModel):
         return build_text_model(model, info, dropout)
-    if isinstance(model, CNNModel) and info.image_shape is None:
-        raise TrainError("model.kind 'cnn' needs image data; use 'mlp' for tabular data")
+    if isinstance(model, CNNModel | ResNetModel) and info.image_shape is None:
+        raise TrainError(f"model.kind {model.kind!r} needs image data; use 'mlp' for tabular data")
     graph = as_graph(model, info, dropout)
     if graph is None:  # pragma: no cover - the union is closed
         raise TrainError(f"model.kind {model.kind!r} is not available")

@@ -26,7 +26,7 @@ METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 # The spec's variant parts: (component, property) -> every kind it must map.
 SPEC_UNIONS = {
     ("DatasetSpec", "source"): {"builtin", "uploaded"},
-    ("JobSpec", "model"): {"mlp", "cnn", "text", "graph"},
+    ("JobSpec", "model"): {"mlp", "cnn", "text", "graph", "resnet", "transformer"},
     ("JobSpec", "init"): {
         "framework_default",
         "random_uniform",

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from ml.checks import DatasetInfo, builtin_info
-from ml.data import prepare
+from ml.checks import DatasetInfo, builtin_info, check_spec
+from ml.data import LoadedDataset, prepare
 from ml.engine import train
 from ml.graph_model import build_graph
 from ml.graph_spec import GraphModel
-from ml.models import regularization_penalty
+from ml.models import build_model, regularization_penalty
 from ml.plan import describe
 from ml.sinks import MemoryCheckpointSink, MemoryMetricSink
 from ml.spec import BuiltinSource, JobSpec
@@ -154,3 +155,61 @@ def test_frozen_layers_have_no_gradient():
 def test_a_residual_graph_learns_digits():
     spec = job(RESIDUAL, optimizer={"kind": "adam", "lr": 0.003}, epochs=15, seed=0)
     assert train(spec).final_metrics["val_accuracy"] >= 0.97
+
+
+TEXT = DatasetInfo("classification", "text", 2000, 0, None, 2)
+
+
+def order_task(n: int = 2000, length: int = 20, vocab: int = 100) -> LoadedDataset:
+    """Class 1: token 2 comes before token 3 in the text; class 0: after. Mean pooling of
+    embeddings cannot tell the two apart (the same bag of tokens), attention can."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, n)
+    ids = rng.integers(4, vocab, (n, length))
+    for i in range(n):
+        size = rng.integers(4, length + 1)
+        a, b = sorted(rng.choice(size, 2, replace=False))
+        ids[i, a], ids[i, b] = (2, 3) if y[i] else (3, 2)
+        ids[i, size:] = 0
+    return LoadedDataset(ids.astype(np.float32), y, TEXT)
+
+
+TRANSFORMER = {"kind": "transformer", "num_layers": 2, "num_heads": 4, "width": 32,
+               "vocab_size": 100, "max_length": 20}  # fmt: skip
+UPLOAD = {"source": {"kind": "uploaded", "dataset_id": "d"}}
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_named_shorthands_count_their_built_model(dropout):
+    digits = builtin_info(BuiltinSource(name="digits"))
+    for model, info in (({"kind": "resnet", "depth": 3, "width": 8}, digits),
+                        (TRANSFORMER, TEXT)):  # fmt: skip
+        spec = JobSpec.model_validate({"dataset": UPLOAD, "model": model,
+                                       "regularization": {"dropout": dropout}})  # fmt: skip
+        net = build_model(spec, info)
+        plan = describe(spec, info)
+        assert plan.parameter_count == sum(p.numel() for p in net.parameters())
+        assert check_spec(spec, info) == []
+
+
+def test_named_shorthands_need_their_data():
+    iris = builtin_info(BuiltinSource(name="iris"))
+    spec = JobSpec.model_validate({"dataset": UPLOAD, "model": {"kind": "resnet"}})
+    assert [p.loc for p in check_spec(spec, iris)] == [("model", "kind")]
+    spec = JobSpec.model_validate({"dataset": UPLOAD, "model": TRANSFORMER | {"num_heads": 3}})
+    assert [p.loc for p in check_spec(spec, TEXT)] == [("model", "num_heads")]
+
+
+@pytest.mark.slow
+def test_resnet_shorthand_learns_digits():
+    adam = {"kind": "adam", "lr": 0.003}
+    spec = JobSpec.model_validate(
+        {"dataset": DIGITS, "model": {"kind": "resnet"}, "optimizer": adam, "epochs": 10}
+    )
+    assert train(spec).final_metrics["val_accuracy"] >= 0.97
+
+
+@pytest.mark.slow
+def test_transformer_shorthand_learns_word_order():
+    spec = JobSpec.model_validate({"dataset": UPLOAD, "model": TRANSFORMER, "epochs": 10})
+    assert train(spec, dataset=order_task()).final_metrics["val_accuracy"] >= 0.93
