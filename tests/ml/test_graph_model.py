@@ -213,3 +213,26 @@ def test_resnet_shorthand_learns_digits():
 def test_transformer_shorthand_learns_word_order():
     spec = JobSpec.model_validate({"dataset": UPLOAD, "model": TRANSFORMER, "epochs": 10})
     assert train(spec, dataset=order_task()).final_metrics["val_accuracy"] >= 0.93
+
+
+def test_docs_show_every_op_in_a_complete_job_and_the_example_validates():
+    import json
+    import re
+    import typing
+    from pathlib import Path
+
+    import yaml
+
+    from ml.graph_spec import Layer
+
+    root = Path(__file__).resolve().parents[2]
+    doc = (root / "docs" / "spec.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```json\n(.*?)^```", doc, re.DOTALL | re.MULTILINE)
+    shown = {layer["op"] for b in blocks for layer in
+             json.loads(b).get("model", {}).get("layers", [])}  # fmt: skip
+    variants = typing.get_args(typing.get_args(Layer)[0])
+    ops = {v.model_fields["op"].default for v in variants}
+    assert ops - shown == set()
+    example = yaml.safe_load((root / "examples" / "digits-residual.yaml").read_text())
+    spec = JobSpec.model_validate(example["spec"])
+    assert check_spec(spec, builtin_info(BuiltinSource(name="digits"))) == []
