@@ -2,9 +2,9 @@
 
 Torch-free and FastAPI-free (the worker builds trial specs with it). A
 parameter path is a dotted path into the *resolved* base spec
-(``optimizer.lr``; a number indexes a list: ``model.layers.3.filters``); setting a path that ends in ``kind`` (``model.kind``)
-replaces that whole part with the new kind's defaults, so a choice of model
-kinds never mixes one kind's fields with another's.
+(``optimizer.lr``; a number indexes a list: ``model.layers.3.filters``); setting a
+path that ends in ``kind`` (``model.kind``) replaces that whole part with the new
+kind's defaults, so a choice of model kinds never mixes one kind's fields with another's.
 """
 
 from __future__ import annotations
