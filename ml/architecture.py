@@ -12,7 +12,7 @@ from __future__ import annotations
 from ml.checks import DatasetInfo
 from ml.graph_spec import GraphModel, ResNetModel, TransformerModel
 from ml.shapes import GraphShapes, infer
-from ml.shorthands import as_graph
+from ml.shorthands import as_graph, text_as_graph
 from ml.spec import CNNModel, JobSpec, MLPModel, TextModel
 from ml.text import text_parameter_count
 
@@ -39,11 +39,15 @@ def input_features(info: DatasetInfo) -> int:
 
 
 def graph_shapes(spec: JobSpec, info: DatasetInfo) -> GraphShapes | None:
-    """The layers of the model, shapes and counts (the head last); None for ``text``."""
+    """The layers of the model, shapes and counts (the head last). ``text`` is described by
+    the graph it computes (``ml.shorthands.text_as_graph``)."""
     model = spec.model
     if isinstance(model, CNNModel | ResNetModel) and info.image_shape is None:
         raise TrainError(f"model.kind {model.kind!r} needs image data; use 'mlp' for tabular data")
-    graph = as_graph(model, info, spec.regularization.dropout)
+    dropout = spec.regularization.dropout
+    if isinstance(model, TextModel):
+        return infer(text_as_graph(model, dropout), info, output_units(info))
+    graph = as_graph(model, info, dropout)
     if graph is None:
         return None
     return infer(graph, info, output_units(info))

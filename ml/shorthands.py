@@ -13,7 +13,7 @@ from typing import Any
 
 from ml.checks import DatasetInfo
 from ml.graph_spec import GraphModel, ResNetModel, TransformerModel
-from ml.spec import CNNModel, MLPModel
+from ml.spec import CNNModel, MLPModel, TextModel
 
 
 def expand_mlp(model: MLPModel, dropout: float) -> GraphModel:
@@ -117,6 +117,25 @@ def expand_transformer(model: TransformerModel, dropout: float) -> GraphModel:
             {"op": "add", "inputs": [f"a{i}", -1], "id": f"x{i + 1}"},
         ]
     layers += [{"op": "layer_norm"}, {"op": "global_avg_pool"}, *drop]
+    return GraphModel.model_validate(
+        {"layers": layers, "vocab_size": model.vocab_size, "max_length": model.max_length}
+    )
+
+
+def text_as_graph(model: TextModel, dropout: float) -> GraphModel:
+    """The graph the ``text`` model computes, layer for layer and parameter for parameter
+    (for ``plan.layers``; ``ml.text_model`` builds it, with its pre-graph parameter names)."""
+    if model.encoder == "transformer":
+        encoder = TransformerModel(num_layers=model.num_layers, num_heads=model.num_heads,
+                                   width=model.embedding_dim, vocab_size=model.vocab_size,
+                                   max_length=model.max_length)  # fmt: skip
+        return expand_transformer(encoder, dropout)
+    layers: list[dict[str, Any]] = [
+        {"op": "embedding", "output_dim": model.embedding_dim},
+        {"op": "global_avg_pool"},
+    ]
+    if dropout > 0:
+        layers.append({"op": "dropout", "rate": dropout})
     return GraphModel.model_validate(
         {"layers": layers, "vocab_size": model.vocab_size, "max_length": model.max_length}
     )

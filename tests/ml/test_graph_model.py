@@ -236,3 +236,16 @@ def test_docs_show_every_op_in_a_complete_job_and_the_example_validates():
     example = yaml.safe_load((root / "examples" / "digits-residual.yaml").read_text())
     spec = JobSpec.model_validate(example["spec"])
     assert check_spec(spec, builtin_info(BuiltinSource(name="digits"))) == []
+
+
+@pytest.mark.parametrize("encoder", ["pooling", "transformer"])
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_the_text_model_is_described_layer_by_layer(encoder, dropout):
+    model = {"kind": "text", "encoder": encoder, "embedding_dim": 16, "num_layers": 2,
+             "num_heads": 4, "vocab_size": 50, "max_length": 12}  # fmt: skip
+    spec = JobSpec.model_validate({"dataset": UPLOAD, "model": model,
+                                   "regularization": {"dropout": dropout}})  # fmt: skip
+    plan = describe(spec, TEXT)
+    assert plan.layers[0].op == "embedding" and plan.layers[-1].op == "dense"
+    assert sum(la.parameter_count for la in plan.layers) == plan.parameter_count
+    assert plan.parameter_count == sum(p.numel() for p in build_model(spec, TEXT).parameters())
