@@ -331,6 +331,11 @@ class GraphNet(nn.Module):
         self.n_layers = len(model.layers)
         last = shapes.layers[-2].output_shape[0]
         self.add_module(str(self.n_layers), nn.Linear(last, n_out))
+        # A chain of plain layers (every shorthand but text) runs as nn.Sequential does.
+        chain = all(m == "plain" for m in self.modes) and all(
+            src == [i - 1] for i, src in enumerate(self.sources)
+        )
+        self.chain: list[nn.Module] | None = list(self.children()) if chain else None
 
     def __getitem__(self, index: int) -> nn.Module:
         """Layer ``index``'s module (negative: from the end; the head is ``[-1]``)."""
@@ -373,6 +378,10 @@ class GraphNet(nn.Module):
         return values
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.chain is not None:
+            for module in self.chain:
+                x = module(x)
+            return x
         head: Tensor = self[self.n_layers](self.outputs(x)[self.n_layers - 1])
         return head
 
