@@ -168,3 +168,29 @@ def test_inferred_shapes_and_counts_match_torch(op, data):
     assert tuple(head.shape[1:]) == shapes.layers[-1].output_shape == (N_OUT,)
     assert shapes.parameter_count == sum(p.numel() for p in net.parameters())
     assert torch.isfinite(head).all()
+
+
+def test_same_padding_is_tensorflows():
+    """TensorFlow's rule (tf.nn.convolution docs): pad_total = max((ceil(n/s) - 1)·s +
+    (k-1)·d + 1 - n, 0), pad_before = pad_total // 2, the rest after."""
+    from ml.shapes import same_padding
+
+    assert same_padding(8, 3, 2, 1) == (0, 1)  # out 4: (4-1)*2+3-8 = 1, all of it after
+    assert same_padding(7, 3, 2, 1) == (1, 1)
+    assert same_padding(5, 4, 1, 1) == (1, 2)  # an even kernel at stride 1: the odd one after
+    assert same_padding(6, 3, 1, 2) == (2, 2)
+    assert same_padding(9, 1, 3, 1) == (0, 0)
+
+
+def test_same_pooling_never_counts_padding():
+    info = image_info(2, 5, 5)
+    x = torch.rand(3, 2, 5, 5) + 1.0
+    for op, expected in (("avg_pool2d", torch.ones(3, 2, 3, 3)), ("max_pool2d", None)):
+        layers = [{"op": op, "pool_size": 2, "padding": "same"}, {"op": "flatten"}]
+        net = build_graph(GraphModel.model_validate({"layers": layers}), info, N_OUT)
+        out = net.outputs(-x if op == "max_pool2d" else torch.ones_like(x))[0]
+        if expected is not None:
+            torch.testing.assert_close(out, expected)  # the edge windows average 1s only
+        else:
+            assert (out < 0).all()  # a -inf pad never wins; a zero pad would
+            torch.testing.assert_close(out[..., -1, -1], -x[..., 4, 4])
