@@ -241,7 +241,9 @@ def infer(model: GraphModel, info: DatasetInfo, n_out: int) -> GraphShapes:
             shape, params, madds = _layer(layer, [s for s in ins if s is not None], model)
         except _Problem as e:
             result.problems.append(SpecProblem(loc, str(e), "graph_shape"))
-            shapes[i] = None
+            # An add of unlike shapes goes on with its first input's, so that the layers
+            # after it are checked too; after any other problem their input is unknown.
+            shapes[i] = ins[0] if isinstance(layer, AddLayer) and ins else None
             continue
         shapes[i] = shape
         out.append(LayerShape(i, layer.id, layer.op, shape.dims, params, madds))
@@ -262,6 +264,7 @@ def infer(model: GraphModel, info: DatasetInfo, n_out: int) -> GraphShapes:
                 "graph_output_not_flat",
             )
         )
+    result.problems.sort(key=lambda p: tuple((isinstance(x, str), x) for x in p.loc))
     if result.problems or last is None:
         return result
     width = last.dims[0]

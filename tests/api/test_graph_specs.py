@@ -119,3 +119,19 @@ def test_dropout_of_the_regularization_part_is_refused_for_a_graph(client: TestC
     r = client.post("/v1/specs/validate", json={"spec": spec})
     assert r.status_code == 422
     assert r.json()["errors"][0]["loc"] == "spec.regularization.dropout"
+
+
+def test_layers_after_a_bad_add_are_still_checked(client: TestClient) -> None:
+    spec = graph([
+        {"op": "conv2d", "filters": 32, "padding": "same", "id": "a"},
+        {"op": "conv2d", "filters": 16, "padding": "same"},
+        {"op": "add", "inputs": ["a", -1]},
+        {"op": "max_pool2d", "pool_size": 4},
+        {"op": "conv2d", "filters": 4, "kernel_size": 3},
+        POOL,
+    ])  # fmt: skip
+    r = client.post("/v1/specs/validate", json={"spec": spec})
+    assert r.status_code == 422
+    errors = [(e["loc"], e["msg"]) for e in r.json()["errors"]]
+    assert [loc for loc, _ in errors] == ["spec.model.layers.2", "spec.model.layers.4"]
+    assert "shrink 2×2 to 0×0" in errors[1][1]
