@@ -242,7 +242,7 @@ def _module(layer: Layer, s: Shape, model: GraphModel) -> tuple[nn.Module, Mode]
             return nn.Linear(s.dims[-1], layer.units, bias=layer.use_bias), "plain"
         return Linear(s.dims[-1], layer.units, layer.use_bias, layer.activation), "plain"
     if isinstance(layer, DropoutLayer):
-        return nn.Dropout(layer.rate), "plain"
+        return (nn.Dropout(layer.rate) if layer.rate > 0 else nn.Identity()), "plain"
     if isinstance(layer, ActivationLayer):
         return ACTIVATIONS[layer.fn](), "plain"
     if isinstance(layer, BatchNormLayer):
@@ -298,9 +298,13 @@ def _module(layer: Layer, s: Shape, model: GraphModel) -> tuple[nn.Module, Mode]
 
 
 class GraphNet(nn.Module):
-    def __init__(self, model: GraphModel, info: DatasetInfo, n_out: int) -> None:
+    def __init__(
+        self, model: GraphModel, info: DatasetInfo, n_out: int, names: list[str] | None = None
+    ) -> None:
+        """``names``: the modules' names, the head's last (default: their indices)."""
         super().__init__()
         shapes: GraphShapes = infer(model, info, n_out)
+        names = names or [str(i) for i in range(len(model.layers) + 1)]
         if shapes.problems:
             p = shapes.problems[0]
             raise TrainError(f"{'.'.join(map(str, p.loc))}: {p.msg}")
@@ -317,7 +321,7 @@ class GraphNet(nn.Module):
                     m.trainforge_kernel = (layer.init, layer.l1, layer.l2)  # type: ignore[assignment]
             if not layer.trainable:
                 module.requires_grad_(False)
-            self.add_module(str(i), module)
+            self.add_module(names[i], module)
             self.modes.append(mode)
             self.masks_zero.append(isinstance(layer, EmbeddingLayer) and layer.mask_zero)
             kind = "vector" if len(out.output_shape) == 1 else "sequence"
@@ -330,7 +334,7 @@ class GraphNet(nn.Module):
             self.keeps_mask.append(same_length and not isinstance(layer, Conv1DLayer))
         self.n_layers = len(model.layers)
         last = shapes.layers[-2].output_shape[0]
-        self.add_module(str(self.n_layers), nn.Linear(last, n_out))
+        self.add_module(names[self.n_layers], nn.Linear(last, n_out))
         # A chain of plain layers (every shorthand but text) runs as nn.Sequential does.
         chain = all(m == "plain" for m in self.modes) and all(
             src == [i - 1] for i, src in enumerate(self.sources)
@@ -386,5 +390,7 @@ class GraphNet(nn.Module):
         return head
 
 
-def build_graph(model: GraphModel, info: DatasetInfo, n_out: int) -> GraphNet:
-    return GraphNet(model, info, n_out)
+def build_graph(
+    model: GraphModel, info: DatasetInfo, n_out: int, names: list[str] | None = None
+) -> GraphNet:
+    return GraphNet(model, info, n_out, names)

@@ -37,13 +37,17 @@ KERNEL_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
 def build_model(spec: JobSpec, info: DatasetInfo) -> nn.Module:
-    """The job's model: every kind but ``text`` is a layer graph (``ml.shorthands``)."""
+    """The job's model, a layer graph (``ml.shorthands``) for every kind but ``text`` with
+    ``encoder: transformer`` (``ml.text_model``)."""
     from ml.graph_model import build_graph  # it builds on this module's pieces
-    from ml.shorthands import as_graph
+    from ml.shorthands import TEXT_POOLING_NAMES, as_graph, text_as_graph
 
     model = spec.model
     dropout = spec.regularization.dropout
     if isinstance(model, TextModel):
+        if model.encoder == "pooling" and info.modality == "text":
+            text = text_as_graph(model, dropout)
+            return build_graph(text, info, output_units(info), TEXT_POOLING_NAMES)
         return build_text_model(model, info, dropout)
     if isinstance(model, CNNModel | ResNetModel) and info.image_shape is None:
         raise TrainError(f"model.kind {model.kind!r} needs image data; use 'mlp' for tabular data")

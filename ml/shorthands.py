@@ -1,10 +1,12 @@
-"""The named model kinds as layer graphs (torch-free): ``mlp`` and ``cnn`` expand here.
+"""The named model kinds as layer graphs (torch-free): every kind expands here.
 
 ``ml.graph_model`` builds every expanded graph, so a shorthand and the graph it
 expands to are the same model: one module per layer, in order, with the same
 parameter names as before the graph existed (``0.weight``, ``1.weight`` ...), so
 old checkpoints load and a seed gives the same weights
-(tests/ml/test_shorthand_graphs.py compares with the pre-graph builders).
+(tests/ml/test_shorthand_graphs.py compares with the pre-graph builders). ``text`` with
+``encoder: pooling`` builds from its graph too, under its old module names; with
+``encoder: transformer`` it is only described by one (``ml.text_model`` builds it).
 """
 
 from __future__ import annotations
@@ -123,8 +125,10 @@ def expand_transformer(model: TransformerModel, dropout: float) -> GraphModel:
 
 
 def text_as_graph(model: TextModel, dropout: float) -> GraphModel:
-    """The graph the ``text`` model computes, layer for layer and parameter for parameter
-    (for ``plan.layers``; ``ml.text_model`` builds it, with its pre-graph parameter names)."""
+    """The graph the ``text`` model computes, layer for layer and parameter for parameter.
+    ``pooling`` is built from it (``TEXT_POOLING_NAMES``: the pre-graph parameter names; the
+    dropout layer is there at rate 0 too, as the old model's identity); ``transformer`` is
+    built by ``ml.text_model`` and only described by it (``plan.layers``)."""
     if model.encoder == "transformer":
         encoder = TransformerModel(num_layers=model.num_layers, num_heads=model.num_heads,
                                    width=model.embedding_dim, vocab_size=model.vocab_size,
@@ -133,12 +137,15 @@ def text_as_graph(model: TextModel, dropout: float) -> GraphModel:
     layers: list[dict[str, Any]] = [
         {"op": "embedding", "output_dim": model.embedding_dim},
         {"op": "global_avg_pool"},
+        {"op": "dropout", "rate": dropout},
     ]
-    if dropout > 0:
-        layers.append({"op": "dropout", "rate": dropout})
     return GraphModel.model_validate(
         {"layers": layers, "vocab_size": model.vocab_size, "max_length": model.max_length}
     )
+
+
+# The ``text`` pooling model's module names before graphs existed (its checkpoints load).
+TEXT_POOLING_NAMES = ["embedding", "pool", "dropout", "head"]
 
 
 def as_graph(model: object, info: DatasetInfo, dropout: float) -> GraphModel | None:
