@@ -35,6 +35,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from api import schemas as api_schemas
 from api.deps import get_session, require_principal
 from api.problems import PROBLEM_JSON, Problem
+from ml import graph_spec as ml_graph_spec
 from ml import spec as ml_spec
 
 OPENAPI_TAGS: list[dict[str, Any]] = [
@@ -72,7 +73,7 @@ def contract_openapi(app: FastAPI) -> Document:
     document = FastAPI.openapi(app)  # cached by FastAPI until the routes change
     if getattr(app.state, "contract_openapi", None) is not document:
         _name_form_bodies(document)
-        _hoist_enums(document, _literal_names(ml_spec, api_schemas))
+        _hoist_enums(document, _literal_names(ml_spec, ml_graph_spec, api_schemas))
         _require_discriminators(document)
         _declare_problems(document, app.routes)
         app.state.contract_openapi = document

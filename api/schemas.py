@@ -149,7 +149,7 @@ class SpecPlanRead(BaseModel):
     layers: list[PlanLayer] = Field(
         default_factory=list,
         description="Every layer of the built model in order, the implied output head "
-        "included; their parameter counts add up to `parameter_count`. Empty for `text`.",
+        "included; their parameter counts add up to `parameter_count`.",
     )
 
 

@@ -10,9 +10,9 @@ cycles; ``ml.engine`` re-exports it.
 from __future__ import annotations
 
 from ml.checks import DatasetInfo
-from ml.graph_spec import GraphModel
+from ml.graph_spec import GraphModel, ResNetModel, TransformerModel
 from ml.shapes import GraphShapes, infer
-from ml.shorthands import as_graph
+from ml.shorthands import as_graph, text_as_graph
 from ml.spec import CNNModel, JobSpec, MLPModel, TextModel
 from ml.text import text_parameter_count
 
@@ -39,11 +39,15 @@ def input_features(info: DatasetInfo) -> int:
 
 
 def graph_shapes(spec: JobSpec, info: DatasetInfo) -> GraphShapes | None:
-    """The layers of the model, shapes and counts (the head last); None for ``text``."""
+    """The layers of the model, shapes and counts (the head last). ``text`` is described by
+    the graph it computes (``ml.shorthands.text_as_graph``)."""
     model = spec.model
-    if isinstance(model, CNNModel) and info.image_shape is None:
-        raise TrainError("model.kind 'cnn' needs image data; use 'mlp' for tabular data")
-    graph = as_graph(model, info, spec.regularization.dropout)
+    if isinstance(model, CNNModel | ResNetModel) and info.image_shape is None:
+        raise TrainError(f"model.kind {model.kind!r} needs image data; use 'mlp' for tabular data")
+    dropout = spec.regularization.dropout
+    if isinstance(model, TextModel):
+        return infer(text_as_graph(model, dropout), info, output_units(info))
+    graph = as_graph(model, info, dropout)
     if graph is None:
         return None
     return infer(graph, info, output_units(info))
@@ -67,9 +71,9 @@ def multiply_adds_per_sample(spec: JobSpec, info: DatasetInfo) -> int:
     """Forward-pass multiply-adds of one sample, roughly: what a training step's CPU work
     scales with (the worker gives a small step one thread, see ``worker.threads``)."""
     model, out = spec.model, output_units(info)
-    if isinstance(model, GraphModel):
-        shapes = infer(model, info, out)
-        return shapes.multiply_adds
+    if isinstance(model, GraphModel | ResNetModel | TransformerModel):
+        shapes = graph_shapes(spec, info)
+        return shapes.multiply_adds if shapes is not None else 0
     if isinstance(model, MLPModel):
         total, prev = 0, input_features(info)
         for units in model.hidden_units:

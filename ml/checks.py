@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from ml.graph_spec import GraphModel
+from ml.graph_spec import GraphModel, ResNetModel, TransformerModel
 from ml.metric_names import is_metric_name, metric_task, misfit
 from ml.schedules import warmup_steps
 from ml.spec import (
@@ -158,6 +158,18 @@ def check_spec(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
             "model_needs_text")  # fmt: skip
     elif isinstance(model, MLPModel) and modality == "text":
         add(kind, "an mlp cannot read raw text: use 'text'", "model_not_for_text")
+    elif isinstance(model, ResNetModel) and modality != "image":
+        use = "'mlp'" if modality == "tabular" else "'text' or 'transformer'"
+        add(kind, f"a resnet needs image data and this dataset is {modality}: use {use}",
+            "model_needs_image")  # fmt: skip
+    elif isinstance(model, TransformerModel) and modality != "text":
+        use = "'cnn', 'resnet' or 'mlp'" if modality == "image" else "'mlp'"
+        add(kind, f"a transformer needs text data and this dataset is {modality}: use {use}",
+            "model_needs_text")  # fmt: skip
+    if isinstance(model, TransformerModel) and model.width % model.num_heads:
+        add(("model", "num_heads"), f"the transformer splits width {model.width} across "
+            f"num_heads {model.num_heads}: pick a num_heads that divides it",
+            "heads_do_not_divide_embedding")  # fmt: skip
     if (
         isinstance(model, TextModel)
         and model.encoder == "transformer"
@@ -172,6 +184,7 @@ def check_spec(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
     if isinstance(model, GraphModel):
         problems += _graph(spec, model, info)
         uses_batch_norm = any(layer.op == "batch_norm" for layer in model.layers)
+    uses_batch_norm = uses_batch_norm or isinstance(model, ResNetModel)
     if uses_batch_norm and n_train > 0 and n_train % spec.dataset.batch_size == 1:
         add(("dataset", "batch_size"), f"the {n_train} training samples leave a last batch of "
             f"one sample at batch_size {spec.dataset.batch_size}, which batch normalization "

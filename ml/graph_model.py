@@ -22,29 +22,29 @@ from torch.nn import functional as F
 from ml.architecture import TrainError
 from ml.checks import DatasetInfo
 from ml.graph_spec import (
-    GRU,
-    LSTM,
     ActivationLayer,
-    Add,
-    AvgPool2D,
-    BatchNorm,
-    Concat,
-    Conv1D,
-    Conv2D,
-    Dense,
-    DepthwiseConv2D,
-    Dropout,
-    Embedding,
-    Flatten,
-    GlobalAvgPool,
-    GlobalMaxPool,
+    AddLayer,
+    AvgPool2DLayer,
+    BatchNormLayer,
+    ConcatLayer,
+    Conv1DLayer,
+    Conv2DLayer,
+    DenseLayer,
+    DepthwiseConv2DLayer,
+    DropoutLayer,
+    EmbeddingLayer,
+    FlattenLayer,
+    GlobalAvgPoolLayer,
+    GlobalMaxPoolLayer,
     GraphModel,
+    GRULayer,
     Layer,
-    LayerNorm,
-    MaxPool2D,
-    MultiHeadAttention,
-    PositionEmbedding,
-    SeparableConv2D,
+    LayerNormLayer,
+    LSTMLayer,
+    MaxPool2DLayer,
+    MultiHeadAttentionLayer,
+    PositionEmbeddingLayer,
+    SeparableConv2DLayer,
 )
 from ml.models import ACTIVATIONS
 from ml.models import GlobalAvgPool as MapMean
@@ -78,8 +78,8 @@ class Linear(nn.Linear):
 class Conv2d(nn.Conv2d):
     """``same`` padding as TensorFlow: ``ceil(n / stride)`` outputs, the odd pixel after."""
 
-    def __init__(self, c_in: int, c_out: int, layer: Conv2D | DepthwiseConv2D, groups: int,
-                 bias: bool, hw: tuple[int, int]) -> None:  # fmt: skip
+    def __init__(self, c_in: int, c_out: int, layer: Conv2DLayer | DepthwiseConv2DLayer,
+                 groups: int, bias: bool, hw: tuple[int, int]) -> None:  # fmt: skip
         k, s, d = pair(layer.kernel_size), pair(layer.strides), pair(layer.dilation_rate)
         self.pad: tuple[int, int, int, int] | None = None
         padding: str | int = 0
@@ -101,10 +101,10 @@ class Conv2d(nn.Conv2d):
 class SeparableConv2d(nn.Module):
     """Depthwise (no bias, as Keras) then pointwise 1×1 (with ``use_bias``)."""
 
-    def __init__(self, c: int, layer: SeparableConv2D, hw: tuple[int, int]) -> None:
+    def __init__(self, c: int, layer: SeparableConv2DLayer, hw: tuple[int, int]) -> None:
         super().__init__()
         mid = c * layer.depth_multiplier
-        depth = DepthwiseConv2D(kernel_size=layer.kernel_size, strides=layer.strides,
+        depth = DepthwiseConv2DLayer(kernel_size=layer.kernel_size, strides=layer.strides,
                                 padding=layer.padding, dilation_rate=layer.dilation_rate,
                                 depth_multiplier=layer.depth_multiplier)  # fmt: skip
         self.depthwise = Conv2d(c, mid, depth, groups=c, bias=False, hw=hw)
@@ -116,9 +116,9 @@ class SeparableConv2d(nn.Module):
 
 
 class SeqConv1d(nn.Conv1d):
-    """Conv1D on N×L×C (Keras' layout); ``same`` as TensorFlow."""
+    """Conv1DLayer on N×L×C (Keras' layout); ``same`` as TensorFlow."""
 
-    def __init__(self, c_in: int, layer: Conv1D, length: int) -> None:
+    def __init__(self, c_in: int, layer: Conv1DLayer, length: int) -> None:
         super().__init__(c_in, layer.filters, layer.kernel_size, layer.strides,
                          dilation=layer.dilation_rate, bias=layer.use_bias)  # fmt: skip
         self.pad = (
@@ -144,11 +144,11 @@ class Pool2d(nn.Module):
     """Max or average pooling; ``same`` pads as TensorFlow (padding never counts in an
     average, and never wins a max)."""
 
-    def __init__(self, layer: MaxPool2D | AvgPool2D, hw: tuple[int, int]) -> None:
+    def __init__(self, layer: MaxPool2DLayer | AvgPool2DLayer, hw: tuple[int, int]) -> None:
         super().__init__()
         self.kernel = pair(layer.pool_size)
         self.stride = pair(layer.strides) if layer.strides is not None else self.kernel
-        self.max = isinstance(layer, MaxPool2D)
+        self.max = isinstance(layer, MaxPool2DLayer)
         self.pad: tuple[int, int, int, int] | None = None
         if layer.padding == "same":
             top, bottom = same_padding(hw[0], self.kernel[0], self.stride[0], 1)
@@ -193,9 +193,9 @@ class MapMax(nn.Module):
 class Recurrent(nn.Module):
     """LSTM or GRU on N×L×D; without ``return_sequences`` the output at the last real token."""
 
-    def __init__(self, layer: LSTM | GRU, d: int) -> None:
+    def __init__(self, layer: LSTMLayer | GRULayer, d: int) -> None:
         super().__init__()
-        cls = nn.LSTM if isinstance(layer, LSTM) else nn.GRU
+        cls = nn.LSTM if isinstance(layer, LSTMLayer) else nn.GRU
         self.rnn = cls(d, layer.units, batch_first=True)
         self.sequences = layer.return_sequences
 
@@ -210,10 +210,10 @@ class Recurrent(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """Keras' MultiHeadAttention used as self-attention (query = key = value = the input),
+    """Keras' MultiHeadAttentionLayer used as self-attention (query = key = value = the input),
     each head ``d / num_heads`` wide; no residual and no norm (add them as layers)."""
 
-    def __init__(self, layer: MultiHeadAttention, d: int) -> None:
+    def __init__(self, layer: MultiHeadAttentionLayer, d: int) -> None:
         super().__init__()
         self.attention = nn.MultiheadAttention(d, layer.num_heads, dropout=layer.dropout,
                                                batch_first=True)  # fmt: skip
@@ -229,7 +229,7 @@ class SelfAttention(nn.Module):
 
 
 class Positions(nn.Embedding):
-    """Learned positions added to N×L×D (keras_hub PositionEmbedding, summed)."""
+    """Learned positions added to N×L×D (keras_hub PositionEmbeddingLayer, summed)."""
 
     def forward(self, x: Tensor) -> Tensor:
         positions = torch.arange(x.shape[1], device=x.device)
@@ -237,70 +237,74 @@ class Positions(nn.Embedding):
 
 
 def _module(layer: Layer, s: Shape, model: GraphModel) -> tuple[nn.Module, Mode]:
-    if isinstance(layer, Dense):
+    if isinstance(layer, DenseLayer):
         if layer.activation is None:
             return nn.Linear(s.dims[-1], layer.units, bias=layer.use_bias), "plain"
         return Linear(s.dims[-1], layer.units, layer.use_bias, layer.activation), "plain"
-    if isinstance(layer, Dropout):
-        return nn.Dropout(layer.rate), "plain"
+    if isinstance(layer, DropoutLayer):
+        return (nn.Dropout(layer.rate) if layer.rate > 0 else nn.Identity()), "plain"
     if isinstance(layer, ActivationLayer):
         return ACTIVATIONS[layer.fn](), "plain"
-    if isinstance(layer, BatchNorm):
+    if isinstance(layer, BatchNormLayer):
         bn = {"vector": nn.BatchNorm1d, "image": nn.BatchNorm2d, "sequence": SeqBatchNorm}
         return bn[s.kind](s.dims[0] if s.kind != "sequence" else s.dims[-1]), "plain"
-    if isinstance(layer, LayerNorm):
+    if isinstance(layer, LayerNormLayer):
         if s.kind == "image":
             return nn.GroupNorm(1, s.dims[0]), "plain"  # over (C, H, W), per-channel affine
         return nn.LayerNorm(s.dims[-1]), "plain"
-    if isinstance(layer, Flatten):
+    if isinstance(layer, FlattenLayer):
         return nn.Flatten(), "plain"
-    if isinstance(layer, Add):
+    if isinstance(layer, AddLayer):
         return nn.Identity(), "add"
-    if isinstance(layer, Concat):
+    if isinstance(layer, ConcatLayer):
         return nn.Identity(), "concat_image" if s.kind == "image" else "concat_last"
-    if isinstance(layer, Conv1D):
+    if isinstance(layer, Conv1DLayer):
         return SeqConv1d(s.dims[1], layer, s.dims[0]), "plain"
-    if isinstance(layer, Conv2D | DepthwiseConv2D):
+    if isinstance(layer, Conv2DLayer | DepthwiseConv2DLayer):
         c, hw = s.dims[0], (s.dims[1], s.dims[2])
-        groups = 1 if isinstance(layer, Conv2D) else c
-        c_out = layer.filters if isinstance(layer, Conv2D) else c * layer.depth_multiplier
+        groups = 1 if isinstance(layer, Conv2DLayer) else c
+        c_out = layer.filters if isinstance(layer, Conv2DLayer) else c * layer.depth_multiplier
         plain = layer.activation is None and (layer.padding == "valid" or layer.strides == 1)
         if plain:  # PyTorch's own module (`same` at stride 1 is PyTorch's `same`)
             k, st, d = pair(layer.kernel_size), pair(layer.strides), pair(layer.dilation_rate)
             pad = "same" if layer.padding == "same" else 0
             return nn.Conv2d(c, c_out, k, st, pad, d, groups=groups, bias=layer.use_bias), "plain"
         return Conv2d(c, c_out, layer, groups, layer.use_bias, hw), "plain"
-    if isinstance(layer, SeparableConv2D):
+    if isinstance(layer, SeparableConv2DLayer):
         return SeparableConv2d(s.dims[0], layer, (s.dims[1], s.dims[2])), "plain"
-    if isinstance(layer, MaxPool2D | AvgPool2D):
-        if isinstance(layer, MaxPool2D) and layer.padding == "valid":
+    if isinstance(layer, MaxPool2DLayer | AvgPool2DLayer):
+        if isinstance(layer, MaxPool2DLayer) and layer.padding == "valid":
             k = pair(layer.pool_size)
             stride = pair(layer.strides) if layer.strides is not None else k
             return nn.MaxPool2d(k, stride), "plain"
         return Pool2d(layer, (s.dims[1], s.dims[2])), "plain"
-    if isinstance(layer, GlobalAvgPool | GlobalMaxPool):
-        mean = isinstance(layer, GlobalAvgPool)
+    if isinstance(layer, GlobalAvgPoolLayer | GlobalMaxPoolLayer):
+        mean = isinstance(layer, GlobalAvgPoolLayer)
         if s.kind == "image":
             return (MapMean() if mean else MapMax()), "plain"
         return SeqPool(mean), "masked"
-    if isinstance(layer, Embedding):
+    if isinstance(layer, EmbeddingLayer):
         vocab = layer.input_dim or model.vocab_size
         return nn.Embedding(vocab, layer.output_dim, padding_idx=0 if layer.mask_zero else None), (
             "embed"
         )
-    if isinstance(layer, PositionEmbedding):
+    if isinstance(layer, PositionEmbeddingLayer):
         return Positions(s.dims[0], s.dims[1]), "plain"
-    if isinstance(layer, LSTM | GRU):
+    if isinstance(layer, LSTMLayer | GRULayer):
         return Recurrent(layer, s.dims[1]), "masked"
-    if isinstance(layer, MultiHeadAttention):
+    if isinstance(layer, MultiHeadAttentionLayer):
         return SelfAttention(layer, s.dims[1]), "masked"
     raise TrainError(f"unknown op {layer.op!r}")  # pragma: no cover - the union is closed
 
 
 class GraphNet(nn.Module):
-    def __init__(self, model: GraphModel, info: DatasetInfo, n_out: int) -> None:
+    def __init__(
+        self, model: GraphModel, info: DatasetInfo, n_out: int, names: list[str] | None = None
+    ) -> None:
+        """``names``: the modules' names, the head's last (default: their indices)."""
         super().__init__()
         shapes: GraphShapes = infer(model, info, n_out)
+        names = names or [str(i) for i in range(len(model.layers) + 1)]
         if shapes.problems:
             p = shapes.problems[0]
             raise TrainError(f"{'.'.join(map(str, p.loc))}: {p.msg}")
@@ -317,9 +321,9 @@ class GraphNet(nn.Module):
                     m.trainforge_kernel = (layer.init, layer.l1, layer.l2)  # type: ignore[assignment]
             if not layer.trainable:
                 module.requires_grad_(False)
-            self.add_module(str(i), module)
+            self.add_module(names[i], module)
             self.modes.append(mode)
-            self.masks_zero.append(isinstance(layer, Embedding) and layer.mask_zero)
+            self.masks_zero.append(isinstance(layer, EmbeddingLayer) and layer.mask_zero)
             kind = "vector" if len(out.output_shape) == 1 else "sequence"
             if len(out.output_shape) == 3:
                 kind = "image"
@@ -327,10 +331,15 @@ class GraphNet(nn.Module):
             same_length = (
                 kind == "sequence" and s.kind == "sequence" and (out.output_shape[0] == s.dims[0])
             )
-            self.keeps_mask.append(same_length and not isinstance(layer, Conv1D))
+            self.keeps_mask.append(same_length and not isinstance(layer, Conv1DLayer))
         self.n_layers = len(model.layers)
         last = shapes.layers[-2].output_shape[0]
-        self.add_module(str(self.n_layers), nn.Linear(last, n_out))
+        self.add_module(names[self.n_layers], nn.Linear(last, n_out))
+        # A chain of plain layers (every shorthand but text) runs as nn.Sequential does.
+        chain = all(m == "plain" for m in self.modes) and all(
+            src == [i - 1] for i, src in enumerate(self.sources)
+        )
+        self.chain: list[nn.Module] | None = list(self.children()) if chain else None
 
     def __getitem__(self, index: int) -> nn.Module:
         """Layer ``index``'s module (negative: from the end; the head is ``[-1]``)."""
@@ -342,7 +351,8 @@ class GraphNet(nn.Module):
     def __len__(self) -> int:
         return self.n_layers + 1
 
-    def forward(self, x: Tensor) -> Tensor:
+    def outputs(self, x: Tensor) -> dict[int, Tensor]:
+        """Every layer's output by index (-1: the input); ``forward`` reads the last."""
         values: dict[int, Tensor] = {-1: x}
         masks: dict[int, Tensor | None] = {-1: None}
         modules = list(self.children())
@@ -369,9 +379,18 @@ class GraphNet(nn.Module):
                 y = module(h)
             values[i] = y
             masks[i] = mask if (self.keeps_mask[i] or mode == "embed") else None
-        head: Tensor = modules[self.n_layers](values[self.n_layers - 1])
+        return values
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.chain is not None:
+            for module in self.chain:
+                x = module(x)
+            return x
+        head: Tensor = self[self.n_layers](self.outputs(x)[self.n_layers - 1])
         return head
 
 
-def build_graph(model: GraphModel, info: DatasetInfo, n_out: int) -> GraphNet:
-    return GraphNet(model, info, n_out)
+def build_graph(
+    model: GraphModel, info: DatasetInfo, n_out: int, names: list[str] | None = None
+) -> GraphNet:
+    return GraphNet(model, info, n_out, names)

@@ -67,14 +67,14 @@ class _Layer(_Part):
     trainable: bool = Field(True, description="false: this layer's weights stay as initialized.")
 
 
-class Dense(_Layer):
+class DenseLayer(_Layer):
     op: Literal["dense"] = "dense"
     units: Size
     activation: Activation | None = None
     use_bias: bool = True
 
 
-class Dropout(_Layer):
+class DropoutLayer(_Layer):
     op: Literal["dropout"] = "dropout"
     rate: float = Field(ge=0, lt=1, allow_inf_nan=False)
 
@@ -84,23 +84,23 @@ class ActivationLayer(_Layer):
     fn: Activation
 
 
-class BatchNorm(_Layer):
+class BatchNormLayer(_Layer):
     op: Literal["batch_norm"] = "batch_norm"
 
 
-class LayerNorm(_Layer):
+class LayerNormLayer(_Layer):
     op: Literal["layer_norm"] = "layer_norm"
 
 
-class Flatten(_Layer):
+class FlattenLayer(_Layer):
     op: Literal["flatten"] = "flatten"
 
 
-class Add(_Layer):
+class AddLayer(_Layer):
     op: Literal["add"] = "add"
 
 
-class Concat(_Layer):
+class ConcatLayer(_Layer):
     op: Literal["concat"] = "concat"
 
 
@@ -112,7 +112,7 @@ class _Conv(_Layer):
     use_bias: bool = True
 
 
-class Conv1D(_Layer):
+class Conv1DLayer(_Layer):
     op: Literal["conv1d"] = "conv1d"
     filters: Size
     kernel_size: Side = 3
@@ -123,20 +123,20 @@ class Conv1D(_Layer):
     use_bias: bool = True
 
 
-class Conv2D(_Conv):
+class Conv2DLayer(_Conv):
     op: Literal["conv2d"] = "conv2d"
     filters: Size
     activation: Activation | None = None
 
 
-class SeparableConv2D(_Conv):
+class SeparableConv2DLayer(_Conv):
     op: Literal["separable_conv2d"] = "separable_conv2d"
     filters: Size
     depth_multiplier: Annotated[int, Field(ge=1, le=64)] = 1
     activation: Activation | None = None
 
 
-class DepthwiseConv2D(_Conv):
+class DepthwiseConv2DLayer(_Conv):
     op: Literal["depthwise_conv2d"] = "depthwise_conv2d"
     depth_multiplier: Annotated[int, Field(ge=1, le=64)] = 1
     activation: Activation | None = None
@@ -148,23 +148,23 @@ class _Pool2D(_Layer):
     padding: Padding = "valid"
 
 
-class MaxPool2D(_Pool2D):
+class MaxPool2DLayer(_Pool2D):
     op: Literal["max_pool2d"] = "max_pool2d"
 
 
-class AvgPool2D(_Pool2D):
+class AvgPool2DLayer(_Pool2D):
     op: Literal["avg_pool2d"] = "avg_pool2d"
 
 
-class GlobalAvgPool(_Layer):
+class GlobalAvgPoolLayer(_Layer):
     op: Literal["global_avg_pool"] = "global_avg_pool"
 
 
-class GlobalMaxPool(_Layer):
+class GlobalMaxPoolLayer(_Layer):
     op: Literal["global_max_pool"] = "global_max_pool"
 
 
-class Embedding(_Layer):
+class EmbeddingLayer(_Layer):
     op: Literal["embedding"] = "embedding"
     output_dim: Size
     input_dim: int | None = Field(
@@ -176,50 +176,50 @@ class Embedding(_Layer):
     )  # fmt: skip
 
 
-class PositionEmbedding(_Layer):
+class PositionEmbeddingLayer(_Layer):
     op: Literal["position_embedding"] = "position_embedding"
 
 
-class LSTM(_Layer):
+class LSTMLayer(_Layer):
     op: Literal["lstm"] = "lstm"
     units: Size
     return_sequences: bool = False
 
 
-class GRU(_Layer):
+class GRULayer(_Layer):
     op: Literal["gru"] = "gru"
     units: Size
     return_sequences: bool = False
 
 
-class MultiHeadAttention(_Layer):
+class MultiHeadAttentionLayer(_Layer):
     op: Literal["multi_head_attention"] = "multi_head_attention"
     num_heads: Annotated[int, Field(ge=1, le=64)]
     dropout: float = Field(0.0, ge=0, lt=1, allow_inf_nan=False)
 
 
 Layer = Annotated[
-    Dense
-    | Dropout
+    DenseLayer
+    | DropoutLayer
     | ActivationLayer
-    | BatchNorm
-    | LayerNorm
-    | Flatten
-    | Add
-    | Concat
-    | Conv1D
-    | Conv2D
-    | SeparableConv2D
-    | DepthwiseConv2D
-    | MaxPool2D
-    | AvgPool2D
-    | GlobalAvgPool
-    | GlobalMaxPool
-    | Embedding
-    | PositionEmbedding
-    | LSTM
-    | GRU
-    | MultiHeadAttention,
+    | BatchNormLayer
+    | LayerNormLayer
+    | FlattenLayer
+    | AddLayer
+    | ConcatLayer
+    | Conv1DLayer
+    | Conv2DLayer
+    | SeparableConv2DLayer
+    | DepthwiseConv2DLayer
+    | MaxPool2DLayer
+    | AvgPool2DLayer
+    | GlobalAvgPoolLayer
+    | GlobalMaxPoolLayer
+    | EmbeddingLayer
+    | PositionEmbeddingLayer
+    | LSTMLayer
+    | GRULayer
+    | MultiHeadAttentionLayer,
     Field(discriminator="op"),
 ]
 
@@ -251,3 +251,22 @@ class GraphModel(_Part):
         if len(layers) > 16 * MAX_LAYERS:
             raise ValueError(f"at most {MAX_LAYERS} layers")
         return layers
+
+
+class ResNetModel(_Part):
+    """A small residual CNN (ResNet-style), expanded to a graph by ``ml.shorthands``."""
+
+    kind: Literal["resnet"] = "resnet"
+    depth: int = Field(2, ge=1, le=32, description="Residual blocks (two 3×3 convolutions each).")
+    width: int = Field(32, ge=1, le=1024, description="Filters of the stem and every block.")
+
+
+class TransformerModel(_Part):
+    """A Transformer text encoder, expanded to a graph by ``ml.shorthands``."""
+
+    kind: Literal["transformer"] = "transformer"
+    num_layers: int = Field(2, ge=1, le=24, description="Encoder blocks.")
+    num_heads: int = Field(4, ge=1, le=64, description="Attention heads; they divide `width`.")
+    width: int = Field(64, ge=1, le=4096, description="Embedding and model width.")
+    vocab_size: int = Field(20000, ge=16, le=1_000_000)
+    max_length: int = Field(128, ge=1, le=4096)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 
 import torch
+from pydantic import TypeAdapter
 from torch import Tensor, nn
 
 from ml.models import KERNEL_LAYERS, attention_projections
@@ -64,11 +65,36 @@ def init_kernel(weight: Tensor, spec: InitSpec) -> None:
         raise ValueError(f"unknown init kind {kind!r}")
 
 
+def layer_init(module: nn.Module, spec: InitSpec) -> InitSpec:
+    """A graph layer's own ``init`` (a kind name, its parameters default) or the spec's."""
+    override = getattr(module, "trainforge_kernel", None)
+    if override is None or override[0] is None:
+        return spec
+    return _INIT.validate_python({"kind": override[0], "bias": spec.bias})
+
+
+_INIT: TypeAdapter[InitSpec] = TypeAdapter(InitSpec)
+
+
 @torch.no_grad()
 def init_weights(model: nn.Module, spec: InitSpec) -> None:
-    """Initialize every kernel; biases become zeros unless ``spec.bias`` keeps PyTorch's."""
+    """Initialize every kernel; biases become zeros unless ``spec.bias`` keeps PyTorch's.
+
+    LSTM/GRU (graph layers): the input kernels as any kernel, the recurrent kernels
+    orthogonal (Keras' ``recurrent_initializer``) unless the kind is framework_default."""
+    top = spec
     for module in model.modules():
-        if isinstance(module, KERNEL_LAYERS):
+        spec = layer_init(module, top)
+        if isinstance(module, nn.RNNBase):
+            if isinstance(spec, FrameworkDefaultInit):
+                continue
+            for k in range(module.num_layers):
+                init_kernel(getattr(module, f"weight_ih_l{k}"), spec)
+                nn.init.orthogonal_(getattr(module, f"weight_hh_l{k}"))
+                if spec.bias == "zeros":
+                    getattr(module, f"bias_ih_l{k}").zero_()
+                    getattr(module, f"bias_hh_l{k}").zero_()
+        elif isinstance(module, KERNEL_LAYERS):
             init_kernel(module.weight, spec)
             if module.bias is not None and spec.bias == "zeros":
                 module.bias.zero_()

@@ -14,6 +14,7 @@ from torch.nn import functional as F
 
 from ml.architecture import TrainError, is_classification, output_units
 from ml.checks import DatasetInfo
+from ml.graph_spec import ResNetModel
 from ml.spec import CNNModel, JobSpec, TextModel, loss_kind
 from ml.text_model import build_text_model
 
@@ -36,16 +37,20 @@ KERNEL_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
 def build_model(spec: JobSpec, info: DatasetInfo) -> nn.Module:
-    """The job's model: every kind but ``text`` is a layer graph (``ml.shorthands``)."""
+    """The job's model, a layer graph (``ml.shorthands``) for every kind but ``text`` with
+    ``encoder: transformer`` (``ml.text_model``)."""
     from ml.graph_model import build_graph  # it builds on this module's pieces
-    from ml.shorthands import as_graph
+    from ml.shorthands import TEXT_POOLING_NAMES, as_graph, text_as_graph
 
     model = spec.model
     dropout = spec.regularization.dropout
     if isinstance(model, TextModel):
+        if model.encoder == "pooling" and info.modality == "text":
+            text = text_as_graph(model, dropout)
+            return build_graph(text, info, output_units(info), TEXT_POOLING_NAMES)
         return build_text_model(model, info, dropout)
-    if isinstance(model, CNNModel) and info.image_shape is None:
-        raise TrainError("model.kind 'cnn' needs image data; use 'mlp' for tabular data")
+    if isinstance(model, CNNModel | ResNetModel) and info.image_shape is None:
+        raise TrainError(f"model.kind {model.kind!r} needs image data; use 'mlp' for tabular data")
     graph = as_graph(model, info, dropout)
     if graph is None:  # pragma: no cover - the union is closed
         raise TrainError(f"model.kind {model.kind!r} is not available")
@@ -72,19 +77,38 @@ def attention_projections(module: nn.MultiheadAttention) -> list[Tensor]:
     return [module.q_proj_weight, module.k_proj_weight, module.v_proj_weight]
 
 
+def module_kernels(m: nn.Module) -> list[Tensor]:
+    """The kernels one module holds itself (not its children's): a Linear or Conv weight,
+    the attention projection Parameters (whole, so that an optimizer can take them), an
+    LSTM/GRU's input kernels (Keras' ``kernel``; the recurrent kernel is not regularized,
+    as Keras' ``kernel_regularizer`` leaves it)."""
+    if isinstance(m, KERNEL_LAYERS):
+        return [m.weight]
+    if isinstance(m, nn.MultiheadAttention):
+        if m.in_proj_weight is not None:
+            return [m.in_proj_weight]
+        return [m.q_proj_weight, m.k_proj_weight, m.v_proj_weight]
+    if isinstance(m, nn.RNNBase):
+        return [getattr(m, f"weight_ih_l{k}") for k in range(m.num_layers)]
+    return []
+
+
 def kernel_weights(model: nn.Module) -> list[Tensor]:
-    """Every kernel, whatever module holds it: Linear and Conv2d weights and the
-    attention projection Parameters (whole, so that an optimizer can take them)."""
-    kernels: list[Tensor] = []
+    """Every kernel, whatever module holds it (see ``module_kernels``)."""
+    return [w for m in model.modules() for w in module_kernels(m)]
+
+
+def kernel_groups(
+    model: nn.Module, l1: float, l2: float
+) -> list[tuple[list[Tensor], float, float]]:
+    """The kernels by (l1, l2): the spec's, or a graph layer's own ``l1``/``l2``."""
+    groups: dict[tuple[float, float], list[Tensor]] = {}
     for m in model.modules():
-        if isinstance(m, KERNEL_LAYERS):
-            kernels.append(m.weight)
-        elif isinstance(m, nn.MultiheadAttention):
-            if m.in_proj_weight is not None:
-                kernels.append(m.in_proj_weight)
-            else:
-                kernels += [m.q_proj_weight, m.k_proj_weight, m.v_proj_weight]
-    return kernels
+        override = getattr(m, "trainforge_kernel", None)
+        a = override[1] if override is not None and override[1] is not None else l1
+        b = override[2] if override is not None and override[2] is not None else l2
+        groups.setdefault((a, b), []).extend(module_kernels(m))
+    return [(ws, a, b) for (a, b), ws in groups.items() if ws and (a > 0 or b > 0)]
 
 
 def regularization_penalty(weights: list[Tensor], l1: float, l2: float) -> Tensor:

@@ -32,7 +32,7 @@ class SpecPlan:
     steps_per_epoch: int
     total_steps: int
     lr_per_epoch: list[float] | None  # at each epoch's first step; None: metric-driven
-    layers: list[LayerShape]  # the built model's layers, the head last ([] for `text`)
+    layers: list[LayerShape]  # the built model's layers, the head last
 
 
 def steps_per_epoch(n_train: int, batch_size: int) -> int:

@@ -24,10 +24,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ml.architecture import TrainError, input_features, output_units, parameter_count
+from ml.architecture import (
+    TrainError,
+    graph_shapes,
+    input_features,
+    output_units,
+    parameter_count,
+)
 from ml.checks import DatasetInfo, SpecProblem
-from ml.graph_spec import GraphModel
-from ml.shapes import infer
+from ml.graph_spec import GraphModel, ResNetModel, TransformerModel
 from ml.spec import (
     AdagradOptimizer,
     AdamOptimizer,
@@ -93,10 +98,11 @@ def _optimizer_slots(spec: JobSpec) -> int:
 def _activations_per_sample(spec: JobSpec, info: DatasetInfo) -> int:
     """Floats one sample keeps for the backward pass (layer outputs), an upper bound."""
     model, dropout = spec.model, spec.regularization.dropout > 0
-    if isinstance(model, GraphModel):
+    if isinstance(model, GraphModel | ResNetModel | TransformerModel):
         # Every layer's output, the input and the head (ml.shapes); x2 covers what a layer
         # keeps besides its output (a norm's statistics, an activation's mask, an RNN's gates).
-        shapes = infer(model, info, output_units(info))
+        shapes = graph_shapes(spec, info)
+        assert shapes is not None
         return input_features(info) + 2 * shapes.activations
     if isinstance(model, MLPModel):
         per_layer = 2 + (model.normalization != "none") + dropout
@@ -129,7 +135,11 @@ def _activations_per_sample(spec: JobSpec, info: DatasetInfo) -> int:
 def _dataset_bytes(spec: JobSpec, info: DatasetInfo) -> int:
     if info.modality == "text":
         model = spec.model
-        length = model.max_length if isinstance(model, TextModel | GraphModel) else 128
+        length = (
+            model.max_length
+            if isinstance(model, TextModel | GraphModel | TransformerModel)
+            else 128
+        )
         per_sample = length * TOKEN
     else:
         per_sample = input_features(info) * FLOAT

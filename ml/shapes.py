@@ -21,31 +21,31 @@ from typing import Literal
 
 from ml.checks import DatasetInfo, SpecProblem
 from ml.graph_spec import (
-    GRU,
     KERNEL_OPS,
-    LSTM,
     MAX_LAYERS,
     ActivationLayer,
-    Add,
-    AvgPool2D,
-    BatchNorm,
-    Concat,
-    Conv1D,
-    Conv2D,
-    Dense,
-    DepthwiseConv2D,
-    Dropout,
-    Embedding,
-    Flatten,
-    GlobalAvgPool,
-    GlobalMaxPool,
+    AddLayer,
+    AvgPool2DLayer,
+    BatchNormLayer,
+    ConcatLayer,
+    Conv1DLayer,
+    Conv2DLayer,
+    DenseLayer,
+    DepthwiseConv2DLayer,
+    DropoutLayer,
+    EmbeddingLayer,
+    FlattenLayer,
+    GlobalAvgPoolLayer,
+    GlobalMaxPoolLayer,
     GraphModel,
+    GRULayer,
     Layer,
-    LayerNorm,
-    MaxPool2D,
-    MultiHeadAttention,
-    PositionEmbedding,
-    SeparableConv2D,
+    LayerNormLayer,
+    LSTMLayer,
+    MaxPool2DLayer,
+    MultiHeadAttentionLayer,
+    PositionEmbeddingLayer,
+    SeparableConv2DLayer,
 )
 
 ShapeKind = Literal["vector", "image", "tokens", "sequence"]
@@ -241,7 +241,9 @@ def infer(model: GraphModel, info: DatasetInfo, n_out: int) -> GraphShapes:
             shape, params, madds = _layer(layer, [s for s in ins if s is not None], model)
         except _Problem as e:
             result.problems.append(SpecProblem(loc, str(e), "graph_shape"))
-            shapes[i] = None
+            # An add of unlike shapes goes on with its first input's, so that the layers
+            # after it are checked too; after any other problem their input is unknown.
+            shapes[i] = ins[0] if isinstance(layer, AddLayer) and ins else None
             continue
         shapes[i] = shape
         out.append(LayerShape(i, layer.id, layer.op, shape.dims, params, madds))
@@ -262,6 +264,7 @@ def infer(model: GraphModel, info: DatasetInfo, n_out: int) -> GraphShapes:
                 "graph_output_not_flat",
             )
         )
+    result.problems.sort(key=lambda p: tuple((isinstance(x, str), x) for x in p.loc))
     if result.problems or last is None:
         return result
     width = last.dims[0]
@@ -304,7 +307,7 @@ def _need(layer: Layer, s: Shape, *kinds: ShapeKind) -> None:
 
 def _layer(layer: Layer, ins: list[Shape], model: GraphModel) -> tuple[Shape, int, int]:
     """(output shape, parameters, multiply-adds) of one layer, or _Problem."""
-    if isinstance(layer, Add):
+    if isinstance(layer, AddLayer):
         if len(ins) < 2:
             raise _Problem("add needs at least 2 inputs: list them in `inputs`")
         if any(s != ins[0] for s in ins):
@@ -312,7 +315,7 @@ def _layer(layer: Layer, ins: list[Shape], model: GraphModel) -> tuple[Shape, in
                 "add needs inputs of one shape and gets " + " and ".join(s.text() for s in ins)
             )
         return ins[0], 0, 0
-    if isinstance(layer, Concat):
+    if isinstance(layer, ConcatLayer):
         if len(ins) < 2:
             raise _Problem("concat needs at least 2 inputs: list them in `inputs`")
         kinds = {s.kind for s in ins}
@@ -327,7 +330,7 @@ def _layer(layer: Layer, ins: list[Shape], model: GraphModel) -> tuple[Shape, in
         dims = (total, *s0.dims[1:]) if s0.kind == "image" else (*s0.dims[:-1], total)
         return Shape(s0.kind, dims), 0, 0
     s = _one(layer, ins)
-    if isinstance(layer, Dense):
+    if isinstance(layer, DenseLayer):
         _need(layer, s, "vector", "sequence")
         n = s.dims[-1]
         steps = s.dims[0] if s.kind == "sequence" else 1
@@ -337,14 +340,14 @@ def _layer(layer: Layer, ins: list[Shape], model: GraphModel) -> tuple[Shape, in
             n * layer.units + layer.units * layer.use_bias,
             (steps * n * layer.units),
         )
-    if isinstance(layer, Dropout | ActivationLayer):
+    if isinstance(layer, DropoutLayer | ActivationLayer):
         return s, 0, 0
-    if isinstance(layer, BatchNorm | LayerNorm):
+    if isinstance(layer, BatchNormLayer | LayerNormLayer):
         _need(layer, s, "vector", "image", "sequence")
         return s, 2 * _channels(s), 0
-    if isinstance(layer, Flatten):
+    if isinstance(layer, FlattenLayer):
         return Shape("vector", (math.prod(s.dims),)), 0, 0
-    if isinstance(layer, Conv1D):
+    if isinstance(layer, Conv1DLayer):
         _need(layer, s, "sequence")
         length, c = s.dims
         k, st, d = layer.kernel_size, layer.strides, layer.dilation_rate
@@ -352,7 +355,7 @@ def _layer(layer: Layer, ins: list[Shape], model: GraphModel) -> tuple[Shape, in
         _check_side(layer, "length", length, n, k, d)
         params = c * layer.filters * k + layer.filters * layer.use_bias
         return Shape("sequence", (n, layer.filters)), params, n * c * layer.filters * k
-    if isinstance(layer, Conv2D | SeparableConv2D | DepthwiseConv2D):
+    if isinstance(layer, Conv2DLayer | SeparableConv2DLayer | DepthwiseConv2DLayer):
         _need(layer, s, "image")
         c, h, w = s.dims
         (kh, kw), (sh, sw), (dh, dw) = (
@@ -364,7 +367,7 @@ def _layer(layer: Layer, ins: list[Shape], model: GraphModel) -> tuple[Shape, in
         ow = conv_length(w, kw, sw, dw, layer.padding)
         _check_map(layer, (h, w), (oh, ow), f"kernel {kh}×{kw}")
         bias = layer.use_bias
-        if isinstance(layer, Conv2D):
+        if isinstance(layer, Conv2DLayer):
             f = layer.filters
             return (
                 Shape("image", (f, oh, ow)),
@@ -372,7 +375,7 @@ def _layer(layer: Layer, ins: list[Shape], model: GraphModel) -> tuple[Shape, in
                 oh * ow * c * f * kh * kw,
             )
         mid = c * layer.depth_multiplier
-        if isinstance(layer, DepthwiseConv2D):
+        if isinstance(layer, DepthwiseConv2DLayer):
             return (
                 Shape("image", (mid, oh, ow)),
                 mid * kh * kw + mid * bias,
@@ -381,7 +384,7 @@ def _layer(layer: Layer, ins: list[Shape], model: GraphModel) -> tuple[Shape, in
         f = layer.filters
         params = mid * kh * kw + mid * f + f * bias  # depthwise (no bias, as Keras) + pointwise
         return Shape("image", (f, oh, ow)), params, oh * ow * mid * (kh * kw + f)
-    if isinstance(layer, MaxPool2D | AvgPool2D):
+    if isinstance(layer, MaxPool2DLayer | AvgPool2DLayer):
         _need(layer, s, "image")
         c, h, w = s.dims
         (kh, kw) = pair(layer.pool_size)
@@ -389,10 +392,10 @@ def _layer(layer: Layer, ins: list[Shape], model: GraphModel) -> tuple[Shape, in
         oh, ow = conv_length(h, kh, sh, 1, layer.padding), conv_length(w, kw, sw, 1, layer.padding)
         _check_map(layer, (h, w), (oh, ow), f"pool_size {kh}×{kw}")
         return Shape("image", (c, oh, ow)), 0, 0
-    if isinstance(layer, GlobalAvgPool | GlobalMaxPool):
+    if isinstance(layer, GlobalAvgPoolLayer | GlobalMaxPoolLayer):
         _need(layer, s, "image", "sequence")
         return Shape("vector", (_channels(s),)), 0, 0
-    if isinstance(layer, Embedding):
+    if isinstance(layer, EmbeddingLayer):
         _need(layer, s, "tokens")
         vocab = layer.input_dim or model.vocab_size
         if vocab < model.vocab_size:
@@ -401,18 +404,18 @@ def _layer(layer: Layer, ins: list[Shape], model: GraphModel) -> tuple[Shape, in
                 "token ids would fall outside the table"
             )
         return Shape("sequence", (s.dims[0], layer.output_dim)), vocab * layer.output_dim, 0
-    if isinstance(layer, PositionEmbedding):
+    if isinstance(layer, PositionEmbeddingLayer):
         _need(layer, s, "sequence")
         return s, math.prod(s.dims), 0
-    if isinstance(layer, LSTM | GRU):
+    if isinstance(layer, LSTMLayer | GRULayer):
         _need(layer, s, "sequence")
         length, d = s.dims
-        gates, u = (4 if isinstance(layer, LSTM) else 3), layer.units
+        gates, u = (4 if isinstance(layer, LSTMLayer) else 3), layer.units
         params = gates * (u * d + u * u + 2 * u)  # PyTorch keeps two biases per gate
         dims = (length, u) if layer.return_sequences else (u,)
         kind: ShapeKind = "sequence" if layer.return_sequences else "vector"
         return Shape(kind, dims), params, length * gates * u * (d + u)
-    if isinstance(layer, MultiHeadAttention):
+    if isinstance(layer, MultiHeadAttentionLayer):
         _need(layer, s, "sequence")
         length, d = s.dims
         if d % layer.num_heads:

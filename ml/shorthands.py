@@ -1,10 +1,12 @@
-"""The named model kinds as layer graphs (torch-free): ``mlp`` and ``cnn`` expand here.
+"""The named model kinds as layer graphs (torch-free): every kind expands here.
 
 ``ml.graph_model`` builds every expanded graph, so a shorthand and the graph it
 expands to are the same model: one module per layer, in order, with the same
 parameter names as before the graph existed (``0.weight``, ``1.weight`` ...), so
 old checkpoints load and a seed gives the same weights
-(tests/ml/test_shorthand_graphs.py compares with the pre-graph builders).
+(tests/ml/test_shorthand_graphs.py compares with the pre-graph builders). ``text`` with
+``encoder: pooling`` builds from its graph too, under its old module names; with
+``encoder: transformer`` it is only described by one (``ml.text_model`` builds it).
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from ml.checks import DatasetInfo
-from ml.graph_spec import GraphModel
-from ml.spec import CNNModel, MLPModel
+from ml.graph_spec import GraphModel, ResNetModel, TransformerModel
+from ml.spec import CNNModel, MLPModel, TextModel
 
 
 def expand_mlp(model: MLPModel, dropout: float) -> GraphModel:
@@ -60,6 +62,92 @@ def expand_cnn(model: CNNModel, info: DatasetInfo, dropout: float) -> GraphModel
     return GraphModel.model_validate({"layers": layers})
 
 
+def expand_resnet(model: ResNetModel, info: DatasetInfo, dropout: float) -> GraphModel:
+    """Stem (3×3 conv, batch norm, relu), then ``depth`` residual blocks -- conv, batch norm,
+    relu, conv, batch norm, add the block's input, relu -- each followed by 2×2 max pooling
+    while a side is >= 2; global average pooling, dropout."""
+    if info.image_shape is None:
+        raise ValueError("a resnet needs image data")
+    _, h, w = info.image_shape
+    conv = {"op": "conv2d", "filters": model.width, "kernel_size": 3, "padding": "same"}
+    layers: list[dict[str, Any]] = [
+        {**conv, "id": "stem"}, {"op": "batch_norm"}, {"op": "activation", "fn": "relu"},
+    ]  # fmt: skip
+    block_in = "stem_out"
+    layers[-1]["id"] = block_in
+    for b in range(model.depth):
+        layers += [
+            conv, {"op": "batch_norm"}, {"op": "activation", "fn": "relu"},
+            conv, {"op": "batch_norm"},
+            {"op": "add", "inputs": [block_in, -1]},
+            {"op": "activation", "fn": "relu", "id": f"block{b}"},
+        ]  # fmt: skip
+        block_in = f"block{b}"
+        ph, pw = (2 if h >= 2 else 1), (2 if w >= 2 else 1)
+        if ph * pw > 1:
+            block_in = f"pool{b}"
+            layers.append({"op": "max_pool2d", "pool_size": [ph, pw], "id": block_in})
+            h, w = h // ph, w // pw
+    layers.append({"op": "global_avg_pool"})
+    if dropout > 0:
+        layers.append({"op": "dropout", "rate": dropout})
+    return GraphModel.model_validate({"layers": layers})
+
+
+def expand_transformer(model: TransformerModel, dropout: float) -> GraphModel:
+    """Token embedding + learned positions, ``num_layers`` pre-LayerNorm encoder blocks
+    (layer norm, self-attention, add; layer norm, dense 4·width gelu, dense width, add; dropout
+    after attention and feed-forward when set), a final layer norm, mean over the real
+    tokens, dropout."""
+    d = model.width
+    layers: list[dict[str, Any]] = [
+        {"op": "embedding", "output_dim": d},
+        {"op": "position_embedding", "id": "x0"},
+    ]
+    drop = [{"op": "dropout", "rate": dropout}] if dropout > 0 else []
+    for i in range(model.num_layers):
+        x = f"x{i}"
+        layers += [
+            {"op": "layer_norm"},
+            {"op": "multi_head_attention", "num_heads": model.num_heads, "dropout": dropout},
+            *drop,
+            {"op": "add", "inputs": [x, -1], "id": f"a{i}"},
+            {"op": "layer_norm"},
+            {"op": "dense", "units": 4 * d, "activation": "gelu"},
+            {"op": "dense", "units": d},
+            *drop,
+            {"op": "add", "inputs": [f"a{i}", -1], "id": f"x{i + 1}"},
+        ]
+    layers += [{"op": "layer_norm"}, {"op": "global_avg_pool"}, *drop]
+    return GraphModel.model_validate(
+        {"layers": layers, "vocab_size": model.vocab_size, "max_length": model.max_length}
+    )
+
+
+def text_as_graph(model: TextModel, dropout: float) -> GraphModel:
+    """The graph the ``text`` model computes, layer for layer and parameter for parameter.
+    ``pooling`` is built from it (``TEXT_POOLING_NAMES``: the pre-graph parameter names; the
+    dropout layer is there at rate 0 too, as the old model's identity); ``transformer`` is
+    built by ``ml.text_model`` and only described by it (``plan.layers``)."""
+    if model.encoder == "transformer":
+        encoder = TransformerModel(num_layers=model.num_layers, num_heads=model.num_heads,
+                                   width=model.embedding_dim, vocab_size=model.vocab_size,
+                                   max_length=model.max_length)  # fmt: skip
+        return expand_transformer(encoder, dropout)
+    layers: list[dict[str, Any]] = [
+        {"op": "embedding", "output_dim": model.embedding_dim},
+        {"op": "global_avg_pool"},
+        {"op": "dropout", "rate": dropout},
+    ]
+    return GraphModel.model_validate(
+        {"layers": layers, "vocab_size": model.vocab_size, "max_length": model.max_length}
+    )
+
+
+# The ``text`` pooling model's module names before graphs existed (its checkpoints load).
+TEXT_POOLING_NAMES = ["embedding", "pool", "dropout", "head"]
+
+
 def as_graph(model: object, info: DatasetInfo, dropout: float) -> GraphModel | None:
     """The graph a model kind builds; None for ``text`` (built by ``ml.text_model``)."""
     if isinstance(model, GraphModel):
@@ -68,4 +156,8 @@ def as_graph(model: object, info: DatasetInfo, dropout: float) -> GraphModel | N
         return expand_mlp(model, dropout)
     if isinstance(model, CNNModel):
         return expand_cnn(model, info, dropout)
+    if isinstance(model, ResNetModel):
+        return expand_resnet(model, info, dropout)
+    if isinstance(model, TransformerModel):
+        return expand_transformer(model, dropout)
     return None

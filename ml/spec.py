@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from ml.graph_spec import Activation, GraphModel
+from ml.graph_spec import Activation, GraphModel, ResNetModel, TransformerModel
 from ml.metric_names import METRIC_PATTERN
 from ml.spec_base import NoBoolNumbers, OmitsUnusedSynthetic, SuggestFields
 
@@ -165,7 +165,10 @@ class TextModel(Strict):
     vocab_size: int = Field(20000, ge=16, le=1_000_000)
 
 
-ModelSpec = Annotated[MLPModel | CNNModel | TextModel | GraphModel, Field(discriminator="kind")]
+ModelSpec = Annotated[
+    MLPModel | CNNModel | TextModel | GraphModel | ResNetModel | TransformerModel,
+    Field(discriminator="kind"),
+]
 
 
 # --------------------------------------------------------------------------- init

@@ -21,7 +21,13 @@ from ml.clipping import clip_gradients
 from ml.data import DeviceData, eval_batches
 from ml.init import init_weights
 from ml.metrics import EpochPredictions
-from ml.models import build_loss, build_model, kernel_weights, regularization_penalty
+from ml.models import (
+    build_loss,
+    build_model,
+    kernel_groups,
+    kernel_weights,
+    regularization_penalty,
+)
 from ml.optim import (
     apply_decoupled_weight_decay,
     build_optimizer,
@@ -77,8 +83,9 @@ class Trainer:
         self.optimizer = build_optimizer(spec, self.model, device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.kernels = kernel_weights(self.model)
-        reg = spec.regularization
-        self.l1, self.l2 = reg.l1, reg.l2
+        self.kernel_groups = kernel_groups(
+            self.model, spec.regularization.l1, spec.regularization.l2
+        )
         self.decay = has_decoupled_weight_decay(self.optimizer)
         self.augmentation = spec.augmentation if is_active(spec.augmentation) else None
         if self.augmentation is not None and data.info.image_shape is None:
@@ -98,9 +105,10 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def penalty(self) -> Tensor | None:
-        if self.l1 == 0 and self.l2 == 0:
+        if not self.kernel_groups:
             return None
-        return regularization_penalty(self.kernels, self.l1, self.l2)
+        terms = [regularization_penalty(w, l1, l2) for w, l1, l2 in self.kernel_groups]
+        return terms[0] if len(terms) == 1 else torch.stack(terms).sum()
 
     def step(self, xb: Tensor, yb: Tensor, lr: float, measure_norm: bool = True) -> StepStats:
         """One optimizer step; its statistics stay on the device.

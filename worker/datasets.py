@@ -26,7 +26,7 @@ from api.db.models import Job
 from ml.architecture import TrainError
 from ml.checks import DatasetInfo
 from ml.data import LoadedDataset, split_indices
-from ml.graph_spec import GraphModel
+from ml.graph_spec import GraphModel, TransformerModel
 from ml.spec import JobSpec, TextModel, UploadedSource
 from ml.text import build_vocabulary, encode, tokenize
 
@@ -63,8 +63,10 @@ def to_loaded(spec: JobSpec, data: codec.Decoded, info: DatasetInfo) -> LoadedDa
     if data.texts is None:
         raise TrainError("the stored text dataset has no texts: upload it again")
     model = spec.model
-    if not isinstance(model, TextModel | GraphModel):
-        raise TrainError(f"a text dataset needs model.kind 'text' or 'graph', not {model.kind!r}")
+    if not isinstance(model, TextModel | GraphModel | TransformerModel):
+        raise TrainError(
+            f"a text dataset needs model.kind 'text', 'transformer' or 'graph', not {model.kind!r}"
+        )
     tokens, vocab = text_vocabulary(spec, model, data.texts, y, info)
     # float32 holds every id exactly (vocab_size <= 1e6 < 2**24); the model casts back.
     ids = np.array([encode(t, vocab, model.max_length) for t in tokens], dtype=np.float32)
@@ -72,7 +74,11 @@ def to_loaded(spec: JobSpec, data: codec.Decoded, info: DatasetInfo) -> LoadedDa
 
 
 def text_vocabulary(
-    spec: JobSpec, model: TextModel | GraphModel, texts: list[str], y: np.ndarray, info: DatasetInfo
+    spec: JobSpec,
+    model: TextModel | GraphModel | TransformerModel,
+    texts: list[str],
+    y: np.ndarray,
+    info: DatasetInfo,
 ) -> tuple[list[list[str]], dict[str, int]]:
     """Every text's tokens, and the vocabulary of the job's training split (a model export
     ships it)."""

@@ -34,7 +34,7 @@ from ml.export import (
     export_model,
     model_from_weights,
 )
-from ml.graph_spec import GraphModel
+from ml.graph_spec import GraphModel, TransformerModel
 from ml.spec import BuiltinSource, JobSpec, TextModel
 from worker.datasets import text_vocabulary
 from worker.sinks import with_db_retry
@@ -118,7 +118,7 @@ def _context(
     classes: list[str] | None = [str(c) for c in meta.get("class_names") or []] or None
     features: list[Any] | None = meta.get("feature_names")
     if info.modality == "text":
-        assert isinstance(spec.model, TextModel | GraphModel)
+        assert isinstance(spec.model, TextModel | GraphModel | TransformerModel)
         decoded = codec.decode(datasets_repo.read_content(session, stored))
         texts = decoded.texts or []
         _, vocab = text_vocabulary(spec, spec.model, texts, np.asarray(ds.y), info)

@@ -2,9 +2,9 @@
 
 Torch-free and FastAPI-free (the worker builds trial specs with it). A
 parameter path is a dotted path into the *resolved* base spec
-(``optimizer.lr``); setting a path that ends in ``kind`` (``model.kind``)
-replaces that whole part with the new kind's defaults, so a choice of model
-kinds never mixes one kind's fields with another's.
+(``optimizer.lr``; a number indexes a list: ``model.layers.3.filters``); setting a
+path that ends in ``kind`` (``model.kind``) replaces that whole part with the new
+kind's defaults, so a choice of model kinds never mixes one kind's fields with another's.
 """
 
 from __future__ import annotations
@@ -61,10 +61,17 @@ def _kinds_of(annotation: Any) -> set[type]:
 
 
 def field_kind(spec: JobSpec, path: str) -> FieldKind | None:
-    """The type of the field at ``path`` in the spec; None when there is no such field."""
+    """The type of the field at ``path`` in the spec; None when there is no such field.
+
+    A number in the path indexes a list: ``model.layers.3.filters`` is a graph layer's."""
     parent: Any = spec
     parts = path.split(".")
     for name in parts[:-1]:
+        if isinstance(parent, list) and name.isdigit():
+            if int(name) >= len(parent):
+                return None
+            parent = parent[int(name)]
+            continue
         if not isinstance(parent, BaseModel) or name not in type(parent).model_fields:
             return None
         parent = getattr(parent, name)
@@ -85,7 +92,7 @@ def substitute(base: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, 
         *parents, leaf = path.split(".")
         node: Any = doc
         for name in parents:
-            node = node[name]
+            node = node[int(name)] if isinstance(node, list) else node[name]
         if leaf == "kind" and parents and node.get("kind") != value:
             node.clear()  # a new kind starts from its own defaults
         node[leaf] = copy.deepcopy(value)

@@ -198,3 +198,32 @@ def test_download_a_checkpoint_with_the_generated_client(client: Any, finished_j
     from safetensors.numpy import load
 
     assert load(data), "the checkpoint holds tensors"
+
+
+def test_a_graph_spec_validates_with_the_generated_client(client: Any) -> None:
+    """Layers are typed variants on `op`; the plan's layers come back typed and add up."""
+    m = _module("models")
+    validate = _module("api.specs.validate_job_spec")
+    spec = m.JobSpec(
+        dataset=m.DatasetSpec(source=m.BuiltinSource(name=m.BuiltinName.DIGITS)),
+        model=m.GraphModel(
+            layers=[
+                m.Conv2DLayer(filters=8, padding=m.Padding.SAME, id="stem"),
+                m.BatchNormLayer(),
+                m.ActivationLayer(fn=m.Activation.RELU),
+                m.AddLayer(inputs=["stem", -1]),
+                m.GlobalAvgPoolLayer(),
+                m.DenseLayer(units=16, init=m.InitName.HE_NORMAL, l2=1e-4),
+            ]
+        ),
+        epochs=1,
+    )
+    result = validate.sync(client=client, body=m.SpecValidateRequest(spec=spec))
+    assert isinstance(result, m.SpecValidation)
+    assert isinstance(result.spec.model, m.GraphModel)
+    assert isinstance(result.spec.model.layers[0], m.Conv2DLayer)
+    layers = result.plan.layers
+    assert [la.op for la in layers] == ["conv2d", "batch_norm", "activation", "add",
+                                        "global_avg_pool", "dense", "dense"]  # fmt: skip
+    assert layers[0].output_shape == [8, 8, 8] and layers[-1].id == "head"
+    assert sum(la.parameter_count for la in layers) == result.plan.parameter_count

@@ -26,7 +26,7 @@ METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 # The spec's variant parts: (component, property) -> every kind it must map.
 SPEC_UNIONS = {
     ("DatasetSpec", "source"): {"builtin", "uploaded"},
-    ("JobSpec", "model"): {"mlp", "cnn", "text"},
+    ("JobSpec", "model"): {"mlp", "cnn", "text", "graph", "resnet", "transformer"},
     ("JobSpec", "init"): {
         "framework_default",
         "random_uniform",
@@ -193,6 +193,15 @@ def test_spec_variants_are_discriminated_on_kind_with_a_mapping(doc: dict[str, A
             variant = schemas[ref.removeprefix(SCHEMAS)]
             assert variant["properties"]["kind"]["const"] == kind, ref
             assert "kind" in variant["required"], f"{ref}: the tag must be required"
+    # A graph's layers: a union on `op`, one named variant per op.
+    layers = schemas["GraphModel"]["properties"]["layers"]["items"]
+    assert layers["discriminator"]["propertyName"] == "op"
+    for op, ref in layers["discriminator"]["mapping"].items():
+        variant = schemas[ref.removeprefix(SCHEMAS)]
+        assert variant["properties"]["op"]["const"] == op and "op" in variant["required"], ref
+    assert {"dense", "conv2d", "lstm", "multi_head_attention"} <= set(
+        layers["discriminator"]["mapping"]
+    )
     # And every other oneOf in the document is discriminated too.
     for where, node in nodes(doc):
         if "oneOf" in node:

@@ -334,6 +334,11 @@ def test_the_editor_shows_the_422_location_and_submits_a_valid_spec(
     )
     expect(page.get_by_test_id("valid")).to_be_visible()
     expect(page.get_by_test_id("steps-per-epoch")).to_have_text(re.compile(r"^\d+$"))
+    # the layer table as you type: flatten, dense, activation, then the implied head
+    rows = page.locator("[data-testid=layers] tbody tr")
+    expect(rows).to_have_count(4)
+    expect(rows.nth(3)).to_contain_text("head")
+    expect(rows.nth(1)).to_contain_text("1,040")  # 64 x 16 + 16
     expect(page.locator("[data-chart=plan-lr] [data-series=lr]")).to_have_attribute(
         "data-points", "2"
     )

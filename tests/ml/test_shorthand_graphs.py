@@ -1,13 +1,16 @@
-"""The mlp and cnn shorthands expand to layer graphs and train exactly as before the graph.
+"""The mlp, cnn and text (pooling) shorthands expand to layer graphs and train exactly as
+before the graph.
 
 ``_old_mlp`` / ``_old_cnn`` are the pre-graph builders of ml/models.py, copied verbatim
-(commit 0d9fc00): each run trains once with them (patched into the trainer) and once
+(commit 0d9fc00); the text model's is ``ml.text_model`` (which still builds the transformer
+encoder): each run trains once with them (patched into the trainer) and once
 with the graph, from the same seed; the weights, parameter names and every metric point
 must agree to 1e-6.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load as st_load
@@ -16,10 +19,12 @@ from torch import nn
 import ml.trainer
 from ml.architecture import TrainError, output_units
 from ml.checks import DatasetInfo
+from ml.data import LoadedDataset
 from ml.engine import train
 from ml.models import ACTIVATIONS, GlobalAvgPool
 from ml.sinks import MemoryCheckpointSink, MemoryMetricSink
-from ml.spec import CNNModel, JobSpec, MLPModel
+from ml.spec import CNNModel, JobSpec, MLPModel, TextModel
+from ml.text_model import build_text_model
 
 
 def _prod(shape: tuple[int, ...]) -> int:
@@ -77,6 +82,8 @@ def _old_cnn(model: CNNModel, info: DatasetInfo, dropout: float) -> nn.Sequentia
 
 
 def _old_build_model(spec: JobSpec, info: DatasetInfo) -> nn.Module:
+    if isinstance(spec.model, TextModel):  # ml.text_model still builds the transformer one
+        return build_text_model(spec.model, info, spec.regularization.dropout)
     if isinstance(spec.model, MLPModel):
         return _old_mlp(spec.model, info, spec.regularization.dropout)
     assert isinstance(spec.model, CNNModel)
@@ -113,12 +120,32 @@ CASES = {
 }  # fmt: skip
 
 
+def _tokens(n: int = 160, length: int = 10, vocab: int = 40) -> LoadedDataset:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, n)
+    ids = rng.integers(2, vocab, (n, length))
+    ids[y == 1, 0] = 3
+    for i in range(n):  # padded tails of varying length, one text of padding only
+        ids[i, rng.integers(2, length + 1) :] = 0
+    ids[0, :] = 0
+    info = DatasetInfo("classification", "text", n, 0, None, 2)
+    return LoadedDataset(ids.astype(np.float32), y, info)
+
+
+TEXT = {"kind": "text", "embedding_dim": 8, "max_length": 10, "vocab_size": 40}
+UPLOAD = {"source": {"kind": "uploaded", "dataset_id": "d"}, "batch_size": 16}
+CASES["text_pooling"] = {"dataset": UPLOAD, "model": TEXT}
+CASES["text_pooling_dropout_l2"] = {"dataset": UPLOAD, "model": TEXT,
+                                    "regularization": {"dropout": 0.3, "l2": 1e-3}}  # fmt: skip
+
+
 def _run(body: dict, monkeypatch: pytest.MonkeyPatch | None) -> tuple[dict, list]:
     spec = JobSpec.model_validate(body | {"epochs": 3, "seed": 11, "deterministic": True})
     metrics, checkpoints = MemoryMetricSink(), MemoryCheckpointSink()
     if monkeypatch is not None:
         monkeypatch.setattr(ml.trainer, "build_model", _old_build_model)
-    train(spec, metrics=metrics, checkpoints=checkpoints)
+    dataset = _tokens() if isinstance(spec.model, TextModel) else None
+    train(spec, metrics=metrics, checkpoints=checkpoints, dataset=dataset)
     if monkeypatch is not None:
         monkeypatch.undo()
     weights = st_load(checkpoints.saved[-1][0].weights)

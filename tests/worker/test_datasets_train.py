@@ -95,6 +95,29 @@ def test_text_csv_trains(client: TestClient, settings: Settings, encoder: str) -
         assert m["val_accuracy"][-1] >= 0.8, m["val_accuracy"]
 
 
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"kind": "graph", "max_length": 12, "vocab_size": 64, "layers": [
+            {"op": "embedding", "output_dim": 16}, {"op": "lstm", "units": 8}]},
+        {"kind": "transformer", "num_layers": 1, "num_heads": 2, "width": 16,
+         "max_length": 12, "vocab_size": 64},
+    ],
+    ids=["graph-lstm", "transformer"],
+)  # fmt: skip
+def test_text_csv_trains_a_graph(client: TestClient, settings: Settings, model: dict) -> None:
+    """The worker tokenizes a text upload for graph models too (their max_length and
+    vocab_size), and the job succeeds."""
+    ds = uploaded(client, text_csv(), "text_csv", text_column="review", label_column="sentiment")
+    body = {"spec": {
+        "dataset": {"source": {"kind": "uploaded", "dataset_id": ds["id"]}, "batch_size": 16},
+        "model": model, "epochs": 2, "seed": 0, "checkpointing": QUIET,
+    }}  # fmt: skip
+    job, m = run(client, settings, body)
+    succeeded(job)
+    assert len(m["val_accuracy"]) == 2 and all(np.isfinite(m["loss"]))
+
+
 def test_digits_npz_trains(client: TestClient, settings: Settings) -> None:
     ds = uploaded(client, digits_npz(n=400), "npz")
     job, m = run(

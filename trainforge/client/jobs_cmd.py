@@ -49,6 +49,15 @@ def _print_plan(result: dict[str, Any]) -> None:
     )
     out.print(f"# steps per epoch: {plan.get('steps_per_epoch')} ({plan.get('total_steps')} total)")
     out.print(f"# lr per epoch:    {shown}")
+    layers = plan.get("layers") or []
+    if layers:
+        out.print("# layers (index, id, op, output shape, parameters):")
+        for la in layers:
+            shape = "x".join(str(d) for d in la.get("output_shape", []))
+            out.print(
+                f"#   {la.get('index'):>3} {la.get('id') or '':<10} {la.get('op'):<22} "
+                f"{shape:<12} {la.get('parameter_count'):>10,}"
+            )
 
 
 def validate(spec_file: SPEC_ARG, set_: SET_OPT = None, as_json: JSON_OPT = False) -> None:

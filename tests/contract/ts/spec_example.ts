@@ -57,3 +57,29 @@ export const uploadedByName: Schemas["DatasetSpec"] = {
 };
 // @ts-expect-error -- "succeded" is not a JobStatus
 export const typo: Schemas["JobStatus"] = "succeded";
+
+// A graph: layers discriminated on `op`, each op with its own parameters.
+type Model = NonNullable<Schemas["JobSpec"]["model"]>;
+export const residual: Model = {
+  kind: "graph",
+  layers: [
+    { op: "conv2d", filters: 16, kernel_size: 3, padding: "same", id: "stem" },
+    { op: "batch_norm" },
+    { op: "activation", fn: "relu" },
+    { op: "conv2d", filters: 16, kernel_size: [3, 3], padding: "same", l2: 0.0001 },
+    { op: "add", inputs: ["stem", -1] },
+    { op: "global_avg_pool" },
+    { op: "dense", units: 32, activation: "gelu", trainable: false },
+  ],
+};
+type GraphLayer = Schemas["GraphModel"]["layers"][number];
+export function filtersOf(layer: GraphLayer): number | undefined {
+  if (layer.op === "conv2d") {
+    return layer.filters;
+  }
+  return undefined;
+}
+// @ts-expect-error -- a dense layer has units, not filters
+export const denseWithFilters: GraphLayer = { op: "dense", filters: 3 };
+// @ts-expect-error -- there is no op "conv3d"
+export const unknownOp: GraphLayer = { op: "conv3d", filters: 3 };

@@ -1,6 +1,7 @@
-import { ApiError, download, getJSON, request } from "../api.js";
+import { ApiError, download, getJSON, request, sendJSON } from "../api.js";
 import { SeriesChart } from "../chart.js";
 import { errorBox, fmtBytes, fmtNumber, fmtTime, h, replace, statusBadge } from "../dom.js";
+import { layerTable } from "../layers.js";
 import { followEvents } from "../sse.js";
 import { LogPanel } from "./logs.js";
 
@@ -41,6 +42,7 @@ export async function jobView(root, { params, signal }) {
   const checkpoints = h("tbody");
   const timeline = h("tbody");
   const spec = h("pre", { class: "spec", "data-testid": "spec" });
+  const layers = h("div", { class: "layer-table" });
   const logs = h("div");
   replace(
     root,
@@ -59,6 +61,7 @@ export async function jobView(root, { params, signal }) {
           h("thead", {}, h("tr", {}, ["When", "Transition", "Reason", "Attempt"].map((c) => h("th", {}, c)))),
           timeline)),
       h("section", {}, h("h2", {}, "Resolved spec"), spec)),
+    h("section", {}, h("h2", {}, "Layers"), layers),
   );
   const chartObjs = CHARTS.map((c) => new SeriesChart(charts, c));
   const logPanel = new LogPanel(logs, signal);
@@ -94,6 +97,16 @@ export async function jobView(root, { params, signal }) {
       inEpoch ? h("span", { class: "muted" },
         `epoch ${inEpoch.epoch + 1}: batch ${inEpoch.batch}/${inEpoch.steps_per_epoch}, loss ${fmtNumber(inEpoch.loss)}`) : null,
     );
+  }
+
+  // The model's layers, as the plan of the job's spec shows them (POST /v1/specs/validate).
+  async function loadLayers() {
+    try {
+      const result = await sendJSON("POST", "/v1/specs/validate", { spec: job.spec }, { signal });
+      replace(layers, layerTable(result.plan.layers));
+    } catch (err) {
+      if (!signal.aborted) replace(layers, h("p", { class: "muted" }, "The layer table is not available (the job's dataset is gone?)."));
+    }
   }
 
   function renderJob() {
@@ -237,5 +250,6 @@ export async function jobView(root, { params, signal }) {
 
   renderJob();
   refreshCheckpoints();
+  loadLayers();
   startFollowing();
 }

@@ -2,6 +2,7 @@ import { parse } from "/ui/vendor/yaml/index.js";
 import { ApiError, Offline, sendJSON } from "../api.js";
 import { SeriesChart } from "../chart.js";
 import { errorBox, fmtNumber, h, replace } from "../dom.js";
+import { layerTable } from "../layers.js";
 
 const EXAMPLE = `# A job spec in YAML (or JSON); every field not given has a default (docs/spec.md).
 dataset:
@@ -32,6 +33,7 @@ export function newJobView(root, { signal, navigate }) {
   const problems = h("div", { class: "problems-box", "data-testid": "problems", "aria-live": "polite" });
   const plan = h("div", { class: "plan", "data-testid": "plan" });
   const lrChart = h("div", { class: "charts one small" });
+  const layers = h("div", { class: "layer-table" });
   const submitMessage = h("div", { "data-testid": "submit-message" });
   const form = h("form", { class: "editor" },
     h("div", { class: "editor-main" },
@@ -40,7 +42,8 @@ export function newJobView(root, { signal, navigate }) {
       h("div", { class: "row" }, h("label", { for: "job-name" }, "Name"), name,
         h("label", { for: "job-priority" }, "Priority"), priority, submit),
       submitMessage),
-    h("aside", {}, h("h2", {}, "Validation"), problems, h("h2", {}, "Plan"), plan, lrChart));
+    h("aside", {}, h("h2", {}, "Validation"), problems, h("h2", {}, "Plan"), plan, lrChart,
+      h("h2", {}, "Layers"), layers));
   replace(root, h("h1", {}, "New job"), form);
 
   let chart = null;
@@ -75,6 +78,7 @@ export function newJobView(root, { signal, navigate }) {
       h("dt", {}, "Train / validation samples"), h("dd", {}, `${fmtNumber(p.train_samples)} / ${fmtNumber(p.validation_samples)}`),
       h("dt", {}, "Steps per epoch"), h("dd", { "data-testid": "steps-per-epoch" }, fmtNumber(p.steps_per_epoch)),
       h("dt", {}, "Total steps"), h("dd", {}, fmtNumber(p.total_steps))));
+    replace(layers, layerTable(p.layers));
     if (p.lr_per_epoch) {
       chart ??= new SeriesChart(lrChart, { id: "plan-lr", title: "LR per epoch", names: ["lr"], xLabel: "epoch", height: 160 });
       chart.update(new Map([["lr", new Map(p.lr_per_epoch.map((v, i) => [i + 1, { epoch: i, value: v }]))]]));
