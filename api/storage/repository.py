@@ -1,7 +1,8 @@
 """Repository functions of the storage domain (SQLAlchemy only; the worker imports these).
 
 A team's stored bytes are its checkpoints (every chunk: the weights file and the
-resume state) and its datasets (the normalised content kept in chunks). Metric
+resume state) and its datasets (the normalised content), summed in the blob store
+(api.db.blobs). Metric
 points, events and logs are small next to them and are not counted.
 """
 
@@ -9,11 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from api.db.checkpoints import Checkpoint, CheckpointChunk
-from api.db.datasets import Dataset
+from api.db import blobs
 from api.db.jobs import TERMINAL
 from api.db.models import Job, Team
 
@@ -41,26 +41,11 @@ class StorageUsage:
         return self.checkpoint_bytes + self.dataset_bytes
 
 
-def checkpoint_bytes(session: Session, team_id: str) -> int:
-    stmt = (
-        select(func.coalesce(func.sum(func.length(CheckpointChunk.data)), 0))
-        .select_from(CheckpointChunk)
-        .join(Checkpoint, Checkpoint.id == CheckpointChunk.checkpoint_id)
-        .join(Job, Job.id == Checkpoint.job_id)
-        .where(Job.team_id == team_id)
-    )
-    return int(session.scalar(stmt) or 0)
-
-
-def dataset_bytes(session: Session, team_id: str) -> int:
-    stmt = select(func.coalesce(func.sum(Dataset.stored_bytes), 0)).where(
-        Dataset.team_id == team_id
-    )
-    return int(session.scalar(stmt) or 0)
-
-
 def usage(session: Session, team_id: str) -> StorageUsage:
-    return StorageUsage(checkpoint_bytes(session, team_id), dataset_bytes(session, team_id))
+    """Counted through the blob store (one indexed sum): checkpoints and datasets; model
+    exports are not counted, as before the one store."""
+    stored = blobs.bytes_per_team(session, team_id)
+    return StorageUsage(stored["checkpoint"], stored["dataset"])
 
 
 def storage_quota(session: Session, team_id: str) -> int | None:
