@@ -7,7 +7,6 @@ nothing here commits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -165,20 +164,6 @@ def transitions(session: Session, job_id: str) -> list[JobTransition]:
             select(JobTransition).where(JobTransition.job_id == job_id).order_by(JobTransition.id)
         )
     )
-
-
-def transitions_for(session: Session, job_ids: Sequence[str]) -> dict[str, list[JobTransition]]:
-    """The transitions of several jobs in one query (a page of a listing)."""
-    out: dict[str, list[JobTransition]] = {job_id: [] for job_id in job_ids}
-    if job_ids:
-        stmt = (
-            select(JobTransition)
-            .where(JobTransition.job_id.in_(list(job_ids)))
-            .order_by(JobTransition.id)
-        )
-        for t in session.scalars(stmt):
-            out[t.job_id].append(t)
-    return out
 
 
 def request_cancel(session: Session, job: Job) -> None:
