@@ -193,6 +193,23 @@ def delete_files(session: Session, owner: Owner, owner_ids: Sequence[int | str])
         session.execute(delete(BlobChunk).where(_OWNER_COLUMN[owner].in_(owner_ids)))
 
 
+@dataclass(frozen=True)
+class StorageUsage:
+    """What the storage quota counts: checkpoints and datasets (model exports are not)."""
+
+    checkpoint_bytes: int
+    dataset_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.checkpoint_bytes + self.dataset_bytes
+
+
+def usage(session: Session, team_id: str) -> StorageUsage:
+    stored = bytes_per_team(session, team_id)
+    return StorageUsage(stored["checkpoint"], stored["dataset"])
+
+
 def bytes_per_team(session: Session, team_id: str) -> dict[Owner, int]:
     """The team's stored bytes by owner kind (0 for a kind it stores nothing of)."""
     stmt = (

@@ -7,6 +7,7 @@ nothing here commits.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,12 +17,23 @@ from sqlalchemy.orm import Session
 
 from api.db import events
 from api.db.models import Job, JobTransition, new_id, table, utcnow
-from api.webhooks import repository as webhook_outbox
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 
 
 _FENCING = {"on": True}
+
+# (session, job id, to status, reason, attempt, at): called in the status change's own
+# transaction. The webhook outbox registers itself (api.webhooks.repository), so the
+# store imports no domain package (issue 22) and a change is never committed without it.
+TransitionObserver = Callable[[Session, str, str, str | None, int, datetime], None]
+_OBSERVERS: list[TransitionObserver] = []
+
+
+def observe_transitions(observer: TransitionObserver) -> TransitionObserver:
+    if observer not in _OBSERVERS:
+        _OBSERVERS.append(observer)
+    return observer
 
 
 def disable_fencing_for_fault_tests() -> None:
@@ -78,7 +90,13 @@ def record_transition(
     )
     # The webhook outbox (issue 15): a delivery row per subscribed endpoint, in this
     # same transaction, so a status change is never committed without its deliveries.
-    webhook_outbox.enqueue_job_event(session, job_id, to_status, reason, attempt, at)
+    if not _OBSERVERS:
+        raise RuntimeError(
+            "no observer of job status changes is wired: import api.webhooks.repository "
+            "(the app, the worker's tasks and the operator CLI do)"
+        )
+    for observer in _OBSERVERS:
+        observer(session, job_id, to_status, reason, attempt, at)
 
 
 def create_job(

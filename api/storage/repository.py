@@ -8,12 +8,11 @@ points, events and logs are small next to them and are not counted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from api.db import blobs
+from api.db.blobs import StorageUsage as StorageUsage
 from api.db.jobs import TERMINAL
 from api.db.models import Job, Team
 
@@ -31,21 +30,10 @@ class StorageQuotaExceeded(Exception):
         )
 
 
-@dataclass(frozen=True)
-class StorageUsage:
-    checkpoint_bytes: int
-    dataset_bytes: int
-
-    @property
-    def total_bytes(self) -> int:
-        return self.checkpoint_bytes + self.dataset_bytes
-
-
 def usage(session: Session, team_id: str) -> StorageUsage:
     """Counted through the blob store (one indexed sum): checkpoints and datasets; model
     exports are not counted, as before the one store."""
-    stored = blobs.bytes_per_team(session, team_id)
-    return StorageUsage(stored["checkpoint"], stored["dataset"])
+    return blobs.usage(session, team_id)
 
 
 def storage_quota(session: Session, team_id: str) -> int | None:
