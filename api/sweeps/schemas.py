@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.jobs.status import JobStatus, StatusReason
 from api.sweeps.search import AshaTermination as AshaTermination
@@ -21,8 +21,11 @@ from api.sweeps.search import NoEarlyTermination as NoEarlyTermination
 from api.sweeps.search import SweepAlgorithm as SweepAlgorithm
 from api.sweeps.search import SweepObjective as SweepObjective
 from api.sweeps.search import UniformParameter as UniformParameter
-from api.sweeps.search import _Strict
 from ml.spec import JobSpec
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
 
 class SweepCreate(_Strict):
