@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from alembic import command
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from api.app import create_app
@@ -23,10 +25,10 @@ from api.db.keys import DEFAULT_TEAM, create_api_key, get_or_create_team
 from api.db.migrate import alembic_config, upgrade
 from api.db.model_exports import ModelExport
 from api.db.models import Job
-from api.db.session import session_factory
+from api.db.session import engine_for, session_factory
 from api.settings import Settings
 from api.storage import repository as storage_repo
-from tests.conftest import FakeQueue
+from tests.conftest import PG_ADMIN_URL, FakeQueue, service_missing
 
 BEFORE_BLOBS = "a0c3e1000003"
 OLD_CHUNK = 1 << 20  # what the three modules cut files into before the blob store
@@ -138,8 +140,26 @@ def sha(data: bytes) -> str:
 
 
 @pytest.fixture
-def old(tmp_path: Any) -> tuple[Settings, OldStore]:
-    settings = Settings(home=tmp_path / "home")
+def fresh_pg() -> Iterator[str]:
+    """An empty PostgreSQL database of its own (the session's pg_url is already migrated)."""
+    try:
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        name = f"tf_blobs_{secrets.token_hex(4)}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception:  # noqa: BLE001
+        service_missing("PostgreSQL at 127.0.0.1:5432")
+    yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    engine_for.cache_clear()  # forget its engines; FORCE below ends their connections
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def old(request: pytest.FixtureRequest, tmp_path: Any) -> tuple[Settings, OldStore]:
+    url = request.getfixturevalue("fresh_pg") if request.param == "postgresql" else None
+    settings = Settings(home=tmp_path / "home", database_url=url)
     settings.ensure_home()
     upgrade(settings.resolved_database_url, BEFORE_BLOBS)
     with session_factory(settings.resolved_database_url)() as session:
