@@ -14,7 +14,7 @@ from api.guard import BodyGuard
 from api.joblogs import router as joblogs_router
 from api.monitoring import router as monitoring_router
 from api.monitoring.http_metrics import HttpMetrics
-from api.openapi_dump import OPENAPI_TAGS, contract_openapi
+from api.openapi_contract import OPENAPI_TAGS, contract_openapi
 from api.predict import router as predict_router
 from api.queue import JobQueue, celery_queue
 from api.routers import admin, checkpoints, datasets, events, jobs, schemas, specs, system
@@ -88,6 +88,6 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
     app.include_router(storage_router.admin_router)  # GET /v1/admin/teams/{id} (issue 17)
     app.include_router(sweeps_router.router)  # /v1/sweeps (issue 13)
     mount_dashboard(app)  # `/` → /ui/: the dashboard's static files (issue 12)
-    # Problems declared, enums named: see api/openapi_dump.py (`make openapi`).
+    # Problems declared, enums named: see api/openapi_contract.py (`make openapi`).
     app.openapi = lambda: contract_openapi(app)  # type: ignore[method-assign]
     return app

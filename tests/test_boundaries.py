@@ -1,4 +1,5 @@
-"""The spec is importable without torch (the API relies on it)."""
+"""The spec is importable without torch (the API relies on it); every process that changes a
+job's status has the webhook outbox wired (the store imports no domain package)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,23 @@ import pytest
 
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.e2e  # fresh interpreters
 
 
-@pytest.mark.e2e
 def test_importing_the_api_and_the_spec_does_not_import_torch() -> None:
     code = (
         "import sys, ml.spec, ml.checks, ml.plan, api.app; "
         "bad = [m for m in ('torch', 'worker') if m in sys.modules]; "
         "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+@pytest.mark.parametrize("entry", ["api.app", "worker.tasks", "worker.reconciler"])
+def test_every_process_entry_wires_the_webhook_outbox_to_status_changes(entry: str) -> None:
+    code = (
+        f"import {entry}; from api.db import jobs; "
+        "from api.webhooks.repository import enqueue_job_event; "
+        "assert jobs._OBSERVERS == [enqueue_job_event], jobs._OBSERVERS"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)

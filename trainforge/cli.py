@@ -186,6 +186,7 @@ def cmd_admin(args: argparse.Namespace) -> int:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, DBAPIError
 
+    import api.webhooks.repository  # noqa: F401  (wires the webhook outbox to status changes)
     from api.db import admin
 
     url = get_settings().resolved_database_url

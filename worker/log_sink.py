@@ -56,10 +56,6 @@ class SqlLogSink:
             session, self._job_id, self._attempt, lines, self._max_lines, fenced=fenced
         )
 
-    def write_pending(self, session: Session, *, fenced: bool = False) -> None:
-        """Write what is buffered in the caller's transaction (the final status change)."""
-        self.write(session, self.drain(), fenced=fenced)
-
 
 def outcome(job_id: str, attempt: int, status: str, reason: str, error: str | None) -> str:
     """How a run ended, in one line: the job log's last line and the worker's own log."""

@@ -10,6 +10,7 @@ import logging
 import threading
 from datetime import timedelta
 
+import api.webhooks.repository  # noqa: F401  (wires the webhook outbox to status changes)
 from api.db import audit, lifecycle
 from api.db.models import utcnow
 from api.db.session import session_factory

@@ -14,7 +14,7 @@ from api.db.models import Job
 from api.queue import JobQueue
 from api.sweeps import repository as sweeps_repo
 from api.sweeps import sampling
-from api.sweeps.schemas import EarlyTermination, NoEarlyTermination
+from api.sweeps.search import EarlyTermination, NoEarlyTermination
 from api.sweeps.space import as_distributions
 from api.sweeps.trials import NewTrial, advance_locked, finish_trial, mode_of, records
 from worker.sinks import with_db_retry

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery.app import trace
 
+import api.webhooks.repository  # noqa: F401  (wires the webhook outbox to status changes)
 from api.queue import RUN_JOB_TASK
 from worker.celery_app import app
 from worker.runner import run_job

@@ -14,11 +14,11 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api.db.blobs import usage
 from api.db.keys import LastAdminKey, create_api_key, list_teams, revoke_key
 from api.db.models import ApiKey, Team, utcnow
 from api.db.session import session_factory
 from api.settings import get_settings
-from api.storage.repository import usage
 
 QUOTAS = ("max_running_jobs", "max_queued_jobs", "max_storage_bytes")
 MAXIMUM = {"max_running_jobs": 10_000, "max_queued_jobs": 1_000_000, "max_storage_bytes": 2**62}

@@ -1,9 +1,8 @@
-"""Checkpoints in the SQL store: one row each, the files as 1 MiB chunk rows.
+"""Checkpoints in the SQL store: one row each, the files in the blob store (api.db.blobs).
 
 A checkpoint holds two safetensors files: ``weights`` (the model's
 state_dict, what users download) and ``resume`` (optimizer, RNG, schedule
-state: what a retried job continues from). Chunking keeps every row small
-enough for any driver and lets the download stream one chunk at a time.
+state: what a retried job continues from), each a blob owned by the checkpoint.
 Callers own the transaction: nothing here commits.
 """
 
@@ -23,20 +22,18 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
     String,
     delete,
-    insert,
     select,
     update,
 )
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from api.db import events
+from api.db import blobs, events
 from api.db import jobs as jobs_repo
-from api.db.models import Base, utcnow
+from api.db.models import Base, Job, utcnow
 
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = blobs.CHUNK_BYTES
 Kind = Literal["weights", "resume"]
 
 
@@ -56,17 +53,6 @@ class Checkpoint(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)  # of the weights file
     sha256: Mapped[str] = mapped_column(String(64))  # of the weights file
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class CheckpointChunk(Base):
-    __tablename__ = "checkpoint_chunks"
-
-    checkpoint_id: Mapped[int] = mapped_column(
-        ForeignKey("checkpoints.id", ondelete="CASCADE"), primary_key=True
-    )
-    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # weights | resume
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
-    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 @dataclass(frozen=True)
@@ -121,13 +107,12 @@ def save_checkpoint(
     )
     session.add(ckpt)
     session.flush()
-    rows = [
-        {"checkpoint_id": ckpt.id, "kind": kind, "seq": seq, "data": blob[off : off + chunk_bytes]}
-        for kind, blob in (("weights", weights), ("resume", resume))
-        for seq, off in enumerate(range(0, max(len(blob), 1), chunk_bytes))
-    ]
-    for row in rows:  # one row per statement: never a statement the size of the whole file
-        session.execute(insert(CheckpointChunk), [row])
+    team_id = session.scalar(select(Job.team_id).where(Job.id == job_id))
+    if team_id is None:  # the job was deleted: nothing of the attempt is written
+        raise jobs_repo.StaleAttempt(job_id)
+    files: tuple[tuple[Kind, bytes], ...] = (("weights", weights), ("resume", resume))
+    for kind, data in files:
+        blobs.write(session, file_ref(ckpt.id, kind), team_id, data, chunk_bytes=chunk_bytes)
     # The fence comes after the chunks: on PostgreSQL it locks the job row until the
     # commit, and a large checkpoint must not hold it while it uploads (the heartbeat,
     # a cancel and the reconciler all update that row). Retention and the event
@@ -173,7 +158,7 @@ def apply_retention(session: Session, job_id: str, retention: Retention) -> list
     keep = last | set(best)
     doomed = [r.id for r in rows if r.id not in keep]
     if doomed:
-        session.execute(delete(CheckpointChunk).where(CheckpointChunk.checkpoint_id.in_(doomed)))
+        blobs.delete_files(session, "checkpoint", doomed)
         session.execute(delete(Checkpoint).where(Checkpoint.id.in_(doomed)))
     best_id = best[0] if best else None
     session.execute(
@@ -209,33 +194,24 @@ def latest_checkpoint(session: Session, job_id: str) -> Checkpoint | None:
     )
 
 
-def chunk_seqs(session: Session, checkpoint_id: int, kind: Kind) -> list[int]:
-    return list(
-        session.scalars(
-            select(CheckpointChunk.seq)
-            .where(CheckpointChunk.checkpoint_id == checkpoint_id, CheckpointChunk.kind == kind)
-            .order_by(CheckpointChunk.seq)
-        )
-    )
-
-
-def read_chunk(session: Session, checkpoint_id: int, kind: Kind, seq: int) -> bytes | None:
-    return session.scalar(
-        select(CheckpointChunk.data).where(
-            CheckpointChunk.checkpoint_id == checkpoint_id,
-            CheckpointChunk.kind == kind,
-            CheckpointChunk.seq == seq,
-        )
-    )
+def file_ref(checkpoint_id: int, kind: Kind) -> blobs.BlobRef:
+    return blobs.BlobRef("checkpoint", checkpoint_id, kind)
 
 
 def iter_file(session: Session, checkpoint_id: int, kind: Kind) -> Iterator[bytes]:
     """The file, one chunk row per query: memory stays at one chunk."""
-    for seq in chunk_seqs(session, checkpoint_id, kind):
-        data = read_chunk(session, checkpoint_id, kind, seq)
-        if data is None:  # deleted by retention mid-read
-            raise LookupError(f"checkpoint {checkpoint_id} was deleted while being read")
-        yield bytes(data)
+    try:
+        yield from blobs.iter_chunks(session, file_ref(checkpoint_id, kind))
+    except blobs.BlobMissing:  # deleted by retention mid-read
+        raise LookupError(f"checkpoint {checkpoint_id} was deleted while being read") from None
+
+
+def stream_file(factory: sessionmaker[Session], checkpoint_id: int, kind: Kind) -> Iterator[bytes]:
+    """The file for a download, one short session per chunk (see ``blobs.stream``)."""
+    try:
+        yield from blobs.stream(factory, file_ref(checkpoint_id, kind))
+    except blobs.BlobMissing:
+        raise LookupError(f"checkpoint {checkpoint_id} was deleted while being read") from None
 
 
 def read_file(session: Session, checkpoint_id: int, kind: Kind) -> bytes:

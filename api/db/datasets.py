@@ -1,4 +1,4 @@
-"""Uploaded datasets: one row of metadata plus the normalised content in ~1 MiB chunks.
+"""Uploaded datasets: one row of metadata plus the normalised content in the blob store.
 
 Imports no FastAPI (the worker reads datasets through this module). The
 content is stored already validated and normalised (a pickle-free ``.npz``
@@ -14,24 +14,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    ForeignKey,
-    Index,
-    Integer,
-    LargeBinary,
-    String,
-    delete,
-    insert,
-    select,
-)
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from api.db import blobs
 from api.db.models import Base, Job, new_id, utcnow
 from api.db.pages import newest_first
 
-CHUNK_BYTES = 2**20
+CHUNK_BYTES = blobs.CHUNK_BYTES
 ACTIVE_JOB_STATUSES = ("queued", "running")
 
 
@@ -64,14 +54,8 @@ class Dataset(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class DatasetChunk(Base):
-    __tablename__ = "dataset_chunks"
-
-    dataset_id: Mapped[str] = mapped_column(
-        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
-    )
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
-    data: Mapped[bytes] = mapped_column(LargeBinary)
+def content_ref(dataset_id: str) -> blobs.BlobRef:
+    return blobs.BlobRef("dataset", dataset_id, "content")
 
 
 def find_by_content(
@@ -88,15 +72,11 @@ def find_by_content(
 
 def create_dataset(session: Session, *, content: bytes, **fields: Any) -> Dataset:
     """Insert the row and its chunks (flushed, not committed)."""
-    chunks = [content[i : i + CHUNK_BYTES] for i in range(0, len(content), CHUNK_BYTES)]
-    dataset = Dataset(n_chunks=len(chunks), stored_bytes=len(content), **fields)
+    n_chunks = -(-len(content) // CHUNK_BYTES)
+    dataset = Dataset(n_chunks=n_chunks, stored_bytes=len(content), **fields)
     session.add(dataset)
     session.flush()
-    if chunks:
-        session.execute(
-            insert(DatasetChunk),
-            [{"dataset_id": dataset.id, "seq": i, "data": c} for i, c in enumerate(chunks)],
-        )
+    blobs.write(session, content_ref(dataset.id), dataset.team_id, content)
     return dataset
 
 
@@ -140,7 +120,7 @@ def active_jobs_using(session: Session, dataset: Dataset) -> list[str]:
 
 
 def delete_dataset(session: Session, dataset: Dataset) -> None:
-    session.execute(delete(DatasetChunk).where(DatasetChunk.dataset_id == dataset.id))
+    blobs.delete_files(session, "dataset", [dataset.id])
     session.delete(dataset)
     session.flush()
 
@@ -151,11 +131,7 @@ class CorruptDataset(Exception):
 
 def read_content(session: Session, dataset: Dataset) -> bytes:
     """The normalised content, checked against its size and sha256."""
-    parts = session.scalars(
-        select(DatasetChunk.data)
-        .where(DatasetChunk.dataset_id == dataset.id)
-        .order_by(DatasetChunk.seq)
-    ).all()
+    parts = blobs.read_all(session, content_ref(dataset.id))
     content = b"".join(parts)
     if (
         len(parts) != dataset.n_chunks

@@ -7,7 +7,7 @@ nothing here commits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,12 +17,23 @@ from sqlalchemy.orm import Session
 
 from api.db import events
 from api.db.models import Job, JobTransition, new_id, table, utcnow
-from api.webhooks import repository as webhook_outbox
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 
 
 _FENCING = {"on": True}
+
+# (session, job id, to status, reason, attempt, at): called in the status change's own
+# transaction. The webhook outbox registers itself (api.webhooks.repository), so the
+# store imports no domain package (issue 22) and a change is never committed without it.
+TransitionObserver = Callable[[Session, str, str, str | None, int, datetime], None]
+_OBSERVERS: list[TransitionObserver] = []
+
+
+def observe_transitions(observer: TransitionObserver) -> TransitionObserver:
+    if observer not in _OBSERVERS:
+        _OBSERVERS.append(observer)
+    return observer
 
 
 def disable_fencing_for_fault_tests() -> None:
@@ -79,7 +90,13 @@ def record_transition(
     )
     # The webhook outbox (issue 15): a delivery row per subscribed endpoint, in this
     # same transaction, so a status change is never committed without its deliveries.
-    webhook_outbox.enqueue_job_event(session, job_id, to_status, reason, attempt, at)
+    if not _OBSERVERS:
+        raise RuntimeError(
+            "no observer of job status changes is wired: import api.webhooks.repository "
+            "(the app, the worker's tasks and the operator CLI do)"
+        )
+    for observer in _OBSERVERS:
+        observer(session, job_id, to_status, reason, attempt, at)
 
 
 def create_job(
@@ -165,20 +182,6 @@ def transitions(session: Session, job_id: str) -> list[JobTransition]:
             select(JobTransition).where(JobTransition.job_id == job_id).order_by(JobTransition.id)
         )
     )
-
-
-def transitions_for(session: Session, job_ids: Sequence[str]) -> dict[str, list[JobTransition]]:
-    """The transitions of several jobs in one query (a page of a listing)."""
-    out: dict[str, list[JobTransition]] = {job_id: [] for job_id in job_ids}
-    if job_ids:
-        stmt = (
-            select(JobTransition)
-            .where(JobTransition.job_id.in_(list(job_ids)))
-            .order_by(JobTransition.id)
-        )
-        for t in session.scalars(stmt):
-            out[t.job_id].append(t)
-    return out
 
 
 def request_cancel(session: Session, job: Job) -> None:

@@ -1,6 +1,6 @@
-"""A job's exported model in the SQL store: one row per job, its files as 1 MiB chunk rows.
+"""A job's exported model in the SQL store: one row per job, its files in the blob store.
 
-Two files per export, each chunked like checkpoints: ``bundle`` (a zip of
+Two files per export, blobs owned by the export row: ``bundle`` (a zip of
 ``model.onnx`` and ``model.json``) and ``onnx`` (the graph alone), so that both
 downloads have a Content-Length and a sha256 known before the first byte. A
 failed export is a row too (``status='failed'`` and the ``error`` a user reads
@@ -15,24 +15,14 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    ForeignKey,
-    Integer,
-    LargeBinary,
-    String,
-    Text,
-    delete,
-    insert,
-    select,
-)
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, delete, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
+from api.db import blobs
 from api.db import jobs as jobs_repo
-from api.db.models import Base, utcnow
+from api.db.models import Base, Job, utcnow
 
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = blobs.CHUNK_BYTES
 FileKind = Literal["bundle", "onnx"]
 READY, FAILED = "ready", "failed"
 
@@ -53,20 +43,13 @@ class ModelExport(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class ModelExportChunk(Base):
-    __tablename__ = "model_export_chunks"
-
-    job_id: Mapped[str] = mapped_column(
-        ForeignKey("model_exports.job_id", ondelete="CASCADE"), primary_key=True
-    )
-    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # bundle | onnx
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
-    data: Mapped[bytes] = mapped_column(LargeBinary)
-
-
 def _clear(session: Session, job_id: str) -> None:
-    session.execute(delete(ModelExportChunk).where(ModelExportChunk.job_id == job_id))
+    blobs.delete_files(session, "model_export", [job_id])
     session.execute(delete(ModelExport).where(ModelExport.job_id == job_id))
+
+
+def file_ref(job_id: str, kind: FileKind) -> blobs.BlobRef:
+    return blobs.BlobRef("model_export", job_id, kind)
 
 
 def save_export(
@@ -93,11 +76,12 @@ def save_export(
     )
     session.add(row)
     session.flush()
-    for kind, blob in (("bundle", bundle), ("onnx", onnx)):
-        for seq, off in enumerate(range(0, max(len(blob), 1), chunk_bytes)):
-            data = blob[off : off + chunk_bytes]
-            chunk = {"job_id": job_id, "kind": kind, "seq": seq, "data": data}
-            session.execute(insert(ModelExportChunk), [chunk])  # one row per statement
+    team_id = session.scalar(select(Job.team_id).where(Job.id == job_id))
+    if team_id is None:  # the job was deleted: nothing of the attempt is written
+        raise jobs_repo.StaleAttempt(job_id)
+    files: tuple[tuple[FileKind, bytes], ...] = (("bundle", bundle), ("onnx", onnx))
+    for kind, data in files:
+        blobs.write(session, file_ref(job_id, kind), team_id, data, chunk_bytes=chunk_bytes)
     jobs_repo.fence(session, job_id, attempt)  # after the chunks, as checkpoints do
     return row
 
@@ -115,40 +99,19 @@ def get_export(session: Session, job_id: str) -> ModelExport | None:
     return session.get(ModelExport, job_id)
 
 
-def exports_of(session: Session, job_ids: list[str]) -> dict[str, ModelExport]:
-    if not job_ids:
-        return {}
-    rows = session.scalars(select(ModelExport).where(ModelExport.job_id.in_(job_ids)))
-    return {r.job_id: r for r in rows}
-
-
-def chunk_seqs(session: Session, job_id: str, kind: FileKind) -> list[int]:
-    return list(
-        session.scalars(
-            select(ModelExportChunk.seq)
-            .where(ModelExportChunk.job_id == job_id, ModelExportChunk.kind == kind)
-            .order_by(ModelExportChunk.seq)
-        )
-    )
-
-
-def read_chunk(session: Session, job_id: str, kind: FileKind, seq: int) -> bytes | None:
-    data = session.scalar(
-        select(ModelExportChunk.data).where(
-            ModelExportChunk.job_id == job_id,
-            ModelExportChunk.kind == kind,
-            ModelExportChunk.seq == seq,
-        )
-    )
-    return None if data is None else bytes(data)
-
-
 def iter_file(session: Session, job_id: str, kind: FileKind) -> Iterator[bytes]:
-    for seq in chunk_seqs(session, job_id, kind):
-        data = read_chunk(session, job_id, kind, seq)
-        if data is None:
-            raise LookupError(f"the export of job {job_id} was replaced while being read")
-        yield data
+    try:
+        yield from blobs.iter_chunks(session, file_ref(job_id, kind))
+    except blobs.BlobMissing:
+        raise LookupError(f"the export of job {job_id} was replaced while being read") from None
+
+
+def stream_file(factory: sessionmaker[Session], job_id: str, kind: FileKind) -> Iterator[bytes]:
+    """The file for a download, one short session per chunk (see ``blobs.stream``)."""
+    try:
+        yield from blobs.stream(factory, file_ref(job_id, kind))
+    except blobs.BlobMissing:  # replaced by a retry's export mid-download: cut the body short
+        raise LookupError(f"the export of job {job_id} was replaced during its download") from None
 
 
 def read_file(session: Session, job_id: str, kind: FileKind) -> bytes:

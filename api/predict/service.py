@@ -111,11 +111,4 @@ def stream_file(
 ) -> Iterator[bytes]:
     """The file chunk by chunk, each read in its own short session: no pooled connection is
     held while the client is slow to take a chunk."""
-    with factory() as session:
-        seqs = repo.chunk_seqs(session, job_id, kind)
-    for seq in seqs:
-        with factory() as session:
-            data = repo.read_chunk(session, job_id, kind, seq)
-        if data is None:  # replaced by a retry's export mid-download: cut the body short
-            raise LookupError(f"the export of job {job_id} was replaced during its download")
-        yield data
+    return repo.stream_file(factory, job_id, kind)

@@ -53,17 +53,13 @@ def _stream(factory: sessionmaker[Session], checkpoint_id: int) -> Iterator[byte
     # One short session per chunk: between two chunks the generator waits on the
     # client, and a client that never reads must not hold a pooled connection
     # (issue 18). One chunk row per query, so a large file never sits in memory whole.
-    with factory() as session:
-        seqs = repo.chunk_seqs(session, checkpoint_id, "weights")
-    for seq in seqs:
-        with factory() as session:
-            data = repo.read_chunk(session, checkpoint_id, "weights", seq)
-        if data is None:
-            # Headers (and Content-Length) are sent: all we can do is cut the
-            # body short, which every client reports as an incomplete download.
-            log.warning("checkpoint %s was deleted during its download", checkpoint_id)
-            raise LookupError(f"checkpoint {checkpoint_id} was deleted while being read")
-        yield bytes(data)
+    try:
+        yield from repo.stream_file(factory, checkpoint_id, "weights")
+    except LookupError:
+        # Headers (and Content-Length) are sent: all we can do is cut the
+        # body short, which every client reports as an incomplete download.
+        log.warning("checkpoint %s was deleted during its download", checkpoint_id)
+        raise
 
 
 def _resolve_checkpoint(session: Session, job_id: str, ref: str) -> repo.Checkpoint | None:

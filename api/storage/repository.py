@@ -1,19 +1,18 @@
 """Repository functions of the storage domain (SQLAlchemy only; the worker imports these).
 
 A team's stored bytes are its checkpoints (every chunk: the weights file and the
-resume state) and its datasets (the normalised content kept in chunks). Metric
+resume state) and its datasets (the normalised content), summed in the blob store
+(api.db.blobs). Metric
 points, events and logs are small next to them and are not counted.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from api.db.checkpoints import Checkpoint, CheckpointChunk
-from api.db.datasets import Dataset
+from api.db import blobs
+from api.db.blobs import StorageUsage as StorageUsage
 from api.db.jobs import TERMINAL
 from api.db.models import Job, Team
 
@@ -31,36 +30,10 @@ class StorageQuotaExceeded(Exception):
         )
 
 
-@dataclass(frozen=True)
-class StorageUsage:
-    checkpoint_bytes: int
-    dataset_bytes: int
-
-    @property
-    def total_bytes(self) -> int:
-        return self.checkpoint_bytes + self.dataset_bytes
-
-
-def checkpoint_bytes(session: Session, team_id: str) -> int:
-    stmt = (
-        select(func.coalesce(func.sum(func.length(CheckpointChunk.data)), 0))
-        .select_from(CheckpointChunk)
-        .join(Checkpoint, Checkpoint.id == CheckpointChunk.checkpoint_id)
-        .join(Job, Job.id == Checkpoint.job_id)
-        .where(Job.team_id == team_id)
-    )
-    return int(session.scalar(stmt) or 0)
-
-
-def dataset_bytes(session: Session, team_id: str) -> int:
-    stmt = select(func.coalesce(func.sum(Dataset.stored_bytes), 0)).where(
-        Dataset.team_id == team_id
-    )
-    return int(session.scalar(stmt) or 0)
-
-
 def usage(session: Session, team_id: str) -> StorageUsage:
-    return StorageUsage(checkpoint_bytes(session, team_id), dataset_bytes(session, team_id))
+    """Counted through the blob store (one indexed sum): checkpoints and datasets; model
+    exports are not counted, as before the one store."""
+    return blobs.usage(session, team_id)
 
 
 def storage_quota(session: Session, team_id: str) -> int | None:

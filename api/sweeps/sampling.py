@@ -40,7 +40,7 @@ from optuna.samplers import BaseSampler, RandomSampler, TPESampler
 from optuna.storages import InMemoryStorage
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from api.sweeps.schemas import (
+from api.sweeps.search import (
     AshaTermination,
     ChoiceParameter,
     Distribution,

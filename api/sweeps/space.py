@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from api.sweeps.schemas import (
+from api.sweeps.search import (
     ChoiceParameter,
     Distribution,
     GridParameter,

@@ -26,7 +26,7 @@ from api.db.models import Job, utcnow
 from api.sweeps import repository as repo
 from api.sweeps import sampling
 from api.sweeps.models import Sweep
-from api.sweeps.schemas import SweepAlgorithm
+from api.sweeps.search import SweepAlgorithm
 from api.sweeps.space import as_distributions, grid_size, trial_spec
 from ml.spec import SPEC_VERSION
 

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from api.db import jobs as jobs_repo
 from api.db.models import Job
 from api.db.pages import newest_first
 from api.webhooks.models import Webhook, WebhookDelivery
@@ -64,6 +65,7 @@ def _subscribed(session: Session, team_id: str, event_type: str) -> list[Webhook
     return [h for h in hooks if event_type in h.events]
 
 
+@jobs_repo.observe_transitions
 def enqueue_job_event(
     session: Session, job_id: str, to_status: str, reason: str | None, attempt: int, at: datetime
 ) -> None:

@@ -13,8 +13,8 @@ from safetensors.torch import load_file
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
+from api.db import blobs, events
 from api.db import checkpoints as ckrepo
-from api.db import events
 from api.db.keys import create_api_key, get_or_create_team
 from api.db.models import Job
 from api.db.session import session_factory
@@ -103,26 +103,20 @@ def test_download_streams_one_chunk_row_at_a_time(
         assert latest is not None
         whole = ckrepo.read_file(s, latest.id, "weights")
     reads: list[int] = []
-    real = ckrepo.read_chunk
+    real = blobs.read_chunk
 
-    def counting(session: Session, checkpoint_id: int, kind: ckrepo.Kind, seq: int) -> bytes | None:
-        data = real(session, checkpoint_id, kind, seq)
+    def counting(session: Session, ref: blobs.BlobRef, seq: int) -> bytes | None:
+        data = real(session, ref, seq)
         reads.append(len(data or b""))
         return data
 
-    monkeypatch.setattr(ckrepo, "read_chunk", counting)
+    monkeypatch.setattr(blobs, "read_chunk", counting)
     # Re-store the weights in tiny chunks, so the file spans many rows.
+    ref = ckrepo.file_ref(latest.id, "weights")
     with factory() as s:
-        s.execute(
-            delete(ckrepo.CheckpointChunk).where(
-                ckrepo.CheckpointChunk.checkpoint_id == latest.id,
-                ckrepo.CheckpointChunk.kind == "weights",
-            )
-        )
-        for seq, off in enumerate(range(0, len(whole), 100)):
-            s.add(ckrepo.CheckpointChunk(
-                checkpoint_id=latest.id, kind="weights", seq=seq, data=whole[off : off + 100]
-            ))  # fmt: skip
+        team_id = s.get(Job, job_id).team_id  # type: ignore[union-attr]
+        s.execute(delete(blobs.BlobChunk).where(*ref.where()))
+        assert blobs.write(s, ref, team_id, whole, chunk_bytes=100).chunks > 1
         s.commit()
     r = client.get(f"/v1/jobs/{job_id}/checkpoints/{latest.id}/download")
     assert r.content == whole

@@ -18,7 +18,8 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from api.app import create_app
-from api.db.datasets import Dataset, DatasetChunk
+from api.db.blobs import BlobChunk
+from api.db.datasets import Dataset
 from api.db.keys import create_api_key, get_or_create_team
 from api.db.migrate import upgrade
 from api.db.session import session_factory
@@ -59,8 +60,8 @@ def stored(settings: Settings, team_id: str) -> tuple[int, int]:
     with session_factory(settings.resolved_database_url)() as session:
         n = session.scalar(select(func.count()).where(Dataset.team_id == team_id))
         chunks = session.scalar(
-            select(func.count(DatasetChunk.seq))
-            .join(Dataset, Dataset.id == DatasetChunk.dataset_id)
+            select(func.count(BlobChunk.seq))
+            .join(Dataset, Dataset.id == BlobChunk.dataset_id)
             .where(Dataset.team_id == team_id)
         )
     return int(n or 0), int(chunks or 0)

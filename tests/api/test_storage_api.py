@@ -10,7 +10,8 @@ from api.db import checkpoints as ckpt_repo
 from api.db import jobs as repo
 from api.db import metrics as metrics_repo
 from api.db.audit import AuditEntry
-from api.db.checkpoints import Checkpoint, CheckpointChunk
+from api.db.blobs import BlobChunk
+from api.db.checkpoints import Checkpoint
 from api.db.events import JobEvent
 from api.db.models import JobTransition, MetricPoint
 from api.db.session import session_factory
@@ -51,7 +52,7 @@ def rows_of(settings: Settings, job_id: str) -> dict[str, int]:
             "metrics": count(MetricPoint, MetricPoint.job_id == job_id),
             "events": count(JobEvent, JobEvent.job_id == job_id),
             "checkpoints": count(Checkpoint, Checkpoint.job_id == job_id),
-            "chunks": count(CheckpointChunk),
+            "chunks": count(BlobChunk),
         }
 
 

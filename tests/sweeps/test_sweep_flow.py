@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -53,6 +54,7 @@ def run_sweep(settings: Settings, sweep_id: str) -> None:
     raise AssertionError("the sweep never ran out of trials")
 
 
+@pytest.mark.slow  # trains several trials: over a second
 def test_a_random_sweep_with_asha_runs_its_trials_as_jobs(
     client: TestClient, settings: Settings, fake_queue: FakeQueue
 ) -> None:

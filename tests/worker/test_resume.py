@@ -91,7 +91,10 @@ def interrupt_at(
     return run
 
 
-@pytest.mark.parametrize("interruption", ["cancel", "crash"])
+@pytest.mark.parametrize(
+    "interruption",
+    ["cancel", pytest.param("crash", marks=pytest.mark.slow)],  # crash: > 1 s
+)
 def test_resume_equals_an_uninterrupted_run(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, interruption: str
 ) -> None:

@@ -15,12 +15,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.db import blobs, events
 from api.db import checkpoints as ckrepo
-from api.db import events
 from api.db import jobs as repo
 from api.db import metrics as metrics_repo
 from api.db import series as series_mod
-from api.db.checkpoints import CheckpointChunk
+from api.db.blobs import BlobChunk
 from api.db.models import Job, MetricPoint
 from api.db.series import Series, read_series
 from api.db.session import session_factory
@@ -97,7 +97,7 @@ def contract_stale_attempts_are_rejected(factory: Factory) -> None:
     old_metrics.log(2, 0, {"loss": 2.0})
     with pytest.raises(repo.StaleAttempt):
         old_metrics.flush()
-    chunks = select(func.count()).select_from(CheckpointChunk)
+    chunks = select(func.count()).select_from(BlobChunk)
     with factory() as s:
         chunks_before = s.scalar(chunks)
     with pytest.raises(repo.StaleAttempt):
@@ -215,9 +215,11 @@ def contract_checkpoints_round_trip_and_retention(factory: Factory) -> None:
             weights = ckrepo.read_file(s, c.id, "weights")
             assert c.sha256 == hashlib.sha256(weights).hexdigest()
             assert c.size_bytes == len(weights) == 10 + c.epoch
-            assert len(ckrepo.chunk_seqs(s, c.id, "weights")) == math.ceil(len(weights) / 4)
+            assert len(blobs.chunk_seqs(s, ckrepo.file_ref(c.id, "weights"))) == math.ceil(
+                len(weights) / 4
+            )
         # Deleted checkpoints freed their chunk rows.
-        owners = set(s.scalars(select(CheckpointChunk.checkpoint_id).distinct()))
+        owners = set(s.scalars(select(BlobChunk.checkpoint_id).distinct()))
         assert {c.id for c in kept} <= owners
         assert not owners & (set(sink.saved) - {c.id for c in kept})
         kinds = [e.kind for e in events.events_after(s, job_id, 0, 100)]
