@@ -142,28 +142,36 @@ def top_k_accuracy(out: Tensor, target: Tensor, k: int) -> Tensor:
     return (top == target.view(-1, 1)).any(1).double().mean()
 
 
-def binary_auroc(score: Tensor, positive: Tensor) -> Tensor:
-    """ROC AUC as the Mann-Whitney statistic (tied scores count one half), float64."""
-    n_pos = positive.sum().double()
-    n_neg = positive.numel() - n_pos
-    ordered, order = score.sort()
-    _, inverse, counts = torch.unique_consecutive(ordered, return_inverse=True, return_counts=True)
-    ends = counts.cumsum(0).double()
-    mean_rank = ends - (counts.double() - 1) / 2  # 1-based average rank of each tie group
-    ranks = torch.empty_like(mean_rank[inverse])
-    ranks[order] = mean_rank[inverse]
-    rank_sum = ranks[positive].sum()
-    pairs = n_pos * n_neg  # 0 when one side is empty: undefined, NaN (no host read)
+def row_auroc(score: Tensor, positive: Tensor) -> Tensor:
+    """ROC AUC of each row of ``score`` (C, N) against ``positive`` (C, N), float64.
+
+    The Mann-Whitney statistic (tied scores count one half, as the trapezoids of
+    scikit-learn's ROC curve do), all rows at once: one sort, then the average rank
+    of each tie group from a running max of group starts and a running min of group
+    ends. NaN for a row with no positive or no negative sample.
+    """
+    n = score.shape[1]
+    ordered, order = score.sort(dim=1)
+    pos = positive.gather(1, order)
+    index = torch.arange(n, device=score.device).expand_as(ordered)
+    differs = ordered[:, 1:] != ordered[:, :-1]
+    edge = torch.ones_like(differs[:, :1])
+    first = torch.where(torch.cat([edge, differs], 1), index, 0).cummax(1).values
+    last = torch.where(torch.cat([differs, edge], 1), index, n - 1).flip(1).cummin(1).values
+    rank_sum = ((first + last.flip(1)).double() / 2 + 1).mul(pos).sum(1)  # 1-based ranks
+    n_pos = pos.sum(1).double()
+    pairs = n_pos * (n - n_pos)
     value = (rank_sum - n_pos * (n_pos + 1) / 2) / pairs.clamp(min=1)
     return torch.where(pairs > 0, value, torch.full_like(value, float("nan")))
 
 
 def auroc(prob: Tensor, target: Tensor) -> Tensor:
     """Binary: the positive class's probability; more classes: one-vs-rest macro."""
+    classes = torch.arange(prob.shape[1], device=prob.device).view(-1, 1)
+    positive = target.view(1, -1) == classes
     if prob.shape[1] == 2:
-        return binary_auroc(prob[:, 1], target == 1)
-    per_class = [binary_auroc(prob[:, c], target == c) for c in range(prob.shape[1])]
-    return torch.stack(per_class).mean()
+        return row_auroc(prob[:, 1].view(1, -1), positive[1:])[0]
+    return row_auroc(prob.t().contiguous(), positive).mean()
 
 
 def regression_metrics(names: Sequence[str], out: Tensor, target: Tensor) -> dict[str, Tensor]:
