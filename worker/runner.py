@@ -30,6 +30,7 @@ from worker.job_resources import check_job_resources
 from worker.log_sink import SqlLogSink
 from worker.metrics_server import RUNNING
 from worker.progress import ProgressWriter
+from worker.report import report_job
 from worker.sinks import SqlMetricSink, with_db_retry
 
 log = logging.getLogger(__name__)
@@ -209,6 +210,8 @@ def _run_claimed(
         if result.epochs_completed >= 1 and status in ("succeeded", "canceled"):
             # Before the final status: a finished job's model is there (or its export error).
             export_job(factory, job_id, attempt, spec, dataset, result.final_metrics)
+        if status == "succeeded":  # the validation report of the best checkpoint (issue 24)
+            report_job(factory, job_id, attempt, spec, dataset)
     except repo.StaleAttempt:
         keeper.fenced = True
     except NonFiniteLoss as exc:
