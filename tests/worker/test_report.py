@@ -3,6 +3,7 @@ agree with the validation metrics logged at that checkpoint's epoch (and scikit-
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -82,3 +83,31 @@ def test_a_queued_job_has_no_report_yet_and_an_unknown_job_is_a_404(client: Test
     report = client.get(f"/v1/jobs/{r.json()['id']}/report")
     assert report.status_code == 409 and "queued" in report.json()["detail"]
     assert client.get("/v1/jobs/nope/report").status_code == 404
+
+
+def test_the_cli_prints_the_report_and_a_missing_one_is_a_one_line_error(
+    client: TestClient,
+    settings: Settings,
+    admin_key: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from trainforge.client import app as cli_app
+    from trainforge.client import report_cmd
+    from trainforge.client.config import Config
+    from trainforge.client.http import Api
+
+    config = Config(url="http://testserver", api_key=admin_key, key_source="test")
+    monkeypatch.setattr(report_cmd, "connect", lambda: Api(config, transport=client._transport))
+    body = {"dataset": {"source": {"kind": "builtin", "name": "iris"}}, "epochs": 1}
+    job_id = submit_and_run(client, settings, body)
+    assert cli_app.main(["report", job_id]) == 0
+    out = capsys.readouterr().out
+    assert "30 validation samples" in out and "setosa" in out and "true \\ predicted" in out
+    assert cli_app.main(["report", job_id, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data == client.get(f"/v1/jobs/{job_id}/report").json()
+    queued = client.post("/v1/jobs", json={"spec": body}).json()["id"]
+    assert cli_app.main(["report", queued]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("trainforge: ") and "queued" in err and "Traceback" not in err
