@@ -3,6 +3,7 @@ import { SeriesChart } from "../chart.js";
 import { errorBox, fmtBytes, fmtNumber, fmtTime, h, replace, statusBadge } from "../dom.js";
 import { followEvents } from "../sse.js";
 import { LogPanel } from "./logs.js";
+import { ReportPanel } from "./report.js";
 
 const CHARTS = [
   { id: "loss", title: "Loss", names: ["loss", "val_loss"] },
@@ -42,6 +43,7 @@ export async function jobView(root, { params, signal }) {
   const timeline = h("tbody");
   const spec = h("pre", { class: "spec", "data-testid": "spec" });
   const logs = h("div");
+  const reportBox = h("div");
   replace(
     root,
     header,
@@ -52,6 +54,7 @@ export async function jobView(root, { params, signal }) {
       h("table", { "data-testid": "checkpoints" },
         h("thead", {}, h("tr", {}, ["Step", "Epoch", "Metrics", "Best", "Size", ""].map((c) => h("th", {}, c)))),
         checkpoints)),
+    reportBox,
     logs,
     h("div", { class: "two-col" },
       h("section", {}, h("h2", {}, "Status timeline"),
@@ -60,7 +63,10 @@ export async function jobView(root, { params, signal }) {
           timeline)),
       h("section", {}, h("h2", {}, "Resolved spec"), spec)),
   );
-  const chartObjs = CHARTS.map((c) => new SeriesChart(charts, c));
+  // spec.metrics (f1_macro, auroc, mae, ...): a chart each, training and validation.
+  const extra = (job.spec?.metrics || []).map((m) => ({ id: m, title: m, names: [m, `val_${m}`] }));
+  const chartObjs = [...CHARTS, ...extra].map((c) => new SeriesChart(charts, c));
+  const report = new ReportPanel(reportBox, base, signal);
   const logPanel = new LogPanel(logs, signal);
   let live = null; // the latest `progress` event: where the running epoch is
   signal.addEventListener("abort", () => chartObjs.forEach((c) => c.destroy()));
@@ -116,6 +122,7 @@ export async function jobView(root, { params, signal }) {
       h("td", {}, `${t.from_status ?? "—"} → ${t.to_status}`),
       h("td", {}, t.reason ?? ""),
       h("td", {}, String(t.attempt)))));
+    report.update(job);
     const specText = JSON.stringify(job.spec, null, 2);
     if (spec.textContent !== specText) spec.textContent = specText;
   }
