@@ -103,14 +103,13 @@ class _Meter:
     lr: float = 0.0
     pending: list[tuple[int, int, StepStats]] = field(default_factory=list)
     classification: bool = True
-    # spec.metrics: the epoch's outputs, kept on the device and computed at its end (a
-    # resumed epoch's training metrics cover the batches run after the resume).
+    # spec.metrics: the epoch's outputs, gathered on the device at each sync (reusing the
+    # accuracy's argmax) and computed at the epoch's end (a resumed epoch's training
+    # metrics cover the batches run after the resume).
     predictions: EpochPredictions | None = None
 
     def add(self, step: int, n: int, stats: StepStats) -> None:
         self.pending.append((step, n, stats))
-        if self.predictions is not None and stats.logits is not None and stats.labels is not None:
-            self.predictions.add(stats.logits, stats.labels)
 
     def sync(self, epoch: int) -> None:
         if not self.pending:
@@ -119,12 +118,17 @@ class _Meter:
         stats = [s for _, _, s in self.pending]
         norms = [s.grad_norm.float() for s in stats if s.grad_norm is not None]
         parts = [torch.stack([s.loss for s in stats] + norms)]
-        keep = self.classification
-        logits = [s.logits for s in stats if s.logits is not None] if keep else []
-        labels = [s.labels for s in stats if s.labels is not None] if keep else []
+        outputs = [s.logits for s in stats if s.logits is not None]
+        targets = [s.labels for s in stats if s.labels is not None]
+        logits = outputs if self.classification else []
         if logits:
-            correct = torch.cat(logits).argmax(1) == torch.cat(labels)
-            parts.append(correct.sum().view(1).to(parts[0].dtype))
+            out, target = torch.cat(logits), torch.cat(targets)
+            predicted = out.argmax(1)
+            parts.append((predicted == target).sum().view(1).to(parts[0].dtype))
+            if self.predictions is not None:
+                self.predictions.add(out, target, predicted)
+        elif outputs and self.predictions is not None:  # a regression's outputs
+            self.predictions.add(torch.cat(outputs), torch.cat(targets))
         values = torch.cat(parts).tolist()  # the one host sync
         k = len(stats)
         for (step, n, _), loss in zip(self.pending, values[:k], strict=True):
