@@ -63,6 +63,7 @@ from ml.sinks import (
 )
 from ml.spec import JobSpec, ResourcesSpec
 from ml.trainer import StepStats, Trainer
+from ml.warm_start import WarmStart
 
 __all__ = ["LoadedDataset", "NonFiniteLoss", "TrainError", "TrainResult", "train"]
 
@@ -220,17 +221,19 @@ def train(
     dataset: LoadedDataset | None = None,
     logs: LogSink | None = None,
     pruner: EpochPruner | None = None,
+    warm_start: WarmStart | None = None,
 ) -> TrainResult:
     """Train ``spec`` to completion, early stop or cancel; resume from ``checkpoints.load()``.
 
-    ``logs`` receives the run's story for a human (see ``ml.logsink``)."""
+    ``logs`` receives the run's story for a human (see ``ml.logsink``); ``warm_start``
+    starts from another run's weights (``ml.warm_start``; a resume overrides it)."""
     device = resolve_device(spec.resources)
     with _global_settings(spec.deterministic):
         torch.manual_seed(spec.seed)
         data = prepare(spec, dataset if dataset is not None else load_dataset(spec), device)
         run = _Run(
             spec=spec,
-            trainer=Trainer(spec, data, device),
+            trainer=Trainer(spec, data, device, warm_start),
             schedule=build_schedule(spec, n_batches(data.n_train, spec.dataset.batch_size)),
             stopper=EarlyStopping(spec.early_stopping) if spec.early_stopping else None,
             metrics=metrics if metrics is not None else _NullSink(),
@@ -243,6 +246,8 @@ def train(
             logs=logs if logs is not None else NullLogSink(),
         )
         run.say_started(device)
+        if run.trainer.warm_start is not None:
+            run.logs.line("info", run.trainer.warm_start.summary())
         blob = checkpoints.load() if checkpoints is not None else None
         if blob is not None:
             run.restore(blob)
