@@ -1,9 +1,9 @@
 """Start a run from another run's weights: load by layer and shape, reset, freeze.
 
-The library half of ``warm_start`` (issue 24): ``ml.train(spec, warm_start=WarmStart(...))``.
-Layers are named by the built PyTorch module's names (``0``, ``2``, ``layers.3`` ... as
-``model.named_modules()`` gives them) until models become a layer graph with ids; the
-spec field, the API checks and the worker's lookup of the source job are not built yet.
+The engine half of ``spec.warm_start`` (issue 24): ``ml.train(spec, warm_start=WarmStart(...))``;
+the worker reads the source checkpoint (``worker.warm_start``), the API checks the source
+(``api.warm_start``). Layers are named by the built PyTorch module's names (``1``, ``4``
+... as ``model.named_modules()`` gives them) until models become a layer graph with ids.
 
 - A tensor loads when the source has one of the same name and shape; any other (a head
   with another class count, a layer that is new) keeps its fresh initialisation and is

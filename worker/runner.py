@@ -32,6 +32,7 @@ from worker.metrics_server import RUNNING
 from worker.progress import ProgressWriter
 from worker.report import report_job
 from worker.sinks import SqlMetricSink, with_db_retry
+from worker.warm_start import load_warm_start
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +196,7 @@ def _run_claimed(
             dataset=dataset,
             logs=lines,
             pruner=sweeps.pruner_for_job(factory, job_id),  # a sweep trial's early termination
+            warm_start=load_warm_start(factory, job, spec),  # issue 24
         )
         stopped_epoch, progress = result.stopped_epoch, (result.epochs_completed, result.step)
         if result.status_reason != "canceled":
