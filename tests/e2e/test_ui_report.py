@@ -53,3 +53,18 @@ def test_the_job_page_shows_the_report_heatmap_and_extra_metric_charts(
     for name in ("f1_macro", "auroc"):
         chart = page.locator(f"[data-chart={name}] [data-series=val_{name}]")
         expect(chart).to_have_attribute("data-points", "3")
+
+
+def test_a_warm_started_jobs_page_links_its_source(up: UpServer, page: Any) -> None:  # noqa: F811
+    source = submit(up, {"spec": {"dataset": {"source": {"kind": "builtin", "name": "iris"}},
+                                  "epochs": 1}})  # fmt: skip
+    deadline = time.monotonic() + 600
+    while job(up, source)["status"] not in ("succeeded", "failed", "canceled"):
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    spec = {"dataset": {"source": {"kind": "builtin", "name": "iris"}}, "epochs": 1,
+            "warm_start": {"job_id": source, "checkpoint": "latest"}}  # fmt: skip
+    tuned = submit(up, {"spec": spec})
+    sign_in(page, up, f"/ui/jobs/{tuned}")
+    link = page.get_by_test_id("warm-start-source")
+    expect(link).to_have_attribute("href", f"/ui/jobs/{source}")

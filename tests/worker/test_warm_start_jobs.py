@@ -44,6 +44,8 @@ def test_a_fine_tuned_job_loads_its_source_and_keeps_frozen_layers_bit_identical
     lines = [x["message"] for x in client.get(f"/v1/jobs/{tuned}/logs").json()["items"]]
     assert any(m.startswith("warm start: 4 tensor(s) loaded") and "2 parameter(s) frozen" in m
                for m in lines), lines  # fmt: skip
+    # The fine-tuned model is exported like any other (ONNX, served for predictions).
+    assert client.get(f"/v1/jobs/{tuned}/model?format=onnx").status_code == 200
 
 
 def test_the_source_is_checked_before_the_job_is_queued(
