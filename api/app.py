@@ -17,6 +17,7 @@ from api.monitoring.http_metrics import HttpMetrics
 from api.openapi_contract import OPENAPI_TAGS, contract_openapi
 from api.predict import router as predict_router
 from api.queue import JobQueue, celery_queue
+from api.reports import router as reports_router
 from api.routers import admin, checkpoints, datasets, events, jobs, schemas, specs, system
 from api.settings import Settings, get_settings
 from api.storage import router as storage_router
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
     app.include_router(storage_router.jobs_router)  # DELETE /v1/jobs/{id} (issue 17)
     app.include_router(storage_router.admin_router)  # GET /v1/admin/teams/{id} (issue 17)
     app.include_router(sweeps_router.router)  # /v1/sweeps (issue 13)
+    app.include_router(reports_router.router)  # /v1/jobs/{id}/report (issue 24)
     mount_dashboard(app)  # `/` → /ui/: the dashboard's static files (issue 12)
     # Problems declared, enums named: see api/openapi_contract.py (`make openapi`).
     app.openapi = lambda: contract_openapi(app)  # type: ignore[method-assign]

@@ -8,6 +8,7 @@ from api.datasets.codec import dataset_info as uploaded_info
 from api.db import datasets as datasets_repo
 from api.problems import FieldProblem, ProblemError
 from api.settings import Settings
+from api.warm_start import check_source
 from ml.checks import DatasetInfo, SpecProblem, builtin_info, check_spec
 from ml.resources import ResourceLimits, check_resources
 from ml.spec import BuiltinSource, JobSpec, LimitsSpec
@@ -74,11 +75,12 @@ def validate_spec(
     problems: list[SpecProblem] = check_spec(spec, info)
     if settings is not None and not problems:
         problems = check_resources(spec, info, resource_limits(settings))
-    if problems:
-        errors = [
-            FieldProblem(loc=".".join([prefix, *map(str, p.loc)]), msg=p.msg, type=p.type)
-            for p in problems
-        ]
+    errors = [
+        FieldProblem(loc=".".join([prefix, *map(str, p.loc)]), msg=p.msg, type=p.type)
+        for p in problems
+    ]
+    errors += check_source(spec.warm_start, session, team_id, prefix)  # issue 24
+    if errors:
         detail = "; ".join(f"{e.loc}: {e.msg}" for e in errors[:5])
         raise ProblemError(422, "Invalid spec", detail, errors=errors)
     return info

@@ -20,6 +20,12 @@ does not count) and wall time are reported; with one intra-op thread, CPU time i
 the work done.
 
     .venv/bin/python bench/engine_overhead.py [--repeats 5] [--threads 1] [--device cuda]
+        [--metrics f1_macro auroc] [--cases mlp cnn]
+
+``--metrics`` gives the engine's job extra metrics (``spec.metrics``, issue 24: computed
+over the whole split at each epoch's end, for training and validation) and adds an arm
+``engine, no metrics``: the hand loop computes none of them, so the engine's ratio to
+it includes their whole cost.
 
 With ``--device cuda`` (a lent GPU) the data and the models of the engine and the
 hand loop live on the GPU, Lightning runs with ``accelerator="gpu"`` over its
@@ -62,11 +68,11 @@ def stamp() -> Stamp:
     return time.process_time(), time.perf_counter()
 
 
-def job(model: dict, batch: int, epochs: int) -> JobSpec:
+def job(model: dict, batch: int, epochs: int, metrics: list[str] | None = None) -> JobSpec:
     return JobSpec.model_validate(
         {"dataset": {"source": {"kind": "builtin", "name": "digits"}, "batch_size": batch},
          "model": model, "epochs": epochs, "optimizer": {"kind": "adam", "lr": 1e-3},
-         "resources": {"device": DEVICE.type}}
+         "resources": {"device": DEVICE.type}, "metrics": metrics or []}
     )  # fmt: skip
 
 
@@ -182,6 +188,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--metrics", nargs="*", default=[], help="spec.metrics of the engine")
+    parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
     args = parser.parse_args()
     global DEVICE
     DEVICE = torch.device(args.device)
@@ -203,10 +211,16 @@ def main() -> None:
           + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else "")
           + f", {threads} intra-op thread(s), {args.repeats} "
           "interleaved runs per case; throughput in samples/s (median epoch)")  # fmt: skip
-    for name, (model, batch, epochs) in CASES.items():
-        spec = job(model, batch, epochs)
+    if args.metrics:
+        print(f"engine job with metrics {args.metrics} (train and val_ series)")
+    for name in args.cases:
+        model, batch, epochs = CASES[name]
+        spec = job(model, batch, epochs, args.metrics)
         n_train = prepare(spec, load_dataset(spec), torch.device("cpu")).n_train
         runners: dict[str, Callable[[JobSpec], list[Stamp]]] = {"engine": engine_run}
+        if args.metrics:
+            plain = spec.model_copy(update={"metrics": []})
+            runners["engine, no metrics"] = lambda _spec, plain=plain: engine_run(plain)
         conv = name == "cnn"
         runners["hand"] = partial(hand_run, channels_last=conv)
         if conv:
@@ -224,6 +238,9 @@ def main() -> None:
             sps = {k: n_train / statistics.median(t[i] for t in v) for k, v in times.items()}
             print(f"  [{clock}] " + ", ".join(f"{k} {v:.0f}" for k, v in sps.items()))
             for k in sps:
+                if k == "engine, no metrics":
+                    ratio = sps[k] / sps["engine"]
+                    print(f"    the metrics make the engine take {ratio:.3f}x its time")
                 if k.startswith("hand"):
                     ratio = sps[k] / sps["engine"]
                     print(f"    engine takes {ratio:.3f}x the time of '{k}' (goal <= 1.10)")

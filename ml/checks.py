@@ -205,6 +205,7 @@ def check_spec(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
             "label_smoothing_regression")  # fmt: skip
 
     problems += _class_weight(spec, info)
+    problems += _warm_start(spec)
 
     # ---- extra metrics and monitors
     for i, name in enumerate(spec.metrics):
@@ -258,6 +259,27 @@ def _class_weight(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
         for label in loss.class_weight
         if int(label) > last
     ]
+
+
+def _warm_start(spec: JobSpec) -> list[SpecProblem]:
+    warm = spec.warm_start
+    if warm is None:
+        return []
+    out = []
+    if warm.optimizer_state:
+        msg = (
+            "continuing a job with its optimizer state is not supported yet: set it to false "
+            "(the weights alone are loaded)"
+        )
+        out.append(
+            SpecProblem(("warm_start", "optimizer_state"), msg, "warm_start_optimizer_state")
+        )
+    for name in sorted(set(warm.freeze) & set(warm.reset)):
+        i = warm.reset.index(name)
+        out.append(SpecProblem(("warm_start", "reset", i), f"layer {name!r} is both frozen and "
+                               "reset: a frozen layer would keep its fresh initialisation",
+                               "warm_start_freeze_and_reset"))  # fmt: skip
+    return out
 
 
 def is_monitorable_name(name: str) -> bool:

@@ -66,6 +66,7 @@ from ml.sinks import (
 )
 from ml.spec import JobSpec, ResourcesSpec
 from ml.trainer import StepStats, Trainer
+from ml.warm_start import WarmStart
 
 __all__ = ["LoadedDataset", "NonFiniteLoss", "TrainError", "TrainResult", "train"]
 
@@ -106,14 +107,13 @@ class _Meter:
     lr: float = 0.0
     pending: list[tuple[int, int, StepStats]] = field(default_factory=list)
     classification: bool = True
-    # spec.metrics: the epoch's outputs, kept on the device and computed at its end (a
-    # resumed epoch's training metrics cover the batches run after the resume).
+    # spec.metrics: the epoch's outputs, gathered on the device at each sync (reusing the
+    # accuracy's argmax) and computed at the epoch's end (a resumed epoch's training
+    # metrics cover the batches run after the resume).
     predictions: EpochPredictions | None = None
 
     def add(self, step: int, n: int, stats: StepStats) -> None:
         self.pending.append((step, n, stats))
-        if self.predictions is not None and stats.logits is not None and stats.labels is not None:
-            self.predictions.add(stats.logits, stats.labels)
 
     def sync(self, epoch: int) -> None:
         if not self.pending:
@@ -122,12 +122,17 @@ class _Meter:
         stats = [s for _, _, s in self.pending]
         norms = [s.grad_norm.float() for s in stats if s.grad_norm is not None]
         parts = [torch.stack([s.loss for s in stats] + norms)]
-        keep = self.classification
-        logits = [s.logits for s in stats if s.logits is not None] if keep else []
-        labels = [s.labels for s in stats if s.labels is not None] if keep else []
+        outputs = [s.logits for s in stats if s.logits is not None]
+        targets = [s.labels for s in stats if s.labels is not None]
+        logits = outputs if self.classification else []
         if logits:
-            correct = torch.cat(logits).argmax(1) == torch.cat(labels)
-            parts.append(correct.sum().view(1).to(parts[0].dtype))
+            out, target = torch.cat(logits), torch.cat(targets)
+            predicted = out.argmax(1)
+            parts.append((predicted == target).sum().view(1).to(parts[0].dtype))
+            if self.predictions is not None:
+                self.predictions.add(out, target, predicted)
+        elif outputs and self.predictions is not None:  # a regression's outputs
+            self.predictions.add(torch.cat(outputs), torch.cat(targets))
         values = torch.cat(parts).tolist()  # the one host sync
         k = len(stats)
         for (step, n, _), loss in zip(self.pending, values[:k], strict=True):
@@ -275,12 +280,14 @@ def train(
     dataset: LoadedDataset | None = None,
     logs: LogSink | None = None,
     pruner: EpochPruner | None = None,
+    warm_start: WarmStart | None = None,
 ) -> TrainResult:
     """Train ``spec`` to completion, early stop or cancel; resume from ``checkpoints.load()``.
 
-    ``logs`` receives the run's story for a human (see ``ml.logsink``). Running out of
-    device memory raises ``ResourcesExceeded`` with what to change; the device's cached
-    blocks are handed back after every run, however it ends."""
+    ``logs`` receives the run's story for a human (see ``ml.logsink``); ``warm_start``
+    starts from another run's weights (``ml.warm_start``; a resume overrides it). Running
+    out of device memory raises ``ResourcesExceeded`` with what to change; the device's
+    cached blocks are handed back after every run, however it ends."""
     device = resolve_device(spec.resources)
     check_cublas_config(device, spec.deterministic)
     check_compiler(spec, device)
@@ -288,7 +295,7 @@ def train(
     try:
         return _train(spec, device, loaded, metrics=metrics, checkpoints=checkpoints,
                       control=control, on_progress=on_progress, logs=logs, pruner=pruner,
-                      on_step_progress=on_step_progress)  # fmt: skip
+                      on_step_progress=on_step_progress, warm_start=warm_start)  # fmt: skip
     except torch.OutOfMemoryError as exc:
         detail = ". ".join(str(exc).split(". ")[:2]).strip()  # what, and how much was asked
         message = out_of_memory_message(spec, loaded.info, str(device), detail)
@@ -320,13 +327,14 @@ def _train(
     on_step_progress: Callable[[StepProgress], None] | None,
     logs: LogSink | None,
     pruner: EpochPruner | None,
+    warm_start: WarmStart | None,
 ) -> TrainResult:
     with _global_settings(spec.deterministic):
         torch.manual_seed(spec.seed)
         data = prepare(spec, loaded, device)
         run = _Run(
             spec=spec,
-            trainer=Trainer(spec, data, device),
+            trainer=Trainer(spec, data, device, warm_start),
             schedule=build_schedule(spec, n_batches(data.n_train, spec.dataset.batch_size)),
             stopper=EarlyStopping(spec.early_stopping) if spec.early_stopping else None,
             metrics=metrics if metrics is not None else _NullSink(),
@@ -339,6 +347,8 @@ def _train(
             logs=logs if logs is not None else NullLogSink(),
         )
         run.say_started(device)
+        if run.trainer.warm_start is not None:
+            run.logs.line("info", run.trainer.warm_start.summary())
         blob = checkpoints.load() if checkpoints is not None else None
         if blob is not None:
             run.restore(blob)

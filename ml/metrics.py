@@ -1,8 +1,8 @@
 """The extra metrics (``spec.metrics``) over a whole split, from accumulated predictions.
 
 A split's outputs are gathered on the training device batch by batch
-(:class:`EpochPredictions`: no host copy, no per-step arithmetic beyond keeping a
-reference, or an argmax when only the predicted class is needed) and the metrics are
+(:class:`EpochPredictions`: no host copy and no per-step work -- the engine hands them
+over at its sync points with the argmax it computes for the accuracy anyway) and the metrics are
 computed once, at the end of the epoch, in float64 on that device, with one host read.
 
 Definitions are scikit-learn's, and tests/ml/test_metrics.py holds them to scikit-learn
@@ -28,7 +28,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch import Tensor
 
 from ml.metric_names import AVERAGES, top_k
@@ -54,10 +56,11 @@ class EpochPredictions:
     def for_names(names: Sequence[str], classification: bool) -> EpochPredictions:
         return EpochPredictions(classification, needs_scores(names))
 
-    def add(self, out: Tensor, target: Tensor) -> None:
+    def add(self, out: Tensor, target: Tensor, predicted: Tensor | None = None) -> None:
+        """A batch's outputs and targets; ``predicted``: its argmax, if already computed."""
         out = out.detach()
         if self.classification and not self.keep_scores:
-            out = out.argmax(1)
+            out = predicted if predicted is not None else out.argmax(1)
         self.outputs.append(out)
         self.targets.append(target.detach())
 
@@ -142,28 +145,67 @@ def top_k_accuracy(out: Tensor, target: Tensor, k: int) -> Tensor:
     return (top == target.view(-1, 1)).any(1).double().mean()
 
 
-def binary_auroc(score: Tensor, positive: Tensor) -> Tensor:
-    """ROC AUC as the Mann-Whitney statistic (tied scores count one half), float64."""
-    n_pos = positive.sum().double()
-    n_neg = positive.numel() - n_pos
-    ordered, order = score.sort()
-    _, inverse, counts = torch.unique_consecutive(ordered, return_inverse=True, return_counts=True)
-    ends = counts.cumsum(0).double()
-    mean_rank = ends - (counts.double() - 1) / 2  # 1-based average rank of each tie group
-    ranks = torch.empty_like(mean_rank[inverse])
-    ranks[order] = mean_rank[inverse]
-    rank_sum = ranks[positive].sum()
-    pairs = n_pos * n_neg  # 0 when one side is empty: undefined, NaN (no host read)
+def row_auroc(score: Tensor, positive: Tensor) -> Tensor:
+    """ROC AUC of each row of ``score`` (C, N) against ``positive`` (C, N), float64.
+
+    The Mann-Whitney statistic (tied scores count one half, as the trapezoids of
+    scikit-learn's ROC curve do), all rows at once: one sort, then the average rank
+    of each tie group from a running max of group starts and a running min of group
+    ends. NaN for a row with no positive or no negative sample. On the CPU it runs in
+    NumPy (whose sort is about 5x faster than torch's there); on a GPU in torch.
+    """
+    if score.device.type == "cpu":
+        return torch.from_numpy(_row_auroc_numpy(score.numpy(), positive.numpy()))
+    return row_auroc_torch(score, positive)
+
+
+def row_auroc_torch(score: Tensor, positive: Tensor) -> Tensor:
+    """:func:`row_auroc` in torch, on any device (the GPU path)."""
+    n = score.shape[1]
+    ordered, order = score.sort(dim=1)
+    pos = positive.gather(1, order)
+    index = torch.arange(n, device=score.device).expand_as(ordered)
+    differs = ordered[:, 1:] != ordered[:, :-1]
+    edge = torch.ones_like(differs[:, :1])
+    first = torch.where(torch.cat([edge, differs], 1), index, 0).cummax(1).values
+    last = torch.where(torch.cat([differs, edge], 1), index, n - 1).flip(1).cummin(1).values
+    rank_sum = ((first + last.flip(1)).double() / 2 + 1).mul(pos).sum(1)  # 1-based ranks
+    n_pos = pos.sum(1).double()
+    pairs = n_pos * (n - n_pos)
     value = (rank_sum - n_pos * (n_pos + 1) / 2) / pairs.clamp(min=1)
     return torch.where(pairs > 0, value, torch.full_like(value, float("nan")))
 
 
+def _row_auroc_numpy(
+    score: NDArray[np.float64], positive: NDArray[np.bool_]
+) -> NDArray[np.float64]:
+    """:func:`row_auroc` in NumPy, step for step."""
+    n = score.shape[1]
+    order = np.argsort(score, axis=1)
+    ordered = np.take_along_axis(score, order, 1)
+    pos = np.take_along_axis(positive, order, 1)
+    index = np.broadcast_to(np.arange(n), ordered.shape)
+    differs = ordered[:, 1:] != ordered[:, :-1]
+    edge = np.ones((len(score), 1), dtype=bool)
+    first = np.maximum.accumulate(np.where(np.hstack([edge, differs]), index, 0), axis=1)
+    ends = np.where(np.hstack([differs, edge]), index, n - 1)[:, ::-1]
+    last = np.minimum.accumulate(ends, axis=1)[:, ::-1]
+    rank_sum = (((first + last) / 2 + 1) * pos).sum(1)  # 1-based average ranks
+    n_pos = pos.sum(1).astype(np.float64)
+    pairs = n_pos * (n - n_pos)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = (rank_sum - n_pos * (n_pos + 1) / 2) / pairs
+    out: NDArray[np.float64] = np.where(pairs > 0, value, np.nan)
+    return out
+
+
 def auroc(prob: Tensor, target: Tensor) -> Tensor:
     """Binary: the positive class's probability; more classes: one-vs-rest macro."""
+    classes = torch.arange(prob.shape[1], device=prob.device).view(-1, 1)
+    positive = target.view(1, -1) == classes
     if prob.shape[1] == 2:
-        return binary_auroc(prob[:, 1], target == 1)
-    per_class = [binary_auroc(prob[:, c], target == c) for c in range(prob.shape[1])]
-    return torch.stack(per_class).mean()
+        return row_auroc(prob[:, 1].view(1, -1), positive[1:])[0]
+    return row_auroc(prob.t().contiguous(), positive).mean()
 
 
 def regression_metrics(names: Sequence[str], out: Tensor, target: Tensor) -> dict[str, Tensor]:

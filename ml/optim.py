@@ -42,11 +42,13 @@ DECOUPLED_WD = "trainforge_weight_decay"
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    # Frozen parameters (ml.warm_start) are left out: no state, no decay.
+    trainable = [p for p in model.parameters() if p.requires_grad]
     if weight_decay == 0:  # one group: one fused/foreach call per step instead of two
-        return [{"params": list(model.parameters()), DECOUPLED_WD: 0.0}]
-    kernels = kernel_weights(model)
+        return [{"params": trainable, DECOUPLED_WD: 0.0}]
+    kernels = [p for p in kernel_weights(model) if p.requires_grad]
     kernel_ids = {id(p) for p in kernels}
-    others = [p for p in model.parameters() if id(p) not in kernel_ids]
+    others = [p for p in trainable if id(p) not in kernel_ids]
     groups: list[dict[str, Any]] = [{"params": kernels, DECOUPLED_WD: weight_decay}]
     if others:
         groups.append({"params": others, DECOUPLED_WD: 0.0})

@@ -469,6 +469,30 @@ class LossSpec(Strict):
     )
 
 
+LayerName = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class WarmStartSpec(Strict):
+    """Start from another job's checkpoint (issue 24; see docs/spec.md#warm_start)."""
+
+    job_id: str = Field(min_length=1, max_length=64, description="A job of the same team.")
+    checkpoint: Literal["best", "latest"] | Annotated[int, Field(ge=1, le=2**63 - 1)] = Field(
+        "best", description="best (by the source's checkpointing.monitor), latest, or an id."
+    )
+    freeze: list[LayerName] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Layers trained no further (the built module's names, e.g. '1', until "
+        "models are layer graphs with ids).",
+    )
+    reset: list[LayerName] = Field(
+        default_factory=list, max_length=1000, description="Layers re-initialised, not loaded."
+    )
+    optimizer_state: bool = Field(
+        False, description="Not supported yet: must be false (the weights alone are loaded)."
+    )
+
+
 def loss_kind(loss: LossName | LossSpec) -> LossName:
     """The loss's name, from either form of ``JobSpec.loss``."""
     return loss.kind if isinstance(loss, LossSpec) else loss
@@ -509,6 +533,7 @@ class JobSpec(Strict):
         description="A name (auto: cross-entropy for classification, MSE for regression), "
         "or an object {kind, class_weight}.",
     )
+    warm_start: WarmStartSpec | None = None
     metrics: list[Annotated[str, Field(pattern=METRIC_PATTERN)]] = Field(
         default_factory=list,
         max_length=64,

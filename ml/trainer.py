@@ -35,6 +35,7 @@ from ml.optim import (
     set_lr,
 )
 from ml.spec import JobSpec
+from ml.warm_start import WarmStart, WarmStartReport, apply_warm_start
 
 # Validation batches: no gradients to hold, so up to 1024 samples (or 4M input values),
 # never fewer than the training batch.
@@ -63,11 +64,20 @@ def _all_finite(params: Sequence[Tensor], device: torch.device) -> Tensor:
 class Trainer:
     """Model, loss, optimizer and precision of one run: one optimizer step, one evaluation."""
 
-    def __init__(self, spec: JobSpec, data: DeviceData, device: torch.device) -> None:
+    def __init__(
+        self,
+        spec: JobSpec,
+        data: DeviceData,
+        device: torch.device,
+        warm_start: WarmStart | None = None,
+    ) -> None:
         self.spec, self.data, self.device = spec, data, device
         self.classification = is_classification(data.info)
         self.model = build_model(spec, data.info)
         init_weights(self.model, spec.init)
+        self.warm_start: WarmStartReport | None = None
+        if warm_start is not None:  # before the optimizer: frozen parameters stay out of it
+            self.warm_start = apply_warm_start(self.model, warm_start)
         self.model.to(device)
         if any(isinstance(m, torch.nn.Conv2d) for m in self.model.modules()):
             # NHWC convolutions: 1.3-1.5x faster on CPU (oneDNN) and what tensor cores want;

@@ -30,7 +30,9 @@ from worker.job_resources import check_job_resources
 from worker.log_sink import SqlLogSink
 from worker.metrics_server import RUNNING
 from worker.progress import ProgressWriter
+from worker.report import report_job
 from worker.sinks import SqlMetricSink, with_db_retry
+from worker.warm_start import load_warm_start
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +196,7 @@ def _run_claimed(
             dataset=dataset,
             logs=lines,
             pruner=sweeps.pruner_for_job(factory, job_id),  # a sweep trial's early termination
+            warm_start=load_warm_start(factory, job, spec),  # issue 24
         )
         stopped_epoch, progress = result.stopped_epoch, (result.epochs_completed, result.step)
         if result.status_reason != "canceled":
@@ -209,6 +212,8 @@ def _run_claimed(
         if result.epochs_completed >= 1 and status in ("succeeded", "canceled"):
             # Before the final status: a finished job's model is there (or its export error).
             export_job(factory, job_id, attempt, spec, dataset, result.final_metrics)
+        if status == "succeeded":  # the validation report of the best checkpoint (issue 24)
+            report_job(factory, job_id, attempt, spec, dataset)
     except repo.StaleAttempt:
         keeper.fenced = True
     except NonFiniteLoss as exc:

@@ -130,3 +130,12 @@ def test_class_weight_problems_name_the_field(
 def test_malformed_class_weights_are_schema_errors(weights: object) -> None:
     with pytest.raises(ValidationError):
         spec_for("iris", loss={"class_weight": weights})
+
+
+def test_warm_start_checks_that_need_no_database() -> None:
+    warm = {"job_id": "j", "freeze": ["1", "4"], "reset": ["7", "4"], "optimizer_state": True}
+    assert problems(spec_for("iris", warm_start=warm)) == {
+        ("warm_start", "optimizer_state"): "warm_start_optimizer_state",
+        ("warm_start", "reset", 1): "warm_start_freeze_and_reset",
+    }
+    assert problems(spec_for("iris", warm_start={"job_id": "j", "checkpoint": 3})) == {}

@@ -8,7 +8,7 @@ import torch
 from sklearn import metrics as skm
 
 from ml.metric_names import direction, metric_task, misfit
-from ml.metrics import EpochPredictions
+from ml.metrics import EpochPredictions, row_auroc_torch
 
 CLASSIFICATION = [
     f"{b}_{a}" for b in ("precision", "recall", "f1") for a in ("macro", "micro", "weighted")
@@ -69,6 +69,20 @@ def test_a_class_never_predicted_nor_present_is_left_out_of_macro_like_sklearn()
     got = accumulate(names, logits, y, batch=3)
     for name in names:
         assert got[name] == pytest.approx(reference(name, y, logits), abs=1e-6), name
+
+
+@pytest.mark.parametrize("n_classes", [2, 5])
+def test_the_torch_auroc_path_of_gpus_equals_sklearn_too(n_classes: int) -> None:
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, n_classes, 400)
+    y[:n_classes] = np.arange(n_classes)
+    logits = np.round(rng.normal(size=(400, n_classes)) + np.eye(n_classes)[y], 1)
+    prob = torch.from_numpy(logits).softmax(1)
+    positive = torch.from_numpy(y).view(1, -1) == torch.arange(n_classes).view(-1, 1)
+    per_class = row_auroc_torch(prob.t().contiguous(), positive)
+    for c in range(n_classes):
+        expected = skm.roc_auc_score(y == c, prob[:, c].numpy())
+        assert float(per_class[c]) == pytest.approx(expected, abs=1e-9)
 
 
 def test_auroc_is_nan_when_a_class_is_absent() -> None:

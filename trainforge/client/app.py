@@ -28,6 +28,7 @@ VERB_MODULES = (
     "model_cmd",  # predict, export (issue 14)
     "sweep_cmd",  # sweep submit [--follow] / show / ls / cancel (issue 13)
     "storage_cmd",  # delete (issue 17)
+    "report_cmd",  # report (issue 24)
 )
 
 OPERATOR_HELP = (

@@ -4,6 +4,7 @@ import { errorBox, fmtBytes, fmtNumber, fmtTime, h, replace, statusBadge } from 
 import { layerTable } from "../layers.js";
 import { followEvents } from "../sse.js";
 import { LogPanel } from "./logs.js";
+import { ReportPanel } from "./report.js";
 
 const CHARTS = [
   { id: "loss", title: "Loss", names: ["loss", "val_loss"] },
@@ -44,6 +45,7 @@ export async function jobView(root, { params, signal }) {
   const spec = h("pre", { class: "spec", "data-testid": "spec" });
   const layers = h("div", { class: "layer-table" });
   const logs = h("div");
+  const reportBox = h("div");
   replace(
     root,
     header,
@@ -54,6 +56,7 @@ export async function jobView(root, { params, signal }) {
       h("table", { "data-testid": "checkpoints" },
         h("thead", {}, h("tr", {}, ["Step", "Epoch", "Metrics", "Best", "Size", ""].map((c) => h("th", {}, c)))),
         checkpoints)),
+    reportBox,
     logs,
     h("div", { class: "two-col" },
       h("section", {}, h("h2", {}, "Status timeline"),
@@ -63,7 +66,10 @@ export async function jobView(root, { params, signal }) {
       h("section", {}, h("h2", {}, "Resolved spec"), spec)),
     h("section", {}, h("h2", {}, "Layers"), layers),
   );
-  const chartObjs = CHARTS.map((c) => new SeriesChart(charts, c));
+  // spec.metrics (f1_macro, auroc, mae, ...): a chart each, training and validation.
+  const extra = (job.spec?.metrics || []).map((m) => ({ id: m, title: m, names: [m, `val_${m}`] }));
+  const chartObjs = [...CHARTS, ...extra].map((c) => new SeriesChart(charts, c));
+  const report = new ReportPanel(reportBox, base, signal);
   const logPanel = new LogPanel(logs, signal);
   let live = null; // the latest `progress` event: where the running epoch is
   signal.addEventListener("abort", () => chartObjs.forEach((c) => c.destroy()));
@@ -115,7 +121,8 @@ export async function jobView(root, { params, signal }) {
       header,
       h("h1", {}, job.name || job.id, " ", statusBadge(job.status)),
       h("p", { class: "muted" }, `id ${job.id} · attempt ${job.attempt} · created ${fmtTime(job.created_at)}`,
-        job.sweep_id ? [" · ", h("a", { href: `/ui/sweeps/${encodeURIComponent(job.sweep_id)}` }, "its sweep")] : null),
+        job.sweep_id ? [" · ", h("a", { href: `/ui/sweeps/${encodeURIComponent(job.sweep_id)}` }, "its sweep")] : null,
+        job.spec?.warm_start ? [" · warm-started from ", h("a", { href: `/ui/jobs/${encodeURIComponent(job.spec.warm_start.job_id)}`, "data-testid": "warm-start-source" }, job.spec.warm_start.job_id)] : null),
       h("p", { "data-testid": "reason" },
         job.status_reason ? `Reason: ${job.status_reason}` : "",
         job.queue_reason ? `Waiting: ${job.queue_reason}` : "",
@@ -129,6 +136,7 @@ export async function jobView(root, { params, signal }) {
       h("td", {}, `${t.from_status ?? "—"} → ${t.to_status}`),
       h("td", {}, t.reason ?? ""),
       h("td", {}, String(t.attempt)))));
+    report.update(job);
     const specText = JSON.stringify(job.spec, null, 2);
     if (spec.textContent !== specText) spec.textContent = specText;
   }

@@ -25,7 +25,7 @@ function monitorOf(spec) {
   let mode = part.mode;
   if (!mode || mode === "auto") {
     const name = part.monitor.replace(/^val_/, "");
-    mode = name !== "loss" && /acc|auc|precision|recall|f1|r2/.test(name) ? "max" : "min";
+    mode = name !== "loss" && /acc|auc|auroc|precision|recall|f1|r2/.test(name) ? "max" : "min";
   }
   return { name: part.monitor, mode };
 }

@@ -1,0 +1,1 @@
+"""A classification job's report: confusion matrix and per-class scores (issue 24)."""

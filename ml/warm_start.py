@@ -1,0 +1,99 @@
+"""Start a run from another run's weights: load by layer and shape, reset, freeze.
+
+The engine half of ``spec.warm_start`` (issue 24): ``ml.train(spec, warm_start=WarmStart(...))``;
+the worker reads the source checkpoint (``worker.warm_start``), the API checks the source
+(``api.warm_start``). Layers are named by the built PyTorch module's names (``1``, ``4``
+... as ``model.named_modules()`` gives them) until models become a layer graph with ids.
+
+- A tensor loads when the source has one of the same name and shape; any other (a head
+  with another class count, a layer that is new) keeps its fresh initialisation and is
+  reported with the reason. Layers under ``reset`` are not loaded at all.
+- Frozen layers (``freeze``) get no gradient, no optimizer state and no weight decay,
+  so their weights are bit-identical at the end; a frozen batch-normalization layer
+  also stops updating its running statistics (it stays in inference mode, as Keras
+  does for a ``BatchNormalization`` layer with ``trainable = False``).
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from torch import Tensor, nn
+
+from ml.architecture import TrainError
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    weights: Mapping[str, Tensor]  # the source checkpoint's state dict
+    freeze: Sequence[str] = ()
+    reset: Sequence[str] = ()
+
+
+@dataclass
+class WarmStartReport:
+    loaded: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # name -> why
+    reset: list[str] = field(default_factory=list)
+    frozen: list[str] = field(default_factory=list)  # parameter names
+
+    def summary(self) -> str:
+        parts = [f"warm start: {len(self.loaded)} tensor(s) loaded"]
+        if self.skipped:
+            why = "; ".join(f"{n}: {w}" for n, w in self.skipped.items())
+            parts.append(f"{len(self.skipped)} kept their initialisation ({why})")
+        if self.reset:
+            parts.append(f"{len(self.reset)} re-initialised by reset")
+        if self.frozen:
+            parts.append(f"{len(self.frozen)} parameter(s) frozen")
+        return ", ".join(parts)
+
+
+def _under(name: str, layers: Sequence[str]) -> bool:
+    return any(name == layer or name.startswith(layer + ".") for layer in layers)
+
+
+def _keep_in_inference_mode(module: nn.Module) -> None:
+    def train(self: nn.Module, mode: bool = True) -> nn.Module:
+        return nn.Module.train(self, False)
+
+    module.train = types.MethodType(train, module)  # type: ignore[method-assign]
+    module.eval()
+
+
+def apply_warm_start(model: nn.Module, warm: WarmStart) -> WarmStartReport:
+    """Load, reset and freeze ``model`` in place (before its optimizer is built)."""
+    layers = [name for name, _ in model.named_modules() if name]
+    unknown = [name for name in (*warm.freeze, *warm.reset) if name not in layers]
+    if unknown:
+        raise TrainError(
+            f"warm_start names layer(s) {', '.join(map(repr, unknown))} that this model does "
+            f"not have; its layers are {', '.join(layers)}"
+        )
+    report, load = WarmStartReport(), {}
+    for name, tensor in model.state_dict().items():
+        source = warm.weights.get(name)
+        if _under(name, warm.reset):
+            report.reset.append(name)
+        elif source is None:
+            report.skipped[name] = "not in the source"
+        elif source.shape != tensor.shape:
+            shapes = f"{tuple(source.shape)} in the source, {tuple(tensor.shape)} here"
+            report.skipped[name] = f"shape {shapes}"
+        else:
+            load[name] = source
+            report.loaded.append(name)
+    if not load:
+        raise TrainError("warm_start: no tensor of the source checkpoint fits this model")
+    model.load_state_dict(load, strict=False)
+    for name, module in model.named_modules():
+        if not name or not _under(name, warm.freeze):
+            continue
+        for pname, param in module.named_parameters(recurse=False):
+            param.requires_grad_(False)
+            report.frozen.append(f"{name}.{pname}")
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            _keep_in_inference_mode(module)
+    return report

@@ -1,0 +1,36 @@
+"""The weights a job with ``warm_start`` starts from: its source checkpoint, team-scoped.
+
+The source is checked when the job is submitted (``api.warm_start``); if it has gone
+since (the source job deleted, the checkpoint removed by retention) the job fails with
+a message saying so -- the checkpoint is not pinned or copied yet.
+"""
+
+from __future__ import annotations
+
+from safetensors.torch import load as st_load
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.db import checkpoints as ckpt_repo
+from api.db.models import Job
+from api.warm_start import source_checkpoint
+from ml.architecture import TrainError
+from ml.spec import JobSpec
+from ml.warm_start import WarmStart
+from worker.sinks import with_db_retry
+
+
+def load_warm_start(factory: sessionmaker[Session], job: Job, spec: JobSpec) -> WarmStart | None:
+    warm = spec.warm_start
+    if warm is None:
+        return None
+
+    def read(session: Session) -> bytes | str:
+        found = source_checkpoint(session, warm, job.team_id)
+        if isinstance(found, str):
+            return f"job {warm.job_id!r} no longer exists" if found == "no job" else found
+        return ckpt_repo.read_file(session, found.id, "weights")
+
+    weights = with_db_retry(factory, read)
+    if isinstance(weights, str):
+        raise TrainError(f"warm_start: {weights} (it was there when the job was submitted)")
+    return WarmStart(st_load(weights), freeze=warm.freeze, reset=warm.reset)
