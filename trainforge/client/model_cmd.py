@@ -23,12 +23,11 @@ import typer
 
 from trainforge.client.errors import EXIT_INVALID, EXIT_JOB_FAILED, CliError
 from trainforge.client.http import unreachable
-from trainforge.client.output import connect, print_json, stdout, table
+from trainforge.client.output import JOB_ARG, connect, print_json, stdout, table
 
 BATCH = 256
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none"})
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-JOB_ARG = Annotated[str, typer.Argument(metavar="JOB")]
 
 
 def _cell(text: str) -> float | str | None:

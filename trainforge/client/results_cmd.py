@@ -14,9 +14,16 @@ import typer
 
 from trainforge.client.errors import EXIT_INVALID, EXIT_JOB_FAILED, CliError
 from trainforge.client.http import Api, unreachable
-from trainforge.client.output import connect, epoch_label, fmt_value, print_json, stdout, table
+from trainforge.client.output import (
+    JOB_ARG,
+    connect,
+    epoch_label,
+    fmt_value,
+    print_json,
+    stdout,
+    table,
+)
 
-JOB_ARG = Annotated[str, typer.Argument(metavar="JOB")]
 JSON_OPT = Annotated[bool, typer.Option("--json", help="Print the API's JSON (for scripts).")]
 
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
-from trainforge.client.output import connect
+from trainforge.client.output import JOB_ARG, connect
 
 
-def delete(job_id: Annotated[str, typer.Argument(metavar="JOB")]) -> None:
+def delete(job_id: JOB_ARG) -> None:
     """Delete an ended job (succeeded, failed or canceled) with its metrics, events, logs
     and checkpoints; a queued or running job is refused (cancel it first)."""
     connect().request("DELETE", f"/v1/jobs/{job_id}")
