@@ -28,6 +28,7 @@ VERB_MODULES = (
     "model_cmd",  # predict, export (issue 14)
     "sweep_cmd",  # sweep submit [--follow] / show / ls / cancel (issue 13)
     "storage_cmd",  # delete (issue 17)
+    "webhooks_cmd",  # webhooks ls / add / rm / test (issue 25)
 )
 
 OPERATOR_HELP = (

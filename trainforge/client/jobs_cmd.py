@@ -12,7 +12,7 @@ import typer
 from trainforge.client import specfile
 from trainforge.client.errors import EXIT_OK
 from trainforge.client.follow_cmd import follow_job
-from trainforge.client.output import JOB_ARG, connect, epoch_label, print_json, stdout, table
+from trainforge.client.output import JOB_ARG, connect, epoch_label, print_json, stdout, table, when
 
 JSON_OPT = Annotated[bool, typer.Option("--json", help="Print the API's JSON (for scripts).")]
 SET_OPT = Annotated[
@@ -133,6 +133,9 @@ def jobs(
     name: Annotated[
         str | None, typer.Option(help="Only jobs whose name contains this (any case).")
     ] = None,
+    sweep: Annotated[
+        str | None, typer.Option("--sweep", metavar="SWEEP", help="Only this sweep's trials.")
+    ] = None,
     as_json: JSON_OPT = False,
 ) -> None:
     """Your team's jobs, newest first."""
@@ -141,6 +144,8 @@ def jobs(
         params["status"] = status
     if name:
         params["name"] = name
+    if sweep:
+        params["sweep_id"] = sweep
     page = connect().get_json("/v1/jobs", params=params)
     if as_json:
         print_json(page)
@@ -164,7 +169,7 @@ def jobs(
 
 
 def _when(value: Any) -> str:
-    return str(value)[:19].replace("T", " ") if value else ""
+    return when(value)
 
 
 def show(job_id: JOB_ARG, as_json: JSON_OPT = False) -> None:

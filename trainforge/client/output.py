@@ -28,6 +28,22 @@ def stderr() -> Console:
     return Console(stderr=True, highlight=False)
 
 
+JSON_OPT = Annotated[bool, typer.Option("--json", help="Print the API's JSON (for scripts).")]
+
+
+def when(value: Any) -> str:
+    """Every date the CLI prints, one way: ``2026-12-07 04:30:11`` (UTC, as the API sends)."""
+    return str(value)[:19].replace("T", " ") if value else "-"
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask on a terminal (``--yes`` skips it); a script (no terminal) is not asked."""
+    if yes or not sys.stdin.isatty():
+        return
+    if not typer.confirm(question, default=False):
+        raise CliError(EXIT_INVALID, "nothing deleted")
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
     sys.stdout.flush()
