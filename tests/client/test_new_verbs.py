@@ -4,9 +4,11 @@ datasets show|rm, jobs --sweep, delete asking on a terminal (--yes), hidden old 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
+import typer
 from fastapi.testclient import TestClient
 
 from api.settings import Settings
@@ -69,8 +71,8 @@ def test_delete_asks_on_a_terminal(
     spec = {"spec": {"dataset": {"source": {"kind": "builtin", "name": "iris"}}}}
     job_id = client.post("/v1/jobs", json=spec).json()["id"]
     client.post(f"/v1/jobs/{job_id}/cancel")
-    monkeypatch.setattr(output.sys.stdin, "isatty", lambda: True)
-    monkeypatch.setattr(output.typer, "confirm", lambda question, default: False)
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr(typer, "confirm", lambda question, default: False)
     assert main(["delete", job_id]) == 2
     assert "nothing deleted" in capsys.readouterr().err
     assert client.get(f"/v1/jobs/{job_id}").status_code == 200
