@@ -31,9 +31,7 @@ VERB_MODULES = (
     "webhooks_cmd",  # webhooks ls / add / rm / test (issue 25)
 )
 
-OPERATOR_HELP = (
-    "Operator commands: up, api, worker, db upgrade, admin (`trainforge up --help`, ...)."
-)
+OPERATOR_HELP = "Operator commands (up, api, worker, db, admin): `trainforge up --help`, ..."
 
 app = typer.Typer(
     name="trainforge",
