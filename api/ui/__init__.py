@@ -80,6 +80,7 @@ SHELL_PATHS = (
     "/ui/compare",
     "/ui/new",
     "/ui/datasets",
+    "/ui/sweeps",
     "/ui/sweeps/{sweep_id}",
 )
 

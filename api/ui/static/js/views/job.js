@@ -5,7 +5,7 @@ import { followEvents } from "../sse.js";
 import { LogPanel } from "./logs.js";
 
 const CHARTS = [
-  { id: "loss", title: "Loss", names: ["loss", "val_loss"] },
+  { id: "loss", title: "Loss", names: ["loss", "val_loss"], log: true },
   { id: "accuracy", title: "Accuracy", names: ["accuracy", "val_accuracy"] },
   { id: "lr", title: "Learning rate", names: ["lr"] },
   { id: "grad_norm", title: "Gradient norm", names: ["grad_norm"] },
