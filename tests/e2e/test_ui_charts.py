@@ -35,14 +35,16 @@ def test_tick_labels_and_colours_in_the_browser(up: UpServer, page: Any) -> None
             lr: tickLabels([0.0009, 0.00092, 0.00094, 0.00096, 0.00098, 0.001]),
             loss: tickLabels([0.2, 0.4, 0.6, 0.8, 1.0]),
             tiny: tickLabels([0.3, 0.3005, 0.301]),
+            decades: tickLabels([0.0001, 0.001, 0.01, 0.1, 1]),
             colours: COLORS,
           };
         }""",
         CHART_MODULE,
     )
-    for labels in (found["lr"], found["loss"], found["tiny"]):
+    for labels in (found["lr"], found["loss"], found["tiny"], found["decades"]):
         assert len(set(labels)) == len(labels), labels  # neighbouring ticks never read alike
     assert found["loss"] == ["0.2", "0.4", "0.6", "0.8", "1.0"]
+    assert found["decades"] == ["1.00e-4", "0.001", "0.01", "0.1", "1"]
     assert len(set(found["colours"])) >= 12
 
 

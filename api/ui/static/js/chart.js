@@ -20,6 +20,8 @@ export function tickLabels(splits) {
   if (!gaps.length) return text((v) => fmtNumber(v));
   const step = Math.min(...gaps);
   const mag = Math.max(...finite.map(Math.abs));
+  const low = Math.min(...finite.map(Math.abs));
+  if (low > 0 && mag / low >= 100) return text((v) => fmtNumber(v, 3)); // decades: a log axis
   if (mag !== 0 && (mag < 1e-3 || mag >= 1e6)) {
     const digits = Math.min(Math.max(Math.ceil(Math.log10(mag / step)), 0), 12);
     return text((v) => (v === 0 ? "0" : v.toExponential(digits)));
