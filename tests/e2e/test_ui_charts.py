@@ -1,10 +1,13 @@
 """Dashboard items of issue 25 in real Chromium against a live `trainforge up`: readable
 tick labels, 16 trial colours, the log/linear toggle (log by default for loss), a log x
-axis for a parameter sampled log-uniformly, and the Sweeps page linked in the top bar."""
+axis for a parameter sampled log-uniformly, the Sweeps page linked in the top bar, and a
+finished job's model download and predict form."""
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -92,6 +95,39 @@ def test_the_sweeps_page_lists_the_teams_sweeps(up: UpServer, page: Any) -> None
     expect(page.locator("[data-chart='param-optimizer.lr']")).to_have_attribute(
         "data-x-scale", "log"
     )
+
+
+def test_a_finished_jobs_page_downloads_its_model_and_predicts(
+    up: UpServer,  # noqa: F811
+    page: Any,  # noqa: F811
+    console: Any,  # noqa: F811
+) -> None:
+    console.allow(r"status of 422")  # the wrong instance, on purpose
+    body = {"spec": {"dataset": {"source": {"kind": "builtin", "name": "iris"}}, "epochs": 3}}
+    job_id = submit(up, body)
+    deadline = time.monotonic() + 300
+    while (ended := job(up, job_id))["status"] not in ("succeeded", "failed", "canceled"):
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert ended["export"]["status"] == "ready", ended
+    sign_in(page, up, f"/ui/jobs/{job_id}")
+    panel = page.get_by_test_id("model")
+    with page.expect_download() as download:
+        panel.get_by_test_id("download-model").click()
+    expected = httpx.get(f"{up.base}/v1/jobs/{job_id}/model", headers=auth(up)).content
+    assert Path(download.value.path()).read_bytes() == expected
+    flower = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5,
+              "petal length (cm)": 1.4, "petal width (cm)": 0.2}  # fmt: skip
+    panel.get_by_test_id("predict-input").fill(json.dumps([flower, flower]))
+    panel.get_by_role("button", name="Predict").click()
+    rows = panel.get_by_test_id("predictions").locator("tbody tr")
+    expect(rows).to_have_count(2)
+    answer = httpx.post(f"{up.base}/v1/jobs/{job_id}/predict", json={"instances": [flower]},
+                        headers=auth(up)).json()["predictions"][0]  # fmt: skip
+    expect(rows.first).to_contain_text(str(answer["label"]))
+    panel.get_by_test_id("predict-input").fill('[{"sepal length (cm)": "x"}]')
+    panel.get_by_role("button", name="Predict").click()
+    expect(panel.get_by_test_id("predict-result")).to_contain_text("instances.0")
 
 
 def test_no_console_or_page_error(console: Any) -> None:  # noqa: F811

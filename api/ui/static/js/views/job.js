@@ -3,6 +3,7 @@ import { SeriesChart } from "../chart.js";
 import { errorBox, fmtBytes, fmtNumber, fmtTime, h, replace, statusBadge } from "../dom.js";
 import { followEvents } from "../sse.js";
 import { LogPanel } from "./logs.js";
+import { modelPanel } from "./model.js";
 
 const CHARTS = [
   { id: "loss", title: "Loss", names: ["loss", "val_loss"], log: true },
@@ -42,12 +43,15 @@ export async function jobView(root, { params, signal }) {
   const timeline = h("tbody");
   const spec = h("pre", { class: "spec", "data-testid": "spec" });
   const logs = h("div");
+  const model = h("section", { "data-testid": "model", hidden: true });
+  let modelShown = false;
   replace(
     root,
     header,
     progress,
     h("div", { class: "toolbar" }, actions, actionMessage),
     charts,
+    model,
     h("section", {}, h("h2", {}, "Checkpoints"),
       h("table", { "data-testid": "checkpoints" },
         h("thead", {}, h("tr", {}, ["Step", "Epoch", "Metrics", "Best", "Size", ""].map((c) => h("th", {}, c)))),
@@ -98,6 +102,11 @@ export async function jobView(root, { params, signal }) {
 
   function renderJob() {
     renderProgress();
+    if (!modelShown && job.export?.status === "ready") {
+      modelShown = true;
+      model.hidden = false;
+      modelPanel(model, job, base, signal);
+    }
     replace(
       header,
       h("h1", {}, job.name || job.id, " ", statusBadge(job.status)),
