@@ -130,5 +130,24 @@ def test_a_finished_jobs_page_downloads_its_model_and_predicts(
     expect(panel.get_by_test_id("predict-result")).to_contain_text("instances.0")
 
 
+def test_the_plan_clears_while_the_spec_is_invalid(
+    up: UpServer,  # noqa: F811
+    page: Any,  # noqa: F811
+    console: Any,  # noqa: F811
+) -> None:
+    console.allow(r"status of 422")
+    sign_in(page, up, "/ui/new")
+    editor = page.get_by_label("Job spec (YAML or JSON)")
+    editor.fill("dataset:\n  source: {kind: builtin, name: digits}\nepochs: 3\n")
+    expect(page.get_by_test_id("valid")).to_be_visible()
+    expect(page.get_by_test_id("parameter-count")).to_be_visible()
+    editor.fill("dataset:\n  source: {kind: builtin, name: digits}\nepochs: 0\n")
+    expect(page.locator('[data-testid=problems] li[data-loc="spec.epochs"]')).to_be_visible()
+    expect(page.get_by_test_id("parameter-count")).to_have_count(0)
+    expect(page.get_by_test_id("plan-empty")).to_be_visible()
+    editor.fill("dataset: [unclosed\n")
+    expect(page.get_by_test_id("plan-empty")).to_be_visible()
+
+
 def test_no_console_or_page_error(console: Any) -> None:  # noqa: F811
     assert console.unexpected() == []

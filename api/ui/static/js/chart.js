@@ -87,7 +87,7 @@ export class SeriesChart {
     const names = this.names;
     this.figure.dataset.yScale = this.log ? "log" : "linear";
     this.figure.dataset.xScale = logX ? "log" : "linear";
-    this.toggle.textContent = this.log ? "linear y" : "log y";
+    this.toggle.textContent = this.log ? "y: log" : "y: linear"; // the scale shown; a click switches
     const xAxis = { label: xLabel };
     if (xTicks) xAxis.values = (u, splits) => splits.map(xTicks);
     else if (xLabel === "epoch" || xLabel === "step") { // counts: whole-number ticks only
