@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint unit openapi npm-tools bench faults clean install install-dev ui chromium compose-cli
+.PHONY: run test lint unit openapi npm-tools bench faults clean install install-dev ui chromium compose-cli dist
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -98,5 +98,12 @@ bench: $(VENV)/.installed-bench
 faults: $(VENV)/.installed-dev
 	TRAINFORGE_FAULT_SCALE=3 $(BIN)/pytest -q -ra tests/faults
 
+# The wheel and the sdist into dist/: `pip install dist/trainforge-*.whl` is the client
+# (SDK + CLI); `pip install 'dist/trainforge-*.whl[server]'` adds the API and the worker. The
+# wheel carries the dashboard's pinned front-end files (setup.py, api/ui/bundle.py).
+dist: $(VENV)/.installed-dev ui
+	rm -rf dist build
+	$(BIN)/python -m build --no-isolation --outdir dist .
+
 clean:
-	rm -rf $(VENV) .trainforge .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) dist build .trainforge .mypy_cache .ruff_cache .pytest_cache

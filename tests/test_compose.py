@@ -20,7 +20,7 @@ import yaml
 
 from api.settings import Settings
 from tests.conftest import REPO
-from trainforge.cli import build_parser
+from tests.operator.cli_parse import parse
 from worker.queues import worker_queues
 
 FILES = ["docker-compose.yml", "docker-compose.gpu.yml"]
@@ -126,21 +126,20 @@ def test_credentials_come_from_the_env_file_only() -> None:
 
 
 def test_commands_parse_with_the_real_cli() -> None:
-    parser = build_parser()
     main = compose("docker-compose.yml")["services"]
     expected = {"migrate": "db", "api": "api", "worker": "worker"}
     for name, command in expected.items():
         argv = main[name]["command"]
         assert argv[0] == "trainforge"
-        assert parser.parse_args(argv[1:]).command == command
+        assert parse(argv[1:])[0][0] == command
     # A worker that sees its GPU consumes both queues (worker/queues.py).
-    args = parser.parse_args(main["worker"]["command"][1:])
-    queues = worker_queues(Settings(), args.queues, has_gpu=True).split(",")
+    _, args = parse(main["worker"]["command"][1:])
+    queues = worker_queues(Settings(), args["queues"], has_gpu=True).split(",")
     assert queues == [Settings().queue, Settings().gpu_queue]
     # The README's one-shot commands for the first admin key.
-    assert parser.parse_args(["admin", "create-team", "ops"]).admin_command == "create-team"
-    key = parser.parse_args(["admin", "create-key", "--team", "ops", "--role", "admin"])
-    assert (key.admin_command, key.role) == ("create-key", "admin")
+    assert parse(["admin", "create-team", "ops"])[0] == ["admin", "create-team"]
+    path, key = parse(["admin", "create-key", "--team", "ops", "--role", "admin"])
+    assert (path[-1], key["role"]) == ("create-key", "admin")
 
 
 def test_environment_names_real_settings_and_services() -> None:

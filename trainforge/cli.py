@@ -1,5 +1,5 @@
-"""The ``trainforge`` command: operator verbs (up, api, worker, db, admin) here; user verbs
-(submit, follow, jobs, ...) in trainforge/client."""
+"""The work of the operator verbs (up, api, worker, db upgrade, admin): their options are
+in trainforge/operator_cmd.py, on the same typer app as the user verbs (trainforge/client)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
 from pydantic import ValidationError
 
 from api.settings import Settings, get_settings
-from trainforge.admin_cli import add_admin_parser
 
 
 def _print(msg: str) -> None:
@@ -74,12 +74,6 @@ def cmd_api(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=5,
     )
     return 0
-
-
-def _process_count(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 64:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 64")
-    return int(text)
 
 
 def _shared_metrics_dir(folder: Path) -> None:
@@ -208,64 +202,25 @@ def cmd_admin(args: argparse.Namespace) -> int:
         return 1
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trainforge", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    up = sub.add_parser("up", help="embedded mode: API + one worker, SQLite, no servers")
-    up.add_argument("--host", default="127.0.0.1")
-    up.add_argument("--port", type=int, default=8000)
-    up.set_defaults(func=cmd_up)
-
-    api = sub.add_parser("api", help="the HTTP API alone")
-    api.add_argument("--host", default="0.0.0.0")
-    api.add_argument("--port", type=int, default=8000)
-    api.add_argument(
-        "--processes",
-        type=_process_count,
-        metavar="N",
-        help="API processes on the port (1-64; default TRAINFORGE_API_PROCESSES, 1)",
-    )
-    api.set_defaults(func=cmd_api)
-
-    wk = sub.add_parser("worker", help="one Celery worker (one per GPU)")
-    wk.add_argument(
-        "--queues",
-        help="comma-separated; default: TRAINFORGE_QUEUE, plus TRAINFORGE_GPU_QUEUE when "
-        "this process sees a GPU (a GPU queue is dropped on a machine without one)",
-    )
-    wk.add_argument(
-        "--metrics-port", type=int, help="serve this worker's Prometheus /metrics (default: off)"
-    )
-    wk.set_defaults(func=cmd_worker)
-
-    db = sub.add_parser("db", help="database migrations")
-    db_sub = db.add_subparsers(dest="db_command", required=True)
-    db_sub.add_parser("upgrade", help="migrate to the latest schema").set_defaults(
-        func=cmd_db_upgrade
-    )
-
-    add_admin_parser(sub, cmd_admin)  # trainforge/admin_cli.py (issue 17)
-    return parser
-
-
-OPERATOR_VERBS = frozenset({"up", "api", "worker", "db", "admin"})
+def run_operator(
+    verb: str, func: Callable[[argparse.Namespace], int], args: argparse.Namespace
+) -> int:
+    """An operator verb's work, after checking the TRAINFORGE_* settings (a bad one: a
+    message naming it and exit 2, not a traceback). The options are parsed by the one
+    typer app (trainforge/operator_cmd.py)."""
+    try:
+        get_settings()
+    except ValidationError as exc:
+        print(f"trainforge {verb}: {_settings_problems(exc)}", file=sys.stderr)
+        return 2
+    return int(func(args))
 
 
 def main(argv: list[str] | None = None) -> int:
-    args_in = sys.argv[1:] if argv is None else argv
-    if not args_in or args_in[0] not in OPERATOR_VERBS:
-        # The user verbs (submit, follow, jobs, ...): trainforge/client, HTTP only.
-        from trainforge.client.app import main as client_main
+    """``python -m trainforge.cli``: the same command as the console script."""
+    from trainforge.entry import main as entry_main
 
-        return client_main(args_in)
-    args = build_parser().parse_args(args_in)
-    try:
-        get_settings()
-    except ValidationError as exc:  # a TRAINFORGE_* variable: a message, not a traceback
-        print(f"trainforge {args_in[0]}: {_settings_problems(exc)}", file=sys.stderr)
-        return 2
-    return int(args.func(args))
+    return entry_main(argv)
 
 
 def _settings_problems(exc: ValidationError) -> str:

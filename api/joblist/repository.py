@@ -26,8 +26,10 @@ def list_jobs(
     sweep_id: str | None,
     limit: int,
     after: tuple[datetime, str] | None,
+    id_prefix: str | None = None,
 ) -> list[Job]:
-    """Newest first; ``name``: jobs whose name contains it, case-insensitively."""
+    """Newest first; ``name``: jobs whose name contains it, case-insensitively;
+    ``id_prefix``: jobs whose id starts with it (hex digits only, checked by the router)."""
     stmt = select(Job)
     if team_id is not None:
         stmt = stmt.where(Job.team_id == team_id)
@@ -35,6 +37,8 @@ def list_jobs(
         stmt = stmt.where(Job.status == status)
     if sweep_id is not None:
         stmt = stmt.where(Job.sweep_id == sweep_id)
+    if id_prefix:
+        stmt = stmt.where(Job.id.startswith(id_prefix, autoescape=True))
     if name:
         stmt = stmt.where(Job.name.ilike(f"%{_like_escape(name)}%", escape="\\"))
     return list(session.scalars(newest_first(stmt, Job, after, limit)))

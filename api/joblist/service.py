@@ -33,12 +33,20 @@ def list_page(
     sweep_id: str | None,
     cursor: str | None,
     limit: int,
+    id_prefix: str | None = None,
 ) -> JobSummaryPage:
     after = decode_cursor(cursor) if cursor else None
     # A listing shows the caller's team; an admin may ask for another team's.
     scope = team_id if principal.is_admin and team_id is not None else principal.team_id
     rows = repo.list_jobs(
-        session, scope, status=status, name=name, sweep_id=sweep_id, limit=limit + 1, after=after
+        session,
+        scope,
+        status=status,
+        name=name,
+        sweep_id=sweep_id,
+        limit=limit + 1,
+        after=after,
+        id_prefix=id_prefix,
     )
     more = len(rows) > limit
     rows = rows[:limit]

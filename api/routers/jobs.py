@@ -154,6 +154,14 @@ def list_jobs(
             description="Only jobs whose name contains this text (case-insensitive).",
         ),
     ] = None,
+    id_prefix: Annotated[
+        str | None,
+        Query(
+            pattern="^[0-9a-f]{6,32}$",
+            description="Only jobs whose id starts with this (6 to 32 hex digits): how the "
+            "CLI resolves a short id.",
+        ),
+    ] = None,
 ) -> JobSummaryPage:
     """The team's jobs, newest first: a summary of each (the full job: `GET /v1/jobs/{id}`)."""
     return joblist.list_page(
@@ -165,6 +173,7 @@ def list_jobs(
         sweep_id=sweep_id,
         cursor=cursor,
         limit=limit,
+        id_prefix=id_prefix,
     )
 
 

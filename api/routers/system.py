@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 
-from api.deps import QueueDep, SessionDep
+from api.deps import PrincipalDep, QueueDep, SessionDep
+from api.problems import Problem
 from api.schemas import HealthRead
 
 router = APIRouter(tags=["system"])
@@ -39,3 +43,26 @@ def readyz(session: SessionDep, queue: QueueDep) -> HealthRead | JSONResponse:
     if body.status != "ok":
         return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "5"})
     return body
+
+
+class VersionRead(BaseModel):
+    version: str = Field(description="The server's release (the `trainforge` distribution).")
+    api: str = Field("v1", description="The HTTP API's version: the path prefix.")
+
+
+def server_version() -> str:
+    try:
+        return version("trainforge")
+    except PackageNotFoundError:  # a checkout run without an install
+        return "0+unknown"
+
+
+@router.get(
+    "/v1/version",
+    response_model=VersionRead,
+    responses={401: {"model": Problem, "description": "Missing or invalid API key."}},
+)
+def get_version(principal: PrincipalDep) -> VersionRead:
+    """The server's version: `trainforge --version` warns when its major version differs
+    from the client's."""
+    return VersionRead(version=server_version())

@@ -12,6 +12,8 @@ with the pinned ``swagger-ui-dist`` instead (and ``/redoc``, a CDN-only page, is
 
 from __future__ import annotations
 
+import html
+import logging
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
@@ -20,16 +22,44 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from starlette.staticfiles import StaticFiles
 
 from api.problems import problem_response
+from api.ui.bundle import FIX, PACKAGES
 
+log = logging.getLogger("trainforge.ui")
 UI_DIR = Path(__file__).resolve().parent
 STATIC_DIR = UI_DIR / "static"
 SHELL = STATIC_DIR / "index.html"
-# The browser-ready build of each pinned npm package (see package.json).
-VENDOR = {
-    "uplot": UI_DIR / "node_modules" / "uplot" / "dist",
-    "yaml": UI_DIR / "node_modules" / "yaml" / "browser" / "dist",
-    "swagger-ui": UI_DIR / "node_modules" / "swagger-ui-dist",
-}
+
+
+def vendor_root(served: str) -> Path:
+    """Where a pinned npm package's browser build is: ``vendor/`` in a built wheel (copied by
+    setup.py), else ``node_modules/`` (``make ui``) in a checkout."""
+    npm, folder, _ = PACKAGES[served]
+    shipped = UI_DIR / "vendor" / served
+    return shipped if shipped.is_dir() else UI_DIR / "node_modules" / npm / folder
+
+
+VENDOR = {served: vendor_root(served) for served in PACKAGES}
+
+
+def missing_vendor() -> list[str]:
+    return [served for served, root in VENDOR.items() if not root.is_dir()]
+
+
+MISSING_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Trainforge: dashboard not installed</title></head>
+<body style="font-family: sans-serif; max-width: 46em; margin: 3em auto">
+<h1>The dashboard's front-end files are not installed</h1>
+<p>This server has no {missing} (the pinned libraries the dashboard runs on): {fix}.
+Then reload this page. The API itself works: <code>/v1</code>, and <code>/openapi.json</code>.</p>
+</body></html>"""
+
+
+def missing_page() -> HTMLResponse:
+    missing = ", ".join(missing_vendor())
+    body = MISSING_PAGE.format(missing=html.escape(missing), fix=html.escape(FIX))
+    return HTMLResponse(body, status_code=503, headers={"Cache-Control": "no-cache"})
+
+
 # Scripts and styles only from this origin; the page talks to this API alone.
 CSP = (
     "default-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data: blob:; "
@@ -50,6 +80,7 @@ SHELL_PATHS = (
     "/ui/compare",
     "/ui/new",
     "/ui/datasets",
+    "/ui/sweeps",
     "/ui/sweeps/{sweep_id}",
 )
 
@@ -64,6 +95,8 @@ def redirect_to_dashboard() -> RedirectResponse:
 def app_shell() -> Response:
     if not SHELL.is_file():  # an install without the dashboard's files (e.g. a wheel)
         return problem_response(404, "Not found", "The dashboard's files are not installed.")
+    if missing_vendor():  # a checkout without `make ui`: a page that says so, not a blank one
+        return missing_page()
     return FileResponse(SHELL, media_type="text/html", headers=SHELL_HEADERS)
 
 
@@ -74,6 +107,8 @@ for _path in SHELL_PATHS:
 @router.get("/docs")
 def api_docs() -> HTMLResponse:
     """Swagger UI for the OpenAPI document (its Authorize button takes an API key)."""
+    if "swagger-ui" in missing_vendor():
+        return missing_page()
     vendor = "/ui/vendor/swagger-ui"
     return get_swagger_ui_html(
         openapi_url="/openapi.json",
@@ -91,10 +126,11 @@ def vendor_file(package: str, file_path: str) -> Response:
     root = VENDOR.get(package)
     if root is None:
         return problem_response(404, "Not found", f"No front-end package {package!r}.")
+    root = root.resolve()  # node_modules may be a link (a worktree sharing a checkout's)
     target = (root / file_path).resolve()
     if not target.is_relative_to(root) or not target.is_file():
         detail = (
-            f"{package}/{file_path} is not installed: run `make install` (npm ci in api/ui)."
+            f"{package}/{file_path} is not installed: {FIX}."
             if not root.is_dir()
             else f"No file {file_path!r} in {package}."
         )
@@ -104,5 +140,10 @@ def vendor_file(package: str, file_path: str) -> Response:
 
 def mount_dashboard(app: FastAPI) -> None:
     """`/` redirects to `/ui/`; the shell, the app's modules and the vendored libraries."""
+    missing = missing_vendor()
+    if missing:
+        log.warning(
+            "dashboard: %s not installed, /ui/ and /docs say so: %s", ", ".join(missing), FIX
+        )
     app.include_router(router)
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="ui-static")

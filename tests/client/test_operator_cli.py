@@ -1,4 +1,4 @@
-"""The operator verbs keep their argparse behaviour next to the user verbs; `admin` on a
+"""The operator verbs are on the user verbs' typer app (one help, one style); `admin` on a
 database it cannot open says so in one line."""
 
 from __future__ import annotations
@@ -36,10 +36,14 @@ def test_admin_on_an_unopenable_database_is_one_line_naming_it(tmp_path: Path) -
     assert "secret" not in done.stderr and "127.0.0.1:1/nowhere" in done.stderr
 
 
-def test_operator_verbs_still_parse_with_argparse_and_user_verbs_with_typer() -> None:
+def test_operator_and_user_verbs_are_one_typer_app() -> None:
     up = trainforge(["up", "--help"])
-    assert up.returncode == 0 and "usage: trainforge up" in up.stdout and "--port" in up.stdout
+    assert up.returncode == 0 and "Usage: trainforge up" in up.stdout and "--port" in up.stdout
     wrong = trainforge(["worker", "--no-such-flag"])
-    assert wrong.returncode == 2 and "unrecognized arguments: --no-such-flag" in wrong.stderr
+    assert wrong.returncode == 2 and "No such option: --no-such-flag" in wrong.stderr
     user = trainforge(["--help"])
     assert user.returncode == 0 and "submit" in user.stdout and "Operator commands" in user.stdout
+    for verb in ("up", "api", "worker", "db", "admin"):
+        assert f"│ {verb} " in user.stdout, verb  # listed in the one help, one style
+    bad = trainforge(["api", "--processes", "0"])
+    assert bad.returncode == 2 and "--processes" in bad.stderr

@@ -25,7 +25,7 @@ def _trainforge(tmp_path: Path, *argv: str, **env: str) -> subprocess.CompletedP
         (["api"], {"TRAINFORGE_API_PROCESSES": "0"}, "TRAINFORGE_API_PROCESSES='0'"),
         (["worker"], {"TRAINFORGE_LEASE_SECONDS": "soon"}, "TRAINFORGE_LEASE_SECONDS='soon'"),
         (["db", "upgrade"], {"TRAINFORGE_API_PROCESSES": "-3"}, "greater than or equal to 1"),
-        (["api", "--processes", "65"], {}, "'65' is not a whole number from 1 to 64"),
+        (["api", "--processes", "65"], {}, "65 is not in the range 1<=x<=64"),
     ],
 )
 def test_a_bad_setting_is_a_message(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -37,7 +38,7 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[float]:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("TRAINFORGE_HOME", str(tmp_path / "home"))
     sleeps: list[float] = []
-    monkeypatch.setattr(transport.time, "sleep", sleeps.append)
+    monkeypatch.setattr(transport, "time", SimpleNamespace(sleep=sleeps.append))
     return sleeps
 
 

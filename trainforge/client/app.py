@@ -29,21 +29,37 @@ VERB_MODULES = (
     "sweep_cmd",  # sweep submit [--follow] / show / ls / cancel (issue 13)
     "storage_cmd",  # delete (issue 17)
     "report_cmd",  # report (issue 24)
+    "webhooks_cmd",  # webhooks ls / add / rm / test (issue 25)
 )
 
-OPERATOR_HELP = (
-    "Operator commands: up, api, worker, db upgrade, admin (`trainforge up --help`, ...)."
-)
+OPERATOR_HELP = "Operator commands (up, api, worker, db, admin): `trainforge up --help`, ..."
 
 app = typer.Typer(
     name="trainforge",
     help="Submit training jobs to Trainforge, follow them live, get their results.",
     epilog=OPERATOR_HELP,
-    no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, ...)
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+@app.callback(invoke_without_command=True)
+def root(
+    ctx: typer.Context,
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, help="The client's and the server's versions."
+    ),
+) -> None:
+    if version:
+        from trainforge.client.version_cmd import print_versions
+
+        print_versions()
+        raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:  # bare `trainforge`: the help, and success
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
+
 
 for _name in VERB_MODULES:
     importlib.import_module(f"trainforge.client.{_name}").register(app)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from trainforge.client.errors import EXIT_INVALID, CliError
-from trainforge.client.output import connect, print_json, stdout, table
+from trainforge.client.output import confirm, connect, print_json, stdout, table, when
 
 datasets = typer.Typer(help="Upload and list your team's datasets.", no_args_is_help=True)
 JSON_OPT = Annotated[bool, typer.Option("--json", help="Print the API's JSON (for scripts).")]
@@ -75,11 +75,52 @@ def list_datasets(
         return
     rows = [
         [d["id"], str(d.get("name")), str(d.get("format")), str(d.get("task")),
-         str(d.get("n_samples")), str(d.get("n_classes")), str(d.get("created_at", ""))[:19]]
+         str(d.get("n_samples")), str(d.get("n_classes")), when(d.get("created_at"))]
         for d in page.get("items", [])
     ]  # fmt: skip
     table(["ID", "NAME", "FORMAT", "TASK", "SAMPLES", "CLASSES", "CREATED"], rows)
 
 
+DATASET_ARG = Annotated[str, typer.Argument(metavar="DATASET", help="A dataset id.")]
+
+
+@datasets.command()
+def show(dataset_id: DATASET_ARG, as_json: JSON_OPT = False) -> None:
+    """One dataset: its format, task, size, classes, features and notes."""
+    ds = connect().get_json(f"/v1/datasets/{dataset_id}")
+    if as_json:
+        print_json(ds)
+        return
+    out = stdout()
+    out.print(f"dataset   {ds['id']}  {ds.get('name')}")
+    out.print(f"format    {ds.get('format')} ({ds.get('modality')}), task {ds.get('task')}")
+    out.print(f"samples   {ds.get('n_samples')}, {ds.get('n_features')} features, "
+              f"{ds.get('n_classes')} classes")  # fmt: skip
+    if ds.get("classes"):
+        out.print(f"classes   {', '.join(str(c) for c in ds['classes'][:20])}")
+    if ds.get("feature_names"):
+        out.print(f"features  {', '.join(ds['feature_names'][:20])}")
+    out.print(f"size      {ds.get('size_bytes')} bytes, sha256 {ds.get('sha256')}")
+    out.print(f"created   {when(ds.get('created_at'))}")
+    for note in ds.get("notes") or []:
+        out.print(f"note      {note}")
+
+
+@datasets.command("rm")
+def remove(
+    dataset_id: DATASET_ARG,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (on a terminal).")] = False,
+    as_json: JSON_OPT = False,
+) -> None:
+    """Delete a dataset (refused while a job uses it). Asks first on a terminal."""
+    confirm(f"delete dataset {dataset_id}?", yes)
+    connect().request("DELETE", f"/v1/datasets/{dataset_id}")
+    if as_json:
+        print_json({"id": dataset_id, "deleted": True})
+    else:
+        print(f"dataset {dataset_id} deleted")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(datasets, name="datasets")
+    app.add_typer(datasets, name="dataset", hidden=True)

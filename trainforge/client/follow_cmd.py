@@ -18,7 +18,7 @@ from trainforge.client.errors import (
 )
 from trainforge.client.follow_view import FollowState, JsonView, LiveView, PlainView, View, fmt
 from trainforge.client.http import Api
-from trainforge.client.output import connect
+from trainforge.client.output import JOB_ARG, connect
 from trainforge.client.sse import parse
 
 READ_TIMEOUT = 45.0  # the server sends a keep-alive every 15 s
@@ -136,7 +136,7 @@ def _best_checkpoint(api: Api, job_id: str) -> dict[str, Any] | None:
 
 
 def follow(
-    job_id: Annotated[str, typer.Argument(metavar="JOB")],
+    job_id: JOB_ARG,
     as_json: Annotated[
         bool, typer.Option("--json", help="Every event as a JSON line {id, event, data}.")
     ] = False,

@@ -12,7 +12,7 @@ import typer
 from trainforge.client import specfile
 from trainforge.client.errors import EXIT_OK
 from trainforge.client.follow_cmd import follow_job
-from trainforge.client.output import connect, epoch_label, print_json, stdout, table
+from trainforge.client.output import JOB_ARG, connect, epoch_label, print_json, stdout, table, when
 
 JSON_OPT = Annotated[bool, typer.Option("--json", help="Print the API's JSON (for scripts).")]
 SET_OPT = Annotated[
@@ -142,6 +142,9 @@ def jobs(
     name: Annotated[
         str | None, typer.Option(help="Only jobs whose name contains this (any case).")
     ] = None,
+    sweep: Annotated[
+        str | None, typer.Option("--sweep", metavar="SWEEP", help="Only this sweep's trials.")
+    ] = None,
     as_json: JSON_OPT = False,
 ) -> None:
     """Your team's jobs, newest first."""
@@ -150,6 +153,8 @@ def jobs(
         params["status"] = status
     if name:
         params["name"] = name
+    if sweep:
+        params["sweep_id"] = sweep
     page = connect().get_json("/v1/jobs", params=params)
     if as_json:
         print_json(page)
@@ -173,10 +178,10 @@ def jobs(
 
 
 def _when(value: Any) -> str:
-    return str(value)[:19].replace("T", " ") if value else ""
+    return when(value)
 
 
-def show(job_id: Annotated[str, typer.Argument(metavar="JOB")], as_json: JSON_OPT = False) -> None:
+def show(job_id: JOB_ARG, as_json: JSON_OPT = False) -> None:
     """One job: status, progress, error, transitions and its resolved spec."""
     job = connect().get_json(f"/v1/jobs/{job_id}")
     if as_json:
@@ -210,9 +215,7 @@ def show(job_id: Annotated[str, typer.Argument(metavar="JOB")], as_json: JSON_OP
         out.print(f"# early stopped at epoch {epoch_label(job['stopped_epoch'])}")
 
 
-def cancel(
-    job_id: Annotated[str, typer.Argument(metavar="JOB")], as_json: JSON_OPT = False
-) -> None:
+def cancel(job_id: JOB_ARG, as_json: JSON_OPT = False) -> None:
     """Cancel a job: a queued one at once, a running one within about a second."""
     job = connect().post_json(f"/v1/jobs/{job_id}/cancel")
     if as_json:
@@ -225,7 +228,7 @@ def cancel(
 
 
 def retry(
-    job_id: Annotated[str, typer.Argument(metavar="JOB")],
+    job_id: JOB_ARG,
     follow: Annotated[bool, typer.Option("--follow", help="Follow it until it ends.")] = False,
     as_json: JSON_OPT = False,
 ) -> int:

@@ -21,6 +21,7 @@ def login(
             help="The key (default: TRAINFORGE_API_KEY, else asked for, without echo).",
         ),
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Where it was saved, as JSON.")] = False,
 ) -> None:
     """Check a key against the server, then store URL and key (file mode 0600)."""
     key = (
@@ -34,7 +35,10 @@ def login(
         api.close()
     path = config_path()
     save_config(path, config.url, config.api_key or "")
-    print(f"logged in to {config.url}; saved to {path} (mode 0600)")
+    if as_json:
+        output.print_json({"url": config.url, "config": str(path)})
+    else:
+        print(f"logged in to {config.url}; saved to {path} (mode 0600)")
 
 
 def register(app: typer.Typer) -> None:

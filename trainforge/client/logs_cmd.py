@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from trainforge.client.http import Api
-from trainforge.client.output import connect, stdout
+from trainforge.client.output import JOB_ARG, connect, stdout
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 PAGE = 1000
@@ -36,7 +36,7 @@ def _show(line: dict[str, Any], as_json: bool) -> None:
 
 
 def logs(
-    job_id: Annotated[str, typer.Argument(metavar="JOB")],
+    job_id: JOB_ARG,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new lines until the job ends.")
     ] = False,

@@ -23,12 +23,11 @@ import typer
 
 from trainforge.client.errors import EXIT_INVALID, EXIT_JOB_FAILED, CliError
 from trainforge.client.http import unreachable
-from trainforge.client.output import connect, print_json, stdout, table
+from trainforge.client.output import JOB_ARG, connect, print_json, stdout, table
 
 BATCH = 256
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none"})
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-JOB_ARG = Annotated[str, typer.Argument(metavar="JOB")]
 
 
 def _cell(text: str) -> float | str | None:
@@ -149,6 +148,7 @@ def export(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Directory for model.onnx and model.json.")
     ] = Path("."),
+    as_json: Annotated[bool, typer.Option("--json", help="The files written, as JSON.")] = False,
 ) -> int:
     """Download a job's exported model (model.onnx + model.json), checking its SHA-256."""
     api = connect()
@@ -173,6 +173,10 @@ def export(
                 (output / member).write_bytes(bundle.read(member))
     except OSError as exc:
         raise CliError(EXIT_INVALID, f"cannot write to {output}: {exc.strerror or exc}") from None
+    if as_json:
+        files = [str(output / "model.onnx"), str(output / "model.json")]
+        print_json({"files": files, "sha256": header})
+        return 0
     stdout().print(f"{output / 'model.onnx'}  {output / 'model.json'}  sha256 {header}")
     return 0
 

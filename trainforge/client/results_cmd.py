@@ -14,9 +14,16 @@ import typer
 
 from trainforge.client.errors import EXIT_INVALID, EXIT_JOB_FAILED, CliError
 from trainforge.client.http import Api, unreachable
-from trainforge.client.output import connect, epoch_label, fmt_value, print_json, stdout, table
+from trainforge.client.output import (
+    JOB_ARG,
+    connect,
+    epoch_label,
+    fmt_value,
+    print_json,
+    stdout,
+    table,
+)
 
-JOB_ARG = Annotated[str, typer.Argument(metavar="JOB")]
 JSON_OPT = Annotated[bool, typer.Option("--json", help="Print the API's JSON (for scripts).")]
 
 
@@ -128,6 +135,7 @@ def download(
             "--output", "-o", help="File or directory (default: <job>-step<N>.safetensors)."
         ),
     ] = None,
+    as_json: JSON_OPT = False,
 ) -> int:
     """Download a checkpoint's weights (safetensors), checking its SHA-256."""
     api = connect()
@@ -161,6 +169,9 @@ def download(
             f"{ckpt['sha256']}; nothing written",
         )
     os.replace(partial, target)
+    if as_json:
+        print_json({"path": str(target), "checkpoint": ckpt, "sha256": got})
+        return 0
     stdout().print(f"{target}  checkpoint {ckpt['id']} (epoch {epoch_label(ckpt['epoch'])}, "
                    f"step {ckpt['step']})  sha256 {got}")  # fmt: skip
     return 0

@@ -198,6 +198,19 @@ def list_sweeps(
 
 
 @sweep_app.command()
+def follow(sweep_id: SWEEP_ARG, as_json: JSON_OPT = False) -> int:
+    """A live leaderboard until the sweep ends (exit 0 when it succeeded)."""
+    api = connect()
+    try:
+        final = follow_sweep(api, sweep_id)
+    finally:
+        api.close()
+    if as_json:
+        print_json(final)
+    return EXIT_OK if final["status"] == "succeeded" else EXIT_JOB_FAILED
+
+
+@sweep_app.command()
 def cancel(sweep_id: SWEEP_ARG, as_json: JSON_OPT = False) -> None:
     """Cancel queued trials at once and stop running ones; the sweep ends `canceled`."""
     api = connect()
@@ -212,4 +225,5 @@ def cancel(sweep_id: SWEEP_ARG, as_json: JSON_OPT = False) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(sweep_app, name="sweep")
+    app.add_typer(sweep_app, name="sweeps")
+    app.add_typer(sweep_app, name="sweep", hidden=True)  # the first spelling (issue 13)

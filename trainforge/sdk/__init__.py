@@ -8,6 +8,7 @@ job.wait().status
 
 from trainforge.sdk.client import Client, Datasets, Sweep, Sweeps
 from trainforge.sdk.errors import (
+    AmbiguousId,
     ApiError,
     Conflict,
     InvalidInput,
@@ -32,6 +33,7 @@ from trainforge.sdk.events import (
 from trainforge.sdk.jobs import Job
 
 __all__ = [
+    "AmbiguousId",
     "ApiError",
     "CheckpointEvent",
     "Client",

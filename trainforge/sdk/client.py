@@ -14,11 +14,13 @@ import httpx
 
 from trainforge.sdk import specfile
 from trainforge.sdk.config import Config, resolve
-from trainforge.sdk.errors import InvalidInput
+from trainforge.sdk.errors import AmbiguousId, InvalidInput, NotFound
 from trainforge.sdk.jobs import Job
 from trainforge.sdk.transport import READ_TIMEOUT, RETRIES, Http
 
 PAGE_SIZE = 100
+ID_LENGTH = 32
+MIN_PREFIX = 6
 SUFFIX_FORMATS = {".csv": "csv", ".npz": "npz", ".zip": "image_zip"}
 
 
@@ -135,8 +137,9 @@ class Client:
         return sub
 
     def job(self, job_id: str) -> Job:
-        """One job by its id (``NotFound`` if your team has none)."""
-        return Job(self.http, self.http.get(f"/v1/jobs/{job_id}"))
+        """One job by its id, or the first 6+ characters of it when they are unique in your
+        team (``AmbiguousId`` lists the candidates; ``NotFound`` if none)."""
+        return Job(self.http, self.http.get(f"/v1/jobs/{resolve_job_id(self.http, job_id)}"))
 
     def jobs(
         self,
@@ -153,6 +156,26 @@ class Client:
                 params[key] = value
         for item in _pages(self.http, "/v1/jobs", params):
             yield Job(self.http, item)
+
+
+def resolve_job_id(http: Http, text: str) -> str:
+    """A full job id from an id or a unique prefix of 6 or more hex digits."""
+    text = text.strip()
+    if len(text) >= ID_LENGTH or len(text) < MIN_PREFIX or not _is_hex(text):
+        return text  # a full id, or something the server will answer 404 for
+    page = http.get("/v1/jobs", params={"id_prefix": text.lower(), "limit": 10})
+    items: list[dict[str, Any]] = page.get("items") or []
+    if len(items) == 1:
+        return str(items[0]["id"])
+    if not items:
+        raise NotFound(f"no job of your team has an id starting with {text}", status=404)
+    shown = ", ".join(f"{i['id']} ({i.get('name') or '-'}, {i.get('status')})" for i in items)
+    more = " and more" if page.get("next_cursor") else ""
+    raise AmbiguousId(f"{text} starts several job ids: {shown}{more}", items)
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 class Sweep:

@@ -27,6 +27,14 @@ class InvalidInput(TrainforgeError, ValueError):
     ``set`` path. Raised before any request."""
 
 
+class AmbiguousId(InvalidInput):
+    """A short id that starts more than one id of your team; ``candidates`` lists them."""
+
+    def __init__(self, message: str, candidates: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.candidates = candidates
+
+
 class ApiError(TrainforgeError):
     """The server answered with an error status that no subclass below names."""
 

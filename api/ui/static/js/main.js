@@ -9,6 +9,7 @@ import { jobsView } from "./views/jobs.js";
 import { newJobView } from "./views/newjob.js";
 import { signInView } from "./views/signin.js";
 import { sweepView } from "./views/sweep.js";
+import { sweepsView } from "./views/sweeps.js";
 
 const app = document.getElementById("app");
 const nav = document.getElementById("nav");
@@ -21,6 +22,7 @@ const ROUTES = [
   [/^\/ui\/compare$/, () => compareView],
   [/^\/ui\/new$/, () => newJobView],
   [/^\/ui\/datasets$/, () => datasetsView],
+  [/^\/ui\/sweeps\/?$/, () => sweepsView],
   [/^\/ui\/sweeps\/([^/]+)$/, () => sweepView],
 ];
 

@@ -5,9 +5,10 @@ import { layerTable } from "../layers.js";
 import { followEvents } from "../sse.js";
 import { LogPanel } from "./logs.js";
 import { ReportPanel } from "./report.js";
+import { modelPanel } from "./model.js";
 
 const CHARTS = [
-  { id: "loss", title: "Loss", names: ["loss", "val_loss"] },
+  { id: "loss", title: "Loss", names: ["loss", "val_loss"], log: true },
   { id: "accuracy", title: "Accuracy", names: ["accuracy", "val_accuracy"] },
   { id: "lr", title: "Learning rate", names: ["lr"] },
   { id: "grad_norm", title: "Gradient norm", names: ["grad_norm"] },
@@ -46,12 +47,15 @@ export async function jobView(root, { params, signal }) {
   const layers = h("div", { class: "layer-table" });
   const logs = h("div");
   const reportBox = h("div");
+  const model = h("section", { "data-testid": "model", hidden: true });
+  let modelShown = false;
   replace(
     root,
     header,
     progress,
     h("div", { class: "toolbar" }, actions, actionMessage),
     charts,
+    model,
     h("section", {}, h("h2", {}, "Checkpoints"),
       h("table", { "data-testid": "checkpoints" },
         h("thead", {}, h("tr", {}, ["Step", "Epoch", "Metrics", "Best", "Size", ""].map((c) => h("th", {}, c)))),
@@ -117,6 +121,11 @@ export async function jobView(root, { params, signal }) {
 
   function renderJob() {
     renderProgress();
+    if (!modelShown && job.export?.status === "ready") {
+      modelShown = true;
+      model.hidden = false;
+      modelPanel(model, job, base, signal);
+    }
     replace(
       header,
       h("h1", {}, job.name || job.id, " ", statusBadge(job.status)),

@@ -89,12 +89,21 @@ export function newJobView(root, { signal, navigate }) {
     }
   }
 
+  // The plan of the last valid spec is not this spec's: it goes while the spec is invalid.
+  function clearPlan() {
+    chart?.destroy();
+    chart = null;
+    replace(lrChart);
+    replace(plan, h("p", { class: "muted", "data-testid": "plan-empty" }, "No plan while the spec is invalid."));
+  }
+
   async function validate() {
     sessionStorage.setItem(DRAFT, editor.value);
     const mine = ++seq;
     const { spec, error } = parseSpec();
     if (error) {
       replace(problems, h("p", { class: "bad" }, h("code", { class: "loc" }, "YAML"), " ", error));
+      clearPlan();
       return;
     }
     replace(problems, h("p", { class: "muted" }, "Checking…"));
@@ -106,7 +115,10 @@ export function newJobView(root, { signal, navigate }) {
     } catch (err) {
       if (mine !== seq || signal.aborted) return;
       if (err instanceof Offline) replace(problems, h("p", { class: "muted" }, "Waiting for the server…"));
-      else showProblems(err);
+      else {
+        showProblems(err);
+        clearPlan();
+      }
     }
   }
 

@@ -74,6 +74,7 @@ export async function sweepView(root, { params, signal }) {
       if (!charts.has(name)) {
         charts.set(name, new SeriesChart(scatter, {
           id: `param-${name}`, title: name, names: [sweep.objective.metric], xLabel: name, height: 200, scatter: true, showLatest: false,
+          logX: !labels && String(sweep.parameters[name]?.kind ?? "").includes("log"), // sampled log-uniformly
           xTicks: labels ? (v) => (Number.isInteger(v) ? labels[v] ?? "" : "") : null,
         }));
       }
