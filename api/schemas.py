@@ -31,6 +31,7 @@ class StatusReason(StrEnum):
     worker_lost = "worker_lost"
     storage_quota_exceeded = "storage_quota_exceeded"  # a checkpoint over the team quota
     resources_exceeded = "resources_exceeded"
+    invalid_spec = "invalid_spec"  # the engine could not build a validated spec (never retried)
     error = "error"
 
 

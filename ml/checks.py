@@ -162,9 +162,14 @@ def check_spec(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
     # Batch normalization cannot train on a batch of one sample (PyTorch raises; the
     # last partial batch of an epoch is kept, as in Keras).
     uses_batch_norm = isinstance(model, MLPModel | CNNModel) and model.normalization == "batch"
-    if uses_batch_norm and n_train > 0 and n_train % spec.dataset.batch_size == 1:
+    batch_size = spec.dataset.batch_size
+    if uses_batch_norm and n_train > 0 and batch_size == 1:
+        add(("dataset", "batch_size"), "batch normalization cannot train on batches of one "
+            "sample: use batch_size >= 2 or model.normalization 'layer'",
+            "batch_norm_single_sample_batch")  # fmt: skip
+    elif uses_batch_norm and n_train > 0 and n_train % batch_size == 1:
         add(("dataset", "batch_size"), f"the {n_train} training samples leave a last batch of "
-            f"one sample at batch_size {spec.dataset.batch_size}, which batch normalization "
+            f"one sample at batch_size {batch_size}, which batch normalization "
             "cannot train on: change batch_size or validation_split",
             "batch_norm_single_sample_batch")  # fmt: skip
 

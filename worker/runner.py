@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 
+from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import jobs as repo
@@ -18,7 +19,7 @@ from api.storage.repository import StorageQuotaExceeded
 from ml.architecture import multiply_adds_per_sample
 from ml.checks import builtin_info
 from ml.data import LoadedDataset
-from ml.engine import NonFiniteLoss, TrainError, train
+from ml.engine import InvalidSpec, NonFiniteLoss, TrainError, train
 from ml.resources import ResourcesExceeded
 from ml.spec import BuiltinSource, JobSpec
 from worker import log_sink, sweeps
@@ -153,13 +154,47 @@ def run_job(job_id: str, settings: Settings | None = None) -> str:
             log.warning("could not wake the next job", exc_info=True)
 
 
+def _fail_unrunnable_spec(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    job_id: str,
+    attempt: int,
+    exc: ValidationError,
+) -> str:
+    """A stored spec that today's validation refuses: ``failed``/``invalid_spec``, not a crash."""
+    problems = "; ".join(
+        f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
+    )
+    error = f"this job's spec no longer validates: {problems}"
+    ended = log_sink.outcome(job_id, attempt, "failed", "invalid_spec", error)
+    lines = SqlLogSink(job_id, attempt, 10)
+    lines.worker_line("error", ended)
+    final_lines = lines.drain()
+
+    def finish(s: Session) -> None:
+        lines.write(s, final_lines)
+        repo.finish_job(s, job_id, attempt, status="failed", reason="invalid_spec", error=error)
+
+    try:
+        new_trials = with_db_retry(
+            factory, lambda s: sweeps.finish_trial(s, job_id, lambda: finish(s))
+        )
+        sweeps.publish(CeleryJobQueue(settings), new_trials)
+    except repo.StaleAttempt:
+        return f"job {job_id} attempt {attempt} was fenced before it could finish"
+    return ended
+
+
 def _run_claimed(
     factory: sessionmaker[Session], settings: Settings, job_id: str, attempt: int
 ) -> str:
     with factory() as session:
         job = session.get(Job, job_id)
         assert job is not None
+    try:
         spec = JobSpec.model_validate(job.spec)
+    except ValidationError as exc:  # stored before a check was tightened: it cannot run
+        return _fail_unrunnable_spec(factory, settings, job_id, attempt, exc)
     keeper = LeaseKeeper(factory, job_id, attempt, settings, spec.limits.max_runtime_seconds)
     live = ProgressWriter(factory, job_id, attempt)  # `progress` events for live views
     lines = SqlLogSink(job_id, attempt, settings.job_log_max_lines)  # the job's log
@@ -218,6 +253,8 @@ def _run_claimed(
         status, reason, error = "failed", "resources_exceeded", str(exc)
     except StorageQuotaExceeded as exc:  # a checkpoint would take the team over its quota
         status, reason, error = "failed", "storage_quota_exceeded", str(exc)
+    except InvalidSpec as exc:  # a library refused a validated spec: retrying cannot help
+        status, reason, error = "failed", "invalid_spec", str(exc)
     except TrainError as exc:
         status, reason, error = "failed", "error", str(exc)
     except Exception as exc:

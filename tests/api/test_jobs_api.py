@@ -169,3 +169,15 @@ def test_health_and_readiness(client: TestClient) -> None:
     assert client.get("/healthz").json()["status"] == "ok"
     ready = client.get("/readyz").json()
     assert ready["checks"] == {"database": "ok", "broker": "ok"}
+
+
+def test_sgd_nesterov_without_momentum_is_a_422_at_the_field(
+    client: TestClient, fake_queue: FakeQueue
+) -> None:
+    # Issue 28, 1: it validated, then torch.optim.SGD failed the job at the worker.
+    nesterov = {"kind": "sgd", "nesterov": True}
+    r = client.post("/v1/jobs", json={"spec": {**DIGITS, "optimizer": nesterov}})
+    assert r.status_code == 422, r.text
+    (error,) = r.json()["errors"]
+    assert error["loc"] == "spec.optimizer.nesterov" and "momentum > 0" in error["msg"]
+    assert fake_queue.published == []
