@@ -10,7 +10,7 @@ from api.admission import AdmissionControl, AdmissionGate
 from api.audit import AuditMiddleware
 from api.db.session import PoolSize, session_factory
 from api.event_hub import EventHub
-from api.guard import BodyGuard
+from api.guard import BodyGuard, key_checker
 from api.joblogs import router as joblogs_router
 from api.monitoring import router as monitoring_router
 from api.monitoring.http_metrics import HttpMetrics
@@ -18,6 +18,7 @@ from api.openapi_dump import OPENAPI_TAGS, contract_openapi
 from api.predict import router as predict_router
 from api.queue import JobQueue, celery_queue
 from api.routers import admin, checkpoints, datasets, events, jobs, schemas, specs, system
+from api.security_headers import SecurityHeaders
 from api.settings import Settings, get_settings
 from api.storage import router as storage_router
 from api.sweeps import router as sweeps_router
@@ -63,7 +64,11 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
     app.state.event_hub = EventHub(app.state.session_factory, events.POLL_SECONDS)
     app.state.queue = queue or celery_queue(settings)
     problems.install(app)
-    app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyGuard,
+        max_body_bytes=settings.max_body_bytes,
+        key_check=key_checker(app.state.session_factory),  # a stranger's bad body is a 401
+    )
     app.add_middleware(
         AuditMiddleware,
         factory=app.state.session_factory,
@@ -71,8 +76,10 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
     )
     # A refused request costs no thread, no connection, no body read.
     app.add_middleware(AdmissionControl, gate=app.state.admission)
-    # Outermost: counts every request, refused ones too (pure ASGI, no I/O; issue 15).
+    # Counts every request, refused ones too (pure ASGI, no I/O; issue 15).
     app.add_middleware(HttpMetrics)
+    # Outermost: nosniff, no-store and the dashboard's CSP on every answer (issue 28, 10).
+    app.add_middleware(SecurityHeaders)
     app.include_router(admin.router)
     for router in (jobs.router, specs.router, system.router):
         app.include_router(router)
