@@ -23,6 +23,7 @@ from api.queue import JobQueue
 from api.routers.specs import validate_job_spec
 from api.schemas import (
     JobCreate,
+    JobOrDryRun,
     JobRead,
     JobStatus,
     MetricSeries,
@@ -76,10 +77,12 @@ def _commit_then_publish(session: Session, queue: JobQueue, job: Job) -> None:
     response_model=JobRead,
     responses={
         200: {
-            "model": JobRead,
-            "description": "Replay of an Idempotency-Key. With `dry_run=true`: the resolved "
-            "spec and its plan (a `SpecValidation`, as `POST /v1/specs/validate`); nothing "
-            "is stored or queued.",
+            # Two answers, told apart by their fields (`id` / `plan`): a JobRead for a
+            # replay, a SpecValidation for a dry run (issue 28, 3).
+            "model": JobOrDryRun,
+            "description": "A replay of an Idempotency-Key: the original job (`JobRead`). "
+            "With `dry_run=true`: the resolved spec and its plan (a `SpecValidation`, as "
+            "`POST /v1/specs/validate`); nothing is stored or queued.",
         },
         429: {
             "model": Problem,
