@@ -16,6 +16,7 @@ from api.monitoring import router as monitoring_router
 from api.monitoring.http_metrics import HttpMetrics
 from api.openapi_dump import OPENAPI_TAGS, contract_openapi
 from api.predict import router as predict_router
+from api.query_guard import QueryGuard
 from api.queue import JobQueue, celery_queue
 from api.routers import admin, checkpoints, datasets, events, jobs, schemas, specs, system
 from api.security_headers import SecurityHeaders
@@ -69,6 +70,8 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
         max_body_bytes=settings.max_body_bytes,
         key_check=key_checker(app.state.session_factory),  # a stranger's bad body is a 401
     )
+    # Integer query parameters as the document says them (limit=%0C9 is a 422, issue 28).
+    app.add_middleware(QueryGuard, key_check=key_checker(app.state.session_factory))
     app.add_middleware(
         AuditMiddleware,
         factory=app.state.session_factory,

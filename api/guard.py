@@ -161,7 +161,7 @@ class BodyGuard:
         except BodyRejected as rejected:
             path, answer = scope.get("path", ""), rejected
             check = self.key_check
-            if check and path.startswith("/v1/") and not await _authenticated(check, headers):
+            if check and path.startswith("/v1/") and not await authenticated(check, headers):
                 # Who asks comes first: a stranger's bad body is a 401 (and in the audit log
                 # as one), never a 400/413/415 that tells them how the route parses.
                 answer = BodyRejected(401, "Unauthorized", UNAUTHORIZED_DETAIL)
@@ -210,7 +210,7 @@ def key_checker(factory: Callable[[], Session]) -> KeyCheck:
     return valid
 
 
-async def _authenticated(check: KeyCheck, headers: dict[str, str]) -> bool:
+async def authenticated(check: KeyCheck, headers: dict[str, str]) -> bool:
     scheme, _, token = headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return False

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from ml.spec_base import NoBoolNumbers, OmitsUnusedSynthetic, SuggestFields
+from ml.spec_base import NoBoolNumbers, OmitsUnusedSynthetic, StrictBools, SuggestFields
 
 SPEC_VERSION = "1"
 
@@ -28,7 +28,7 @@ Count = Annotated[int, Field(ge=0, le=1_000_000)]  # epochs, steps, patience ...
 ImageSide = Annotated[int, Field(le=16_384)]  # >= 1 is a semantic check (ml.checks)
 
 
-class Strict(SuggestFields, NoBoolNumbers):
+class Strict(SuggestFields, NoBoolNumbers, StrictBools):
     """Base for every spec part: unknown fields are errors, not silently ignored."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)

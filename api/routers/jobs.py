@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
+from pydantic import Field
 from sqlalchemy.orm import Session
 
 from api import audit
@@ -55,6 +56,11 @@ def _only_query_params(request: Request, known: set[str]) -> None:
                 for name in unknown
             ],
         )
+
+
+# A series name as the engine writes them (loss, val_accuracy, f1_macro, ...): printable,
+# no control characters (PostgreSQL refuses a NUL in a string), at most 64 characters (the column).
+MetricName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 async def _create_job_query(request: Request) -> None:
@@ -214,7 +220,9 @@ def get_job_metrics(
     job_id: str,
     session: SessionDep,
     principal: PrincipalDep,
-    name: Annotated[list[str] | None, Query(description="Series to return (repeatable).")] = None,
+    name: Annotated[
+        list[MetricName] | None, Query(description="Series to return (repeatable).")
+    ] = None,
     since_step: Annotated[
         int | None, Query(ge=0, le=2**63 - 1, description="Points at this step on.")
     ] = None,
