@@ -22,6 +22,7 @@ from api.routers import admin, checkpoints, datasets, events, jobs, schemas, spe
 from api.security_headers import SecurityHeaders
 from api.settings import Settings, get_settings
 from api.storage import router as storage_router
+from api.stream_guard import StreamGuard
 from api.sweeps import router as sweeps_router
 from api.ui import mount_dashboard
 from api.webhooks import router as webhooks_router
@@ -65,6 +66,8 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
     app.state.event_hub = EventHub(app.state.session_factory, events.POLL_SECONDS)
     app.state.queue = queue or celery_queue(settings)
     problems.install(app)
+    # Innermost: a client that leaves an event stream is not an ASGI error (issue 28, 2).
+    app.add_middleware(StreamGuard)
     app.add_middleware(
         BodyGuard,
         max_body_bytes=settings.max_body_bytes,
