@@ -32,6 +32,7 @@ from worker.job_resources import check_job_resources
 from worker.log_sink import SqlLogSink
 from worker.metrics_server import RUNNING
 from worker.progress import ProgressWriter
+from worker.shutdown import STOPPING
 from worker.sinks import SqlMetricSink, with_db_retry
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class LeaseKeeper:
         self.cancel_requested = False
         self.fenced = False
         self.runtime_exceeded = False
+        self.shutting_down = False  # this worker is stopping: hand the job back
 
     def start(self) -> None:
         self._thread.start()
@@ -81,7 +83,9 @@ class LeaseKeeper:
     def should_stop(self) -> bool:
         if self._deadline is not None and time.monotonic() > self._deadline:
             self.runtime_exceeded = True
-        return self.cancel_requested or self.fenced or self.runtime_exceeded
+        if STOPPING.is_set():
+            self.shutting_down = True
+        return self.cancel_requested or self.fenced or self.runtime_exceeded or self.shutting_down
 
     def _beat(self) -> None:
         while not self._stop.wait(self._settings.heartbeat_seconds):
@@ -323,6 +327,9 @@ def _outcome_of(result: TrainResult, keeper: LeaseKeeper, spec: JobSpec) -> _Out
     progress = (result.epochs_completed, result.step)
     if result.status_reason != "canceled":
         return _Outcome("succeeded", result.status_reason, None, result.stopped_epoch, progress)
+    if keeper.shutting_down and not (keeper.cancel_requested or keeper.runtime_exceeded):
+        # Checkpointed as it stopped: queued again, resumed by the next worker at once.
+        return _Outcome("queued", "worker_shutdown", None, None, progress)
     if keeper.runtime_exceeded:
         error = (
             f"The job ran past limits.max_runtime_seconds="
@@ -341,6 +348,8 @@ def _record(
     outcome: _Outcome,
 ) -> str:
     """The outcome line and the terminal status in one transaction; a sweep moves on."""
+    if outcome.status == "queued":
+        return _hand_back(factory, settings, job_id, attempt, lines, outcome)
     ended = log_sink.outcome(job_id, attempt, outcome.status, outcome.reason, outcome.error)
     lines.worker_line(log_sink.outcome_level(outcome.status), ended)  # also the worker's log
     final_lines = lines.drain()
@@ -370,3 +379,33 @@ def _record(
         log.warning("job %s attempt %s was fenced before it could finish", job_id, attempt)
         return f"job {job_id} attempt {attempt} was fenced before it could finish"
     return ended
+
+
+def _hand_back(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    job_id: str,
+    attempt: int,
+    lines: SqlLogSink,
+    outcome: _Outcome,
+) -> str:
+    """The worker is stopping: the job goes back to ``queued`` and its doorbell rings."""
+    said = f"job {job_id} attempt {attempt} handed back (queued): this worker is stopping"
+    lines.worker_line("info", said)
+    final_lines = lines.drain()
+
+    def hand_back(s: Session) -> str | None:
+        lines.write(s, final_lines)
+        repo.hand_back(s, job_id, attempt, outcome.reason, outcome.progress)
+        return scheduling.queue_of(s, job_id)
+
+    try:
+        queue = with_db_retry(factory, hand_back)
+    except repo.StaleAttempt:
+        return f"job {job_id} attempt {attempt} was fenced before it could be handed back"
+    if queue is not None and not settings.unsafe_no_republish:
+        try:
+            CeleryJobQueue(settings).publish(job_id, queue)
+        except Exception:  # the idle doorbell and the reconciler find it in the ledger
+            log.warning("could not ring job %s's doorbell", job_id, exc_info=True)
+    return said
