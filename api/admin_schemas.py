@@ -70,6 +70,14 @@ class ApiKeyCreate(BaseModel):
         None, description="Timezone-aware (a naive time is a 422); none = no expiry."
     )
 
+    @field_validator("expires_at", mode="before")
+    @classmethod
+    def _a_date_time_string(cls, value: object) -> object:
+        # The document says an RFC 3339 string; lax pydantic would read 2000000000 as a time.
+        if value is not None and not isinstance(value, str):
+            raise ValueError("send an RFC 3339 date-time string, e.g. 2027-01-01T00:00:00Z")
+        return value
+
     @field_validator("expires_at")
     @classmethod
     def _in_utc(cls, value: datetime | None) -> datetime | None:

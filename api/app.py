@@ -10,17 +10,20 @@ from api.admission import AdmissionControl, AdmissionGate
 from api.audit import AuditMiddleware
 from api.db.session import PoolSize, session_factory
 from api.event_hub import EventHub
-from api.guard import BodyGuard
+from api.guard import BodyGuard, key_checker
 from api.joblogs import router as joblogs_router
 from api.monitoring import router as monitoring_router
 from api.monitoring.http_metrics import HttpMetrics
 from api.openapi_contract import OPENAPI_TAGS, contract_openapi
 from api.predict import router as predict_router
+from api.query_guard import QueryGuard
 from api.queue import JobQueue, celery_queue
 from api.reports import router as reports_router
 from api.routers import admin, checkpoints, datasets, events, jobs, schemas, specs, system
+from api.security_headers import SecurityHeaders
 from api.settings import Settings, get_settings
 from api.storage import router as storage_router
+from api.stream_guard import StreamGuard
 from api.sweeps import router as sweeps_router
 from api.ui import mount_dashboard
 from api.webhooks import router as webhooks_router
@@ -64,7 +67,15 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
     app.state.event_hub = EventHub(app.state.session_factory, events.POLL_SECONDS)
     app.state.queue = queue or celery_queue(settings)
     problems.install(app)
-    app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
+    # Innermost: a client that leaves an event stream is not an ASGI error (issue 28, 2).
+    app.add_middleware(StreamGuard)
+    app.add_middleware(
+        BodyGuard,
+        max_body_bytes=settings.max_body_bytes,
+        key_check=key_checker(app.state.session_factory),  # a stranger's bad body is a 401
+    )
+    # Integer query parameters as the document says them (limit=%0C9 is a 422, issue 28).
+    app.add_middleware(QueryGuard, key_check=key_checker(app.state.session_factory))
     app.add_middleware(
         AuditMiddleware,
         factory=app.state.session_factory,
@@ -72,8 +83,10 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
     )
     # A refused request costs no thread, no connection, no body read.
     app.add_middleware(AdmissionControl, gate=app.state.admission)
-    # Outermost: counts every request, refused ones too (pure ASGI, no I/O; issue 15).
+    # Counts every request, refused ones too (pure ASGI, no I/O; issue 15).
     app.add_middleware(HttpMetrics)
+    # Outermost: nosniff, no-store and the dashboard's CSP on every answer (issue 28, 10).
+    app.add_middleware(SecurityHeaders)
     app.include_router(admin.router)
     for router in (jobs.router, specs.router, system.router):
         app.include_router(router)

@@ -8,6 +8,12 @@ ids and job ids of the events written since its last look.
 
 The hub runs as a task of the running event loop while anyone waits, and stops
 when the last stream has gone, so nothing outlives the server (or a test client).
+
+Revocation (issue 28, finding 9): the same tick also reads which API keys were
+revoked (or expired) in the last few seconds, in any process; when one was, every
+waiting stream wakes and the streams of that key close. A revoked key's streams
+close within one tick plus a page read: under a second (``KEY_WINDOW`` covers ticks
+missed while the database was away or clocks differ a little).
 """
 
 from __future__ import annotations
@@ -15,16 +21,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from datetime import timedelta
 
 import anyio
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db.events import JobEvent as Event
+from api.db.models import ApiKey, utcnow
 
 log = logging.getLogger(__name__)
 REMEMBERED_JOBS = 10_000  # the latest event id of this many recently active jobs
 PAGE = 5_000
+KEY_WINDOW = timedelta(seconds=10)  # revocations this recent are read at every tick
+REMEMBERED_KEYS = 10_000
 
 
 class EventHub:
@@ -34,7 +44,12 @@ class EventHub:
         self._latest: OrderedDict[str, int] = OrderedDict()  # job -> newest event id seen
         self._last_id: int | None = None
         self._poller: asyncio.Task[None] | None = None
+        self._revoked: OrderedDict[str, None] = OrderedDict()  # key ids seen revoked/expired
         self.polls = 0  # for tests: how many times the table was read
+
+    def is_revoked(self, key_id: str) -> bool:
+        """Whether the hub has seen ``key_id`` revoked or expired (streams then close)."""
+        return key_id in self._revoked
 
     async def wait(self, job_id: str, cursor: int, timeout: float) -> None:
         """Returns when the job has an event after ``cursor`` (as far as the hub has
@@ -64,6 +79,13 @@ class EventHub:
             try:
                 seen, self._last_id = await anyio.to_thread.run_sync(self._read, self._last_id)
                 wake = set(seen)
+                revoked = await anyio.to_thread.run_sync(self._read_revoked)
+                if revoked - self._revoked.keys():
+                    wake = set(self._waiters)  # each stream checks its own key
+                for key_id in revoked:
+                    self._revoked[key_id] = None
+                while len(self._revoked) > REMEMBERED_KEYS:
+                    self._revoked.popitem(last=False)
             except Exception:  # the database may be away; the streams retry
                 log.warning("event hub: could not read the events table", exc_info=True)
                 seen, wake = {}, set(self._waiters)  # wake all: they read (and report) it
@@ -92,3 +114,18 @@ class EventHub:
         for event_id, job_id in rows:
             seen[job_id] = event_id
         return seen, rows[-1][0] if rows else after
+
+    def _read_revoked(self) -> set[str]:
+        """Keys revoked, or expired, within the last ``KEY_WINDOW`` (any API process)."""
+        now = utcnow()
+        since = now - KEY_WINDOW
+        with self.factory() as session:
+            rows = session.scalars(
+                select(ApiKey.id).where(
+                    or_(
+                        ApiKey.revoked_at >= since,
+                        ApiKey.expires_at.between(since, now),
+                    )
+                )
+            ).all()
+        return set(rows)

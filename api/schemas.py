@@ -135,6 +135,13 @@ class SpecValidation(BaseModel):
     plan: SpecPlanRead
 
 
+class JobOrDryRun(RootModel[JobRead | SpecValidation]):
+    """`POST /v1/jobs`'s 200: a replayed job (`JobRead`, it has an `id`) or, with
+    `dry_run=true`, the resolved spec and its plan (`SpecValidation`, it has a `plan`)."""
+
+    model_config = ConfigDict(json_schema_extra={"type": "object"})  # either is an object
+
+
 class SpecValidateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

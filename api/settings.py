@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     republish_after_seconds: float = Field(
         300.0, gt=0, description="Re-publish a job queued this long (its message may be lost)."
     )
+    idle_claim_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="An idle worker looks for queued jobs in the SQL ledger this often and "
+        "rings its own doorbell for one that waited this long (a lost message costs about "
+        "twice this, not republish_after_seconds); 0 turns it off.",
+    )
     # Fault-injection tests switch a protection off to prove they can see the fault.
     # Never set these in a deployment.
     unsafe_no_fencing: bool = Field(False, description="Tests only: ignore stale attempts.")

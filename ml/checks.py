@@ -65,6 +65,11 @@ _BUILTIN: dict[str, DatasetInfo] = {
 }
 
 
+# The most optimizer steps one job may plan (epochs x steps per epoch): about 11 days at
+# 1,000 steps a second. Documented in docs/spec.md.
+MAX_TOTAL_STEPS = 1_000_000_000
+
+
 def builtin_info(source: BuiltinSource) -> DatasetInfo:
     """What a builtin dataset looks like; ``synthetic`` follows its options."""
     if source.name != "synthetic":
@@ -185,7 +190,11 @@ def check_spec(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
         problems += _graph(spec, model, info)
         uses_batch_norm = any(layer.op == "batch_norm" for layer in model.layers)
     uses_batch_norm = uses_batch_norm or isinstance(model, ResNetModel)
-    if uses_batch_norm and n_train > 0 and n_train % spec.dataset.batch_size == 1:
+    if uses_batch_norm and n_train > 0 and spec.dataset.batch_size == 1:
+        add(("dataset", "batch_size"), "batch normalization cannot train on batches of one "
+            "sample: use batch_size >= 2 or model.normalization 'layer'",
+            "batch_norm_single_sample_batch")  # fmt: skip
+    elif uses_batch_norm and n_train > 0 and n_train % spec.dataset.batch_size == 1:
         add(("dataset", "batch_size"), f"the {n_train} training samples leave a last batch of "
             f"one sample at batch_size {spec.dataset.batch_size}, which batch normalization "
             "cannot train on: change batch_size or validation_split",
@@ -338,6 +347,12 @@ def _schedule(spec: JobSpec, n_train: int) -> list[SpecProblem]:
         return out
     steps_per_epoch = math.ceil(n_train / spec.dataset.batch_size)
     total = spec.epochs * steps_per_epoch
+    if total > MAX_TOTAL_STEPS:
+        out.append(SpecProblem(("epochs",), f"{spec.epochs} epochs x {steps_per_epoch} steps "
+                               f"per epoch ({n_train} training samples / batch_size "
+                               f"{spec.dataset.batch_size}) = {total} optimizer steps, over the "
+                               f"maximum of {MAX_TOTAL_STEPS}: lower epochs or raise batch_size",
+                               "too_many_steps"))  # fmt: skip
     warm = warmup_steps(sched.warmup, steps_per_epoch)
     if warm > total:
         out.append(SpecProblem(("schedule", "warmup"), f"the warmup lasts {warm} optimizer "

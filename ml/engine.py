@@ -68,7 +68,7 @@ from ml.spec import JobSpec, ResourcesSpec
 from ml.trainer import StepStats, Trainer
 from ml.warm_start import WarmStart
 
-__all__ = ["LoadedDataset", "NonFiniteLoss", "TrainError", "TrainResult", "train"]
+__all__ = ["InvalidSpec", "LoadedDataset", "NonFiniteLoss", "TrainError", "TrainResult", "train"]
 
 SYNC_EVERY = 32  # optimizer steps between reads of the device-side accumulators
 PROGRESS_SECONDS = 0.5  # with on_step_progress, the device is also read at least this often
@@ -331,12 +331,19 @@ def _train(
 ) -> TrainResult:
     with _global_settings(spec.deterministic):
         torch.manual_seed(spec.seed)
-        data = prepare(spec, loaded, device)
+        with _building("the dataset"):
+            data = prepare(spec, loaded, device)
+        with _building("the model, loss and optimizer"):
+            trainer = Trainer(spec, data, device, warm_start)
+        with _building("the learning-rate schedule"):
+            schedule = build_schedule(spec, n_batches(data.n_train, spec.dataset.batch_size))
+        with _building("early stopping"):
+            stopper = EarlyStopping(spec.early_stopping) if spec.early_stopping else None
         run = _Run(
             spec=spec,
-            trainer=Trainer(spec, data, device, warm_start),
-            schedule=build_schedule(spec, n_batches(data.n_train, spec.dataset.batch_size)),
-            stopper=EarlyStopping(spec.early_stopping) if spec.early_stopping else None,
+            trainer=trainer,
+            schedule=schedule,
+            stopper=stopper,
             metrics=metrics if metrics is not None else _NullSink(),
             checkpoints=checkpoints,
             control=control if control is not None else NeverStop(),
@@ -359,6 +366,33 @@ def _train(
             return _fit(run)
         finally:  # also when it raises: what was logged must be durable
             run.metrics.flush()
+
+
+class InvalidSpec(TrainError):
+    """The spec validated, but the engine could not build a part of it (a library refused it).
+
+    Retrying cannot help: the job fails with ``status_reason`` ``invalid_spec`` and the
+    library's own message, which says what to change.
+    """
+
+    def __init__(self, part: str, exc: Exception) -> None:
+        self.part = part
+        super().__init__(f"could not build {part} from this spec: {type(exc).__name__}: {exc}")
+
+
+# Not the spec's fault: out of memory (a resources problem), and our own typed errors.
+_NOT_THE_SPEC: tuple[type[BaseException], ...] = (TrainError, MemoryError, torch.OutOfMemoryError)
+
+
+@contextmanager
+def _building(part: str) -> Iterator[None]:
+    """Any exception while building ``part`` from a validated spec is an ``InvalidSpec``."""
+    try:
+        yield
+    except _NOT_THE_SPEC:
+        raise
+    except Exception as exc:
+        raise InvalidSpec(part, exc) from exc
 
 
 def _fit(run: _Run) -> TrainResult:

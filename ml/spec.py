@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ml.graph_spec import Activation, GraphModel, ResNetModel, TransformerModel
 from ml.metric_names import METRIC_PATTERN
-from ml.spec_base import NoBoolNumbers, OmitsUnusedSynthetic, SuggestFields
+from ml.spec_base import NoBoolNumbers, OmitsUnusedSynthetic, StrictBools, SuggestFields
 
 SPEC_VERSION = "1"
 
@@ -30,7 +30,7 @@ Count = Annotated[int, Field(ge=0, le=1_000_000)]  # epochs, steps, patience ...
 ImageSide = Annotated[int, Field(le=16_384)]  # >= 1 is a semantic check (ml.checks)
 
 
-class Strict(SuggestFields, NoBoolNumbers):
+class Strict(SuggestFields, NoBoolNumbers, StrictBools):
     """Base for every spec part: unknown fields are errors, not silently ignored."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -248,7 +248,14 @@ class SGDOptimizer(Strict):
     kind: Literal["sgd"] = "sgd"
     lr: LearningRate = 0.01
     momentum: float = Field(0.0, ge=0, lt=1)
-    nesterov: bool = False
+    nesterov: bool = Field(False, description="Nesterov momentum: needs momentum > 0.")
+
+    @field_validator("nesterov")
+    @classmethod
+    def _nesterov_needs_momentum(cls, nesterov: bool, info: ValidationInfo) -> bool:
+        if nesterov and info.data.get("momentum") == 0:  # torch.optim.SGD refuses it
+            raise ValueError("nesterov needs momentum > 0: set momentum (e.g. 0.9)")
+        return nesterov
 
 
 class AdamOptimizer(Strict):
@@ -357,8 +364,11 @@ class OneCycleSchedule(_ScheduleBase):
     max_lr: LearningRate | None = Field(None, description="Default: the optimizer's lr.")
     pct_start: float = Field(0.3, gt=0, lt=1)
     anneal_strategy: Literal["cos", "linear"] = "cos"
-    div_factor: PositiveFloat = 25.0
-    final_div_factor: PositiveFloat = 1e4
+    # >= 1: the cycle starts and ends at or below max_lr (a tiny divisor overflowed float32)
+    div_factor: float = Field(25.0, ge=1, le=BIG, description="initial lr = max_lr / div_factor.")
+    final_div_factor: float = Field(
+        1e4, ge=1, le=BIG, description="final lr = initial lr / final_div_factor."
+    )
 
 
 MonitorMode = Literal["auto", "min", "max"]

@@ -184,3 +184,48 @@ class NoBoolNumbers(BaseModel):
                 _kept(err) for err in exc.errors() if not err["loc"] or err["loc"][0] not in fields
             ]
         raise ValidationError.from_exception_data(cls.__name__, errors)
+
+
+def _takes_only_bools(annotation: Any) -> bool:
+    """``bool`` or ``bool | None``: a field whose schema says boolean."""
+    if annotation is bool:
+        return True
+    args = typing.get_args(annotation)
+    is_union = typing.get_origin(annotation) in (Union, types.UnionType)
+    return is_union and bool(args) and all(a in (bool, type(None)) for a in args)
+
+
+@functools.cache
+def _bool_fields(model: type[BaseModel]) -> frozenset[str]:
+    return frozenset(n for n, f in model.model_fields.items() if _takes_only_bools(f.annotation))
+
+
+class StrictBools(BaseModel):
+    """A boolean field takes ``true`` or ``false`` only, as the schema says (issue 28, 4):
+    not ``1``, ``"yes"`` or ``"on"``, which lax pydantic would read as booleans."""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _only_booleans(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        if not isinstance(data, dict):
+            return handler(data)
+        hits = [
+            name
+            for name in _bool_fields(cls)
+            if name in data and data[name] is not None and not isinstance(data[name], bool)
+        ]
+        if not hits:
+            return handler(data)
+        errors: list[InitErrorDetails] = [
+            {
+                "type": PydanticCustomError("bool_type", "Input should be true or false"),
+                "loc": (name,),
+                "input": data[name],
+            }
+            for name in hits
+        ]
+        try:
+            handler(data)
+        except ValidationError as exc:  # the other problems of this model, still all listed
+            errors += [_kept(e) for e in exc.errors() if not e["loc"] or e["loc"][0] not in hits]
+        raise ValidationError.from_exception_data(cls.__name__, errors)

@@ -114,6 +114,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from worker.queues import worker_queues
 
     queues = worker_queues(settings, args.queues)  # the GPU queue only where there is one
+    from worker.idle_doorbell import IdleDoorbell, wait_for_database
+
+    # No message is taken before the database is reachable and at this code's schema.
+    wait_for_database(settings)
+    if settings.idle_claim_seconds > 0 and not settings.unsafe_no_republish:
+        IdleDoorbell(settings, queues.split(",")).start()  # a lost doorbell costs seconds
     from worker.operations import start_operations
 
     operations = start_operations(settings, queues, args.metrics_port)  # issue 15

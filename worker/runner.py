@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
+from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import jobs as repo
@@ -18,7 +20,7 @@ from api.storage.repository import StorageQuotaExceeded
 from ml.architecture import multiply_adds_per_sample
 from ml.checks import builtin_info
 from ml.data import LoadedDataset
-from ml.engine import NonFiniteLoss, TrainError, train
+from ml.engine import InvalidSpec, NonFiniteLoss, TrainError, TrainResult, train
 from ml.resources import ResourcesExceeded
 from ml.spec import BuiltinSource, JobSpec
 from worker import log_sink, sweeps
@@ -31,6 +33,7 @@ from worker.log_sink import SqlLogSink
 from worker.metrics_server import RUNNING
 from worker.progress import ProgressWriter
 from worker.report import report_job
+from worker.shutdown import STOPPING
 from worker.sinks import SqlMetricSink, with_db_retry
 from worker.warm_start import load_warm_start
 
@@ -62,6 +65,7 @@ class LeaseKeeper:
         self.cancel_requested = False
         self.fenced = False
         self.runtime_exceeded = False
+        self.shutting_down = False  # this worker is stopping: hand the job back
 
     def start(self) -> None:
         self._thread.start()
@@ -81,7 +85,9 @@ class LeaseKeeper:
     def should_stop(self) -> bool:
         if self._deadline is not None and time.monotonic() > self._deadline:
             self.runtime_exceeded = True
-        return self.cancel_requested or self.fenced or self.runtime_exceeded
+        if STOPPING.is_set():
+            self.shutting_down = True
+        return self.cancel_requested or self.fenced or self.runtime_exceeded or self.shutting_down
 
     def _beat(self) -> None:
         while not self._stop.wait(self._settings.heartbeat_seconds):
@@ -155,99 +161,202 @@ def run_job(job_id: str, settings: Settings | None = None) -> str:
             log.warning("could not wake the next job", exc_info=True)
 
 
+@dataclass
+class _Outcome:
+    """How an attempt ended, as ``finish_job`` records it."""
+
+    status: str = "failed"
+    reason: str = "error"
+    error: str | None = None
+    stopped_epoch: int | None = None
+    progress: tuple[int, int] | None = None  # (epochs, step) where it stopped, when known
+
+
+@dataclass
+class _Attempt:
+    """One claimed attempt and what it writes through: lease, live progress, log, sinks."""
+
+    factory: sessionmaker[Session]
+    settings: Settings
+    job: Job
+    spec: JobSpec
+    attempt: int
+    keeper: LeaseKeeper
+    live: ProgressWriter
+    lines: SqlLogSink
+    metrics: SqlMetricSink
+    checkpoints: SqlCheckpointSink
+
+    @classmethod
+    def start(
+        cls,
+        factory: sessionmaker[Session],
+        settings: Settings,
+        job: Job,
+        spec: JobSpec,
+        attempt: int,
+    ) -> _Attempt:
+        job_id = job.id
+        lines = SqlLogSink(job_id, attempt, settings.job_log_max_lines)  # the job's log
+        lines.worker_line("info", f"attempt {attempt} started on worker {log_sink.WORKER_NAME}")
+        run = cls(
+            factory=factory,
+            settings=settings,
+            job=job,
+            spec=spec,
+            attempt=attempt,
+            keeper=LeaseKeeper(factory, job_id, attempt, settings, spec.limits.max_runtime_seconds),
+            live=ProgressWriter(factory, job_id, attempt),  # `progress` events for live views
+            lines=lines,
+            metrics=SqlMetricSink(
+                factory,
+                job_id,
+                attempt,
+                flush_points=settings.metrics_flush_points,
+                flush_seconds=settings.metrics_flush_seconds,
+                buffer_limit=settings.metrics_buffer_limit,
+                lines=lines,
+            ),
+            checkpoints=SqlCheckpointSink(factory, job_id, attempt, spec, lines=lines),
+        )
+        RUNNING.start(job_id, attempt, spec.dataset.batch_size)  # --metrics-port
+        run.keeper.start()
+        run.live.start()
+        return run
+
+    def close(self) -> None:
+        RUNNING.end()
+        self.live.close()
+        self.keeper.close()
+        # Every point is committed before the final status (and its event) is:
+        # an SSE client sees the last metrics before `end`.
+        try:
+            self.metrics.close()
+        except repo.StaleAttempt:
+            self.keeper.fenced = True
+        except Exception:
+            log.exception("job %s: could not write its last metric points", self.job.id)
+
+
+def _fail_unrunnable_spec(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    job_id: str,
+    attempt: int,
+    exc: ValidationError,
+) -> str:
+    """A stored spec that today's validation refuses: ``failed``/``invalid_spec``, not a crash."""
+    problems = "; ".join(
+        f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
+    )
+    error = f"this job's spec no longer validates: {problems}"
+    outcome = _Outcome(reason="invalid_spec", error=error)
+    return _record(factory, settings, job_id, attempt, SqlLogSink(job_id, attempt, 10), outcome)
+
+
 def _run_claimed(
     factory: sessionmaker[Session], settings: Settings, job_id: str, attempt: int
 ) -> str:
     with factory() as session:
         job = session.get(Job, job_id)
         assert job is not None
-        spec = JobSpec.model_validate(job.spec)
-    keeper = LeaseKeeper(factory, job_id, attempt, settings, spec.limits.max_runtime_seconds)
-    live = ProgressWriter(factory, job_id, attempt)  # `progress` events for live views
-    lines = SqlLogSink(job_id, attempt, settings.job_log_max_lines)  # the job's log
-    lines.worker_line("info", f"attempt {attempt} started on worker {log_sink.WORKER_NAME}")
-    metrics = SqlMetricSink(
-        factory,
-        job_id,
-        attempt,
-        flush_points=settings.metrics_flush_points,
-        flush_seconds=settings.metrics_flush_seconds,
-        buffer_limit=settings.metrics_buffer_limit,
-        lines=lines,
-    )
-    checkpoints = SqlCheckpointSink(factory, job_id, attempt, spec, lines=lines)
-    RUNNING.start(job_id, attempt, spec.dataset.batch_size)  # --metrics-port
-    keeper.start()
-    live.start()
-    status, reason, error, stopped_epoch = "failed", "error", None, None
-    progress: tuple[int, int] | None = None
     try:
-        check_job_resources(factory, spec, job.team_id, settings)  # before any allocation
-        dataset = load_for_job(factory, job)
-        chosen = torch_threads.apply(settings.torch_threads, _step_work(spec, dataset))
-        lines.worker_line("info", f"{chosen.threads} CPU thread(s): {chosen.why}")
-        result = train(
-            spec,
-            metrics=metrics,
-            checkpoints=checkpoints,
-            control=keeper,
-            on_progress=RUNNING.track(keeper.on_progress),
-            on_step_progress=live.report,
-            dataset=dataset,
-            logs=lines,
-            pruner=sweeps.pruner_for_job(factory, job_id),  # a sweep trial's early termination
-            warm_start=load_warm_start(factory, job, spec),  # issue 24
-        )
-        stopped_epoch, progress = result.stopped_epoch, (result.epochs_completed, result.step)
-        if result.status_reason != "canceled":
-            status, reason = "succeeded", result.status_reason
-        elif keeper.runtime_exceeded:
-            error = (
-                f"The job ran past limits.max_runtime_seconds="
-                f"{spec.limits.max_runtime_seconds}; raise the limit or shorten the run."
-            )
-            status, reason = "failed", "max_runtime_exceeded"
-        else:
-            status, reason = "canceled", "canceled_by_user"
-        if result.epochs_completed >= 1 and status in ("succeeded", "canceled"):
-            # Before the final status: a finished job's model is there (or its export error).
-            export_job(factory, job_id, attempt, spec, dataset, result.final_metrics)
-        if status == "succeeded":  # the validation report of the best checkpoint (issue 24)
-            report_job(factory, job_id, attempt, spec, dataset)
-    except repo.StaleAttempt:
-        keeper.fenced = True
-    except NonFiniteLoss as exc:
-        status, reason, error = "failed", "non_finite_loss", str(exc)
-        progress = (exc.epoch, exc.step)  # where it stopped, as the error says
-    except ResourcesExceeded as exc:
-        status, reason, error = "failed", "resources_exceeded", str(exc)
-    except StorageQuotaExceeded as exc:  # a checkpoint would take the team over its quota
-        status, reason, error = "failed", "storage_quota_exceeded", str(exc)
-    except TrainError as exc:
-        status, reason, error = "failed", "error", str(exc)
-    except Exception as exc:
-        log.exception("job %s crashed", job_id)
-        lines.worker_line("error", log_sink.crash(exc))
-        status, reason, error = "failed", "error", f"Internal error: {type(exc).__name__}: {exc}"
+        spec = JobSpec.model_validate(job.spec)
+    except ValidationError as exc:  # stored before a check was tightened: it cannot run
+        return _fail_unrunnable_spec(factory, settings, job_id, attempt, exc)
+    run = _Attempt.start(factory, settings, job, spec, attempt)
+    try:
+        outcome = _train(run)
     finally:
-        RUNNING.end()
-        live.close()
-        keeper.close()
-        # Every point is committed before the final status (and its event) is:
-        # an SSE client sees the last metrics before `end`.
-        try:
-            metrics.close()
-        except repo.StaleAttempt:
-            keeper.fenced = True
-        except Exception:
-            log.exception("job %s: could not write its last metric points", job_id)
-    if keeper.fenced:
+        run.close()
+    if run.keeper.fenced:
         log.warning(
             "job %s attempt %s lost its lease; leaving the job to its new owner", job_id, attempt
         )
         return f"job {job_id} attempt {attempt} lost its lease; left to its new owner"
-    ended = log_sink.outcome(job_id, attempt, status, reason, error)
-    lines.worker_line(log_sink.outcome_level(status), ended)  # also the worker's own log
+    if outcome.progress is None:
+        # A failure without its own step (an error, a quota) stops where the engine
+        # last reported, not where the last heartbeat happened to write.
+        outcome.progress = run.keeper.last_progress
+    return _record(factory, settings, job_id, attempt, run.lines, outcome)
+
+
+def _train(run: _Attempt) -> _Outcome:
+    """Check, load, train and export; every way it can end, as an outcome."""
+    factory, spec, keeper, lines = run.factory, run.spec, run.keeper, run.lines
+    try:
+        check_job_resources(factory, spec, run.job.team_id, run.settings)  # before allocating
+        dataset = load_for_job(factory, run.job)
+        chosen = torch_threads.apply(run.settings.torch_threads, _step_work(spec, dataset))
+        lines.worker_line("info", f"{chosen.threads} CPU thread(s): {chosen.why}")
+        result = train(
+            spec,
+            metrics=run.metrics,
+            checkpoints=run.checkpoints,
+            control=keeper,
+            on_progress=RUNNING.track(keeper.on_progress),
+            on_step_progress=run.live.report,
+            dataset=dataset,
+            logs=lines,
+            pruner=sweeps.pruner_for_job(factory, run.job.id),  # a sweep trial's early stop
+            warm_start=load_warm_start(factory, run.job, spec),  # issue 24
+        )
+        outcome = _outcome_of(result, keeper, spec)
+        if result.epochs_completed >= 1 and outcome.status in ("succeeded", "canceled"):
+            # Before the final status: a finished job's model is there (or its export error).
+            export_job(factory, run.job.id, run.attempt, spec, dataset, result.final_metrics)
+        if outcome.status == "succeeded":  # the validation report of the best checkpoint
+            report_job(factory, run.job.id, run.attempt, spec, dataset)
+        return outcome
+    except repo.StaleAttempt:
+        keeper.fenced = True
+        return _Outcome()
+    except NonFiniteLoss as exc:  # where it stopped, as the error says
+        return _Outcome(reason="non_finite_loss", error=str(exc), progress=(exc.epoch, exc.step))
+    except ResourcesExceeded as exc:
+        return _Outcome(reason="resources_exceeded", error=str(exc))
+    except StorageQuotaExceeded as exc:  # a checkpoint would take the team over its quota
+        return _Outcome(reason="storage_quota_exceeded", error=str(exc))
+    except InvalidSpec as exc:  # a library refused a validated spec: retrying cannot help
+        return _Outcome(reason="invalid_spec", error=str(exc))
+    except TrainError as exc:
+        return _Outcome(error=str(exc))
+    except Exception as exc:
+        log.exception("job %s crashed", run.job.id)
+        lines.worker_line("error", log_sink.crash(exc))
+        return _Outcome(error=f"Internal error: {type(exc).__name__}: {exc}")
+
+
+def _outcome_of(result: TrainResult, keeper: LeaseKeeper, spec: JobSpec) -> _Outcome:
+    """A run the engine finished (completed, stopped early, pruned or stopped by us)."""
+    progress = (result.epochs_completed, result.step)
+    if result.status_reason != "canceled":
+        return _Outcome("succeeded", result.status_reason, None, result.stopped_epoch, progress)
+    if keeper.shutting_down and not (keeper.cancel_requested or keeper.runtime_exceeded):
+        # Checkpointed as it stopped: queued again, resumed by the next worker at once.
+        return _Outcome("queued", "worker_shutdown", None, None, progress)
+    if keeper.runtime_exceeded:
+        error = (
+            f"The job ran past limits.max_runtime_seconds="
+            f"{spec.limits.max_runtime_seconds}; raise the limit or shorten the run."
+        )
+        return _Outcome("failed", "max_runtime_exceeded", error, result.stopped_epoch, progress)
+    return _Outcome("canceled", "canceled_by_user", None, result.stopped_epoch, progress)
+
+
+def _record(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    job_id: str,
+    attempt: int,
+    lines: SqlLogSink,
+    outcome: _Outcome,
+) -> str:
+    """The outcome line and the terminal status in one transaction; a sweep moves on."""
+    if outcome.status == "queued":
+        return _hand_back(factory, settings, job_id, attempt, lines, outcome)
+    ended = log_sink.outcome(job_id, attempt, outcome.status, outcome.reason, outcome.error)
+    lines.worker_line(log_sink.outcome_level(outcome.status), ended)  # also the worker's log
     final_lines = lines.drain()
 
     def finish(s: Session) -> None:
@@ -258,13 +367,11 @@ def _run_claimed(
             s,
             job_id,
             attempt,
-            status=status,
-            reason=reason,
-            error=error,
-            stopped_epoch=stopped_epoch,
-            # A failure without its own step (an error, a quota) stops where the engine
-            # last reported, not where the last heartbeat happened to write.
-            progress=progress if progress is not None else keeper.last_progress,
+            status=outcome.status,
+            reason=outcome.reason,
+            error=outcome.error,
+            stopped_epoch=outcome.stopped_epoch,
+            progress=outcome.progress,
         )
 
     try:
@@ -277,3 +384,33 @@ def _run_claimed(
         log.warning("job %s attempt %s was fenced before it could finish", job_id, attempt)
         return f"job {job_id} attempt {attempt} was fenced before it could finish"
     return ended
+
+
+def _hand_back(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    job_id: str,
+    attempt: int,
+    lines: SqlLogSink,
+    outcome: _Outcome,
+) -> str:
+    """The worker is stopping: the job goes back to ``queued`` and its doorbell rings."""
+    said = f"job {job_id} attempt {attempt} handed back (queued): this worker is stopping"
+    lines.worker_line("info", said)
+    final_lines = lines.drain()
+
+    def hand_back(s: Session) -> str | None:
+        lines.write(s, final_lines)
+        repo.hand_back(s, job_id, attempt, outcome.reason, outcome.progress)
+        return scheduling.queue_of(s, job_id)
+
+    try:
+        queue = with_db_retry(factory, hand_back)
+    except repo.StaleAttempt:
+        return f"job {job_id} attempt {attempt} was fenced before it could be handed back"
+    if queue is not None and not settings.unsafe_no_republish:
+        try:
+            CeleryJobQueue(settings).publish(job_id, queue)
+        except Exception:  # the idle doorbell and the reconciler find it in the ledger
+            log.warning("could not ring job %s's doorbell", job_id, exc_info=True)
+    return said

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from celery.app import trace
+from celery.exceptions import Reject
 
 import api.webhooks.repository  # noqa: F401  (wires the webhook outbox to status changes)
 from api.queue import RUN_JOB_TASK
 from worker.celery_app import app
 from worker.runner import run_job
+from worker.shutdown import STOPPING
 
 # Celery calls every task that returns "succeeded"; a job that failed is not a success.
 # The task returns the job's real outcome, and the line says "done" with it:
@@ -17,4 +19,6 @@ trace.LOG_SUCCESS = "Task %(name)s[%(id)s] done in %(runtime)ss: %(return_value)
 
 @app.task(name=RUN_JOB_TASK)  # type: ignore[untyped-decorator]
 def run_job_task(job_id: str) -> str:
+    if STOPPING.is_set():  # a doorbell taken while stopping goes back for the next worker
+        raise Reject("this worker is stopping", requeue=True)
     return run_job(job_id)

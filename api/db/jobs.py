@@ -338,6 +338,38 @@ def finish_job(
     record_transition(session, job_id, "running", status, reason, attempt)
 
 
+def hand_back(
+    session: Session,
+    job_id: str,
+    attempt: int,
+    reason: str,
+    progress: tuple[int, int] | None = None,
+) -> None:
+    """running → queued for a worker that is stopping (``worker_shutdown``), only for the
+    current attempt. Not a restart: ``restarts`` (against ``max_restarts``) is unchanged;
+    the next claim resumes from the checkpoint the worker saved as it stopped."""
+    now = utcnow()
+    values: dict[str, Any] = {}
+    if progress is not None:
+        values["progress_epoch"], values["progress_step"] = progress
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, _is_current(attempt), Job.status == "running")
+        .values(
+            status="queued",
+            status_reason=reason,
+            error=None,
+            lease_expires_at=None,
+            updated_at=now,
+            published_at=now,
+            **values,
+        )
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise StaleAttempt(job_id)
+    record_transition(session, job_id, "running", "queued", reason, attempt)
+
+
 def fence(session: Session, job_id: str, attempt: int) -> None:
     """Raise StaleAttempt unless ``attempt`` is the job's current, running attempt.
 

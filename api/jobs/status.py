@@ -24,8 +24,10 @@ class StatusReason(StrEnum):
     non_finite_loss = "non_finite_loss"
     max_runtime_exceeded = "max_runtime_exceeded"
     worker_lost = "worker_lost"
+    worker_shutdown = "worker_shutdown"  # queued again: its worker stopped (not a restart)
     storage_quota_exceeded = "storage_quota_exceeded"  # a checkpoint over the team quota
     resources_exceeded = "resources_exceeded"
+    invalid_spec = "invalid_spec"  # the engine could not build a validated spec (never retried)
     error = "error"
 
 

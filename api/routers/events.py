@@ -134,7 +134,10 @@ async def stream_job_events(
     idle = 0.0
     key_id: str = request.state.principal.key_id
     key_checked = anyio.current_time()
+    hub = request.app.state.event_hub
     while True:
+        if hub.is_revoked(key_id):  # seen by the hub within a tick (issue 28, 9)
+            return
         if anyio.current_time() - key_checked >= KEY_CHECK_SECONDS:
             # A revoked (or expired) key stops receiving within seconds: the stream
             # closes, and the client's reconnection gets 401.
@@ -158,7 +161,9 @@ async def stream_job_events(
             idle = 0.0
         # The process's one poller (api/event_hub.py) says when this job has news.
         waited = anyio.current_time()
-        await request.app.state.event_hub.wait(job_id, cursor, FALLBACK_SECONDS)
+        await hub.wait(job_id, cursor, FALLBACK_SECONDS)
+        if hub.is_revoked(key_id):  # seen by the hub within a tick (issue 28, 9)
+            return
         idle += anyio.current_time() - waited
         if idle >= KEEPALIVE_SECONDS:
             idle = 0.0

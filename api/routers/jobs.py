@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
+from pydantic import Field
 from sqlalchemy.orm import Session
 
 from api import audit
@@ -23,6 +24,7 @@ from api.queue import JobQueue
 from api.routers.specs import validate_job_spec
 from api.schemas import (
     JobCreate,
+    JobOrDryRun,
     JobRead,
     JobStatus,
     MetricSeries,
@@ -56,6 +58,11 @@ def _only_query_params(request: Request, known: set[str]) -> None:
         )
 
 
+# A series name as the engine writes them (loss, val_accuracy, f1_macro, ...): printable,
+# no control characters (PostgreSQL refuses a NUL in a string), at most 64 characters (the column).
+MetricName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
 async def _create_job_query(request: Request) -> None:
     _only_query_params(request, {"dry_run"})
 
@@ -76,10 +83,12 @@ def _commit_then_publish(session: Session, queue: JobQueue, job: Job) -> None:
     response_model=JobRead,
     responses={
         200: {
-            "model": JobRead,
-            "description": "Replay of an Idempotency-Key. With `dry_run=true`: the resolved "
-            "spec and its plan (a `SpecValidation`, as `POST /v1/specs/validate`); nothing "
-            "is stored or queued.",
+            # Two answers, told apart by their fields (`id` / `plan`): a JobRead for a
+            # replay, a SpecValidation for a dry run (issue 28, 3).
+            "model": JobOrDryRun,
+            "description": "A replay of an Idempotency-Key: the original job (`JobRead`). "
+            "With `dry_run=true`: the resolved spec and its plan (a `SpecValidation`, as "
+            "`POST /v1/specs/validate`); nothing is stored or queued.",
         },
         429: {
             "model": Problem,
@@ -220,7 +229,9 @@ def get_job_metrics(
     job_id: str,
     session: SessionDep,
     principal: PrincipalDep,
-    name: Annotated[list[str] | None, Query(description="Series to return (repeatable).")] = None,
+    name: Annotated[
+        list[MetricName] | None, Query(description="Series to return (repeatable).")
+    ] = None,
     since_step: Annotated[
         int | None, Query(ge=0, le=2**63 - 1, description="Points at this step on.")
     ] = None,

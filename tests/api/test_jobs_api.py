@@ -169,3 +169,28 @@ def test_health_and_readiness(client: TestClient) -> None:
     assert client.get("/healthz").json()["status"] == "ok"
     ready = client.get("/readyz").json()
     assert ready["checks"] == {"database": "ok", "broker": "ok"}
+
+
+def test_sgd_nesterov_without_momentum_is_a_422_at_the_field(
+    client: TestClient, fake_queue: FakeQueue
+) -> None:
+    # Issue 28, 1: it validated, then torch.optim.SGD failed the job at the worker.
+    nesterov = {"kind": "sgd", "nesterov": True}
+    r = client.post("/v1/jobs", json={"spec": {**DIGITS, "optimizer": nesterov}})
+    assert r.status_code == 422, r.text
+    (error,) = r.json()["errors"]
+    assert error["loc"] == "spec.optimizer.nesterov" and "momentum > 0" in error["msg"]
+    assert fake_queue.published == []
+
+
+def test_absurd_step_counts_are_a_422_that_shows_the_arithmetic(client: TestClient) -> None:
+    # Issue 28, 7: 100,000 epochs x 8,000,000 steps per epoch used to validate.
+    source = {"kind": "builtin", "name": "synthetic",
+              "synthetic": {"n_samples": 10_000_000, "n_features": 1}}  # fmt: skip
+    spec = {"dataset": {"source": source, "batch_size": 1}, "epochs": 100_000}
+    for path in ("/v1/jobs", "/v1/specs/validate"):
+        r = client.post(path, json={"spec": spec})
+        assert r.status_code == 422, r.text
+        errors = {e["loc"]: e["msg"] for e in r.json()["errors"]}
+        msg = next(m for loc, m in errors.items() if loc.endswith("epochs"))
+        assert "= 800000000000 optimizer steps" in msg and "1000000000" in msg

@@ -287,3 +287,60 @@ def test_transformer_heads_must_divide_the_embedding() -> None:
         }
     )
     assert [p.loc for p in check_spec(spec, info)] == [("model", "num_heads")]
+
+
+def test_sgd_nesterov_without_momentum_is_refused_at_validation() -> None:
+    # torch.optim.SGD refuses it at build time; validation says so first (issue 28, 1).
+    from pydantic import ValidationError
+
+    from ml.spec import JobSpec
+
+    base = {"dataset": {"source": {"kind": "builtin", "name": "iris"}}}
+    with pytest.raises(ValidationError, match="nesterov needs momentum > 0"):
+        JobSpec.model_validate({**base, "optimizer": {"kind": "sgd", "nesterov": True}})
+    ok = {"kind": "sgd", "nesterov": True, "momentum": 0.9}
+    assert JobSpec.model_validate({**base, "optimizer": ok}).optimizer.kind == "sgd"
+
+
+def test_batch_norm_with_batch_size_one_is_refused() -> None:
+    # Found by tests/ml/test_spec_builds.py: every batch has one sample, not only the last.
+    from ml.checks import builtin_info, check_spec
+    from ml.spec import JobSpec
+
+    for model in ({"kind": "mlp", "normalization": "batch"}, {"kind": "cnn"}):
+        name = "digits" if model["kind"] == "cnn" else "iris"
+        base = {"dataset": {"source": {"kind": "builtin", "name": name}, "batch_size": 1}}
+        spec = JobSpec.model_validate({**base, "model": model})
+        info = builtin_info(spec.dataset.source)  # type: ignore[arg-type]
+        codes = {p.type: p.loc for p in check_spec(spec, info)}
+        assert codes["batch_norm_single_sample_batch"] == ("dataset", "batch_size")
+
+
+def test_one_cycle_divisors_below_one_are_refused() -> None:
+    # Found by tests/ml/test_spec_builds.py: div_factor 5e-128 made the first lr overflow.
+    from pydantic import ValidationError
+
+    from ml.spec import JobSpec
+
+    base = {"dataset": {"source": {"kind": "builtin", "name": "iris"}}}
+    for field in ("div_factor", "final_div_factor"):
+        with pytest.raises(ValidationError, match=field):
+            JobSpec.model_validate({**base, "schedule": {"kind": "one_cycle", field: 0.5}})
+
+
+def test_a_plan_beyond_the_maximum_of_total_steps_is_refused_with_the_arithmetic() -> None:
+    # Issue 28, 7: 100,000 epochs x 8,000,000 steps validated (800 billion steps).
+    from ml.checks import MAX_TOTAL_STEPS, builtin_info, check_spec
+    from ml.spec import JobSpec
+
+    source = {"kind": "builtin", "name": "synthetic",
+              "synthetic": {"n_samples": 10_000_000, "n_features": 1}}  # fmt: skip
+    dataset = {"source": source, "batch_size": 1, "validation_split": 0.2}
+    spec = JobSpec.model_validate({"dataset": dataset, "epochs": 100_000})
+    info = builtin_info(spec.dataset.source)  # type: ignore[arg-type]
+    (problem,) = [p for p in check_spec(spec, info) if p.type == "too_many_steps"]
+    assert problem.loc == ("epochs",)
+    assert "100000 epochs x 8000000 steps per epoch" in problem.msg
+    assert "= 800000000000 optimizer steps" in problem.msg and str(MAX_TOTAL_STEPS) in problem.msg
+    at_limit = spec.model_copy(update={"epochs": MAX_TOTAL_STEPS // 8_000_000})
+    assert "too_many_steps" not in {p.type for p in check_spec(at_limit, info)}

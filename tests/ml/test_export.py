@@ -229,3 +229,25 @@ def test_the_dynamo_exporter_takes_over_and_is_exact_too(
     bundle, *_ = _train_and_export(name)
     assert bundle.metadata["exporter"] == "dynamo"
     assert bundle.metadata["parity"]["max_abs_diff"] <= ATOL
+
+
+def test_the_parity_tolerance_is_assert_allclose_with_our_figures() -> None:
+    # Issue 28, 5: a fixed 1e-5 refused exports that differed by 7.2e-5 on larger outputs.
+    from ml.export import PARITY_ATOL, PARITY_RTOL, within_tolerance
+
+    rng = np.random.default_rng(0)
+    for scale in (1e-3, 1.0, 1e3):
+        expected = rng.normal(size=(64, 3)) * scale
+        for noise in (1e-6, 1e-4, 1e-3, 1e-2):
+            got = expected + rng.normal(size=expected.shape) * noise * max(scale, 1.0)
+            try:
+                np.testing.assert_allclose(got, expected, rtol=PARITY_RTOL, atol=PARITY_ATOL)
+                reference = True
+            except AssertionError:
+                reference = False
+            assert within_tolerance(got, expected, PARITY_ATOL, PARITY_RTOL) is reference
+    probabilities = np.array([[0.5, 0.5], [0.9, 0.1]])
+    assert within_tolerance(probabilities + 7.2e-5, probabilities, PARITY_ATOL, PARITY_RTOL)
+    nan = probabilities.copy()
+    nan[0, 0] = np.nan
+    assert not within_tolerance(nan, nan, PARITY_ATOL, PARITY_RTOL)  # NaN is never exact

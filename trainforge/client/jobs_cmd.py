@@ -196,6 +196,13 @@ def show(job_id: JOB_ARG, as_json: JSON_OPT = False) -> None:
         out.print(f"waiting   {job['queue_reason']}")
     if job.get("error"):
         out.print(f"error     {job['error']}")
+    if export := job.get("export"):  # the ONNX export: a job can succeed without one
+        ready = export.get("status") == "ready"
+        out.print(
+            f"model     exported (ONNX, {export.get('onnx_bytes')} bytes)"
+            if ready
+            else f"model     not exported: {export.get('error')}"
+        )
     out.print(
         f"progress  epoch {progress.get('epoch')}/{progress.get('epochs')}, "
         f"step {progress.get('step')}, attempt {job.get('attempt')}"

@@ -137,6 +137,9 @@ export async function jobView(root, { params, signal }) {
         job.queue_reason ? `Waiting: ${job.queue_reason}` : "",
         job.cancel_requested && !ENDED.has(job.status) ? " (cancel requested)" : ""),
       job.error ? h("div", { class: "error", role: "alert", "data-testid": "job-error" }, job.error) : null,
+      job.export ? h("p", { "data-testid": "export-status" }, job.export.status === "ready"
+        ? `Model: exported (ONNX, ${fmtBytes(job.export.onnx_bytes)})`
+        : `Model: not exported — ${job.export.error}`) : null,
     );
     cancel.disabled = ENDED.has(job.status);
     retry.disabled = !["failed", "canceled"].includes(job.status);
