@@ -1,8 +1,8 @@
 """The weights a job with ``warm_start`` starts from: its source checkpoint, team-scoped.
 
-The source is checked when the job is submitted (``api.warm_start``); if it has gone
-since (the source job deleted, the checkpoint removed by retention) the job fails with
-a message saying so -- the checkpoint is not pinned or copied yet.
+The source is checked when the job is submitted (``api.warm_start``) and pinned while the
+job waits (``api.db.warm_start_pins``); should it still have gone (a ``best`` or
+``latest`` of a source retried since), the job fails with a message saying so.
 """
 
 from __future__ import annotations
