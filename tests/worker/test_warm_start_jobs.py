@@ -69,7 +69,7 @@ def test_the_source_is_checked_before_the_job_is_queued(
     }
     r = submit({"job_id": done, "checkpoint": 987654})
     assert r.status_code == 422 and r.json()["errors"][0]["loc"] == "spec.warm_start.checkpoint"
-    r = submit({"job_id": done, "optimizer_state": True})
+    r = submit({"job_id": done, "optimizer_state": True, "freeze": ["1"]})
     assert r.status_code == 422
     assert r.json()["errors"][0]["loc"] == "spec.warm_start.optimizer_state"
     # Another team's finished job is a 404, exactly like no job at all.
@@ -101,3 +101,16 @@ def test_a_waiting_dependent_pins_its_source_against_deletion_and_retention(
         assert apply_retention(s, source, retention) == [ids[0]]  # no longer needed
         s.commit()
     assert client.delete(f"/v1/jobs/{source}").status_code == 204
+
+
+def test_optimizer_state_continues_the_source_run_through_the_worker(
+    client: TestClient, settings: Settings
+) -> None:
+    source = run(client, settings, {"dataset": IRIS, "model": MLP, "epochs": 2})
+    warm = {"job_id": source, "checkpoint": "latest", "optimizer_state": True}
+    later = run(client, settings, {"dataset": IRIS, "model": MLP, "epochs": 4, "warm_start": warm})
+    lines = [x["message"] for x in client.get(f"/v1/jobs/{later}/logs").json()["items"]]
+    assert any("continuing the source's run from epoch 3" in m for m in lines), lines
+    epochs = [p["epoch"] for s in client.get(f"/v1/jobs/{later}/metrics?name=loss").json()["series"]
+              for p in s["points"]]  # fmt: skip
+    assert epochs == [2, 3]  # epochs 0 and 1 were the source's
