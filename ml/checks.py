@@ -275,10 +275,10 @@ def _warm_start(spec: JobSpec) -> list[SpecProblem]:
     if warm is None:
         return []
     out = []
-    if warm.optimizer_state:
+    if warm.optimizer_state and (warm.freeze or warm.reset):
         msg = (
-            "continuing a job with its optimizer state is not supported yet: set it to false "
-            "(the weights alone are loaded)"
+            "optimizer_state continues the source's run as it was: it cannot freeze or reset "
+            "layers (set optimizer_state false to fine-tune instead)"
         )
         out.append(
             SpecProblem(("warm_start", "optimizer_state"), msg, "warm_start_optimizer_state")

@@ -360,6 +360,8 @@ def _train(
         if blob is not None:
             run.restore(blob)
             run.logs.line("info", logsink.resumed(run.state.step, run.state.epoch, run.state.batch))
+        elif warm_start is not None and warm_start.resume is not None:
+            _continue_from(run, warm_start.resume)
         if run.state.finished:  # a retry after the end: report it, train nothing
             return run.result()
         try:
@@ -393,6 +395,19 @@ def _building(part: str) -> Iterator[None]:
         raise
     except Exception as exc:
         raise InvalidSpec(part, exc) from exc
+
+
+def _continue_from(run: _Run, source: CheckpointBlob) -> None:
+    """warm_start.optimizer_state: pick up the source's run where its checkpoint left it."""
+    run.restore(source)
+    s = run.state
+    if s.epoch >= run.spec.epochs:
+        raise TrainError(
+            f"warm_start.optimizer_state continues the source's run, which had done {s.epoch} "
+            f"epoch(s): set epochs (the total, counted from the source's start) above that"
+        )
+    s.finished, s.stopped_epoch = None, None
+    run.logs.line("info", f"continuing the source's run from epoch {s.epoch + 1} (step {s.step})")
 
 
 def _fit(run: _Run) -> TrainResult:

@@ -499,7 +499,10 @@ class WarmStartSpec(Strict):
         default_factory=list, max_length=1000, description="Layers re-initialised, not loaded."
     )
     optimizer_state: bool = Field(
-        False, description="Not supported yet: must be false (the weights alone are loaded)."
+        False,
+        description="true: continue the source's run (optimizer state, schedule position, "
+        "epoch count; epochs is then the total from the source's start); false: the "
+        "weights alone (fine-tuning).",
     )
 
 

@@ -8,6 +8,10 @@ the worker reads the source checkpoint (``worker.warm_start``), the API checks t
 - A tensor loads when the source has one of the same name and shape; any other (a head
   with another class count, a layer that is new) keeps its fresh initialisation and is
   reported with the reason. Layers under ``reset`` are not loaded at all.
+- With ``resume`` (``optimizer_state: true``) the run continues the source's: the
+  engine restores the checkpoint as a resume does and trains on to ``spec.epochs``
+  (counted from the source's start), so with the same spec it equals one
+  uninterrupted run of that length.
 - Frozen layers (``freeze``) get no gradient, no optimizer state and no weight decay,
   so their weights are bit-identical at the end; a frozen batch-normalization layer
   also stops updating its running statistics (it stays in inference mode, as Keras
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from torch import Tensor, nn
 
 from ml.architecture import TrainError
+from ml.sinks import CheckpointBlob
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,9 @@ class WarmStart:
     weights: Mapping[str, Tensor]  # the source checkpoint's state dict
     freeze: Sequence[str] = ()
     reset: Sequence[str] = ()
+    # optimizer_state: the source checkpoint whole, to continue the source's run (its
+    # optimizer state, schedule position, RNG and epoch count) up to this spec's epochs.
+    resume: CheckpointBlob | None = None
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """The weights a job with ``warm_start`` starts from: its source checkpoint, team-scoped.
 
-The source is checked when the job is submitted (``api.warm_start``); if it has gone
-since (the source job deleted, the checkpoint removed by retention) the job fails with
-a message saying so -- the checkpoint is not pinned or copied yet.
+The source is checked when the job is submitted (``api.warm_start``) and pinned while the
+job waits (``api.db.warm_start_pins``); should it still have gone (a ``best`` or
+``latest`` of a source retried since), the job fails with a message saying so.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from api.db import checkpoints as ckpt_repo
 from api.db.models import Job
 from api.warm_start import source_checkpoint
 from ml.architecture import TrainError
+from ml.sinks import CheckpointBlob
 from ml.spec import JobSpec
 from ml.warm_start import WarmStart
 from worker.sinks import with_db_retry
@@ -24,13 +25,16 @@ def load_warm_start(factory: sessionmaker[Session], job: Job, spec: JobSpec) -> 
     if warm is None:
         return None
 
-    def read(session: Session) -> bytes | str:
+    def read(session: Session) -> CheckpointBlob | str:
         found = source_checkpoint(session, warm, job.team_id)
         if isinstance(found, str):
             return f"job {warm.job_id!r} no longer exists" if found == "no job" else found
-        return ckpt_repo.read_file(session, found.id, "weights")
+        weights = ckpt_repo.read_file(session, found.id, "weights")
+        resume = ckpt_repo.read_file(session, found.id, "resume") if warm.optimizer_state else b""
+        return CheckpointBlob(weights=weights, resume=resume)
 
-    weights = with_db_retry(factory, read)
-    if isinstance(weights, str):
-        raise TrainError(f"warm_start: {weights} (it was there when the job was submitted)")
-    return WarmStart(st_load(weights), freeze=warm.freeze, reset=warm.reset)
+    blob = with_db_retry(factory, read)
+    if isinstance(blob, str):
+        raise TrainError(f"warm_start: {blob} (it was there when the job was submitted)")
+    resume = blob if warm.optimizer_state else None
+    return WarmStart(st_load(blob.weights), warm.freeze, warm.reset, resume)

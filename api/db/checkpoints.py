@@ -32,6 +32,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from api.db import blobs, events
 from api.db import jobs as jobs_repo
 from api.db.models import Base, Job, utcnow
+from api.db.warm_start_pins import pinned_checkpoint_ids
 
 CHUNK_BYTES = blobs.CHUNK_BYTES
 Kind = Literal["weights", "resume"]
@@ -155,7 +156,8 @@ def apply_retention(session: Session, job_id: str, retention: Retention) -> list
         ),
     )
     best = [cid for _, cid in ranked[: retention.keep_best]]
-    keep = last | set(best)
+    # A waiting job that warm-starts from one of these by id keeps it (issue 24).
+    keep = last | set(best) | pinned_checkpoint_ids(session, job_id)
     doomed = [r.id for r in rows if r.id not in keep]
     if doomed:
         blobs.delete_files(session, "checkpoint", doomed)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from api.admin_schemas import TeamRead
 from api.db.keys import Principal
 from api.db.models import Team
+from api.db.warm_start_pins import dependent_jobs
 from api.jobs_service import get_job_or_404
 from api.problems import ProblemError
 from api.storage import repository as repo
@@ -21,6 +22,15 @@ def delete_job(session: Session, principal: Principal, job_id: str) -> None:
     """Remove an ended job and all it stored, in the caller's transaction; 404 for a job
     the caller cannot see, 409 for one that is queued or running."""
     job = get_job_or_404(session, principal, job_id)
+    waiting = dependent_jobs(session, job.id)
+    if waiting:
+        raise ProblemError(
+            409,
+            "Conflict",
+            f"Job {waiting[0].id!r} ({waiting[0].status}) warm-starts from this job's "
+            f"checkpoint ({len(waiting)} job(s) in all): delete this job once they have "
+            "started training, or cancel them first.",
+        )
     if not repo.delete_ended_job(session, job.id):
         session.refresh(job)
         raise ProblemError(

@@ -139,3 +139,4 @@ def test_warm_start_checks_that_need_no_database() -> None:
         ("warm_start", "reset", 1): "warm_start_freeze_and_reset",
     }
     assert problems(spec_for("iris", warm_start={"job_id": "j", "checkpoint": 3})) == {}
+    assert problems(spec_for("iris", warm_start={"job_id": "j", "optimizer_state": True})) == {}

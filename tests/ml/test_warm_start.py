@@ -98,3 +98,21 @@ def test_unknown_layers_and_a_source_that_fits_nothing_are_train_errors() -> Non
         Trainer(target, data, CPU, WarmStart(weights, freeze=["stem"]))
     with pytest.raises(TrainError, match="no tensor"):
         Trainer(target, data, CPU, WarmStart({"x": torch.zeros(1)}))
+
+
+@pytest.mark.parametrize("schedule", [{"kind": "constant"}, {"kind": "exponential", "gamma": 0.8}])
+def test_a_continued_run_equals_an_uninterrupted_one(schedule: dict[str, Any]) -> None:
+    body: dict[str, Any] = {"optimizer": {"kind": "adam", "lr": 0.01}, "schedule": schedule}
+    source_sink = MemoryCheckpointSink()
+    train(spec_for(IRIS, epochs=2, **body), checkpoints=source_sink)
+    blob = source_sink.saved[-1][0]
+    continued, whole = MemoryCheckpointSink(), MemoryCheckpointSink()
+    total = spec_for(IRIS, epochs=5, **body)
+    warm = WarmStart(st_load(blob.weights), resume=blob)
+    result = train(total, checkpoints=continued, warm_start=warm)
+    train(total, checkpoints=whole)
+    assert result.epochs_completed == 5 and result.status_reason == "completed"
+    a, b = st_load(continued.saved[-1][0].weights), st_load(whole.saved[-1][0].weights)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(TrainError, match="above that"):
+        train(spec_for(IRIS, epochs=2, **body), warm_start=warm)

@@ -9,6 +9,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 from safetensors.torch import load as st_load
 
+from api.db.checkpoints import Retention, apply_retention
+from api.db.session import session_factory
 from api.settings import Settings
 from worker.runner import run_job
 
@@ -67,7 +69,7 @@ def test_the_source_is_checked_before_the_job_is_queued(
     }
     r = submit({"job_id": done, "checkpoint": 987654})
     assert r.status_code == 422 and r.json()["errors"][0]["loc"] == "spec.warm_start.checkpoint"
-    r = submit({"job_id": done, "optimizer_state": True})
+    r = submit({"job_id": done, "optimizer_state": True, "freeze": ["1"]})
     assert r.status_code == 422
     assert r.json()["errors"][0]["loc"] == "spec.warm_start.optimizer_state"
     # Another team's finished job is a 404, exactly like no job at all.
@@ -76,3 +78,39 @@ def test_the_source_is_checked_before_the_job_is_queued(
     r = submit({"job_id": done}, headers={"Authorization": f"Bearer {key}"})
     assert r.status_code == 404 and r.json()["errors"][0]["loc"] == "spec.warm_start.job_id"
     assert submit({"job_id": done}).status_code == 201
+
+
+def test_a_waiting_dependent_pins_its_source_against_deletion_and_retention(
+    client: TestClient, settings: Settings
+) -> None:
+    source = run(client, settings, {"dataset": IRIS, "model": MLP, "epochs": 2,
+                                    "checkpointing": {"keep_last": 2, "keep_best": 0}})  # fmt: skip
+    ids = [c["id"] for c in client.get(f"/v1/jobs/{source}/checkpoints").json()["items"]]
+    assert len(ids) == 2
+    spec = {"dataset": IRIS, "model": MLP, "warm_start": {"job_id": source, "checkpoint": ids[0]}}
+    dependent = client.post("/v1/jobs", json={"spec": spec}).json()["id"]  # stays queued
+    r = client.delete(f"/v1/jobs/{source}")
+    assert r.status_code == 409 and dependent in r.json()["detail"]
+    retention = Retention(keep_last=1, keep_best=0, monitor="val_loss", mode="min")
+    factory = session_factory(settings.resolved_database_url)
+    with factory() as s:
+        assert apply_retention(s, source, retention) == []  # the oldest is pinned
+        s.commit()
+    assert client.post(f"/v1/jobs/{dependent}/cancel").status_code == 200
+    with factory() as s:
+        assert apply_retention(s, source, retention) == [ids[0]]  # no longer needed
+        s.commit()
+    assert client.delete(f"/v1/jobs/{source}").status_code == 204
+
+
+def test_optimizer_state_continues_the_source_run_through_the_worker(
+    client: TestClient, settings: Settings
+) -> None:
+    source = run(client, settings, {"dataset": IRIS, "model": MLP, "epochs": 2})
+    warm = {"job_id": source, "checkpoint": "latest", "optimizer_state": True}
+    later = run(client, settings, {"dataset": IRIS, "model": MLP, "epochs": 4, "warm_start": warm})
+    lines = [x["message"] for x in client.get(f"/v1/jobs/{later}/logs").json()["items"]]
+    assert any("continuing the source's run from epoch 3" in m for m in lines), lines
+    epochs = [p["epoch"] for s in client.get(f"/v1/jobs/{later}/metrics?name=loss").json()["series"]
+              for p in s["points"]]  # fmt: skip
+    assert epochs == [2, 3]  # epochs 0 and 1 were the source's

@@ -1,7 +1,7 @@
 """job reports: a classification job's confusion matrix and per-class scores (issue 24)
 
 Revision ID: c4a1e2400004
-Revises: a0c3e1000003
+Revises: b10b5c000004
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 import api.db.models
 
 revision = "c4a1e2400004"
-down_revision = "a0c3e1000003"
+down_revision = "b10b5c000004"
 branch_labels = None
 depends_on = None
 
