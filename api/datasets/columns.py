@@ -95,9 +95,7 @@ def _floats(arr: pa.Array) -> NDArray[np.float64]:
     )
 
 
-def _categorical_codes(
-    values: pa.Array, present: pa.Array
-) -> tuple[NDArray[np.float32], list[str]]:
+def categorical_codes(values: pa.Array, present: pa.Array) -> tuple[NDArray[np.float32], list[str]]:
     """Sorted categories of the present cells and each row's index (NaN when missing)."""
     masked = pc.if_else(present, values, pa.scalar(None, pa.string()))
     enc = pc.dictionary_encode(masked)
@@ -296,7 +294,7 @@ def string_column(name: str, arr: pa.Array, override: str | None) -> Column:
             return col
     if distinct > MAX_CATEGORIES:
         return _too_many(col)
-    col.values, col.categories = _categorical_codes(trimmed, present)
+    col.values, col.categories = categorical_codes(trimmed, present)
     return col
 
 

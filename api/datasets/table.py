@@ -27,7 +27,7 @@ from api.datasets.errors import MAX_LISTED, Collector, DatasetRejected, Issue, r
 from api.datasets.tabular import MAX_FIELD_CHARS, _column, _header
 from api.schemas import DatasetOptions
 
-BLOCK_BYTES = 8 * 2**20  # a row must fit in one block: a longer row is a clear 422
+BLOCK_BYTES = 2 * 2**20  # a row must fit in one block: a longer row is a clear 422
 _CHECK = 2**20
 
 
@@ -114,19 +114,30 @@ def _read(
 
 
 def _labels(arr: pa.ChunkedArray, task: str) -> labels_mod.Labels:
+    """The labels, column-wise: numbers go to ``from_numbers``, strings are sorted classes."""
     a = arr.combine_chunks()
-    if pa.types.is_integer(a.type) or pa.types.is_floating(a.type):
-        if a.null_count:
-            missing = Collector("file", "missing_label")
-            for i in np.flatnonzero(np.asarray(a.is_null().to_numpy(zero_copy_only=False)))[
-                :MAX_LISTED
-            ]:
-                missing.add(f"row {int(i) + 1}: the label is missing")
-            missing.count = a.null_count
-            missing.raise_if_any("some samples have no label")
-        return labels_mod.from_numbers(a.to_numpy(zero_copy_only=False), task)
-    strings = pc.fill_null(pc.utf8_trim_whitespace(pc.cast(a, pa.string())), "")
-    return labels_mod.from_strings([str(s) for s in strings.to_pylist()], task)
+    if not (pa.types.is_integer(a.type) or pa.types.is_floating(a.type)):
+        a = pc.utf8_trim_whitespace(pc.cast(a, pa.string()))
+        a = pc.if_else(pc.equal(a, ""), pa.scalar(None, pa.string()), a)
+    if a.null_count:
+        missing = Collector("file", "missing_label")
+        for i in np.flatnonzero(np.asarray(a.is_null().to_numpy(zero_copy_only=False)))[
+            :MAX_LISTED
+        ]:
+            missing.add(f"row {int(i) + 1}: the label is missing")
+        missing.count = a.null_count
+        missing.raise_if_any("some samples have no label")
+    if pa.types.is_string(a.type):
+        if not pc.all(pc.match_substring_regex(pc.utf8_lower(a), cols.NUMBER_RE)).as_py():
+            if task == "regression":
+                return labels_mod.from_strings([str(s) for s in a.to_pylist()], task)
+            codes, names = cols.categorical_codes(a, pc.is_valid(a))
+            note = "task inferred as classification: the labels are not all numbers"
+            return labels_mod.from_class_names(
+                codes.astype(np.int64), names, inferred=task == "auto", note=note
+            )
+        a = pc.cast(a, pa.float64())
+    return labels_mod.from_numbers(a.to_numpy(zero_copy_only=False), task)
 
 
 def _finite(col: cols.Column) -> Issue | None:
