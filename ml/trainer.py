@@ -17,8 +17,9 @@ from ml.architecture import TrainError, is_classification
 from ml.augment import augment, is_active
 from ml.clipping import clip_gradients
 from ml.data import DeviceData, eval_batches
+from ml.embedding_front import build_table_model
 from ml.init import init_weights
-from ml.models import build_loss, build_model, kernel_weights, regularization_penalty
+from ml.models import build_loss, kernel_weights, regularization_penalty
 from ml.optim import (
     apply_decoupled_weight_decay,
     build_optimizer,
@@ -48,7 +49,7 @@ class Trainer:
     def __init__(self, spec: JobSpec, data: DeviceData, device: torch.device) -> None:
         self.spec, self.data, self.device = spec, data, device
         self.classification = is_classification(data.info)
-        self.model = build_model(spec, data.info)
+        self.model = build_table_model(spec, data.info, data.embeddings)
         init_weights(self.model, spec.init)
         self.model.to(device)
         if any(isinstance(m, torch.nn.Conv2d) for m in self.model.modules()):

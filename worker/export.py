@@ -56,6 +56,11 @@ def export_job(
     """
     try:
         ds = dataset if dataset is not None else load_dataset(spec)
+        if ds.table is not None and ds.table.needs_encoding(spec.dataset.columns):
+            raise ExportError(
+                "tables with categorical, boolean or date columns (or dataset.columns) are not "
+                "exported to ONNX yet; the job's checkpoints hold the trained model"
+            )
         weights = with_db_retry(factory, lambda s: _final_weights(s, job_id))
         model = model_from_weights(spec, ds.info, weights)
         ctx = with_db_retry(factory, lambda s: _context(s, job_id, spec, ds, final_metrics))
