@@ -50,6 +50,7 @@ class TableColumns:
     columns: list[dict[str, Any]]
     feature_names: list[str]
     impute: str = "none"
+    label: str | None = None  # the label column's name (a raw row may carry it)
 
     def needs_encoding(self, specs: dict[str, ColumnSpec]) -> bool:
         """False for an all-number table read as before (the mean-imputing path)."""

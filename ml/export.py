@@ -39,8 +39,10 @@ from torch import Tensor, nn
 from ml.architecture import is_classification
 from ml.checks import DatasetInfo
 from ml.data import LoadedDataset, fit_normalization, imputation_means, prepare, split_indices
+from ml.encoding_torch import TableEncoderModule
 from ml.models import build_model
 from ml.spec import BuiltinSource, JobSpec
+from ml.table_export import columns_metadata, encoder_for, ignored_columns, statistics
 from ml.text import ENGLISH_STOP_WORDS, OOV, PAD
 
 log = logging.getLogger(__name__)
@@ -111,10 +113,16 @@ class ExportedModel(nn.Module):
     """Raw input -> (cast, layout, imputation, normalization) -> model -> probabilities/values."""
 
     def __init__(
-        self, model: nn.Module, pre: Preprocessing, fmt: InputFormat, classification: bool
+        self,
+        model: nn.Module,
+        pre: Preprocessing,
+        fmt: InputFormat,
+        classification: bool,
+        table: nn.Module | None = None,  # an uploaded table's encodings (ml.table_export)
     ) -> None:
         super().__init__()
         self.model, self.layout, self.classification = model, fmt.layout, classification
+        self.table = table
         self.impute, self.normalize = pre.means is not None, pre.shift is not None
         self.means: Tensor
         self.shift: Tensor
@@ -130,6 +138,8 @@ class ExportedModel(nn.Module):
                 x = x.permute(0, 3, 1, 2)
             elif self.layout == "NHW":
                 x = x.unsqueeze(1)
+            if self.table is not None:
+                x = self.table(x)
             if self.impute:
                 x = torch.where(torch.isnan(x), self.means, x)
             if self.normalize:
@@ -264,11 +274,14 @@ def check_parity(
     return Parity(diff, len(rows), split)
 
 
-def model_from_weights(spec: JobSpec, info: DatasetInfo, weights: bytes) -> nn.Module:
-    """The job's model with the weights of a checkpoint (its safetensors ``weights`` file)."""
+def model_from_weights(
+    spec: JobSpec, info: DatasetInfo, weights: bytes, model: nn.Module | None = None
+) -> nn.Module:
+    """The job's model with the weights of a checkpoint (its safetensors ``weights`` file);
+    ``model``: the module to load them into (an encoded table's, ``ml.table_export``)."""
     from safetensors.torch import load as st_load
 
-    model = build_model(spec, info)
+    model = model if model is not None else build_model(spec, info)
     model.load_state_dict(st_load(weights))
     return model.eval()
 
@@ -314,8 +327,15 @@ def export_model(model: nn.Module, spec: JobSpec, ds: LoadedDataset, ctx: Export
     model = copy.deepcopy(model).to("cpu").float().eval()
     model = model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     classification = is_classification(ds.info)
-    pre = fit_preprocessing(spec, ds, ctx.impute)
-    graph = ExportedModel(model, pre, ctx.fmt, classification).eval()
+    encoder = encoder_for(spec, ds)
+    table = None
+    if encoder is not None:  # encodings, then normalization, inside the graph
+        stats = statistics(spec, ds, encoder)
+        pre = Preprocessing(None, *(stats if stats is not None else (None, None)))
+        table = TableEncoderModule(encoder)
+    else:
+        pre = fit_preprocessing(spec, ds, ctx.impute)
+    graph = ExportedModel(model, pre, ctx.fmt, classification, table).eval()
     n_example = min(len(ds.x), 2) if len(ds.x) >= 2 else 1
     example = ctx.fmt.to_layout(np.nan_to_num(np.asarray(ds.x[:n_example]), nan=0.0))
     if n_example == 1:
@@ -333,6 +353,11 @@ def export_model(model: nn.Module, spec: JobSpec, ds: LoadedDataset, ctx: Export
             failures.append(f"{exporter} exporter: {exc}")
             continue
         meta = _metadata(spec, ds, ctx, classification, onnx_bytes, exporter, parity)
+        if encoder is not None:
+            meta["columns"] = columns_metadata(ds, encoder)
+            meta["ignored_columns"] = ignored_columns(ds)
+            meta["preprocessing"]["imputation"] = "per column (columns[].encoding)"
+            meta["preprocessing"]["missing_value"] = "NaN"
         return Bundle(onnx=onnx_bytes, metadata=meta)
     raise ExportError("; ".join(failures))
 

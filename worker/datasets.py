@@ -50,15 +50,20 @@ def load_for_job(factory: sessionmaker[Session], job: Job) -> LoadedDataset | No
         except repo.CorruptDataset as exc:
             raise TrainError(f"{exc}: upload the dataset again") from exc
         meta = dict(stored.info)
-        impute = str((stored.options or {}).get("impute") or "none")
-    return to_loaded(spec, codec.decode(content), codec.dataset_info(meta), table_of(meta, impute))
+        options = dict(stored.options or {})
+    return to_loaded(spec, codec.decode(content), codec.dataset_info(meta), table_of(meta, options))
 
 
-def table_of(meta: dict[str, Any], impute: str) -> TableColumns | None:
+def table_of(meta: dict[str, Any], options: dict[str, Any]) -> TableColumns | None:
     """A csv upload's column types (None for other formats and older csv uploads)."""
     if not meta.get("columns"):
         return None
-    return TableColumns(list(meta["columns"]), list(meta.get("feature_names") or []), impute)
+    return TableColumns(
+        list(meta["columns"]),
+        list(meta.get("feature_names") or []),
+        str(options.get("impute") or "none"),
+        options.get("label_column"),
+    )
 
 
 def to_loaded(

@@ -35,6 +35,7 @@ from ml.export import (
     model_from_weights,
 )
 from ml.spec import BuiltinSource, JobSpec, TextModel
+from ml.table_export import table_model_for
 from worker.datasets import text_vocabulary
 from worker.sinks import with_db_retry
 
@@ -56,13 +57,8 @@ def export_job(
     """
     try:
         ds = dataset if dataset is not None else load_dataset(spec)
-        if ds.table is not None and ds.table.needs_encoding(spec.dataset.columns):
-            raise ExportError(
-                "tables with categorical, boolean or date columns (or dataset.columns) are not "
-                "exported to ONNX yet; the job's checkpoints hold the trained model"
-            )
         weights = with_db_retry(factory, lambda s: _final_weights(s, job_id))
-        model = model_from_weights(spec, ds.info, weights)
+        model = model_from_weights(spec, ds.info, weights, table_model_for(spec, ds))
         ctx = with_db_retry(factory, lambda s: _context(s, job_id, spec, ds, final_metrics))
         bundle = export_model(model, spec, ds, ctx)
     except jobs_repo.StaleAttempt:
