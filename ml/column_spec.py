@@ -56,3 +56,51 @@ class ColumnSpec(SuggestFields, NoBoolNumbers):
         description="number/date: add a 0/1 column that marks imputed cells (scikit-learn's "
         "add_indicator: only when the training split has missing values).",
     )
+
+
+# (stored type, type a job may use it as) beyond the same type and `ignore`
+CONVERSIONS = frozenset({("number", "categorical"), ("boolean", "number"), ("date", "number"),
+                         ("categorical", "boolean"), ("boolean", "categorical")})  # fmt: skip
+ENCODINGS = {
+    "categorical": ("one_hot", "ordinal", "embedding"),
+    "boolean": ("one_hot", "ordinal", "embedding"),
+    "date": ("date_parts", "date_number"),
+    "number": (),
+}
+
+
+def column_problems(
+    columns: dict[str, ColumnSpec], stored: list[dict[str, object]], used: list[str]
+) -> list[tuple[tuple[str, ...], str, str]]:
+    """(loc under dataset.columns, message, type) of every spec entry that does not fit the
+    upload's columns (``stored``: the upload's ``columns``; ``used``: its stored ones)."""
+    by_name = {str(c["name"]): c for c in stored}
+    out: list[tuple[tuple[str, ...], str, str]] = []
+    for name, spec in columns.items():
+        meta = by_name.get(name)
+        if meta is None:
+            shown = ", ".join(list(by_name)[:20])
+            out.append(((name,), f"no column {name!r} in the dataset; its columns: {shown}",
+                        "unknown_column"))  # fmt: skip
+            continue
+        stored_type = str(meta["type"])
+        kind = spec.type or stored_type
+        if kind == "ignore":
+            continue
+        if name not in used:
+            out.append(((name, "type"), f"the upload left {name!r} out ({meta.get('note')}): "
+                        "upload it again with columns=name=type", "column_not_stored"))  # fmt: skip
+            continue
+        if kind != stored_type and (stored_type, kind) not in CONVERSIONS:
+            out.append(((name, "type"), f"a {stored_type} column cannot be used as {kind}",
+                        "column_type"))  # fmt: skip
+            continue
+        if spec.encoding is not None and spec.encoding not in ENCODINGS.get(kind, ()):
+            allowed = ", ".join(ENCODINGS.get(kind, ())) or "none (leave it out)"
+            out.append(((name, "encoding"), f"{spec.encoding} does not apply to a {kind} "
+                        f"column; use {allowed}", "column_encoding"))  # fmt: skip
+        if kind in ("categorical", "boolean") and (spec.impute or spec.missing_indicator):
+            out.append(((name, "impute"), "a missing category is a category of its own: "
+                        "impute and missing_indicator apply to numbers and dates",
+                        "column_impute"))  # fmt: skip
+    return out

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ml.column_spec import ONE_HOT_MAX_CATEGORIES, ColumnSpec
+from ml.column_spec import CONVERSIONS, ONE_HOT_MAX_CATEGORIES, ColumnSpec
 
 DATE_PARTS = ("year", "month_sin", "month_cos", "weekday_sin", "weekday_cos", "yday_sin",
               "yday_cos")  # fmt: skip
@@ -148,9 +148,7 @@ def _kind(meta: dict[str, Any], spec: ColumnSpec) -> str:
     name = meta["name"]
     if wanted == stored or wanted == "ignore":
         return wanted
-    allowed = {("number", "categorical"), ("boolean", "number"), ("date", "number"),
-               ("categorical", "boolean"), ("boolean", "categorical")}  # fmt: skip
-    if (stored, wanted) not in allowed:
+    if (stored, wanted) not in CONVERSIONS:
         raise EncodingError(
             f"dataset.columns.{name}.type: a {stored} column cannot be used as {wanted} "
             "(upload it again with columns={name}={wanted})"

@@ -87,9 +87,6 @@ def test_mixed_type_csv_trains_with_encodings(client: TestClient, settings: Sett
     job, m = run(client, settings, body)
     succeeded(job)
     assert all(np.isfinite(m["loss"])) and len(m["val_accuracy"]) == 3
-    body["spec"]["dataset"]["columns"] = {"city": {"type": "number"}}
-    job, _ = run(client, settings, body)
-    assert job.status == "failed" and "cannot be used as number" in (job.error or "")
 
 
 @pytest.mark.parametrize("encoder", ["pooling", "transformer"])
