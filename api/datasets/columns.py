@@ -96,16 +96,21 @@ def _floats(arr: pa.Array) -> NDArray[np.float64]:
 
 
 def categorical_codes(values: pa.Array, present: pa.Array) -> tuple[NDArray[np.float32], list[str]]:
-    """Sorted categories of the present cells and each row's index (NaN when missing)."""
-    masked = pc.if_else(present, values, pa.scalar(None, pa.string()))
-    enc = pc.dictionary_encode(masked)
-    names = [str(v) for v in enc.dictionary.to_pylist()]
+    """Sorted categories of the present cells and each row's index (NaN when missing).
+
+    No ``if_else`` over strings: pyarrow's preallocates far more than the column holds."""
+    enc = pc.dictionary_encode(values)
+    every = enc.dictionary.to_pylist()
+    idx = np.asarray(pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    keep = np.asarray(present.to_numpy(zero_copy_only=False), dtype=bool) & (idx >= 0)
+    used = np.unique(idx[keep])
+    names = [str(every[i]) for i in used]
     order = sorted(range(len(names)), key=names.__getitem__)
-    rank = np.empty(len(names) + 1, dtype=np.float32)
-    rank[np.asarray(order, dtype=np.int64)] = np.arange(len(names), dtype=np.float32)
-    rank[-1] = np.nan
-    idx = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False)
-    return rank[idx], [names[i] for i in order]
+    rank = np.full(len(every) + 1, np.nan, dtype=np.float32)
+    rank[used[np.asarray(order, dtype=np.int64)]] = np.arange(len(names), dtype=np.float32)
+    codes = rank[idx]
+    codes[~keep] = np.nan
+    return codes, [names[i] for i in order]
 
 
 def _where(rows: NDArray[np.intp]) -> str:
@@ -253,7 +258,10 @@ def string_column(name: str, arr: pa.Array, override: str | None) -> Column:
             bad = ~np.asarray(numeric.to_numpy(zero_copy_only=False), dtype=bool)
             col.issues.append(_bad_cells(name, trimmed.filter(present), bad, "numbers", "fix them"))
             return col
-        x = _floats(pc.if_else(present, trimmed, pa.scalar(None, pa.string())))
+        x = np.full(n, np.nan)
+        x[np.asarray(present.to_numpy(zero_copy_only=False), dtype=bool)] = _floats(
+            trimmed.filter(present)
+        )
         return _number_column(name, x, None if override is None else "number")
     if kind == "boolean":
         truth = pc.is_in(lower, value_set=pa.array(TRUE_WORDS))
