@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlalchemy.orm import Session
 
 from api.datasets.codec import dataset_info as uploaded_info
@@ -9,7 +11,7 @@ from api.db import datasets as datasets_repo
 from api.problems import FieldProblem, ProblemError
 from api.settings import Settings
 from ml.checks import DatasetInfo, SpecProblem, builtin_info, check_spec
-from ml.column_spec import column_problems
+from ml.column_spec import column_problems, encoded_width
 from ml.resources import ResourceLimits, check_resources
 from ml.spec import BuiltinSource, JobSpec, LimitsSpec
 
@@ -40,7 +42,13 @@ def dataset_info(
                 )
             ],
         )
-    return uploaded_info(dataset.info)
+    info = uploaded_info(dataset.info)
+    meta = dict(dataset.info)
+    if meta.get("columns"):  # a typed table: the model sees its encoded inputs
+        used = list(meta.get("feature_names") or [])
+        width = encoded_width(spec.dataset.columns, meta["columns"], used)
+        info = replace(info, n_features=width)
+    return info
 
 
 def table_problems(spec: JobSpec, session: Session, team_id: str) -> list[SpecProblem]:

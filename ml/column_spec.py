@@ -104,3 +104,35 @@ def column_problems(
                         "impute and missing_indicator apply to numbers and dates",
                         "column_impute"))  # fmt: skip
     return out
+
+
+def encoded_width(
+    columns: dict[str, ColumnSpec], stored: list[dict[str, object]], used: list[str]
+) -> int:
+    """The inputs the model's first layer gets from an uploaded table (an upper bound: the
+    upload's categories, of which a job's training split may hold fewer), for the plan and
+    the resource checks before a job is queued."""
+    by_name = {str(c["name"]): c for c in stored}
+    width = 0
+    for name in used:
+        meta = by_name.get(name, {})
+        spec = columns.get(name, ColumnSpec())
+        stored_type = str(meta.get("type", "number"))
+        kind = spec.type or stored_type
+        missing = int(str(meta.get("missing", 0))) > 0
+        if kind == "ignore":
+            continue
+        if kind in ("categorical", "boolean"):
+            cats = meta.get("categories")
+            k = len(cats) if isinstance(cats, list) else int(str(meta.get("distinct", 1)))
+            encoding = spec.encoding or ("one_hot" if k <= ONE_HOT_MAX_CATEGORIES else "embedding")
+            if encoding == "one_hot":
+                width += k + int(missing)
+            elif encoding == "embedding":
+                width += spec.embedding_dim or min(50, (k + 2) // 2)
+            else:
+                width += 1
+            continue
+        parts = 7 if kind == "date" and (spec.encoding or "date_parts") == "date_parts" else 1
+        width += parts + int(spec.missing_indicator and missing)
+    return width

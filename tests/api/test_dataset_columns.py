@@ -165,3 +165,19 @@ def test_spec_columns_that_do_not_fit_the_upload_are_a_422(client: TestClient) -
     ok = {"income": {"impute": "median", "missing_indicator": True}, "id": {"type": "ignore"}}
     spec["dataset"]["columns"] = ok  # type: ignore[index]
     assert client.post("/v1/specs/validate", json={"spec": spec}).status_code == 200
+
+
+def test_the_plan_counts_the_encoded_inputs(client: TestClient) -> None:
+    ds = uploaded(client, mixed_csv(), "csv", impute="mean")
+    spec: dict[str, Any] = {
+        "dataset": {"source": {"kind": "uploaded", "dataset_id": ds["id"]}},
+        "model": {"kind": "mlp", "hidden_units": [4]},
+    }
+    r = client.post("/v1/specs/validate", json={"spec": spec})
+    assert r.status_code == 200, r.text
+    # city 3 + missing, member 2, joined 7 date parts, rooms 4, income 1 = 18 inputs
+    assert r.json()["plan"]["parameter_count"] == 18 * 4 + 4 + 4 * 2 + 2
+    spec["dataset"]["columns"] = {"city": {"encoding": "embedding", "embedding_dim": 3},
+                                  "joined": {"encoding": "date_number"}}  # fmt: skip
+    r = client.post("/v1/specs/validate", json={"spec": spec})
+    assert r.json()["plan"]["parameter_count"] == (3 + 2 + 1 + 4 + 1) * 4 + 4 + 4 * 2 + 2
