@@ -41,6 +41,8 @@ from ml.checks import DatasetInfo
 from ml.data import LoadedDataset, fit_normalization, imputation_means, prepare, split_indices
 from ml.encoding_torch import TableEncoderModule
 from ml.models import build_model
+from ml.raw_onnx import OPSET as RAW_OPSET
+from ml.raw_onnx import RAW_INPUT, raw_model
 from ml.spec import BuiltinSource, JobSpec
 from ml.table_export import columns_metadata, encoder_for, ignored_columns, statistics
 from ml.text import ENGLISH_STOP_WORDS, OOV, PAD
@@ -163,12 +165,15 @@ class Bundle:
 
     onnx: bytes
     metadata: dict[str, Any]
+    raw_onnx: bytes | None = None  # a typed table's string-input graph (ml.raw_onnx)
     zip: bytes = field(init=False)
 
     def __post_init__(self) -> None:
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("model.onnx", self.onnx)
+            if self.raw_onnx is not None:
+                zf.writestr("model_raw.onnx", self.raw_onnx)
             zf.writestr("model.json", json.dumps(self.metadata, indent=2, allow_nan=False))
         self.zip = buf.getvalue()
 
@@ -353,12 +358,18 @@ def export_model(model: nn.Module, spec: JobSpec, ds: LoadedDataset, ctx: Export
             failures.append(f"{exporter} exporter: {exc}")
             continue
         meta = _metadata(spec, ds, ctx, classification, onnx_bytes, exporter, parity)
+        raw = None
         if encoder is not None:
             meta["columns"] = columns_metadata(ds, encoder)
             meta["ignored_columns"] = ignored_columns(ds)
             meta["preprocessing"]["imputation"] = "per column (columns[].encoding)"
             meta["preprocessing"]["missing_value"] = "NaN"
-        return Bundle(onnx=onnx_bytes, metadata=meta)
+            raw = raw_model(onnx_bytes, meta["columns"], INPUT_NAME)
+            meta["raw_input"] = {
+                "file": "model_raw.onnx", "name": RAW_INPUT, "dtype": "string",
+                "shape": [None, len(meta["columns"])], "opset": RAW_OPSET,
+            }  # fmt: skip
+        return Bundle(onnx=onnx_bytes, metadata=meta, raw_onnx=raw)
     raise ExportError("; ".join(failures))
 
 

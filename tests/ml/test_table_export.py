@@ -83,3 +83,45 @@ def test_onnx_equals_engine_on_unseen_and_missing(encoding: str) -> None:
     with torch.no_grad():
         expected = torch.softmax(model(torch.from_numpy(x.astype(np.float32))), 1).numpy()
     np.testing.assert_allclose(got, expected, atol=PARITY_ATOL, rtol=1e-5)
+
+
+def test_the_raw_string_graph_equals_the_stored_one() -> None:
+    """model_raw.onnx takes the cells as strings, as in the CSV (ONNX-ML LabelEncoder,
+    StringSplit for dates) and answers what model.onnx answers on the stored form."""
+    import io
+    import zipfile
+
+    parsed = parse_csv(mixed_csv(n=80), DatasetOptions(task="auto", label_column="label",
+                                                      delimiter=",", impute="median"))  # fmt: skip
+    info = codec.dataset_info(codec.metadata(parsed))
+    table = TableColumns(parsed.columns or [], parsed.feature_names or [], "median")
+    ds = LoadedDataset(parsed.x, parsed.labels.y, info, table)
+    spec = JobSpec.model_validate({
+        "dataset": {"source": {"kind": "uploaded", "dataset_id": "t"}, "batch_size": 16},
+        "model": {"kind": "mlp", "hidden_units": [8]}, "epochs": 1, "seed": 0,
+    })  # fmt: skip
+    sink = MemoryCheckpointSink()
+    result = train(spec, checkpoints=sink, dataset=ds)
+    blob = sink.load()
+    assert blob is not None
+    model = model_from_weights(spec, info, blob.weights, table_model_for(spec, ds))
+    ctx = ExportContext("job", ["a", "b"], parsed.feature_names, InputFormat("NF", "float32"),
+                        False, None, result.final_metrics)  # fmt: skip
+    bundle = export_model(model, spec, ds, ctx)
+    with zipfile.ZipFile(io.BytesIO(bundle.zip)) as zf:
+        raw = zf.read("model_raw.onnx")
+    assert bundle.metadata["raw_input"]["name"] == "rows"
+    rows = np.array(
+        [["Oslo", "yes", "2014-05-17", "2", "51.5"], ["Rome", "No", "", "3", "NA"],
+         ["", "n", "2030-01-01T10:00:00Z", "9", ""], ["Pune", "", "1969-12-31", "", "-7e1"]],
+        dtype=object,
+    )  # fmt: skip
+    stored = np.array(
+        [[1, 1, 16207, 1, 51.5], [-1, 0, np.nan, 2, np.nan], [np.nan, 0, 21915, -1, np.nan],
+         [2, np.nan, -1, np.nan, -70]], dtype=np.float32,
+    )  # fmt: skip
+    got = ort.InferenceSession(raw, providers=["CPUExecutionProvider"]).run(None, {"rows": rows})
+    want = ort.InferenceSession(bundle.onnx, providers=["CPUExecutionProvider"]).run(
+        None, {"input": stored}
+    )
+    np.testing.assert_allclose(got[0], want[0], atol=1e-6)
