@@ -84,6 +84,17 @@ def test_raw_rows_predict_through_the_api_the_cli_and_onnx(
         [[p["probabilities"][c] for c in "ab"] for p in from_cli], expected, atol=1e-6
     )
 
+    assert cli_app.main(["export", job["id"], "-o", str(tmp_path / "model")]) == 0
+    capsys.readouterr()
+    raw = ort.InferenceSession(
+        (tmp_path / "model" / "model_raw.onnx").read_bytes(), providers=["CPUExecutionProvider"]
+    )
+    cells = [[str(r.get(c) if r.get(c) is not None else "") for c in meta["feature_names"]]
+             for r in RAW]  # fmt: skip
+    cells[1][1], cells[0][1] = "false", "yes"  # JSON false -> the CSV word
+    from_raw = raw.run(None, {"rows": np.array(cells, dtype=object)})[0]
+    np.testing.assert_allclose(from_raw, expected, atol=1e-6)
+
     bad_row = {"city": "Oslo", "member": "maybe", "joined": 5}
     r = client.post(f"/v1/jobs/{job['id']}/predict", json={"instances": [bad_row]})
     assert r.status_code == 422
