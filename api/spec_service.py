@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlalchemy.orm import Session
 
 from api.datasets.codec import dataset_info as uploaded_info
@@ -10,6 +12,7 @@ from api.problems import FieldProblem, ProblemError
 from api.settings import Settings
 from api.warm_start import check_source
 from ml.checks import DatasetInfo, SpecProblem, builtin_info, check_spec
+from ml.column_spec import column_problems, encoded_width
 from ml.resources import ResourceLimits, check_resources
 from ml.spec import BuiltinSource, JobSpec, LimitsSpec
 
@@ -40,7 +43,30 @@ def dataset_info(
                 )
             ],
         )
-    return uploaded_info(dataset.info)
+    info = uploaded_info(dataset.info)
+    meta = dict(dataset.info)
+    if meta.get("columns"):  # a typed table: the model sees its encoded inputs
+        used = list(meta.get("feature_names") or [])
+        width = encoded_width(spec.dataset.columns, meta["columns"], used)
+        info = replace(info, n_features=width)
+    return info
+
+
+def table_problems(spec: JobSpec, session: Session, team_id: str) -> list[SpecProblem]:
+    """``dataset.columns`` against the upload's typed columns (a builtin takes none)."""
+    columns = spec.dataset.columns
+    if not columns:
+        return []
+    source = spec.dataset.source
+    meta = {}
+    if not isinstance(source, BuiltinSource):
+        stored = datasets_repo.get_dataset(session, source.dataset_id, team_id)
+        meta = dict(stored.info) if stored is not None else {}
+    if not meta.get("columns"):
+        return [SpecProblem(("dataset", "columns"), "dataset.columns applies to a csv upload "
+                            "with typed columns", "columns_not_applicable")]  # fmt: skip
+    found = column_problems(columns, meta["columns"], list(meta.get("feature_names") or []))
+    return [SpecProblem(("dataset", "columns", *loc), msg, kind) for loc, msg, kind in found]
 
 
 def resource_limits(settings: Settings) -> ResourceLimits:
@@ -72,7 +98,7 @@ def validate_spec(
     memory, the runtime ceiling (``ml.resources``).
     """
     info = dataset_info(spec, session, team_id, prefix)
-    problems: list[SpecProblem] = check_spec(spec, info)
+    problems: list[SpecProblem] = check_spec(spec, info) + table_problems(spec, session, team_id)
     if settings is not None and not problems:
         problems = check_resources(spec, info, resource_limits(settings))
     errors = [

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
@@ -38,6 +38,7 @@ from torch import Tensor
 
 from ml.architecture import TrainError
 from ml.checks import DatasetInfo, builtin_info
+from ml.encoding import EncodingError, TableColumns, TableEncoder, fit_table
 from ml.plan import split_sizes
 from ml.spec import BuiltinSource, JobSpec, Normalization
 
@@ -56,6 +57,7 @@ class LoadedDataset:
     x: NDArray[np.floating]
     y: NDArray[np.generic]
     info: DatasetInfo
+    table: TableColumns | None = None  # an uploaded table's column types (ml.encoding)
 
 
 def load_dataset(spec: JobSpec) -> LoadedDataset:
@@ -209,6 +211,8 @@ class DeviceData:
     y_val: Tensor | None
     info: DatasetInfo
     device: torch.device  # where batches must end up
+    # (input column, slots, dim) of each categorical column a learned embedding encodes
+    embeddings: list[tuple[int, int, int]] = field(default_factory=list)
 
     @property
     def n_train(self) -> int:
@@ -222,12 +226,21 @@ class DeviceData:
 def prepare(spec: JobSpec, ds: LoadedDataset, device: torch.device) -> DeviceData:
     """Split, normalize with training statistics, and place the data."""
     train, val = split_indices(ds, spec.dataset.validation_split, spec.seed)
-    x = impute_missing(np.asarray(ds.x, dtype=np.float32), train)
+    x = np.asarray(ds.x, dtype=np.float32)
+    encoder = table_encoder(spec, ds, train)
+    info = ds.info
+    if encoder is not None:
+        x = encoder.transform(x)
+        info = replace(info, n_features=encoder.width)
+    else:
+        x = impute_missing(x, train)
     # Token ids (text) are indices, never scaled.
     normalization = (
         "none" if ds.info.modality == "text" else spec.dataset.preprocessing.normalization
     )
     stats = fit_normalization(x[train], normalization)
+    if stats is not None and encoder is not None:
+        stats = unscaled_where(stats, ~encoder.scalable())
     if ds.info.task == "classification":
         y = torch.from_numpy(np.asarray(ds.y, dtype=np.int64))
     else:  # (N, 1) to match the single output unit
@@ -251,8 +264,9 @@ def prepare(spec: JobSpec, ds: LoadedDataset, device: torch.device) -> DeviceDat
         y_train=labels(train),
         x_val=rows(val) if len(val) else None,
         y_val=labels(val) if len(val) else None,
-        info=ds.info,
+        info=info,
         device=device,
+        embeddings=encoder.embeddings() if encoder is not None else [],
     )
 
 
@@ -276,6 +290,29 @@ def normalized_rows(
         part = x[index[lo : lo + step]]
         view[lo : lo + step] = part if stats is None else (part - stats[0]) / stats[1]
     return out
+
+
+def table_encoder(spec: JobSpec, ds: LoadedDataset, train: NDArray[np.intp]) -> TableEncoder | None:
+    """An uploaded table's column encodings, fitted on the training rows (None: numbers only,
+    read the mean-imputing way)."""
+    if ds.table is None or not ds.table.needs_encoding(spec.dataset.columns):
+        return None
+    t = ds.table
+    try:
+        return fit_table(
+            np.asarray(ds.x)[train], t.columns, t.feature_names, spec.dataset.columns, t.impute
+        )
+    except EncodingError as exc:
+        raise TrainError(str(exc)) from exc
+
+
+def unscaled_where(
+    stats: tuple[NDArray[np.float64], NDArray[np.float64]], mask: NDArray[np.bool_]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Normalization statistics that leave the ``mask`` columns (one-hot, codes) as they are."""
+    shift, scale = stats[0].copy(), stats[1].copy()
+    shift[..., mask], scale[..., mask] = 0.0, 1.0
+    return shift, scale
 
 
 def impute_missing(x: NDArray[np.float32], train: NDArray[np.intp]) -> NDArray[np.float32]:

@@ -42,8 +42,12 @@ from torch import Tensor, nn
 from ml.architecture import is_classification
 from ml.checks import DatasetInfo
 from ml.data import LoadedDataset, fit_normalization, imputation_means, prepare, split_indices
+from ml.encoding_torch import TableEncoderModule
 from ml.models import build_model
+from ml.raw_onnx import OPSET as RAW_OPSET
+from ml.raw_onnx import RAW_INPUT, raw_model
 from ml.spec import BuiltinSource, JobSpec
+from ml.table_export import columns_metadata, encoder_for, ignored_columns, statistics
 from ml.text import ENGLISH_STOP_WORDS, OOV, PAD
 
 log = logging.getLogger(__name__)
@@ -115,10 +119,16 @@ class ExportedModel(nn.Module):
     """Raw input -> (cast, layout, imputation, normalization) -> model -> probabilities/values."""
 
     def __init__(
-        self, model: nn.Module, pre: Preprocessing, fmt: InputFormat, classification: bool
+        self,
+        model: nn.Module,
+        pre: Preprocessing,
+        fmt: InputFormat,
+        classification: bool,
+        table: nn.Module | None = None,  # an uploaded table's encodings (ml.table_export)
     ) -> None:
         super().__init__()
         self.model, self.layout, self.classification = model, fmt.layout, classification
+        self.table = table
         self.impute, self.normalize = pre.means is not None, pre.shift is not None
         self.means: Tensor
         self.shift: Tensor
@@ -134,6 +144,8 @@ class ExportedModel(nn.Module):
                 x = x.permute(0, 3, 1, 2)
             elif self.layout == "NHW":
                 x = x.unsqueeze(1)
+            if self.table is not None:
+                x = self.table(x)
             if self.impute:
                 x = torch.where(torch.isnan(x), self.means, x)
             if self.normalize:
@@ -157,12 +169,15 @@ class Bundle:
 
     onnx: bytes
     metadata: dict[str, Any]
+    raw_onnx: bytes | None = None  # a typed table's string-input graph (ml.raw_onnx)
     zip: bytes = field(init=False)
 
     def __post_init__(self) -> None:
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("model.onnx", self.onnx)
+            if self.raw_onnx is not None:
+                zf.writestr("model_raw.onnx", self.raw_onnx)
             zf.writestr("model.json", json.dumps(self.metadata, indent=2, allow_nan=False))
         self.zip = buf.getvalue()
 
@@ -277,11 +292,14 @@ def within_tolerance(
     return bool(np.all(np.abs(a - b) <= atol + rtol * np.abs(b)))
 
 
-def model_from_weights(spec: JobSpec, info: DatasetInfo, weights: bytes) -> nn.Module:
-    """The job's model with the weights of a checkpoint (its safetensors ``weights`` file)."""
+def model_from_weights(
+    spec: JobSpec, info: DatasetInfo, weights: bytes, model: nn.Module | None = None
+) -> nn.Module:
+    """The job's model with the weights of a checkpoint (its safetensors ``weights`` file);
+    ``model``: the module to load them into (an encoded table's, ``ml.table_export``)."""
     from safetensors.torch import load as st_load
 
-    model = build_model(spec, info)
+    model = model if model is not None else build_model(spec, info)
     model.load_state_dict(st_load(weights))
     return model.eval()
 
@@ -327,8 +345,15 @@ def export_model(model: nn.Module, spec: JobSpec, ds: LoadedDataset, ctx: Export
     model = copy.deepcopy(model).to("cpu").float().eval()
     model = model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     classification = is_classification(ds.info)
-    pre = fit_preprocessing(spec, ds, ctx.impute)
-    graph = ExportedModel(model, pre, ctx.fmt, classification).eval()
+    encoder = encoder_for(spec, ds)
+    table = None
+    if encoder is not None:  # encodings, then normalization, inside the graph
+        stats = statistics(spec, ds, encoder)
+        pre = Preprocessing(None, *(stats if stats is not None else (None, None)))
+        table = TableEncoderModule(encoder)
+    else:
+        pre = fit_preprocessing(spec, ds, ctx.impute)
+    graph = ExportedModel(model, pre, ctx.fmt, classification, table).eval()
     n_example = min(len(ds.x), 2) if len(ds.x) >= 2 else 1
     example = ctx.fmt.to_layout(np.nan_to_num(np.asarray(ds.x[:n_example]), nan=0.0))
     if n_example == 1:
@@ -346,7 +371,18 @@ def export_model(model: nn.Module, spec: JobSpec, ds: LoadedDataset, ctx: Export
             failures.append(f"{exporter} exporter: {exc}")
             continue
         meta = _metadata(spec, ds, ctx, classification, onnx_bytes, exporter, parity)
-        return Bundle(onnx=onnx_bytes, metadata=meta)
+        raw = None
+        if encoder is not None:
+            meta["columns"] = columns_metadata(ds, encoder)
+            meta["ignored_columns"] = ignored_columns(ds)
+            meta["preprocessing"]["imputation"] = "per column (columns[].encoding)"
+            meta["preprocessing"]["missing_value"] = "NaN"
+            raw = raw_model(onnx_bytes, meta["columns"], INPUT_NAME)
+            meta["raw_input"] = {
+                "file": "model_raw.onnx", "name": RAW_INPUT, "dtype": "string",
+                "shape": [None, len(meta["columns"])], "opset": RAW_OPSET,
+            }  # fmt: skip
+        return Bundle(onnx=onnx_bytes, metadata=meta, raw_onnx=raw)
     raise ExportError("; ".join(failures))
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from ml.column_spec import ColumnSpec
 from ml.graph_spec import Activation, GraphModel, ResNetModel, TransformerModel
 from ml.metric_names import METRIC_PATTERN
 from ml.spec_base import NoBoolNumbers, OmitsUnusedSynthetic, StrictBools, SuggestFields
@@ -99,6 +100,12 @@ class DatasetSpec(Strict):
     batch_size: int = Field(32, ge=1, le=65536, description="Keras default 32.")
     shuffle: bool = Field(True, description="Reshuffle the training split every epoch.")
     preprocessing: Preprocessing = Field(default_factory=Preprocessing)
+    columns: dict[str, ColumnSpec] = Field(
+        default_factory=dict,
+        max_length=10_000,
+        description="Uploaded tables: per-column type, encoding and imputation "
+        "(ml/column_spec.py, docs/datasets.md).",
+    )
 
 
 # --------------------------------------------------------------------------- augmentation

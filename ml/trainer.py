@@ -19,11 +19,11 @@ from ml.augment import augment, is_active
 from ml.class_weights import weighted_loss
 from ml.clipping import clip_gradients
 from ml.data import DeviceData, eval_batches
+from ml.embedding_front import build_table_model
 from ml.init import init_weights
 from ml.metrics import EpochPredictions
 from ml.models import (
     build_loss,
-    build_model,
     kernel_groups,
     kernel_weights,
     regularization_penalty,
@@ -73,7 +73,7 @@ class Trainer:
     ) -> None:
         self.spec, self.data, self.device = spec, data, device
         self.classification = is_classification(data.info)
-        self.model = build_model(spec, data.info)
+        self.model = build_table_model(spec, data.info, data.embeddings)
         init_weights(self.model, spec.init)
         self.warm_start: WarmStartReport | None = None
         if warm_start is not None:  # before the optimizer: frozen parameters stay out of it

@@ -17,6 +17,8 @@ raise ``TrainError``, which the runner reports on the failed job.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,6 +28,7 @@ from api.db.models import Job
 from ml.architecture import TrainError
 from ml.checks import DatasetInfo
 from ml.data import LoadedDataset, split_indices
+from ml.encoding import TableColumns
 from ml.graph_spec import GraphModel, TransformerModel
 from ml.spec import JobSpec, TextModel, UploadedSource
 from ml.text import build_vocabulary, encode, tokenize
@@ -48,10 +51,25 @@ def load_for_job(factory: sessionmaker[Session], job: Job) -> LoadedDataset | No
         except repo.CorruptDataset as exc:
             raise TrainError(f"{exc}: upload the dataset again") from exc
         meta = dict(stored.info)
-    return to_loaded(spec, codec.decode(content), codec.dataset_info(meta))
+        options = dict(stored.options or {})
+    return to_loaded(spec, codec.decode(content), codec.dataset_info(meta), table_of(meta, options))
 
 
-def to_loaded(spec: JobSpec, data: codec.Decoded, info: DatasetInfo) -> LoadedDataset:
+def table_of(meta: dict[str, Any], options: dict[str, Any]) -> TableColumns | None:
+    """A csv upload's column types (None for other formats and older csv uploads)."""
+    if not meta.get("columns"):
+        return None
+    return TableColumns(
+        list(meta["columns"]),
+        list(meta.get("feature_names") or []),
+        str(options.get("impute") or "none"),
+        options.get("label_column"),
+    )
+
+
+def to_loaded(
+    spec: JobSpec, data: codec.Decoded, info: DatasetInfo, table: TableColumns | None = None
+) -> LoadedDataset:
     y = data.y.astype(np.int64 if info.task == "classification" else np.float32)
     if info.modality != "text":
         if data.x is None:
@@ -59,7 +77,7 @@ def to_loaded(spec: JobSpec, data: codec.Decoded, info: DatasetInfo) -> LoadedDa
         x = data.x.astype(np.float32)
         if len(x) != len(y) or (info.image_shape is not None and x.shape[1:] != info.image_shape):
             raise TrainError("the stored dataset does not match its description: upload it again")
-        return LoadedDataset(x=x, y=y, info=info)
+        return LoadedDataset(x=x, y=y, info=info, table=table)
     if data.texts is None:
         raise TrainError("the stored text dataset has no texts: upload it again")
     model = spec.model

@@ -36,6 +36,7 @@ from ml.export import (
 )
 from ml.graph_spec import GraphModel, TransformerModel
 from ml.spec import BuiltinSource, JobSpec, TextModel
+from ml.table_export import table_model_for
 from worker.datasets import text_vocabulary
 from worker.sinks import with_db_retry
 
@@ -58,7 +59,7 @@ def export_job(
     try:
         ds = dataset if dataset is not None else load_dataset(spec)
         weights = with_db_retry(factory, lambda s: _final_weights(s, job_id))
-        model = model_from_weights(spec, ds.info, weights)
+        model = model_from_weights(spec, ds.info, weights, table_model_for(spec, ds))
         ctx = with_db_retry(factory, lambda s: _context(s, job_id, spec, ds, final_metrics))
         bundle = export_model(model, spec, ds, ctx)
     except jobs_repo.StaleAttempt:

@@ -89,25 +89,31 @@ def _lower_missing(col: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
 
 
 def _floats(arr: pa.Array) -> NDArray[np.float64]:
+    if pa.types.is_floating(arr.type) or pa.types.is_integer(arr.type):
+        # A null becomes NaN; one call, not cast + fill_null (~0.4 ms each on a wide table).
+        return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)
     return np.asarray(
         pc.fill_null(pc.cast(arr, pa.float64()), np.nan).to_numpy(zero_copy_only=False),
         dtype=np.float64,
     )
 
 
-def _categorical_codes(
-    values: pa.Array, present: pa.Array
-) -> tuple[NDArray[np.float32], list[str]]:
-    """Sorted categories of the present cells and each row's index (NaN when missing)."""
-    masked = pc.if_else(present, values, pa.scalar(None, pa.string()))
-    enc = pc.dictionary_encode(masked)
-    names = [str(v) for v in enc.dictionary.to_pylist()]
+def categorical_codes(values: pa.Array, present: pa.Array) -> tuple[NDArray[np.float32], list[str]]:
+    """Sorted categories of the present cells and each row's index (NaN when missing).
+
+    No ``if_else`` over strings: pyarrow's preallocates far more than the column holds."""
+    enc = pc.dictionary_encode(values)
+    every = enc.dictionary.to_pylist()
+    idx = np.asarray(pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    keep = np.asarray(present.to_numpy(zero_copy_only=False), dtype=bool) & (idx >= 0)
+    used = np.unique(idx[keep])
+    names = [str(every[i]) for i in used]
     order = sorted(range(len(names)), key=names.__getitem__)
-    rank = np.empty(len(names) + 1, dtype=np.float32)
-    rank[np.asarray(order, dtype=np.int64)] = np.arange(len(names), dtype=np.float32)
-    rank[-1] = np.nan
-    idx = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False)
-    return rank[idx], [names[i] for i in order]
+    rank = np.full(len(every) + 1, np.nan, dtype=np.float32)
+    rank[used[np.asarray(order, dtype=np.int64)]] = np.arange(len(names), dtype=np.float32)
+    codes = rank[idx]
+    codes[~keep] = np.nan
+    return codes, [names[i] for i in order]
 
 
 def _where(rows: NDArray[np.intp]) -> str:
@@ -221,7 +227,8 @@ def string_column(name: str, arr: pa.Array, override: str | None) -> Column:
     trimmed, lower, missing = _lower_missing(arr)
     present = pc.invert(missing)
     n_present = n - int(pc.sum(missing).as_py() or 0)
-    distinct = int(pc.count_distinct(trimmed.filter(present)).as_py() or 0)
+    tp = trimmed.filter(present)  # the present cells, filtered once
+    distinct = int(pc.count_distinct(tp).as_py() or 0)
     col = Column(name, "categorical", n - n_present, distinct)
     if n_present == 0 and override is None:
         col.type, col.note = "ignore", "left out: the column has no value"
@@ -236,14 +243,14 @@ def string_column(name: str, arr: pa.Array, override: str | None) -> Column:
             kind = "number"
         elif pc.all(words).as_py():
             kind = "boolean"
-        elif pc.all(pc.match_substring_regex(trimmed.filter(present), DATE_RE)).as_py():
+        elif pc.all(pc.match_substring_regex(tp, DATE_RE)).as_py():
             kind = "date"
         elif 2 * n_numeric >= n_present:  # mostly numbers: a stray cell, not a category
             bad = ~np.asarray(numeric.to_numpy(zero_copy_only=False), dtype=bool)
             col.issues.append(
                 _bad_cells(
                     name,
-                    trimmed.filter(present),
+                    tp,
                     bad,
                     "numbers",
                     f"fix them, or send columns={name}:categorical to use it as categories",
@@ -253,9 +260,10 @@ def string_column(name: str, arr: pa.Array, override: str | None) -> Column:
     if kind == "number":
         if n_numeric != n_present:
             bad = ~np.asarray(numeric.to_numpy(zero_copy_only=False), dtype=bool)
-            col.issues.append(_bad_cells(name, trimmed.filter(present), bad, "numbers", "fix them"))
+            col.issues.append(_bad_cells(name, tp, bad, "numbers", "fix them"))
             return col
-        x = _floats(pc.if_else(present, trimmed, pa.scalar(None, pa.string())))
+        x = np.full(n, np.nan)
+        x[np.asarray(present.to_numpy(zero_copy_only=False), dtype=bool)] = _floats(tp)
         return _number_column(name, x, None if override is None else "number")
     if kind == "boolean":
         truth = pc.is_in(lower, value_set=pa.array(TRUE_WORDS))
@@ -281,8 +289,9 @@ def string_column(name: str, arr: pa.Array, override: str | None) -> Column:
     if kind in ("ignore", "text", "identifier"):
         col.type, col.note = kind, "left out: the upload's columns option says so"
         return col
-    longest = int(pc.max(pc.utf8_length(trimmed.filter(present))).as_py() or 0)
-    mean_len = float(pc.mean(pc.utf8_length(trimmed.filter(present))).as_py() or 0.0)
+    lengths = pc.utf8_length(tp)
+    longest = int(pc.max(lengths).as_py() or 0)
+    mean_len = float(pc.mean(lengths).as_py() or 0.0)
     if override is None:
         if distinct == n == n_present and n >= MIN_ROWS_FOR_ID:
             col.type, col.note = "identifier", "left out: unique per row (an identifier)"
@@ -296,7 +305,7 @@ def string_column(name: str, arr: pa.Array, override: str | None) -> Column:
             return col
     if distinct > MAX_CATEGORIES:
         return _too_many(col)
-    col.values, col.categories = _categorical_codes(trimmed, present)
+    col.values, col.categories = categorical_codes(trimmed, present)
     return col
 
 

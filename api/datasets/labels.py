@@ -121,6 +121,13 @@ def from_numbers(values: NDArray[np.generic], task: str, where: list[int] | None
     return _classes(y.astype(np.int64), names, inferred=inferred, note=note)
 
 
+def from_class_names(
+    y: NDArray[np.int64], names: list[str], *, inferred: bool, note: str | None
+) -> Labels:
+    """String labels already turned into ids into their sorted ``names`` (CSV, column-wise)."""
+    return _classes(y, names, inferred=inferred, note=note if inferred else None)
+
+
 def from_class_ids(y: NDArray[np.int64], names: list[str]) -> Labels:
     """Labels that are already ids into ``names`` (image folders)."""
     return _classes(y, names, inferred=False, note=None)

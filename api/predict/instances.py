@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
 
+from api.predict.table_cells import category_indexes, cell
 from api.problems import FieldProblem
 from ml.spec import TextCleaning
 from ml.text import encode, tokenize
@@ -83,6 +84,8 @@ def _rows(meta: dict[str, Any], instances: list[Any], bad: _Collector) -> NDArra
     names: list[str] = meta.get("feature_names") or []
     index = {n: i for i, n in enumerate(names)}
     imputes = meta["preprocessing"].get("imputation") == "mean"
+    table: list[dict[str, Any]] | None = meta.get("columns")  # a table's raw cells (issue 29)
+    indexes = category_indexes(table) if table else []
     out = np.full((len(instances), n_features), np.nan, dtype=np.float32)
     for i, inst in enumerate(instances):
         if isinstance(inst, dict):
@@ -93,8 +96,9 @@ def _rows(meta: dict[str, Any], instances: list[Any], bad: _Collector) -> NDArra
                     "features_unnamed",
                 )
                 continue
+            skipped = set(meta.get("ignored_columns") or ())  # a table row as uploaded
             for key in inst:
-                if key not in index:
+                if key not in index and key not in skipped:
                     bad.add(
                         f"instances.{i}.{key}",
                         f"unknown feature {key!r}; the features are {', '.join(names[:20])}",
@@ -119,6 +123,13 @@ def _rows(meta: dict[str, Any], instances: list[Any], bad: _Collector) -> NDArra
             )
             continue
         for j, (name, value) in enumerate(cells):
+            if table:
+                got, problem = cell(table[j], value, indexes[j])
+                if problem is not None:
+                    bad.add(f"instances.{i}.{name}", problem, "bad_cell")
+                else:
+                    out[i, j] = got
+                continue
             number = _number(value)
             if number is None:
                 bad.add(

@@ -66,14 +66,19 @@ def field_kind(spec: JobSpec, path: str) -> FieldKind | None:
     A number in the path indexes a list: ``model.layers.3.filters`` is a graph layer's."""
     parent: Any = spec
     parts = path.split(".")
+    entry: type[BaseModel] | None = None  # the value model of a dict field (dataset.columns)
     for name in parts[:-1]:
         if isinstance(parent, list) and name.isdigit():
             if int(name) >= len(parent):
                 return None
             parent = parent[int(name)]
             continue
+        if isinstance(parent, dict) and entry is not None:
+            parent, entry = parent.get(name) or entry(), None  # a column the base leaves out
+            continue
         if not isinstance(parent, BaseModel) or name not in type(parent).model_fields:
             return None
+        entry = _dict_value_model(type(parent).model_fields[name].annotation)
         parent = getattr(parent, name)
     if not isinstance(parent, BaseModel) or parts[-1] not in type(parent).model_fields:
         return None
@@ -85,14 +90,23 @@ def field_kind(spec: JobSpec, path: str) -> FieldKind | None:
     return "other"
 
 
+def _dict_value_model(annotation: Any) -> type[BaseModel] | None:
+    """X of a ``dict[str, X]`` field whose values are spec models, else None."""
+    if typing.get_origin(annotation) is not dict:
+        return None
+    value = typing.get_args(annotation)[1]
+    return value if isinstance(value, type) and issubclass(value, BaseModel) else None
+
+
 def substitute(base: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
-    """The base (resolved) spec document with each path set to its value."""
+    """The base (resolved) spec document with each path set to its value (an entry of a
+    map such as ``dataset.columns.city`` is created when the base has none)."""
     doc = copy.deepcopy(dict(base))
     for path, value in params.items():
         *parents, leaf = path.split(".")
         node: Any = doc
         for name in parents:
-            node = node[int(name)] if isinstance(node, list) else node[name]
+            node = node[int(name)] if isinstance(node, list) else node.setdefault(name, {})
         if leaf == "kind" and parents and node.get("kind") != value:
             node.clear()  # a new kind starts from its own defaults
         node[leaf] = copy.deepcopy(value)

@@ -136,3 +136,48 @@ def test_upload_answers_columns_and_infers_the_format(client: TestClient) -> Non
     assert ds["options"]["delimiter"] == ";"
     bad = upload(client, mixed_csv(), "csv", columns="rooms=colour")
     assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == "columns"
+
+
+def test_spec_columns_that_do_not_fit_the_upload_are_a_422(client: TestClient) -> None:
+    ds = uploaded(client, mixed_csv(), "csv", impute="mean")
+    columns = {
+        "town": {"type": "ignore"},
+        "city": {"type": "number"},
+        "member": {"encoding": "date_parts"},
+        "joined": {"encoding": "one_hot"},
+        "rooms": {"impute": "mean"},
+        "id": {"type": "categorical"},
+        "income": {"impute": "median", "missing_indicator": True},
+    }
+    spec = {"dataset": {"source": {"kind": "uploaded", "dataset_id": ds["id"]},
+                        "columns": columns}}  # fmt: skip
+    r = client.post("/v1/specs/validate", json={"spec": spec})
+    assert r.status_code == 422, r.text
+    found = {e["loc"]: e["type"] for e in r.json()["errors"]}
+    assert found == {
+        "spec.dataset.columns.town": "unknown_column",
+        "spec.dataset.columns.city.type": "column_type",
+        "spec.dataset.columns.member.encoding": "column_encoding",
+        "spec.dataset.columns.joined.encoding": "column_encoding",
+        "spec.dataset.columns.rooms.impute": "column_impute",
+        "spec.dataset.columns.id.type": "column_not_stored",
+    }
+    ok = {"income": {"impute": "median", "missing_indicator": True}, "id": {"type": "ignore"}}
+    spec["dataset"]["columns"] = ok  # type: ignore[index]
+    assert client.post("/v1/specs/validate", json={"spec": spec}).status_code == 200
+
+
+def test_the_plan_counts_the_encoded_inputs(client: TestClient) -> None:
+    ds = uploaded(client, mixed_csv(), "csv", impute="mean")
+    spec: dict[str, Any] = {
+        "dataset": {"source": {"kind": "uploaded", "dataset_id": ds["id"]}},
+        "model": {"kind": "mlp", "hidden_units": [4]},
+    }
+    r = client.post("/v1/specs/validate", json={"spec": spec})
+    assert r.status_code == 200, r.text
+    # city 3 + missing, member 2, joined 7 date parts, rooms 4, income 1 = 18 inputs
+    assert r.json()["plan"]["parameter_count"] == 18 * 4 + 4 + 4 * 2 + 2
+    spec["dataset"]["columns"] = {"city": {"encoding": "embedding", "embedding_dim": 3},
+                                  "joined": {"encoding": "date_number"}}  # fmt: skip
+    r = client.post("/v1/specs/validate", json={"spec": spec})
+    assert r.json()["plan"]["parameter_count"] == (3 + 2 + 1 + 4 + 1) * 4 + 4 + 4 * 2 + 2

@@ -13,6 +13,7 @@ import io
 import json
 import sys
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ def _status_kib(field: str) -> int:
 
 
 def _warmup(fmt: str) -> bytes:
+    if fmt == "csv":
+        return b"f,c,when,label\n1.5,a,2020-01-01,x\n2.5,b,2020-01-02,x\n3,a,,y\n4,b,2020-01-04,y\n"
     if fmt == "npz":
         buf = io.BytesIO()
         np.savez_compressed(buf, x=np.arange(64, dtype=np.int8).reshape(16, 4), y=np.arange(16) % 2)
@@ -76,7 +79,9 @@ def main() -> None:
             data = Path(path).read_bytes()
             before = _status_kib("VmRSS")
             Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+            started = time.perf_counter()
             r = client.post("/v1/datasets", data=form, files={"file": ("upload", data)})
+            seconds = time.perf_counter() - started
             peak = _status_kib("VmHWM")
     body = r.json()
     print(json.dumps({
@@ -85,6 +90,10 @@ def main() -> None:
         "rss_before_kib": before,
         "peak_kib": peak,
         "growth_bytes": (peak - before) * 1024,
+        "seconds": seconds,  # for bench/csv_upload.py; tests assert no time
+        "decoded_bytes": body.get("n_samples", 0) * (body.get("n_features", 0) * 4 + 8)
+        if r.status_code < 400
+        else 0,
     }))  # fmt: skip
 
 

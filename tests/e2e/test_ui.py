@@ -428,10 +428,12 @@ def test_the_datasets_page_uploads_lists_and_deletes(up: UpServer, page: Any) ->
     page.locator("#ds-file").set_input_files(
         {"name": "tiny.csv", "mimeType": "text/csv", "buffer": "\n".join(rows).encode()}
     )
-    page.locator("#ds-format").select_option("csv")
-    page.locator("#ds-name").fill("ui-tiny")
+    page.locator("#ds-name").fill("ui-tiny")  # the format is inferred (issue 29)
     page.get_by_role("button", name="Upload").click()
     expect(page.get_by_test_id("upload-message")).to_contain_text("Stored: ui-tiny")
+    columns = page.get_by_test_id("upload-message").get_by_test_id("dataset-columns")
+    expect(columns.locator("tbody tr").first).to_contain_text("x1")
+    expect(columns.locator("tbody tr").first).to_contain_text("number")
     row = page.get_by_test_id("datasets").locator("tr", has_text="ui-tiny")
     expect(row).to_contain_text("classification")
     row.get_by_role("button", name="Delete").click()

@@ -177,3 +177,24 @@ def test_a_kind_choice_resets_the_part_to_that_kinds_defaults(
     assert sorted(m["kind"] for m in specs) == ["cnn", "mlp"]
     cnn = next(m for m in specs if m["kind"] == "cnn")
     assert "hidden_units" not in cnn and cnn["channels"] == [32, 64]
+
+
+def test_a_sweep_searches_column_encodings(client: TestClient, fake_queue: FakeQueue) -> None:
+    from tests.api.test_dataset_columns import mixed_csv
+    from tests.api.test_datasets import uploaded
+
+    ds = uploaded(client, mixed_csv(), "csv", impute="mean")
+    spec = {"dataset": {"source": {"kind": "uploaded", "dataset_id": ds["id"]}}, "epochs": 1}
+    path = "dataset.columns.city.encoding"
+    body = sweep({path: {"kind": "choice", "values": ["one_hot", "ordinal", "embedding"]}}, spec,
+                 max_trials=3, max_concurrent_trials=3, algorithm={"kind": "grid"})  # fmt: skip
+    r = client.post("/v1/sweeps", json=body)
+    assert r.status_code == 201, r.text
+    trials = client.get(f"/v1/sweeps/{r.json()['id']}/trials").json()["items"]
+    specs = [client.get(f"/v1/jobs/{t['job_id']}").json()["spec"]["dataset"] for t in trials]
+    assert sorted(s["columns"]["city"]["encoding"] for s in specs) == [
+        "embedding", "one_hot", "ordinal"
+    ]  # fmt: skip
+    bad = sweep({path: {"kind": "choice", "values": ["one_hot", "sparkles"]}}, spec)
+    found = problems(client, bad)
+    assert found == {f'parameters["{path}"].values[1]': "invalid_value"}

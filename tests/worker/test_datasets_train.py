@@ -74,6 +74,21 @@ def test_iris_csv_trains(client: TestClient, settings: Settings, holes: bool) ->
     assert len(m["val_accuracy"]) == 20 and m["val_accuracy"][-1] >= 0.8
 
 
+def test_mixed_type_csv_trains_with_encodings(client: TestClient, settings: Settings) -> None:
+    from tests.api.test_dataset_columns import mixed_csv
+
+    ds = uploaded(client, mixed_csv(n=90), "csv", impute="median")
+    assert {c["name"]: c["type"] for c in ds["columns"]}["joined"] == "date"
+    columns = {"city": {"encoding": "embedding", "embedding_dim": 2},
+               "income": {"impute": "mean", "missing_indicator": True}}  # fmt: skip
+    body = job_on(ds["id"], 16, model={"kind": "mlp", "hidden_units": [8]}, epochs=3, seed=0,
+                  checkpointing=QUIET)  # fmt: skip
+    body["spec"]["dataset"]["columns"] = columns
+    job, m = run(client, settings, body)
+    succeeded(job)
+    assert all(np.isfinite(m["loss"])) and len(m["val_accuracy"]) == 3
+
+
 @pytest.mark.parametrize("encoder", ["pooling", "transformer"])
 def test_text_csv_trains(client: TestClient, settings: Settings, encoder: str) -> None:
     ds = uploaded(client, text_csv(), "text_csv", text_column="review", label_column="sentiment")

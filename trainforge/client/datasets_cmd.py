@@ -21,14 +21,22 @@ def _opt(help_text: str) -> Any:
 @datasets.command()
 def upload(
     file: Annotated[Path, typer.Argument(help="The dataset file.")],
-    format: Annotated[str, typer.Option(help="csv, text_csv, npz or image_zip.")],
+    format: Annotated[
+        str | None, _opt("csv, text_csv, npz or image_zip; default: inferred from the file.")
+    ] = None,
     name: Annotated[str | None, _opt("Default: the file's name.")] = None,
     task: Annotated[str | None, _opt("auto (default), classification or regression.")] = None,
     label_column: Annotated[str | None, _opt("csv, text_csv: the label column.")] = None,
     text_column: Annotated[str | None, _opt("text_csv: the text column.")] = None,
     feature_columns: Annotated[str | None, _opt("csv: comma-separated features.")] = None,
     delimiter: Annotated[str | None, _opt("csv, text_csv: , ; | or tab.")] = None,
-    impute: Annotated[str | None, _opt("csv, npz: none or mean.")] = None,
+    impute: Annotated[
+        str | None, _opt("csv: none, mean, median or constant; npz: none or mean.")
+    ] = None,
+    column: Annotated[
+        list[str] | None,
+        typer.Option("--column", help="csv: NAME=TYPE overriding an inferred type (repeatable)."),
+    ] = None,
     image_size: Annotated[str | None, _opt("image_zip: H,W (or one number).")] = None,
     color_mode: Annotated[str | None, _opt("image_zip: rgb or greyscale.")] = None,
     layout: Annotated[str | None, _opt("npz: channels_last or channels_first.")] = None,
@@ -39,6 +47,7 @@ def upload(
         "format": format, "name": name, "task": task, "label_column": label_column,
         "text_column": text_column, "feature_columns": feature_columns, "delimiter": delimiter,
         "impute": impute, "image_size": image_size, "color_mode": color_mode, "layout": layout,
+        "columns": ",".join(column) if column else None,
     }  # fmt: skip
     try:
         handle = file.open("rb")
@@ -59,6 +68,13 @@ def upload(
     out = stdout()
     out.print(f"dataset {ds['id']}{again}: {ds.get('name')}, {ds.get('n_samples')} samples, "
               f"task {ds.get('task')}, {ds.get('n_classes')} classes")  # fmt: skip
+    columns = ds.get("columns") or []
+    if columns:
+        table(
+            ["COLUMN", "TYPE", "MISSING", "DISTINCT"],
+            [[str(c["name"]), str(c["type"]), str(c["missing"]), str(c["distinct"])]
+             for c in columns],
+        )  # fmt: skip
     for note in ds.get("notes") or []:
         out.print(f"  note: {note}")
     out.print(f"use it: --set dataset.source='{{kind: uploaded, dataset_id: \"{ds['id']}\"}}'")

@@ -169,8 +169,11 @@ def export(
     try:
         output.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(buf) as bundle:
-            for member in ("model.onnx", "model.json"):
-                (output / member).write_bytes(bundle.read(member))
+            names = set(bundle.namelist())
+            # model_raw.onnx: a typed table's string-input graph (docs/datasets.md)
+            for member in ("model.onnx", "model.json", "model_raw.onnx"):
+                if member in names or member != "model_raw.onnx":
+                    (output / member).write_bytes(bundle.read(member))
     except OSError as exc:
         raise CliError(EXIT_INVALID, f"cannot write to {output}: {exc.strerror or exc}") from None
     if as_json:

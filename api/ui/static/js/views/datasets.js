@@ -8,15 +8,27 @@ const FIELDS = [
   ["label_column", "Label column", "text", "csv, text_csv (default label)"],
   ["text_column", "Text column", "text", "text_csv (default text)"],
   ["feature_columns", "Feature columns", "text", "csv: a,b,c (default: all but the label)"],
-  ["delimiter", "Delimiter", "text", ", ; | or tab"],
+  ["delimiter", "Delimiter", "text", ", ; | or tab (default: sniffed)"],
+  ["columns", "Column types", "text", "csv: island=categorical,id=ignore (default: inferred)"],
   ["image_size", "Image size", "text", "image_zip: H,W"],
 ];
 const CHOICES = [
   ["task", "Task", ["", "auto", "classification", "regression"]],
-  ["impute", "Impute", ["", "none", "mean"]],
+  ["impute", "Impute", ["", "none", "mean", "median", "constant"]],
   ["color_mode", "Color mode", ["", "rgb", "greyscale"]],
   ["layout", "Layout", ["", "auto", "channels_last", "channels_first"]],
 ];
+
+// A csv upload's typed columns (issue 29): name, type, missing and distinct cells, and why a
+// column is left out.
+function columnsTable(d) {
+  if (!d.columns?.length) return null;
+  return h("table", { "data-testid": "dataset-columns", class: "columns" },
+    h("thead", {}, h("tr", {}, ["Column", "Type", "Missing", "Distinct", "Note"].map((c) => h("th", {}, c)))),
+    h("tbody", {}, d.columns.map((c) => h("tr", {},
+      h("td", {}, c.name), h("td", {}, c.type), h("td", {}, String(c.missing)),
+      h("td", {}, String(c.distinct)), h("td", { class: "muted" }, c.note || "")))));
+}
 
 export function datasetsView(root, { signal }) {
   const body = h("tbody");
@@ -24,7 +36,7 @@ export function datasetsView(root, { signal }) {
   const more = h("div", { class: "pager" });
   const file = h("input", { type: "file", id: "ds-file", name: "file", required: true });
   const format = h("select", { id: "ds-format", name: "format" },
-    ["csv", "text_csv", "npz", "image_zip"].map((f) => h("option", { value: f }, f)));
+    ["", "csv", "text_csv", "npz", "image_zip"].map((f) => h("option", { value: f }, f || "(inferred)")));
   const inputs = FIELDS.map(([key, label, type, hint]) => [key, label, h("input", { id: `ds-${key}`, name: key, type, placeholder: hint })]);
   const selects = CHOICES.map(([key, label, options]) => [key, label,
     h("select", { id: `ds-${key}`, name: key }, options.map((o) => h("option", { value: o }, o || "(default)")))]);
@@ -60,8 +72,11 @@ export function datasetsView(root, { signal }) {
         if (!signal.aborted) replace(message, errorBox(err)); // e.g. 409: a job uses it
       }
     });
+    const name = d.columns?.length
+      ? h("details", {}, h("summary", {}, d.name), columnsTable(d))
+      : d.name;
     return h("tr", {},
-      h("td", {}, d.name), h("td", {}, h("code", {}, d.id)), h("td", {}, d.format),
+      h("td", {}, name), h("td", {}, h("code", {}, d.id)), h("td", {}, d.format),
       h("td", {}, `${d.task} (${d.modality})`), h("td", {}, String(d.n_samples)),
       h("td", {}, d.n_classes ? String(d.n_classes) : "–"), h("td", {}, fmtBytes(d.size_bytes)),
       h("td", {}, fmtAge(d.created_at)), h("td", {}, del));
@@ -86,7 +101,7 @@ export function datasetsView(root, { signal }) {
     if (!file.files.length) return;
     const data = new FormData();
     data.append("file", file.files[0]);
-    data.append("format", format.value);
+    if (format.value) data.append("format", format.value);
     for (const [key, , el] of [...inputs, ...selects]) if (el.value.trim()) data.append(key, el.value.trim());
     upload.disabled = true;
     replace(uploadMessage, h("p", { class: "muted" }, "Uploading and checking…"));
@@ -95,7 +110,7 @@ export function datasetsView(root, { signal }) {
       const d = await res.json();
       replace(uploadMessage, h("p", { class: "ok" },
         `${res.status === 200 ? "Already uploaded" : "Stored"}: ${d.name} — id ${d.id}, ${d.n_samples} samples, ${d.task}.`),
-      d.notes?.length ? h("ul", {}, d.notes.map((n) => h("li", {}, n))) : null);
+      columnsTable(d), d.notes?.length ? h("ul", {}, d.notes.map((n) => h("li", {}, n))) : null);
       form.reset();
       load();
     } catch (err) {
