@@ -23,9 +23,10 @@ Choices (also in docs/spec.md):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Literal
 
+from ml.dataset_info import DatasetInfo as DatasetInfo
+from ml.dataset_info import SpecProblem as SpecProblem
 from ml.graph_spec import GraphModel, ResNetModel, TransformerModel
 from ml.metric_names import is_metric_name, metric_task, misfit
 from ml.schedules import warmup_steps
@@ -42,17 +43,6 @@ from ml.spec import (
     TextModel,
     loss_kind,
 )
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    task: Literal["classification", "regression"]
-    modality: Literal["tabular", "image", "text"]
-    n_samples: int
-    n_features: int  # flattened feature count (0 for text)
-    image_shape: tuple[int, int, int] | None  # (C, H, W) for images
-    n_classes: int  # 0 for regression
-
 
 # Facts about the scikit-learn datasets, hard-coded so that validating a spec
 # loads nothing (tests/ml/test_checks.py compares them with scikit-learn).
@@ -95,13 +85,6 @@ def split_sizes(n_samples: int, validation_split: float) -> tuple[int, int]:
     """
     n_val = math.ceil(n_samples * validation_split) if validation_split > 0 else 0
     return n_samples - n_val, n_val
-
-
-@dataclass(frozen=True)
-class SpecProblem:
-    loc: tuple[str | int, ...]  # location inside the spec, e.g. ("schedule", "patience")
-    msg: str  # what is wrong and what to do about it
-    type: str  # short machine code, e.g. "augmentation_not_image"
 
 
 MONITORABLE = ("loss", "accuracy", "val_loss", "val_accuracy")

@@ -46,8 +46,6 @@ from ml.graph_spec import (
     PositionEmbeddingLayer,
     SeparableConv2DLayer,
 )
-from ml.models import ACTIVATIONS
-from ml.models import GlobalAvgPool as MapMean
 from ml.shapes import GraphShapes, Shape, infer, input_shape, pair, same_padding
 
 ACT_FN: dict[str, Callable[[Tensor], Tensor]] = {
@@ -60,6 +58,27 @@ ACT_FN: dict[str, Callable[[Tensor], Tensor]] = {
     "silu": F.silu,
 }
 Mode = Literal["plain", "add", "concat_image", "concat_last", "embed", "masked", "position"]
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "gelu": nn.GELU,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,  # PyTorch's negative_slope 0.01 (Keras 3: 0.2)
+    "silu": nn.SiLU,
+}
+
+
+class MapMean(nn.Module):
+    """Mean over H and W: (N, C, H, W) -> (N, C).
+
+    Not nn.AdaptiveAvgPool2d(1), whose CUDA backward has no deterministic
+    implementation (it raises under ``deterministic: true``); a mean's does.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.mean(dim=(-2, -1))
 
 
 def _act(x: Tensor, name: str | None) -> Tensor:

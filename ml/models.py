@@ -18,16 +18,6 @@ from ml.graph_spec import ResNetModel
 from ml.spec import CNNModel, JobSpec, TextModel, loss_kind
 from ml.text_model import build_text_model
 
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "gelu": nn.GELU,
-    "elu": nn.ELU,
-    "leaky_relu": nn.LeakyReLU,  # PyTorch's negative_slope 0.01 (Keras 3: 0.2)
-    "silu": nn.SiLU,
-}
-
 # Layers whose weight is a "kernel" in the Keras sense: l1/l2 regularizers,
 # decoupled weight decay and the chosen initializer apply to their weights only,
 # never to biases, normalization parameters or embedding tables. The attention
@@ -55,17 +45,6 @@ def build_model(spec: JobSpec, info: DatasetInfo) -> nn.Module:
     if graph is None:  # pragma: no cover - the union is closed
         raise TrainError(f"model.kind {model.kind!r} is not available")
     return build_graph(graph, info, output_units(info))
-
-
-class GlobalAvgPool(nn.Module):
-    """Mean over H and W: (N, C, H, W) -> (N, C).
-
-    Not nn.AdaptiveAvgPool2d(1), whose CUDA backward has no deterministic
-    implementation (it raises under ``deterministic: true``); a mean's does.
-    """
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x.mean(dim=(-2, -1))
 
 
 def attention_projections(module: nn.MultiheadAttention) -> list[Tensor]:

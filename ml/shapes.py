@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ml.checks import DatasetInfo, SpecProblem
+from ml.dataset_info import DatasetInfo, SpecProblem
 from ml.graph_spec import (
     KERNEL_OPS,
     MAX_LAYERS,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ml.checks import DatasetInfo
+from ml.dataset_info import DatasetInfo
 from ml.graph_spec import GraphModel, ResNetModel, TransformerModel
 from ml.spec import CNNModel, MLPModel, TextModel
 

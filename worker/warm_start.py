@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import checkpoints as ckpt_repo
 from api.db.models import Job
-from api.warm_start import source_checkpoint
+from api.db.warm_start_source import source_checkpoint
 from ml.architecture import TrainError
 from ml.sinks import CheckpointBlob
 from ml.spec import JobSpec

@@ -105,7 +105,7 @@ def parse(
         raise reject("file", "the file is empty", "empty_file")
     limits = archive_limits(settings)
     if fmt == DatasetFormat.csv:
-        from api.datasets.tabular import parse_csv
+        from api.datasets.table import parse_csv
 
         parsed = parse_csv(data, opts)
     elif fmt == DatasetFormat.text_csv:

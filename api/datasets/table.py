@@ -295,3 +295,9 @@ def _notes(labels: labels_mod.Labels, typed: list[cols.Column], opts: DatasetOpt
             f"job's training split: {shown}"
         )
     return notes
+
+
+def parse_csv(data: bytes, opts: DatasetOptions) -> ParsedDataset:
+    """A ``csv`` upload: every column typed (``api.datasets.columns``), every problem at once.
+    Callers import this module lazily: pyarrow is only loaded when a CSV arrives."""
+    return parse_table(data, opts)

@@ -92,13 +92,6 @@ def _column(
     return position[wanted]
 
 
-def parse_csv(data: bytes, opts: DatasetOptions) -> ParsedDataset:
-    """A ``csv`` upload: every column typed (``api.datasets.columns``), every problem at once."""
-    from api.datasets.table import parse_table  # pyarrow is only loaded when needed
-
-    return parse_table(data, opts)
-
-
 def parse_text_csv(data: bytes, opts: DatasetOptions) -> ParsedDataset:
     assert opts.label_column and opts.text_column and opts.delimiter
     rows = _rows(_text(data), opts.delimiter)

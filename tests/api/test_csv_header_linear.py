@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 CHILD = """
 import resource
 resource.setrlimit(resource.RLIMIT_CPU, (20, 20))
-from api.datasets.tabular import parse_csv
+from api.datasets.table import parse_csv
 from api.schemas import DatasetOptions
 n = 100_000
 names = [f"c{i}" for i in range(n - 1)]

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.datasets.errors import DatasetRejected
-from api.datasets.tabular import parse_csv
+from api.datasets.table import parse_csv
 from api.schemas import ColumnType, DatasetOptions
 from tests.api.test_datasets import upload, uploaded
 
