@@ -65,7 +65,18 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not (REPO / "api" / "ui" / "node_modules").is_dir() and not shutil.which("npm"):
         pytest.skip("the wheel build needs api/ui/node_modules (`make ui`) or npm")
     out = tmp_path_factory.mktemp("dist")
-    run(sys.executable, "-m", "build", "--no-isolation", "--outdir", out, REPO, env=os.environ)
+    run(
+        sys.executable,
+        "-m",
+        "build",
+        "--no-isolation",
+        "--sdist",
+        "--wheel",
+        "--outdir",
+        out,
+        REPO,
+        env=os.environ,
+    )
     (built,) = out.glob("trainforge-*.whl")
     assert list(out.glob("trainforge-*.tar.gz")), "no sdist"
     return built
