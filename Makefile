@@ -100,10 +100,11 @@ faults: $(VENV)/.installed-dev
 
 # The wheel and the sdist into dist/: `pip install dist/trainforge-*.whl` is the client
 # (SDK + CLI); `pip install 'dist/trainforge-*.whl[server]'` adds the API and the worker. The
-# wheel carries the dashboard's pinned front-end files (setup.py, api/ui/bundle.py).
+# wheel carries the dashboard's pinned front-end files (setup.py, api/ui/bundle.py), taken
+# from api/ui/node_modules (`make ui`): both are built from this tree, no network needed.
 dist: $(VENV)/.installed-dev ui
 	rm -rf dist build
-	$(BIN)/python -m build --no-isolation --outdir dist .
+	$(BIN)/python -m build --no-isolation --sdist --wheel --outdir dist .
 
 clean:
 	rm -rf $(VENV) dist build .trainforge .mypy_cache .ruff_cache .pytest_cache

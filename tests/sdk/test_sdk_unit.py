@@ -240,3 +240,13 @@ def test_metrics_and_predict() -> None:
     job = client(handler).job("j1")
     assert [(p.step, p.value) for p in job.metrics("val_accuracy")] == [(5, 0.8), (10, 0.9)]
     assert job.predict([{"x": 1.0}]) == [{"value": 2.5}]
+
+
+def test_server_version_warns_when_majors_differ() -> None:
+    from trainforge import __version__
+
+    same = client(lambda r: httpx.Response(200, json={"version": __version__, "api": "v1"}))
+    assert same.server_version() == __version__
+    other = client(lambda r: httpx.Response(200, json={"version": "99.1.0", "api": "v1"}))
+    with pytest.warns(UserWarning, match=r"server runs trainforge 99\.1\.0"):
+        assert other.server_version() == "99.1.0"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import secrets
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -82,6 +83,20 @@ class Client:
 
     def close(self) -> None:
         self.http.close()
+
+    def server_version(self) -> str:
+        """The server's release (``GET /v1/version``); a ``UserWarning`` when its major
+        version differs from this SDK's (the HTTP API may have changed)."""
+        from trainforge import __version__
+
+        version = str(self.http.get("/v1/version")["version"])
+        if version.split(".")[0] != __version__.split(".")[0]:
+            warnings.warn(
+                f"the server runs trainforge {version}, this client is {__version__}: "
+                f"install the server's (pip install 'trainforge=={version}')",
+                stacklevel=2,
+            )
+        return version
 
     def submit(
         self,
