@@ -132,8 +132,9 @@ def create_job(
     team = session.execute(_TEAM_QUOTAS.where(Team.id == team_id)).one_or_none()
     if team is None or team.max_queued_jobs is not None:
         _check_queued_quota(session, team_id)
-    if team is None or team.max_storage_bytes is not None:
-        refuse_when_full(session, team_id)  # the team's storage quota (api/storage)
+    default_quota = settings.default_storage_quota_bytes
+    if team is None or team.max_storage_bytes is not None or default_quota:
+        refuse_when_full(session, team_id, default_quota)  # storage quota (api/storage)
     queue = settings.gpu_queue if body.spec.resources.device == "cuda" else settings.queue
     try:
         job = repo.create_job(

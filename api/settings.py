@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     republish_after_seconds: float = Field(
         300.0, gt=0, description="Re-publish a job queued this long (its message may be lost)."
     )
+    default_storage_quota_bytes: int = Field(
+        20 * 2**30,
+        ge=0,
+        description="The storage quota (checkpoints and datasets) of a team whose own "
+        "max_storage_bytes is not set; 0 turns the default off (such teams are unbounded).",
+    )
     idle_claim_seconds: float = Field(
         5.0,
         ge=0,

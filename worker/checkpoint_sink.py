@@ -42,8 +42,10 @@ class SqlCheckpointSink:
         *,
         chunk_bytes: int = repo.CHUNK_BYTES,
         lines: SqlLogSink | None = None,
+        default_quota: int = 0,  # TRAINFORGE_DEFAULT_STORAGE_QUOTA_BYTES
     ) -> None:
         self._factory, self._job_id, self._attempt = factory, job_id, attempt
+        self._default_quota = default_quota
         self._lines = lines  # the job's log: which checkpoints retention deleted
         policy = spec.checkpointing
         self._retention = repo.Retention(
@@ -78,7 +80,8 @@ class SqlCheckpointSink:
             # team over its storage quota is rolled back and fails the job (the runner).
             team_id = s.scalar(select(Job.team_id).where(Job.id == self._job_id))
             if team_id is not None:
-                storage.check_quota(s, team_id, adding=0, what=f"The checkpoint at step {step}")
+                what = f"The checkpoint at step {step}"
+                storage.check_quota(s, team_id, adding=0, what=what, default=self._default_quota)
             return ckpt, before - self._ids(s)
 
         ckpt, deleted = with_db_retry(self._factory, work)

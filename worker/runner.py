@@ -217,7 +217,14 @@ class _Attempt:
                 buffer_limit=settings.metrics_buffer_limit,
                 lines=lines,
             ),
-            checkpoints=SqlCheckpointSink(factory, job_id, attempt, spec, lines=lines),
+            checkpoints=SqlCheckpointSink(
+                factory,
+                job_id,
+                attempt,
+                spec,
+                lines=lines,
+                default_quota=settings.default_storage_quota_bytes,
+            ),
         )
         RUNNING.start(job_id, attempt, spec.dataset.batch_size)  # --metrics-port
         run.keeper.start()

@@ -154,7 +154,13 @@ def create_dataset(
         raise problem(exc) from exc
     content = codec.encode(parsed)
     try:  # the team's storage quota (api/storage): 507 before anything is written
-        storage.check_quota(session, team_id, adding=len(content), what="This upload")
+        storage.check_quota(
+            session,
+            team_id,
+            adding=len(content),
+            what="This upload",
+            default=settings.default_storage_quota_bytes,
+        )
     except storage.StorageQuotaExceeded as exc:
         raise ProblemError(507, "Insufficient Storage", str(exc)) from exc
     meta = codec.metadata(parsed)

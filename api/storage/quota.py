@@ -11,10 +11,11 @@ from api.problems import ProblemError
 from api.storage import repository as repo
 
 
-def refuse_when_full(session: Session, team_id: str) -> None:
-    """507 for a new job of a team already at or over its storage quota: its first
-    checkpoint could only fail it. One primary-key read when the team has no quota."""
-    quota = repo.storage_quota(session, team_id)
+def refuse_when_full(session: Session, team_id: str, default: int = 0) -> None:
+    """507 for a new job of a team already at or over its storage quota (its own, else
+    ``default``): its first checkpoint could only fail it. One primary-key read when the
+    team has no quota."""
+    quota = repo.storage_quota(session, team_id, default)
     if quota is None:
         return
     used = repo.usage(session, team_id).total_bytes

@@ -36,15 +36,21 @@ def usage(session: Session, team_id: str) -> StorageUsage:
     return blobs.usage(session, team_id)
 
 
-def storage_quota(session: Session, team_id: str) -> int | None:
+def storage_quota(session: Session, team_id: str, default: int = 0) -> int | None:
+    """The team's own ``max_storage_bytes``, else ``default`` (the operator's
+    TRAINFORGE_DEFAULT_STORAGE_QUOTA_BYTES; 0: none)."""
     quota = session.scalar(select(Team.max_storage_bytes).where(Team.id == team_id))
-    return None if quota is None else int(quota)
+    if quota is None:
+        return default or None
+    return int(quota)
 
 
-def check_quota(session: Session, team_id: str, *, adding: int, what: str) -> None:
+def check_quota(
+    session: Session, team_id: str, *, adding: int, what: str, default: int = 0
+) -> None:
     """Raise StorageQuotaExceeded when the team's usage plus ``adding`` bytes is over its
-    quota. Costs one primary-key read when the team has no quota."""
-    quota = storage_quota(session, team_id)
+    quota (its own, else ``default``). One primary-key read when there is none."""
+    quota = storage_quota(session, team_id, default)
     if quota is None:
         return
     used = usage(session, team_id).total_bytes + adding
