@@ -92,7 +92,7 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINFORGE_")}
         env["TRAINFORGE_HOME"] = str(home)
         api = subprocess.Popen(
-            [sys.executable, "-m", "trainforge.cli", "api", "--port", str(port)],
+            [sys.executable, "-m", "trainforge", "api", "--port", str(port)],
             env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:

@@ -52,7 +52,7 @@ def api_server(
     env.update(TRAINFORGE_HOME=str(home), PYTHONPATH=str(tree))
     if database_url:
         env["TRAINFORGE_DATABASE_URL"] = database_url
-    cli = [sys.executable, "-m", "trainforge.cli"]
+    cli = [sys.executable, "-m", "trainforge"]
 
     def run(*args: str) -> str:
         out = subprocess.run([*cli, *args], cwd=tree, env=env, capture_output=True, text=True)

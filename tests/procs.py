@@ -48,7 +48,7 @@ def start_worker(
     home.mkdir(parents=True, exist_ok=True)
     log = (home / f"{name}.log").open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "trainforge.cli", "worker"],
+        [sys.executable, "-m", "trainforge", "worker"],
         env=worker_env(settings, home, **extra),
         cwd=REPO,
         stdout=log,
@@ -108,7 +108,7 @@ def trainforge_up(tmp: Path, **extra_env: str) -> Iterator[UpServer]:
     env.update(extra_env)
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "trainforge.cli", "up", "--port", str(port)],
+            [sys.executable, "-m", "trainforge", "up", "--port", str(port)],
             env=env,
             cwd=REPO,
             stdout=out,

@@ -153,7 +153,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     else:
         _print(f"API key: see {home / 'api-key'}")
     env = {**os.environ, "TRAINFORGE_HOME": str(home)}
-    exe = [sys.executable, "-m", "trainforge.cli"]
+    exe = [sys.executable, "-m", "trainforge"]
     children = [
         subprocess.Popen([*exe, "api", "--host", args.host, "--port", str(args.port)], env=env),
         subprocess.Popen([*exe, "worker"], env=env),
@@ -222,13 +222,6 @@ def run_operator(
     return int(func(args))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m trainforge.cli``: the same command as the console script."""
-    from trainforge.entry import main as entry_main
-
-    return entry_main(argv)
-
-
 def _settings_problems(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors():
@@ -238,7 +231,3 @@ def _settings_problems(exc: ValidationError) -> str:
         else:  # a rule across several settings
             problems.append(str(error["msg"]))
     return "; ".join(problems)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

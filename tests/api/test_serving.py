@@ -60,7 +60,7 @@ def test_trainforge_api_serves_with_that_protocol_and_its_processes(
 ) -> None:
     import uvicorn
 
-    from trainforge.cli import main
+    from trainforge.entry import main
 
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 
 def trainforge(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TRAINFORGE_")}
-    return subprocess.run([sys.executable, "-m", "trainforge.cli", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "trainforge", *args], cwd=REPO,
                           env={**clean, **env}, capture_output=True, text=True,
                           timeout=120)  # fmt: skip
 

@@ -31,7 +31,7 @@ def run_cli(
     args: list[str], env: dict[str, str], timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "trainforge.cli", *args],
+        [sys.executable, "-m", "trainforge", *args],
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -44,7 +44,7 @@ def spawn_cli(args: list[str], env: dict[str, str], timeout: float = 300) -> pex
     """The CLI in a real pseudo-terminal (stdout is a TTY: the live view)."""
     child = pexpect.spawn(
         sys.executable,
-        ["-m", "trainforge.cli", *args],
+        ["-m", "trainforge", *args],
         env=env,
         cwd=str(REPO),
         encoding="utf-8",

@@ -42,7 +42,7 @@ def operator(args: list[str], env: dict[str, str]) -> str:
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "trainforge.cli", *args],
+            [sys.executable, "-m", "trainforge", *args],
             env=env,
             cwd=REPO,
             stdout=out,
@@ -96,7 +96,7 @@ def test_follow_reconnects_across_an_api_restart_without_gap_or_duplicate(
             job_id = json.loads(submitted.stdout)["id"]
             errors = (tmp_path / "follow.err").open("w")  # a file: nothing to drain
             follow = subprocess.Popen(
-                [sys.executable, "-m", "trainforge.cli", "follow", job_id],
+                [sys.executable, "-m", "trainforge", "follow", job_id],
                 env=user,
                 cwd=REPO,
                 stdout=subprocess.PIPE,

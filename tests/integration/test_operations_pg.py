@@ -209,7 +209,7 @@ def test_trainforge_worker_metrics_port_serves_its_own_metrics(
     port = free_port()
     with (tmp_path / "w.log").open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "trainforge.cli", "worker", "--metrics-port", str(port)],
+            [sys.executable, "-m", "trainforge", "worker", "--metrics-port", str(port)],
             env=worker_env(pg_settings, tmp_path, **FAST_WORKER),
             cwd=REPO,
             stdout=out,

@@ -12,7 +12,7 @@ from api.db.keys import authenticate
 from api.db.session import session_factory
 from api.settings import Settings, get_settings
 from tests.operator.cli_parse import help_text, parse
-from trainforge.cli import main
+from trainforge.entry import main
 
 COMMANDS = ["create-team", "list-teams", "set-quota", "create-key", "list-keys", "revoke-key"]
 
