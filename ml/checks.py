@@ -30,6 +30,7 @@ from ml.dataset_info import SpecProblem as SpecProblem
 from ml.graph_spec import GraphModel, ResNetModel, TransformerModel
 from ml.metric_names import is_metric_name, metric_task, misfit
 from ml.schedules import warmup_steps
+from ml.shorthands import as_graph
 from ml.spec import (
     BuiltinSource,
     CNNModel,
@@ -197,7 +198,7 @@ def check_spec(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
             "label_smoothing_regression")  # fmt: skip
 
     problems += _class_weight(spec, info)
-    problems += _warm_start(spec)
+    problems += _warm_start(spec, info)
 
     # ---- extra metrics and monitors
     for i, name in enumerate(spec.metrics):
@@ -253,11 +254,11 @@ def _class_weight(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
     ]
 
 
-def _warm_start(spec: JobSpec) -> list[SpecProblem]:
+def _warm_start(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
     warm = spec.warm_start
     if warm is None:
         return []
-    out = []
+    out = _warm_start_layers(spec, info)
     if warm.optimizer_state and (warm.freeze or warm.reset):
         msg = (
             "optimizer_state continues the source's run as it was: it cannot freeze or reset "
@@ -271,6 +272,31 @@ def _warm_start(spec: JobSpec) -> list[SpecProblem]:
         out.append(SpecProblem(("warm_start", "reset", i), f"layer {name!r} is both frozen and "
                                "reset: a frozen layer would keep its fresh initialisation",
                                "warm_start_freeze_and_reset"))  # fmt: skip
+    return out
+
+
+def _warm_start_layers(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
+    """freeze / reset name layers by their ``plan.layers`` id (``layers.<i>``, a layer's own
+    ``id``, ``head``); a name of digits only is a module index (older specs), checked when
+    the job starts."""
+    warm, model = spec.warm_start, spec.model
+    if warm is None or (isinstance(model, CNNModel | ResNetModel) and info.image_shape is None):
+        return []
+    graph = as_graph(model, info, spec.regularization.dropout)
+    if graph is None:  # text with encoder transformer: module names, checked at start
+        return []
+    ids = [f"layers.{i}" for i in range(len(graph.layers))]
+    ids += [layer.id for layer in graph.layers if layer.id] + ["head"]
+    out = []
+    for field in ("freeze", "reset"):
+        for i, name in enumerate(getattr(warm, field)):
+            if name in ids or name.isdigit():
+                continue
+            own = [x for x in ids if not x.startswith("layers.")]
+            shown = ", ".join([*own, "layers.0", "…", f"layers.{len(graph.layers) - 1}"])
+            out.append(SpecProblem(("warm_start", field, i), f"this model has no layer "
+                                   f"{name!r}: name a layer of plan.layers ({shown})",
+                                   "warm_start_unknown_layer"))  # fmt: skip
     return out
 
 

@@ -71,19 +71,38 @@ def _keep_in_inference_mode(module: nn.Module) -> None:
     module.eval()
 
 
+def layer_aliases(model: nn.Module) -> dict[str, str]:
+    """The layer ids of ``plan.layers`` (``layers.<i>``, a layer's own ``id``, ``head``) ->
+    the names of the modules that hold them, for a model built from a layer graph ({}:
+    not one, e.g. ``text`` with ``encoder: transformer``)."""
+    for prefix, module in model.named_modules():
+        names = getattr(module, "layer_modules", None)
+        if isinstance(names, dict):
+            return {k: f"{prefix}.{v}" if prefix else v for k, v in names.items()}
+    return {}
+
+
 def apply_warm_start(model: nn.Module, warm: WarmStart) -> WarmStartReport:
     """Load, reset and freeze ``model`` in place (before its optimizer is built)."""
+    aliases = layer_aliases(model)  # plan.layers ids -> module names
+    freeze = [aliases.get(name, name) for name in warm.freeze]
+    reset = [aliases.get(name, name) for name in warm.reset]
     layers = [name for name, _ in model.named_modules() if name]
-    unknown = [name for name in (*warm.freeze, *warm.reset) if name not in layers]
+    unknown = [
+        given
+        for given, name in zip((*warm.freeze, *warm.reset), (*freeze, *reset), strict=True)
+        if name not in layers
+    ]
     if unknown:
+        known = ", ".join(aliases) if aliases else ", ".join(layers)
         raise TrainError(
             f"warm_start names layer(s) {', '.join(map(repr, unknown))} that this model does "
-            f"not have; its layers are {', '.join(layers)}"
+            f"not have; its layers are {known}"
         )
     report, load = WarmStartReport(), {}
     for name, tensor in model.state_dict().items():
         source = warm.weights.get(name)
-        if _under(name, warm.reset):
+        if _under(name, reset):
             report.reset.append(name)
         elif source is None:
             report.skipped[name] = "not in the source"
@@ -97,7 +116,7 @@ def apply_warm_start(model: nn.Module, warm: WarmStart) -> WarmStartReport:
         raise TrainError("warm_start: no tensor of the source checkpoint fits this model")
     model.load_state_dict(load, strict=False)
     for name, module in model.named_modules():
-        if not name or not _under(name, warm.freeze):
+        if not name or not _under(name, freeze):
             continue
         for pname, param in module.named_parameters(recurse=False):
             param.requires_grad_(False)

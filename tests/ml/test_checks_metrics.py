@@ -140,3 +140,15 @@ def test_warm_start_checks_that_need_no_database() -> None:
     }
     assert problems(spec_for("iris", warm_start={"job_id": "j", "checkpoint": 3})) == {}
     assert problems(spec_for("iris", warm_start={"job_id": "j", "optimizer_state": True})) == {}
+
+
+def test_warm_start_layers_are_plan_ids_and_an_unknown_one_is_a_problem_at_its_index() -> None:
+    graph = {"kind": "graph", "layers": [{"op": "dense", "units": 8, "id": "stem"}]}
+    warm = {"job_id": "j", "freeze": ["stem", "layers.0", "nope"], "reset": ["head", "vit"]}
+    assert problems(spec_for("iris", model=graph, warm_start=warm)) == {
+        ("warm_start", "freeze", 2): "warm_start_unknown_layer",
+        ("warm_start", "reset", 1): "warm_start_unknown_layer",
+    }
+    # A shorthand expands to a graph: its layers.<i> and head exist; digits are module names.
+    shorthand = {"job_id": "j", "freeze": ["layers.1", "1"], "reset": ["head"]}
+    assert problems(spec_for("iris", warm_start=shorthand)) == {}

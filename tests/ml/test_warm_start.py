@@ -94,10 +94,38 @@ def test_unknown_layers_and_a_source_that_fits_nothing_are_train_errors() -> Non
     weights, _ = trained_weights(spec_for(IRIS, epochs=1))
     target = spec_for(IRIS, epochs=1)
     data = prepare(target, load_dataset(target), CPU)
-    with pytest.raises(TrainError, match=r"'stem'.*its layers are 0, 1, 2"):
+    with pytest.raises(TrainError, match=r"'stem'.*its layers are layers.0, layers.1, layers.2"):
         Trainer(target, data, CPU, WarmStart(weights, freeze=["stem"]))
     with pytest.raises(TrainError, match="no tensor"):
         Trainer(target, data, CPU, WarmStart({"x": torch.zeros(1)}))
+
+
+def test_layers_are_named_by_their_plan_ids_in_a_graph_and_in_a_shorthand() -> None:
+    """freeze / reset take plan.layers' ids: a graph layer's own id, layers.<i>, head."""
+    graph = {"kind": "graph", "layers": [
+        {"op": "dense", "units": 16, "id": "body"}, {"op": "activation", "fn": "relu"},
+        {"op": "dense", "units": 8}]}  # fmt: skip
+    source = JobSpec.model_validate(
+        {"dataset": {"source": IRIS, "batch_size": 16}, "model": graph, "epochs": 1}
+    )
+    weights, _ = trained_weights(source)
+    target = source.model_copy(update={"epochs": 2})
+    checkpoints = MemoryCheckpointSink()
+    warm = WarmStart(weights, freeze=["body"], reset=["head"])
+    train(target, checkpoints=checkpoints, warm_start=warm)
+    final = st_load(checkpoints.saved[-1][0].weights)
+    body, dense2, head = (sorted({k.split(".")[0] for k in final})[i] for i in range(3))
+    assert torch.equal(final[f"{body}.weight"], weights[f"{body}.weight"])
+    assert not torch.equal(final[f"{dense2}.weight"], weights[f"{dense2}.weight"])
+    assert not torch.equal(final[f"{head}.weight"], weights[f"{head}.weight"])
+
+    mlp = spec_for(IRIS, epochs=1)  # the shorthand's plan ids name the same modules
+    data = prepare(mlp, load_dataset(mlp), CPU)
+    mlp_weights, _ = trained_weights(mlp)
+    by_id = Trainer(mlp, data, CPU, WarmStart(mlp_weights, freeze=["layers.1", "layers.2"]))
+    by_module = Trainer(mlp, data, CPU, WarmStart(mlp_weights, freeze=["1", "2"]))
+    assert by_id.warm_start is not None and by_module.warm_start is not None
+    assert by_id.warm_start.frozen == by_module.warm_start.frozen != []
 
 
 @pytest.mark.parametrize("schedule", [{"kind": "constant"}, {"kind": "exponential", "gamma": 0.8}])
