@@ -182,23 +182,41 @@ def _split(
 
 
 def fit_normalization(
-    x_train: NDArray[np.floating], kind: Normalization
+    x: NDArray[np.floating], kind: Normalization, rows: NDArray[np.intp] | None = None
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
-    """(shift, scale) so that (x - shift) / scale is normalized; None for ``none``."""
+    """(shift, scale) so that (x - shift) / scale is normalized, from ``x[rows]`` (all rows
+    by default); None for ``none``.
+
+    Computed chunk by chunk in float64 (two passes for ``standard``), so a large data set
+    costs no float64 copy of itself and no copy of its training rows: host memory stays at
+    the data and its prepared splits, as ``ml.resources`` estimates.
+    """
     if kind == "none":
         return None
-    axes = (0, 2, 3) if x_train.ndim == 4 else (0,)  # per channel for images
-    x = x_train.astype(np.float64)
+    axes = (0, 2, 3) if x.ndim == 4 else (0,)  # per channel for images
+    rows = np.arange(len(x)) if rows is None else rows
+    if len(rows) == 0:
+        return None
+    step = max(1, _CHUNK_VALUES // max(1, math.prod(x.shape[1:])))
+
+    def chunks() -> Iterator[NDArray[np.float64]]:
+        for lo in range(0, len(rows), step):
+            yield x[rows[lo : lo + step]].astype(np.float64)
+
     if kind == "standard":
-        shift, scale = x.mean(axis=axes, keepdims=True), x.std(axis=axes, keepdims=True)
+        count = len(rows) * (math.prod(x.shape[2:]) if x.ndim == 4 else 1)
+        shift = sum(c.sum(axis=axes, keepdims=True) for c in chunks()) / count
+        squares = sum(np.square(c - shift).sum(axis=axes, keepdims=True) for c in chunks())
+        scale = np.sqrt(squares / count)
     else:
-        lo, hi = x.min(axis=axes, keepdims=True), x.max(axis=axes, keepdims=True)
+        lo = np.minimum.reduce([c.min(axis=axes, keepdims=True) for c in chunks()])
+        hi = np.maximum.reduce([c.max(axis=axes, keepdims=True) for c in chunks()])
         if kind == "minmax":  # [0, 1]
             shift, scale = lo, hi - lo
         else:  # minmax_symmetric: [-1, 1]
             shift, scale = (hi + lo) / 2, (hi - lo) / 2
     scale = np.where(scale > 0, scale, 1.0)
-    return shift, scale
+    return np.asarray(shift, dtype=np.float64), scale
 
 
 @dataclass
@@ -238,7 +256,7 @@ def prepare(spec: JobSpec, ds: LoadedDataset, device: torch.device) -> DeviceDat
     normalization = (
         "none" if ds.info.modality == "text" else spec.dataset.preprocessing.normalization
     )
-    stats = fit_normalization(x[train], normalization)
+    stats = fit_normalization(x, normalization, train)
     if stats is not None and encoder is not None:
         stats = unscaled_where(stats, ~encoder.scalable())
     if ds.info.task == "classification":

@@ -17,7 +17,7 @@ import pytest
 from sklearn.impute import SimpleImputer
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
-from api.datasets.tabular import parse_csv
+from api.datasets.table import parse_csv
 from api.schemas import DatasetOptions
 from ml.column_spec import ColumnSpec
 from ml.encoding import EncodingError, date_parts, fit_table

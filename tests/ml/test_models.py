@@ -9,7 +9,8 @@ from torch.nn import functional as F
 
 from ml.architecture import TrainError, parameter_count
 from ml.checks import DatasetInfo
-from ml.models import GlobalAvgPool, build_loss, build_model, kernel_weights
+from ml.graph_model import MapMean as GlobalAvgPool
+from ml.models import build_loss, build_model, kernel_weights
 from ml.spec import JobSpec
 
 DIGITS = DatasetInfo("classification", "image", 100, 64, (1, 8, 8), 10)

@@ -16,12 +16,13 @@ import torch
 from safetensors.torch import load as st_load
 from torch import nn
 
-import ml.trainer
+import ml.embedding_front
 from ml.architecture import TrainError, output_units
 from ml.checks import DatasetInfo
 from ml.data import LoadedDataset
 from ml.engine import train
-from ml.models import ACTIVATIONS, GlobalAvgPool
+from ml.graph_model import ACTIVATIONS
+from ml.graph_model import MapMean as GlobalAvgPool
 from ml.sinks import MemoryCheckpointSink, MemoryMetricSink
 from ml.spec import CNNModel, JobSpec, MLPModel, TextModel
 from ml.text_model import build_text_model
@@ -143,7 +144,7 @@ def _run(body: dict, monkeypatch: pytest.MonkeyPatch | None) -> tuple[dict, list
     spec = JobSpec.model_validate(body | {"epochs": 3, "seed": 11, "deterministic": True})
     metrics, checkpoints = MemoryMetricSink(), MemoryCheckpointSink()
     if monkeypatch is not None:
-        monkeypatch.setattr(ml.trainer, "build_model", _old_build_model)
+        monkeypatch.setattr(ml.embedding_front, "build_model", _old_build_model)
     dataset = _tokens() if isinstance(spec.model, TextModel) else None
     train(spec, metrics=metrics, checkpoints=checkpoints, dataset=dataset)
     if monkeypatch is not None:

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from api.datasets import codec
-from api.datasets.tabular import parse_csv
+from api.datasets.table import parse_csv
 from api.schemas import DatasetOptions
 from ml.data import LoadedDataset, prepare
 from ml.encoding import TableColumns, date_parts
