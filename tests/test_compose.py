@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +190,6 @@ def test_the_gpu_image_has_a_compiler_the_cublas_setting_and_nvml() -> None:
     assert "apt-get install" in apt and {"gcc", "g++", "libc6-dev"} <= set(apt.split())
     assert re.search(r"^ENV CUBLAS_WORKSPACE_CONFIG=:(4096|16):8$", runtime, re.M)
     assert "-e '.[worker]'" in runtime
-    pyproject = (REPO / "pyproject.toml").read_text()
-    worker_extra = pyproject.split("\nworker = [", 1)[1].split("]", 1)[0]
-    assert '"nvidia-ml-py"' in worker_extra
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    worker_extra = pyproject["project"]["optional-dependencies"]["worker"]
+    assert "nvidia-ml-py" in worker_extra

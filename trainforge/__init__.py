@@ -3,6 +3,6 @@
 
 from trainforge.sdk import *  # noqa: F403 - the SDK is the package's API
 from trainforge.sdk import __all__ as _sdk_all
+from trainforge.version import __version__
 
-__version__ = "0.2.0"
 __all__ = ["__version__", *_sdk_all]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import sys
 
-from trainforge import __version__
 from trainforge.sdk.config import resolve
 from trainforge.sdk.errors import TrainforgeError
 from trainforge.sdk.transport import Http
+from trainforge.version import __version__
 
 TIMEOUT = 3.0
 

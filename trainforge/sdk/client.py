@@ -87,7 +87,7 @@ class Client:
     def server_version(self) -> str:
         """The server's release (``GET /v1/version``); a ``UserWarning`` when its major
         version differs from this SDK's (the HTTP API may have changed)."""
-        from trainforge import __version__
+        from trainforge.version import __version__
 
         version = str(self.http.get("/v1/version")["version"])
         if version.split(".")[0] != __version__.split(".")[0]:
