@@ -45,6 +45,7 @@ from ml.graph_spec import (
     MultiHeadAttentionLayer,
     PositionEmbeddingLayer,
     SeparableConv2DLayer,
+    TransformerEncoderLayer,
 )
 from ml.shapes import GraphShapes, Shape, infer, input_shape, pair, same_padding
 
@@ -238,12 +239,36 @@ class SelfAttention(nn.Module):
                                                batch_first=True)  # fmt: skip
 
     def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        padding = None
-        if mask is not None:
-            # A text of padding only would attend to nothing (NaN): let it see position 0.
-            padding = ~mask
-            padding[:, 0] = padding[:, 0] & mask.any(dim=1)
+        padding = key_padding(mask)
         out: Tensor = self.attention(x, x, x, key_padding_mask=padding, need_weights=False)[0]
+        return out
+
+
+def key_padding(mask: Tensor | None) -> Tensor | None:
+    """The positions attention must not read (True), from a mask of the real tokens."""
+    if mask is None:
+        return None
+    # A text of padding only would attend to nothing (NaN): let it see position 0.
+    padding = ~mask
+    padding[:, 0] = padding[:, 0] & mask.any(dim=1)
+    return padding
+
+
+class Encoder(nn.TransformerEncoder):
+    """TransformerEncoderLayer: PyTorch's encoder of ``num_layers`` pre-LayerNorm blocks
+    (batch_first; every block a copy of the first at the start), padding masked. Its
+    parameters are named ``layers.<k>.self_attn.in_proj_weight``... as PyTorch's."""
+
+    def __init__(self, layer: TransformerEncoderLayer, d: int) -> None:
+        block = nn.TransformerEncoderLayer(
+            d, layer.num_heads, dim_feedforward=layer.intermediate_dim or 4 * d,
+            dropout=layer.dropout, activation=layer.activation, batch_first=True,
+            norm_first=True,
+        )  # fmt: skip
+        super().__init__(block, layer.num_layers, enable_nested_tensor=False)
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:  # type: ignore[override]
+        out: Tensor = super().forward(x, src_key_padding_mask=key_padding(mask))
         return out
 
 
@@ -313,6 +338,8 @@ def _module(layer: Layer, s: Shape, model: GraphModel) -> tuple[nn.Module, Mode]
         return Recurrent(layer, s.dims[1]), "masked"
     if isinstance(layer, MultiHeadAttentionLayer):
         return SelfAttention(layer, s.dims[1]), "masked"
+    if isinstance(layer, TransformerEncoderLayer):
+        return Encoder(layer, s.dims[1]), "masked"
     raise TrainError(f"unknown op {layer.op!r}")  # pragma: no cover - the union is closed
 
 

@@ -198,6 +198,25 @@ class MultiHeadAttentionLayer(_Layer):
     dropout: float = Field(0.0, ge=0, lt=1, allow_inf_nan=False)
 
 
+class TransformerEncoderLayer(_Layer):
+    """``num_layers`` pre-LayerNorm Transformer encoder blocks, each built alike (PyTorch's
+    ``nn.TransformerEncoder``: the blocks start as copies of one): layer norm,
+    self-attention, dropout, add; layer norm, dense ``intermediate_dim`` with the
+    activation, dropout, dense back to the feature size, dropout, add."""
+
+    op: Literal["transformer_encoder"] = "transformer_encoder"
+    num_layers: int = Field(1, ge=1, le=24, description="Encoder blocks.")
+    num_heads: Annotated[int, Field(ge=1, le=64)]
+    intermediate_dim: Size | None = Field(
+        None, description="Width of the feed-forward block; default: 4 × the feature size."
+    )
+    activation: Literal["relu", "gelu"] = "gelu"
+    dropout: float = Field(
+        0.0, ge=0, lt=1, allow_inf_nan=False,
+        description="On the attention weights and after each sub-block (PyTorch's places).",
+    )  # fmt: skip
+
+
 Layer = Annotated[
     DenseLayer
     | DropoutLayer
@@ -219,13 +238,14 @@ Layer = Annotated[
     | PositionEmbeddingLayer
     | LSTMLayer
     | GRULayer
-    | MultiHeadAttentionLayer,
+    | MultiHeadAttentionLayer
+    | TransformerEncoderLayer,
     Field(discriminator="op"),
 ]
 
 KERNEL_OPS = frozenset(
     {"dense", "conv1d", "conv2d", "separable_conv2d", "depthwise_conv2d", "lstm", "gru",
-     "multi_head_attention"}
+     "multi_head_attention", "transformer_encoder"}
 )  # fmt: skip
 
 

@@ -1,7 +1,7 @@
 """Models and losses built from the spec (closed registries: names map to torch classes).
 
-``mlp``, ``cnn`` and ``graph`` build through ``ml.graph_model`` (the shapes and counts
-of ``ml.shapes``); ``text`` through ``ml.text_model`` (counted by ``ml.text``).
+Every model kind builds through ``ml.graph_model`` (the shapes and counts of
+``ml.shapes``) from the layer graph ``ml.shorthands`` expands it to.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from ml.architecture import TrainError, is_classification, output_units
 from ml.checks import DatasetInfo
 from ml.graph_spec import ResNetModel
 from ml.spec import CNNModel, JobSpec, TextModel, loss_kind
-from ml.text_model import build_text_model
 
 # Layers whose weight is a "kernel" in the Keras sense: l1/l2 regularizers,
 # decoupled weight decay and the chosen initializer apply to their weights only,
@@ -27,18 +26,24 @@ KERNEL_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
 def build_model(spec: JobSpec, info: DatasetInfo) -> nn.Module:
-    """The job's model, a layer graph (``ml.shorthands``) for every kind but ``text`` with
-    ``encoder: transformer`` (``ml.text_model``)."""
+    """The job's model: the layer graph of its kind (``ml.shorthands``)."""
     from ml.graph_model import build_graph  # it builds on this module's pieces
-    from ml.shorthands import TEXT_POOLING_NAMES, as_graph, text_as_graph
+    from ml.shorthands import as_graph, text_as_graph, text_names
 
     model = spec.model
     dropout = spec.regularization.dropout
     if isinstance(model, TextModel):
-        if model.encoder == "pooling" and info.modality == "text":
-            text = text_as_graph(model, dropout)
-            return build_graph(text, info, output_units(info), TEXT_POOLING_NAMES)
-        return build_text_model(model, info, dropout)
+        if info.modality != "text":
+            raise TrainError(
+                f"model.kind 'text' needs text data and this dataset is {info.modality}"
+            )
+        d = model.embedding_dim
+        if model.encoder == "transformer" and d % model.num_heads:
+            raise TrainError(
+                f"model.embedding_dim {d} must be a multiple of model.num_heads {model.num_heads}"
+            )
+        text = text_as_graph(model, dropout)
+        return build_graph(text, info, output_units(info), text_names(model))
     if isinstance(model, CNNModel | ResNetModel) and info.image_shape is None:
         raise TrainError(f"model.kind {model.kind!r} needs image data; use 'mlp' for tabular data")
     graph = as_graph(model, info, dropout)

@@ -46,6 +46,7 @@ from ml.graph_spec import (
     MultiHeadAttentionLayer,
     PositionEmbeddingLayer,
     SeparableConv2DLayer,
+    TransformerEncoderLayer,
 )
 
 ShapeKind = Literal["vector", "image", "tokens", "sequence"]
@@ -424,6 +425,19 @@ def _layer(layer: Layer, ins: list[Shape], model: GraphModel) -> tuple[Shape, in
                 "(each head gets feature_size / num_heads)"
             )
         return s, 4 * d * d + 4 * d, length * 4 * d * d + 2 * length * length * d
+    if isinstance(layer, TransformerEncoderLayer):
+        _need(layer, s, "sequence")
+        length, d = s.dims
+        if d % layer.num_heads:
+            raise _Problem(
+                f"num_heads {layer.num_heads} must divide the feature size {d} "
+                "(each head gets feature_size / num_heads)"
+            )
+        ff = layer.intermediate_dim or 4 * d
+        # attention (q, k, v and output projections), the feed-forward block, two norms
+        per_block = (4 * d * d + 4 * d) + (d * ff + ff + ff * d + d) + 2 * 2 * d
+        madds = length * (4 * d * d + 2 * d * ff) + 2 * length * length * d
+        return s, layer.num_layers * per_block, layer.num_layers * madds
     raise _Problem(f"unknown op {layer.op!r}")  # pragma: no cover - the union is closed
 
 

@@ -4,9 +4,8 @@
 expands to are the same model: one module per layer, in order, with the same
 parameter names as before the graph existed (``0.weight``, ``1.weight`` ...), so
 old checkpoints load and a seed gives the same weights
-(tests/ml/test_shorthand_graphs.py compares with the pre-graph builders). ``text`` with
-``encoder: pooling`` builds from its graph too, under its old module names; with
-``encoder: transformer`` it is only described by one (``ml.text_model`` builds it).
+(tests/ml/test_shorthand_graphs.py compares with the pre-graph builders). ``text`` builds
+from its graph too, under its old module names (``text_names``).
 """
 
 from __future__ import annotations
@@ -125,31 +124,42 @@ def expand_transformer(model: TransformerModel, dropout: float) -> GraphModel:
 
 
 def text_as_graph(model: TextModel, dropout: float) -> GraphModel:
-    """The graph the ``text`` model computes, layer for layer and parameter for parameter.
-    ``pooling`` is built from it (``TEXT_POOLING_NAMES``: the pre-graph parameter names; the
-    dropout layer is there at rate 0 too, as the old model's identity); ``transformer`` is
-    built by ``ml.text_model`` and only described by it (``plan.layers``)."""
+    """The graph the ``text`` model builds, built under its pre-graph module names
+    (``text_names``) so that its checkpoints load. ``pooling``: embedding, mean over the real
+    tokens, dropout (there at rate 0 too, as the old model's identity). ``transformer``:
+    embedding + learned positions, one ``transformer_encoder`` op of ``num_layers``
+    pre-LayerNorm blocks (4·d feed-forward, GELU, dropout = ``regularization.dropout``), a
+    final layer norm, the masked mean, dropout."""
+    d = model.embedding_dim
+    layers: list[dict[str, Any]] = [{"op": "embedding", "output_dim": d}]
     if model.encoder == "transformer":
-        encoder = TransformerModel(num_layers=model.num_layers, num_heads=model.num_heads,
-                                   width=model.embedding_dim, vocab_size=model.vocab_size,
-                                   max_length=model.max_length)  # fmt: skip
-        return expand_transformer(encoder, dropout)
-    layers: list[dict[str, Any]] = [
-        {"op": "embedding", "output_dim": model.embedding_dim},
-        {"op": "global_avg_pool"},
-        {"op": "dropout", "rate": dropout},
-    ]
+        layers += [
+            {"op": "position_embedding"},
+            {"op": "transformer_encoder", "num_layers": model.num_layers,
+             "num_heads": model.num_heads, "dropout": dropout},
+            {"op": "layer_norm"},
+        ]  # fmt: skip
+    layers += [{"op": "global_avg_pool"}, {"op": "dropout", "rate": dropout}]
     return GraphModel.model_validate(
         {"layers": layers, "vocab_size": model.vocab_size, "max_length": model.max_length}
     )
 
 
-# The ``text`` pooling model's module names before graphs existed (its checkpoints load).
+# The ``text`` model's module names before graphs existed (its checkpoints load): the
+# parameters ``embedding.weight``, ``position.weight``, ``encoder.layers.<k>.*``,
+# ``norm.*``, ``head.*``.
 TEXT_POOLING_NAMES = ["embedding", "pool", "dropout", "head"]
+TEXT_TRANSFORMER_NAMES = ["embedding", "position", "encoder", "norm", "pool", "dropout", "head"]
+
+
+def text_names(model: TextModel) -> list[str]:
+    """The module names ``text_as_graph(model)`` builds under, the head's last."""
+    return TEXT_TRANSFORMER_NAMES if model.encoder == "transformer" else TEXT_POOLING_NAMES
 
 
 def as_graph(model: object, info: DatasetInfo, dropout: float) -> GraphModel | None:
-    """The graph a model kind builds; None for ``text`` (built by ``ml.text_model``)."""
+    """The graph a model kind builds; None for ``text``, which builds ``text_as_graph`` under
+    its own module names (a ``text`` spec's ``warm_start`` may name those modules)."""
     if isinstance(model, GraphModel):
         return model
     if isinstance(model, MLPModel):

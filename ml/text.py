@@ -19,8 +19,8 @@ The pipeline (the worker runs it on an uploaded ``text_csv`` before training):
    (``max_tokens`` counts both).
 4. :func:`encode` maps the first ``max_length`` tokens to ids and pads with 0.
 
-:func:`text_parameter_count` mirrors ``ml.text_model.build_text_model`` for
-the torch-free plan (``POST /v1/specs/validate``): the embedding table has
+:func:`text_parameter_count` counts, for the torch-free plan (``POST /v1/specs/validate``),
+the parameters of the model ``ml.models.build_model`` builds: the embedding table has
 ``vocab_size`` rows whatever the corpus holds, so the count depends on the
 spec alone.
 """
@@ -113,7 +113,8 @@ def encode(tokens: Sequence[str], vocab: dict[str, int], max_length: int) -> lis
 
 
 def text_parameter_count(model: TextModel, n_out: int) -> int:
-    """Trainable parameters of ``ml.text_model.build_text_model`` (keep the two in step)."""
+    """Trainable parameters of the ``text`` model (``ml.shorthands.text_as_graph``, built by
+    ``ml.models.build_model``; a test holds the two together)."""
     d = model.embedding_dim
     total = model.vocab_size * d  # token embedding
     if model.encoder == "transformer":

@@ -84,6 +84,13 @@ TEXT_CASES: dict[str, list[dict[str, Any]]] = {
                                    {"op": "add", "inputs": [-2, "att"]},
                                    {"op": "layer_norm"}, {"op": "batch_norm"},
                                    {"op": "dense", "units": 8, "activation": "relu"}, MAP),
+    "transformer_encoder": _embed({"op": "position_embedding"},
+                                  {"op": "transformer_encoder", "num_layers": 2, "num_heads": 2,
+                                   "dropout": 0.1},
+                                  {"op": "layer_norm"}, MAP),
+    "transformer_encoder-relu-odd-heads": _embed({"op": "transformer_encoder", "num_heads": 1,
+                                                  "intermediate_dim": 12, "activation": "relu"},
+                                                 {"op": "global_max_pool"}),
 }  # fmt: skip
 ROW_CASES: dict[str, list[dict[str, Any]]] = {
     "dense-batch_norm-layer_norm-rows": [{"op": "dense", "units": 6}, {"op": "batch_norm"},

@@ -95,6 +95,13 @@ def cases(draw: st.DrawFn, op: str) -> tuple[DatasetInfo, list[dict[str, Any]], 
         heads = draw(st.integers(1, 3))
         info, layers, extra = draw(sequences(st.integers(1, 3).map(lambda k: k * heads)))
         return info, [*layers, {"op": op, "num_heads": heads}], extra
+    if op == "transformer_encoder":
+        heads = draw(st.integers(1, 3))
+        info, layers, extra = draw(sequences(st.integers(1, 3).map(lambda k: k * heads)))
+        layer = {"op": op, "num_heads": heads, "num_layers": draw(st.integers(1, 3)),
+                 "intermediate_dim": draw(st.none() | small),
+                 "activation": draw(st.sampled_from(["relu", "gelu"]))}  # fmt: skip
+        return info, [*layers, layer], extra
     if op in ("embedding", "position_embedding"):
         info, layers, extra = draw(sequences())
         return info, layers + ([{"op": op}] if op == "position_embedding" else []), extra
@@ -125,7 +132,7 @@ def cases(draw: st.DrawFn, op: str) -> tuple[DatasetInfo, list[dict[str, Any]], 
 OPS = ["dense", "dropout", "activation", "batch_norm", "layer_norm", "flatten", "add", "concat",
        "conv1d", "conv2d", "separable_conv2d", "depthwise_conv2d", "max_pool2d", "avg_pool2d",
        "global_avg_pool", "global_max_pool", "embedding", "position_embedding", "lstm", "gru",
-       "multi_head_attention"]  # fmt: skip
+       "multi_head_attention", "transformer_encoder"]  # fmt: skip
 
 
 def flat_end(layers: list[dict[str, Any]], info: DatasetInfo) -> list[dict[str, Any]]:

@@ -1,11 +1,11 @@
-"""The mlp, cnn and text (pooling) shorthands expand to layer graphs and train exactly as
-before the graph.
+"""The mlp, cnn and text (pooling and transformer) shorthands expand to layer graphs and
+train exactly as before the graph.
 
 ``_old_mlp`` / ``_old_cnn`` are the pre-graph builders of ml/models.py, copied verbatim
-(commit 0d9fc00); the text model's is ``ml.text_model`` (which still builds the transformer
-encoder): each run trains once with them (patched into the trainer) and once
-with the graph, from the same seed; the weights, parameter names and every metric point
-must agree to 1e-6.
+(commit 0d9fc00); ``_OldTextClassifier`` is ml/text_model.py's ``TextClassifier``, copied
+verbatim (commit fa5aedb) when the text model became a graph: each run trains once with
+them (patched into the trainer) and once with the graph, from the same seed; the weights,
+parameter names and every metric point must agree to 1e-6.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from ml.graph_model import ACTIVATIONS
 from ml.graph_model import MapMean as GlobalAvgPool
 from ml.sinks import MemoryCheckpointSink, MemoryMetricSink
 from ml.spec import CNNModel, JobSpec, MLPModel, TextModel
-from ml.text_model import build_text_model
+from ml.text import PAD
 
 
 def _prod(shape: tuple[int, ...]) -> int:
@@ -82,9 +82,48 @@ def _old_cnn(model: CNNModel, info: DatasetInfo, dropout: float) -> nn.Sequentia
     return nn.Sequential(*layers)
 
 
+class _OldTextClassifier(nn.Module):
+    def __init__(self, spec: TextModel, n_out: int, dropout: float) -> None:
+        super().__init__()
+        d = spec.embedding_dim
+        self.embedding = nn.Embedding(spec.vocab_size, d, padding_idx=PAD)
+        self.transformer = spec.encoder == "transformer"
+        if self.transformer:
+            if d % spec.num_heads:
+                raise TrainError(
+                    f"model.embedding_dim {d} must be a multiple of model.num_heads "
+                    f"{spec.num_heads}"
+                )
+            self.position = nn.Embedding(spec.max_length, d)
+            layer = nn.TransformerEncoderLayer(
+                d, spec.num_heads, dim_feedforward=4 * d, dropout=dropout,
+                activation="gelu", batch_first=True, norm_first=True,
+            )  # fmt: skip
+            self.encoder = nn.TransformerEncoder(layer, spec.num_layers, enable_nested_tensor=False)
+            self.norm = nn.LayerNorm(d)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.head = nn.Linear(d, n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ids = x.long()
+        mask = ids != PAD  # (B, L)
+        h = self.embedding(ids)
+        if self.transformer:
+            positions = torch.arange(ids.shape[1], device=ids.device)
+            h = h + self.position(positions)[None]
+            # A row of padding only would attend to nothing (NaN): let it see position 0.
+            padding = ~mask
+            padding[:, 0] = padding[:, 0] & mask.any(dim=1)
+            h = self.norm(self.encoder(h, src_key_padding_mask=padding))
+        weights = mask.unsqueeze(-1).to(h.dtype)
+        pooled = (h * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        out: torch.Tensor = self.head(self.dropout(pooled))
+        return out
+
+
 def _old_build_model(spec: JobSpec, info: DatasetInfo) -> nn.Module:
-    if isinstance(spec.model, TextModel):  # ml.text_model still builds the transformer one
-        return build_text_model(spec.model, info, spec.regularization.dropout)
+    if isinstance(spec.model, TextModel):
+        return _OldTextClassifier(spec.model, output_units(info), spec.regularization.dropout)
     if isinstance(spec.model, MLPModel):
         return _old_mlp(spec.model, info, spec.regularization.dropout)
     assert isinstance(spec.model, CNNModel)
@@ -138,17 +177,31 @@ UPLOAD = {"source": {"kind": "uploaded", "dataset_id": "d"}, "batch_size": 16}
 CASES["text_pooling"] = {"dataset": UPLOAD, "model": TEXT}
 CASES["text_pooling_dropout_l2"] = {"dataset": UPLOAD, "model": TEXT,
                                     "regularization": {"dropout": 0.3, "l2": 1e-3}}  # fmt: skip
+ENCODER = {**TEXT, "encoder": "transformer", "num_heads": 2}
+CASES["text_transformer"] = {"dataset": UPLOAD, "model": ENCODER}
+CASES["text_transformer_2_layers_dropout_l2"] = {
+    "dataset": UPLOAD, "model": {**ENCODER, "num_layers": 2},
+    "regularization": {"dropout": 0.2, "l2": 1e-3, "weight_decay": 1e-2},
+    "optimizer": {"kind": "adamw", "lr": 0.01}, "init": {"kind": "he_normal"},
+}  # fmt: skip
 
 
 def _run(body: dict, monkeypatch: pytest.MonkeyPatch | None) -> tuple[dict, list]:
     spec = JobSpec.model_validate(body | {"epochs": 3, "seed": 11, "deterministic": True})
     metrics, checkpoints = MemoryMetricSink(), MemoryCheckpointSink()
+    built: list[nn.Module] = []
+
+    def old_build_model(spec: JobSpec, info: DatasetInfo) -> nn.Module:
+        built.append(_old_build_model(spec, info))
+        return built[-1]
+
     if monkeypatch is not None:
-        monkeypatch.setattr(ml.embedding_front, "build_model", _old_build_model)
+        monkeypatch.setattr(ml.embedding_front, "build_model", old_build_model)
     dataset = _tokens() if isinstance(spec.model, TextModel) else None
     train(spec, metrics=metrics, checkpoints=checkpoints, dataset=dataset)
     if monkeypatch is not None:
         monkeypatch.undo()
+        assert built, "the trainer did not build the reference model"
     weights = st_load(checkpoints.saved[-1][0].weights)
     points = [p for p in metrics.points if p[0] not in ("epoch_seconds", "samples_per_second")]
     return weights, points

@@ -17,9 +17,9 @@ from api.db.session import session_factory
 from api.settings import Settings
 from ml.checks import DatasetInfo
 from ml.data import LoadedDataset, split_indices
+from ml.models import build_model
 from ml.spec import JobSpec, TextCleaning, TextModel
 from ml.text import ENGLISH_STOP_WORDS, OOV, PAD, clean_text, text_parameter_count
-from ml.text_model import build_text_model
 from tests.api.test_datasets import digits_npz, image_zip, iris_csv, job_on, text_csv, uploaded
 from worker.datasets import to_loaded
 from worker.runner import run_job
@@ -206,11 +206,16 @@ def test_cleaning_follows_the_spec() -> None:
 
 @pytest.mark.parametrize("encoder", ["pooling", "transformer"])
 def test_text_parameter_count_matches_the_model(encoder: str) -> None:
-    spec = TextModel(embedding_dim=12, encoder=encoder, num_layers=2, num_heads=3,
+    # an even num_heads: PyTorch's inference fast path of the encoder (not taken for odd ones)
+    spec = TextModel(embedding_dim=12, encoder=encoder, num_layers=2, num_heads=2,
                      max_length=7, vocab_size=50)  # fmt: skip
     info = DatasetInfo("classification", "text", 10, 0, None, 4)
-    model = build_text_model(spec, info, dropout=0.1)
+    upload = {"source": {"kind": "uploaded", "dataset_id": "d"}}
+    body = {"dataset": upload, "model": spec.model_dump(), "regularization": {"dropout": 0.1}}
+    model = build_model(JobSpec.model_validate(body), info)
     assert sum(p.numel() for p in model.parameters()) == text_parameter_count(spec, 4)
     ids = torch.tensor([[5, 6, 0, 0, 0, 0, 0], [0] * 7], dtype=torch.float32)
-    out = model.eval()(ids)
+    out = model.eval()(ids)  # a text of padding only too (attention would read nothing)
     assert out.shape == (2, 4) and torch.isfinite(out).all()
+    with torch.no_grad():  # inference: PyTorch's fast path of the encoder
+        assert torch.isfinite(model(ids)).all()
