@@ -246,6 +246,12 @@ def test_the_text_model_is_described_layer_by_layer(encoder, dropout):
     spec = JobSpec.model_validate({"dataset": UPLOAD, "model": model,
                                    "regularization": {"dropout": dropout}})  # fmt: skip
     plan = describe(spec, TEXT)
-    assert plan.layers[0].op == "embedding" and plan.layers[-1].op == "dense"
+    ops = {"pooling": ["embedding", "global_avg_pool", "dropout", "dense"],
+           "transformer": ["embedding", "position_embedding", "transformer_encoder",
+                           "layer_norm", "global_avg_pool", "dropout", "dense"]}  # fmt: skip
+    assert [la.op for la in plan.layers] == ops[encoder]
     assert sum(la.parameter_count for la in plan.layers) == plan.parameter_count
-    assert plan.parameter_count == sum(p.numel() for p in build_model(spec, TEXT).parameters())
+    net = build_model(spec, TEXT)
+    assert plan.parameter_count == sum(p.numel() for p in net.parameters())
+    for la in plan.layers:  # layer by layer: the module each describes
+        assert la.parameter_count == sum(p.numel() for p in net[la.index].parameters()), la

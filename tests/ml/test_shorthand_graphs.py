@@ -217,3 +217,24 @@ def test_shorthand_trains_exactly_as_the_pre_graph_builder(case, monkeypatch):
     assert [p[:3] for p in new_points] == [p[:3] for p in old_points]
     for new, old in zip(new_points, old_points, strict=True):
         assert new[3] == pytest.approx(old[3], abs=1e-6), new[:3]
+
+
+@pytest.mark.parametrize("encoder", ["pooling", "transformer"])
+def test_an_old_text_checkpoint_loads_and_predicts_as_before(encoder):
+    model = {**ENCODER, "encoder": encoder, "num_layers": 2}
+    body = {"dataset": UPLOAD, "model": model, "regularization": {"dropout": 0.1}}
+    spec = JobSpec.model_validate(body)
+    data = _tokens(n=12)
+    torch.manual_seed(3)
+    old = _old_build_model(spec, data.info).eval()
+    new = ml.embedding_front.build_model(spec, data.info).eval()
+    new.load_state_dict(old.state_dict(), strict=True)  # every name and shape as before
+    x = torch.from_numpy(data.x)  # a text of padding only among them
+    with torch.no_grad():  # inference: PyTorch's fast path of the encoder
+        torch.testing.assert_close(new(x), old(x), rtol=0, atol=1e-6)
+    new.train()
+    old.train()
+    torch.manual_seed(4)
+    expected = old(x)  # dropout draws in the same order
+    torch.manual_seed(4)
+    torch.testing.assert_close(new(x), expected, rtol=0, atol=1e-6)
