@@ -40,7 +40,7 @@ def input_features(info: DatasetInfo) -> int:
 
 def graph_shapes(spec: JobSpec, info: DatasetInfo) -> GraphShapes | None:
     """The layers of the model, shapes and counts (the head last). ``text`` is described by
-    the graph it computes (``ml.shorthands.text_as_graph``)."""
+    the graph it builds (``ml.shorthands.text_as_graph``)."""
     model = spec.model
     if isinstance(model, CNNModel | ResNetModel) and info.image_shape is None:
         raise TrainError(f"model.kind {model.kind!r} needs image data; use 'mlp' for tabular data")

@@ -283,7 +283,7 @@ def _warm_start_layers(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
     if warm is None or (isinstance(model, CNNModel | ResNetModel) and info.image_shape is None):
         return []
     graph = as_graph(model, info, spec.regularization.dropout)
-    if graph is None:  # text with encoder transformer: module names, checked at start
+    if graph is None:  # text: may name its modules (as before graphs), checked at start
         return []
     ids = [f"layers.{i}" for i in range(len(graph.layers))]
     ids += [layer.id for layer in graph.layers if layer.id] + ["head"]

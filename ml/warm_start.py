@@ -73,8 +73,8 @@ def _keep_in_inference_mode(module: nn.Module) -> None:
 
 def layer_aliases(model: nn.Module) -> dict[str, str]:
     """The layer ids of ``plan.layers`` (``layers.<i>``, a layer's own ``id``, ``head``) ->
-    the names of the modules that hold them, for a model built from a layer graph ({}:
-    not one, e.g. ``text`` with ``encoder: transformer``)."""
+    the names of the modules that hold them, for a model built from a layer graph ({}
+    for any other model)."""
     for prefix, module in model.named_modules():
         names = getattr(module, "layer_modules", None)
         if isinstance(names, dict):

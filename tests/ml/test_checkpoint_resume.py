@@ -196,3 +196,34 @@ def test_every_optimizer_resumes_exactly(optimizer):
     train(job, checkpoints=parts)
     a, b = weights(whole), weights(parts)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_text_transformer_resumes_exactly():
+    """The text encoder (a graph with a padding mask and dropout inside PyTorch's encoder)."""
+    import numpy as np
+
+    from ml.checks import DatasetInfo
+    from ml.data import LoadedDataset
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(2, 30, (64, 8))
+    for row, end in enumerate(rng.integers(1, 9, 64)):
+        ids[row, end:] = 0  # padded tails
+    ids[0] = 0  # a text of padding only
+    info = DatasetInfo("classification", "text", 64, 0, None, 2)
+    data = LoadedDataset(ids.astype(np.float32), rng.integers(0, 2, 64), info)
+    model = {"kind": "text", "encoder": "transformer", "embedding_dim": 8, "num_heads": 2,
+             "num_layers": 2, "max_length": 8, "vocab_size": 30}  # fmt: skip
+    job = JobSpec.model_validate({
+        "dataset": {"source": {"kind": "uploaded", "dataset_id": "d"}, "batch_size": 16},
+        "model": model, "regularization": {"dropout": 0.2}, "optimizer": {"kind": "adam"},
+        "epochs": 3, "seed": 5, "deterministic": True,
+    })  # fmt: skip
+    whole, parts = MemoryCheckpointSink(), MemoryCheckpointSink()
+    train(job, checkpoints=whole, dataset=data)
+    stopped = train(job, checkpoints=parts, dataset=data, control=StopAfter(6))
+    assert stopped.status_reason == "canceled"
+    train(job, checkpoints=parts, dataset=data)
+    a, b = weights(whole), weights(parts)
+    assert a.keys() == b.keys() and any(k.startswith("encoder.layers.1.") for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a)
