@@ -58,6 +58,9 @@ BAD = [
      "spec.model.layers.0", "global_avg_pool, global_max_pool or flatten"),
     (graph([{"op": "dense", "units": 4}], DIGITS),
      "spec.model.layers.0", "pool or flatten it first"),
+    (graph([{"op": "transformer_encoder", "num_heads": 2}, POOL], DIGITS),
+     "spec.model.layers.0", "transformer_encoder needs a sequence (length×features) and gets "
+     "an image 1×8×8"),
 ]  # fmt: skip
 
 

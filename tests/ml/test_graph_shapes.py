@@ -201,3 +201,19 @@ def test_same_pooling_never_counts_padding():
         else:
             assert (out < 0).all()  # a -inf pad never wins; a zero pad would
             torch.testing.assert_close(out[..., -1, -1], -x[..., 4, 4])
+
+
+def test_transformer_encoder_heads_must_divide_the_features():
+    layers = [
+        {"op": "embedding", "output_dim": 8},
+        {"op": "transformer_encoder", "num_heads": 3, "num_layers": 2},
+        {"op": "flatten"},
+    ]
+    model = GraphModel.model_validate({"layers": layers, "vocab_size": VOCAB, "max_length": 4})
+    problems = infer(model, TEXT, N_OUT).problems
+    assert [(p.loc, p.msg) for p in problems] == [
+        (("model", "layers", 1), "num_heads 3 must divide the feature size 8 (each head gets "
+         "feature_size / num_heads)")
+    ]  # fmt: skip
+    with pytest.raises(TrainError, match=r"model\.layers\.1: num_heads 3 must divide"):
+        build_graph(model, TEXT, N_OUT)
