@@ -1,4 +1,5 @@
-"""The storage quota where the API accepts work that will store bytes: 507 when full.
+"""The storage quota where the API accepts work that will store bytes: 507 when full,
+a 422 at checkpointing.keep_last when a job's checkpoints cannot fit.
 
 (Importable from api.jobs_service: nothing here imports the jobs service back.)
 """
@@ -9,9 +10,32 @@ from sqlalchemy.orm import Session
 
 from api.problems import ProblemError
 from api.storage import repository as repo
+from api.storage.schemas import StorageFigures
 from ml.checks import SpecProblem
 from ml.resources import ResourceEstimate, checkpoint_size, checkpoints_saved
 from ml.spec import JobSpec
+
+
+def insufficient_storage(exc: repo.StorageQuotaExceeded) -> ProblemError:
+    """507 Insufficient Storage with the team's figures in ``storage`` (a StorageProblem).
+
+    507, not 413: a 413 says this request is too large for anyone (the upload limits,
+    TRAINFORGE_MAX_UPLOAD_BYTES); this one says the team's stored bytes leave no room,
+    which deleting ended jobs or datasets, or a larger quota, fixes."""
+    return _problem(exc.stored, exc.quota, exc.adding, str(exc))
+
+
+def _problem(stored: repo.StorageUsage, quota: int, adding: int, detail: str) -> ProblemError:
+    figures = StorageFigures(
+        stored_bytes=stored.total_bytes,
+        checkpoint_bytes=stored.checkpoint_bytes,
+        dataset_bytes=stored.dataset_bytes,
+        quota_bytes=quota,
+        request_bytes=adding,
+        available_bytes=max(quota - stored.total_bytes, 0),
+    )
+    extensions = {"storage": figures.model_dump()}
+    return ProblemError(507, "Insufficient Storage", detail, extensions=extensions)
 
 
 def refuse_when_full(session: Session, team_id: str, default: int = 0) -> None:
@@ -21,11 +45,13 @@ def refuse_when_full(session: Session, team_id: str, default: int = 0) -> None:
     quota = repo.storage_quota(session, team_id, default)
     if quota is None:
         return
-    used = repo.usage(session, team_id).total_bytes
+    stored = repo.usage(session, team_id)
+    used = stored.total_bytes
     if used >= quota:
-        raise ProblemError(
-            507,
-            "Insufficient Storage",
+        raise _problem(
+            stored,
+            quota,
+            0,
             f"The team stores {used:,} bytes, at or over its storage quota of {quota:,} bytes "
             "(checkpoints and datasets): delete ended jobs (DELETE /v1/jobs/{id}) or "
             "datasets, or ask an admin to raise max_storage_bytes.",
