@@ -100,8 +100,10 @@ def problem_response(
         instance=instance,
         errors=list(errors) if errors is not None else None,
     )
+    standard = body.model_dump(exclude_none=True)
+    extra = {k: v for k, v in (extensions or {}).items() if k not in standard}
     return JSONResponse(
-        {**(extensions or {}), **body.model_dump(exclude_none=True)},
+        {**standard, **extra},
         status_code=status,
         media_type=PROBLEM_JSON,
         headers=headers,
