@@ -1,15 +1,18 @@
 """At the storage quota a running job prunes its own checkpoints to keep_last=1 /
 keep_best=1, says so in its log, saves again, and fails only when that is not enough
-(issue 28, finding 6)."""
+(issue 28, finding 6). The ``contract_*`` functions run unchanged on PostgreSQL in
+tests/integration/test_storage_quota_pg.py."""
 
 from __future__ import annotations
+
+import secrets
 
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db.checkpoints import Checkpoint
-from api.db.keys import DEFAULT_TEAM
+from api.db.keys import DEFAULT_TEAM, get_or_create_team
 from api.db.models import Job, Team
 from api.db.session import session_factory
 from api.settings import Settings
@@ -40,10 +43,16 @@ def _blob(size: int) -> CheckpointBlob:
     return CheckpointBlob(weights=b"w" * (size // 2), resume=b"r" * (size - size // 2))
 
 
-def _set_quota(factory: Factory, quota: int) -> None:
+def _job_of_a_team_with_quota(factory: Factory, quota: int, spec: dict[str, object]) -> str:
+    """A job claimed by attempt 1, of a new team whose storage quota is ``quota`` (a team
+    of its own: the PostgreSQL twin shares one database across tests)."""
+    job_id = running_job(factory, spec)
     with factory() as s:
-        s.execute(update(Team).where(Team.name == DEFAULT_TEAM).values(max_storage_bytes=quota))
+        team = get_or_create_team(s, f"quota-{secrets.token_hex(4)}")
+        s.execute(update(Team).where(Team.id == team.id).values(max_storage_bytes=quota))
+        s.execute(update(Job).where(Job.id == job_id).values(team_id=team.id))
         s.commit()
+    return job_id
 
 
 def _steps(factory: Factory, job_id: str) -> list[int]:
@@ -57,8 +66,19 @@ def _messages(lines: SqlLogSink) -> list[str]:
 
 
 def test_a_save_over_the_quota_prunes_to_the_last_and_the_best(factory: Factory) -> None:
-    job_id = running_job(factory, SPEC)
-    _set_quota(factory, 2500)
+    contract_a_save_over_the_quota_prunes_to_the_last_and_the_best(factory)
+
+
+def test_a_save_that_still_does_not_fit_fails_and_prunes_nothing(factory: Factory) -> None:
+    contract_a_save_that_still_does_not_fit_fails_and_prunes_nothing(factory)
+
+
+def test_keep_best_0_stays_0_when_pruning(factory: Factory) -> None:
+    contract_keep_best_0_stays_0_when_pruning(factory)
+
+
+def contract_a_save_over_the_quota_prunes_to_the_last_and_the_best(factory: Factory) -> None:
+    job_id = _job_of_a_team_with_quota(factory, 2500, SPEC)
     lines = SqlLogSink(job_id, 1, 100)
     sink = SqlCheckpointSink(factory, job_id, 1, JobSpec.model_validate(SPEC), lines=lines)
     sink.save(_blob(1000), 10, 0, {"val_loss": 0.5})  # the best
@@ -79,9 +99,8 @@ def test_a_save_over_the_quota_prunes_to_the_last_and_the_best(factory: Factory)
     assert not any("storage quota" in m for m in _messages(lines))
 
 
-def test_a_save_that_still_does_not_fit_fails_and_prunes_nothing(factory: Factory) -> None:
-    job_id = running_job(factory, SPEC)
-    _set_quota(factory, 2500)
+def contract_a_save_that_still_does_not_fit_fails_and_prunes_nothing(factory: Factory) -> None:
+    job_id = _job_of_a_team_with_quota(factory, 2500, SPEC)
     lines = SqlLogSink(job_id, 1, 100)
     sink = SqlCheckpointSink(factory, job_id, 1, JobSpec.model_validate(SPEC), lines=lines)
     sink.save(_blob(1000), 10, 0, {"val_loss": 0.5})
@@ -95,10 +114,9 @@ def test_a_save_that_still_does_not_fit_fails_and_prunes_nothing(factory: Factor
     assert any("does not fit the storage quota even with keep_last=1" in m for m in said)
 
 
-def test_keep_best_0_stays_0_when_pruning(factory: Factory) -> None:
+def contract_keep_best_0_stays_0_when_pruning(factory: Factory) -> None:
     spec = {**SPEC, "checkpointing": {"keep_last": 5, "keep_best": 0}}
-    job_id = running_job(factory, spec)
-    _set_quota(factory, 1500)
+    job_id = _job_of_a_team_with_quota(factory, 1500, spec)
     sink = SqlCheckpointSink(factory, job_id, 1, JobSpec.model_validate(spec))
     sink.save(_blob(1000), 10, 0, {"val_loss": 0.5})
     sink.save(_blob(1000), 20, 1, {"val_loss": 0.9})  # 2,000: the best is not kept
