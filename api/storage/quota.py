@@ -15,6 +15,23 @@ from ml.checks import SpecProblem
 from ml.resources import ResourceEstimate, checkpoint_size, checkpoints_saved
 from ml.spec import JobSpec
 
+_MEMO = "trainforge.storage_room"
+
+
+def _room(session: Session, team_id: str, default: int) -> tuple[int, repo.StorageUsage] | None:
+    """The team's quota and what it stores (None: no quota), read once per transaction: a
+    submit asks twice (is the team full? do the job's checkpoints fit?) before writing."""
+    transaction = session.get_transaction()
+    held = session.info.get(_MEMO)
+    if held is None or held[0] is not transaction:  # a new transaction reads afresh
+        held = session.info[_MEMO] = (transaction, {})
+    memo: dict[tuple[str, int], tuple[int, repo.StorageUsage] | None] = held[1]
+    if (team_id, default) not in memo:
+        quota = repo.storage_quota(session, team_id, default)
+        room = None if quota is None else (quota, repo.usage(session, team_id))
+        memo[(team_id, default)] = room
+    return memo[(team_id, default)]
+
 
 def insufficient_storage(exc: repo.StorageQuotaExceeded) -> ProblemError:
     """507 Insufficient Storage with the team's figures in ``storage`` (a StorageProblem).
@@ -42,10 +59,10 @@ def refuse_when_full(session: Session, team_id: str, default: int = 0) -> None:
     """507 for a new job of a team already at or over its storage quota (its own, else
     ``default``): its first checkpoint could only fail it. One primary-key read when the
     team has no quota."""
-    quota = repo.storage_quota(session, team_id, default)
-    if quota is None:
+    room = _room(session, team_id, default)
+    if room is None:
         return
-    stored = repo.usage(session, team_id)
+    quota, stored = room
     used = stored.total_bytes
     if used >= quota:
         raise _problem(
@@ -66,14 +83,15 @@ def checkpoint_room(
 
     Kept: ``keep_last + keep_best``, at most the checkpoints the run saves. The size is a
     lower bound (``ml.resources.checkpoint_size``), so what is refused cannot fit."""
-    quota = repo.storage_quota(session, team_id, default)
-    if quota is None:
+    room = _room(session, team_id, default)
+    if room is None:
         return None
+    quota, usage = room
     policy = spec.checkpointing
     size = checkpoint_size(spec, est)
     saved = checkpoints_saved(spec)
     kept = min(policy.keep_last + policy.keep_best, saved)
-    stored = repo.usage(session, team_id).total_bytes
+    stored = usage.total_bytes
     left = max(quota - stored, 0)
     if kept * size.total <= left:
         return None

@@ -5,6 +5,8 @@ spec.checkpointing.keep_last that shows the arithmetic (issue 28, finding 6)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi.testclient import TestClient
 
 from tests.api.test_storage_api import team_and_key
@@ -72,3 +74,21 @@ def test_not_even_one_checkpoint_fits(client: TestClient) -> None:
 def test_no_quota_no_check(client: TestClient) -> None:
     _, headers = team_and_key(client, "unbounded")  # the default quota: 20 GiB
     assert client.post("/v1/jobs", json={"spec": _spec()}, headers=headers).status_code == 201
+
+
+def test_a_submit_sums_the_team_storage_once(client: TestClient, monkeypatch: Any) -> None:
+    """Is the team full, do the checkpoints fit: one read of its stored bytes for both."""
+    from api.storage import repository
+
+    calls: list[str] = []
+    usage = repository.usage
+
+    def counted(session: Any, team_id: str) -> repository.StorageUsage:
+        calls.append(team_id)
+        return usage(session, team_id)
+
+    monkeypatch.setattr(repository, "usage", counted)
+    _, headers = team_and_key(client, "counted", max_storage_bytes=10**9)
+    r = client.post("/v1/jobs", json={"spec": _spec(keep_last=2)}, headers=headers)
+    assert r.status_code == 201, r.text
+    assert len(calls) == 1
