@@ -127,14 +127,16 @@ def create_job(
         if existing is not None:
             return Submitted(*_replay(existing, request_hash))
     spec = resolve_limits(body.spec, settings)
-    validate_spec(spec, session, team_id, settings=settings)
     # One read of the team's quotas: a quota that is not set costs no further query.
     team = session.execute(_TEAM_QUOTAS.where(Team.id == team_id)).one_or_none()
-    if team is None or team.max_queued_jobs is not None:
-        _check_queued_quota(session, team_id)
     default_quota = settings.default_storage_quota_bytes
     if team is None or team.max_storage_bytes is not None or default_quota:
+        # A full team is a 507 whatever it submits; one with room left gets a 422 at
+        # checkpointing.keep_last (validate_spec) when the job's checkpoints would not fit.
         refuse_when_full(session, team_id, default_quota)  # storage quota (api/storage)
+    validate_spec(spec, session, team_id, settings=settings)
+    if team is None or team.max_queued_jobs is not None:
+        _check_queued_quota(session, team_id)
     queue = settings.gpu_queue if body.spec.resources.device == "cuda" else settings.queue
     try:
         job = repo.create_job(

@@ -87,6 +87,9 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": _SCHEMAS + name}
 
 
+_EXTENDED_PROBLEMS = ("StorageProblem",)
+
+
 def _problem_response(status: int) -> dict[str, Any]:
     return {
         "description": _PROBLEMS[status],
@@ -112,6 +115,12 @@ def _validates_input(dependant: Dependant) -> bool:
     return any(own) or any(_validates_input(sub) for sub in dependant.dependencies)
 
 
+def _is_problem(body: dict[str, Any], problem_ref: dict[str, str]) -> bool:
+    """A Problem, or a problem with extension members (StorageProblem: a 507's figures)."""
+    schema = body.get("schema")
+    return schema == problem_ref or any(schema == _ref(n) for n in _EXTENDED_PROBLEMS)
+
+
 def _declare_problems(document: Document, routes: list[Any]) -> None:
     schemas: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
     problem_ref = _ref("Problem")
@@ -129,7 +138,7 @@ def _declare_problems(document: Document, routes: list[Any]) -> None:
                 # An error is problem+json whatever the route's own media type (JSON, SSE, ...).
                 content = response.get("content", {})
                 if status[0] in "45":
-                    for media in [m for m, b in content.items() if b.get("schema") == problem_ref]:
+                    for media in [m for m, b in content.items() if _is_problem(b, problem_ref)]:
                         content[PROBLEM_JSON] = content.pop(media)
             wanted = []
             if require_principal in calls:

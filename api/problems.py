@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -57,11 +57,14 @@ class ProblemError(Exception):
         *,
         errors: Sequence[FieldProblem] | None = None,
         headers: dict[str, str] | None = None,
+        extensions: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(detail or title)
         self.status, self.title, self.detail = status, title, detail
         self.errors = list(errors) if errors is not None else None
         self.headers = headers
+        # RFC 9457 extension members, beside the standard ones (e.g. a 507's `storage`).
+        self.extensions = dict(extensions or {})
 
 
 def dotted(loc: Sequence[int | str]) -> str:
@@ -88,6 +91,7 @@ def problem_response(
     errors: Sequence[FieldProblem] | None = None,
     instance: str | None = None,
     headers: dict[str, str] | None = None,
+    extensions: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
     body = Problem(
         title=title,
@@ -96,8 +100,10 @@ def problem_response(
         instance=instance,
         errors=list(errors) if errors is not None else None,
     )
+    standard = body.model_dump(exclude_none=True)
+    extra = {k: v for k, v in (extensions or {}).items() if k not in standard}
     return JSONResponse(
-        body.model_dump(exclude_none=True),
+        {**standard, **extra},
         status_code=status,
         media_type=PROBLEM_JSON,
         headers=headers,
@@ -143,6 +149,7 @@ def install(app: FastAPI) -> None:
             errors=exc.errors,
             instance=request.url.path,
             headers=exc.headers,
+            extensions=exc.extensions,
         )
 
     @app.exception_handler(RequestValidationError)

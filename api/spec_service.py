@@ -10,10 +10,12 @@ from api.datasets.codec import dataset_info as uploaded_info
 from api.db import datasets as datasets_repo
 from api.problems import FieldProblem, ProblemError
 from api.settings import Settings
+from api.storage.quota import checkpoint_room
 from api.warm_start import check_source
+from ml.architecture import TrainError
 from ml.checks import DatasetInfo, SpecProblem, builtin_info, check_spec
 from ml.column_spec import column_problems, encoded_width
-from ml.resources import ResourceLimits, check_resources
+from ml.resources import ResourceLimits, check_resources, estimate
 from ml.spec import BuiltinSource, JobSpec, LimitsSpec
 
 
@@ -85,6 +87,18 @@ def resolve_limits(spec: JobSpec, settings: Settings) -> JobSpec:
     return spec.model_copy(update={"limits": limits})
 
 
+def _storage_problems(
+    spec: JobSpec, info: DatasetInfo, session: Session, team_id: str, settings: Settings
+) -> list[SpecProblem]:
+    """The checkpoints the job keeps against the team's storage left (api.storage.quota)."""
+    try:
+        est = estimate(spec, info)
+    except TrainError:  # the model does not fit the data: check_spec says so
+        return []
+    found = checkpoint_room(session, team_id, spec, est, settings.default_storage_quota_bytes)
+    return [found] if found is not None else []
+
+
 def validate_spec(
     spec: JobSpec,
     session: Session,
@@ -95,12 +109,15 @@ def validate_spec(
     """Raises a 422 listing every semantic problem, each with its location.
 
     With ``settings``, the operator's limits too: parameters, estimated training
-    memory, the runtime ceiling (``ml.resources``).
+    memory, the runtime ceiling (``ml.resources``), and the checkpoints the job keeps
+    against the team's storage quota (``api.storage.quota``).
     """
     info = dataset_info(spec, session, team_id, prefix)
     problems: list[SpecProblem] = check_spec(spec, info) + table_problems(spec, session, team_id)
     if settings is not None and not problems:
         problems = check_resources(spec, info, resource_limits(settings))
+    if settings is not None and not problems:
+        problems = _storage_problems(spec, info, session, team_id, settings)
     errors = [
         FieldProblem(loc=".".join([prefix, *map(str, p.loc)]), msg=p.msg, type=p.type)
         for p in problems

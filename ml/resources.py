@@ -165,6 +165,32 @@ def estimate(spec: JobSpec, info: DatasetInfo) -> ResourceEstimate:
     )
 
 
+@dataclass(frozen=True)
+class CheckpointSize:
+    """What one checkpoint of the plan stores, at least (fp32; buffers, the RNG state and
+    the files' headers come on top): the weights file, and the resume file's optimizer
+    slots and (``restore_best_weights``) the best epoch's weights."""
+
+    weights: int
+    optimizer: int
+    best: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.optimizer + self.best
+
+
+def checkpoint_size(spec: JobSpec, est: ResourceEstimate) -> CheckpointSize:
+    weights = est.parameters * FLOAT
+    best = weights if spec.early_stopping and spec.early_stopping.restore_best_weights else 0
+    return CheckpointSize(weights=weights, optimizer=est.optimizer_bytes, best=best)
+
+
+def checkpoints_saved(spec: JobSpec) -> int:
+    """How many checkpoints a run saves: one every ``every_n_epochs`` epochs, and the last."""
+    return (spec.epochs - 1) // spec.checkpointing.every_n_epochs + 1
+
+
 def _gib(n: int) -> str:
     return f"{n / 2**30:.1f} GiB"
 

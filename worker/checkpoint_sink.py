@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,6 +14,7 @@ from api.db import checkpoints as repo
 from api.db import metrics as metrics_repo
 from api.db.models import Job
 from api.storage import repository as storage
+from ml.logsink import Level
 from ml.monitor import resolve_mode
 from ml.sinks import CheckpointBlob
 from ml.spec import JobSpec
@@ -62,6 +64,53 @@ class SqlCheckpointSink:
     def save(
         self, blob: CheckpointBlob, step: int, epoch: int, metrics: Mapping[str, float]
     ) -> None:
+        """Store the checkpoint; at the team's storage quota, first prune this job's own
+        checkpoints to keep_last=1 / keep_best=1 (in the same transaction as the save, so a
+        save that still does not fit deletes nothing) and keep that retention for the rest
+        of the attempt; ``StorageQuotaExceeded`` only when even that is over the quota."""
+        try:
+            self._save(blob, step, epoch, metrics, self._retention)
+            return
+        except storage.StorageQuotaExceeded as exc:
+            tight = self._at_the_limit()
+            if tight == self._retention:
+                raise
+            self._say(
+                "warning",
+                f"{exc} Pruning this job's checkpoints to keep_last={tight.keep_last}, "
+                f"keep_best={tight.keep_best} for the rest of this attempt and saving again.",
+            )
+            self._retention = tight
+        try:
+            self._save(blob, step, epoch, metrics, tight)
+        except storage.StorageQuotaExceeded:
+            self._say(
+                "error",
+                f"the checkpoint at step {step} does not fit the storage quota even with "
+                f"keep_last={tight.keep_last}, keep_best={tight.keep_best}: the job fails "
+                "(storage_quota_exceeded); its stored checkpoints are left as they were",
+            )
+            raise
+
+    def _at_the_limit(self) -> repo.Retention:
+        """The retention a job keeps once its next checkpoint would exceed the quota."""
+        keep = self._retention
+        return replace(keep, keep_last=1, keep_best=min(keep.keep_best, 1))
+
+    def _say(self, level: Level, message: str) -> None:
+        if self._lines is not None:
+            self._lines.worker_line(level, message)
+        else:
+            log.warning("job %s: %s", self._job_id, message)
+
+    def _save(
+        self,
+        blob: CheckpointBlob,
+        step: int,
+        epoch: int,
+        metrics: Mapping[str, float],
+        retention: repo.Retention,
+    ) -> None:
         def work(s: Session) -> tuple[repo.Checkpoint, set[int]]:
             before = self._ids(s)
             ckpt = repo.save_checkpoint(
@@ -73,11 +122,11 @@ class SqlCheckpointSink:
                 metrics=metrics,
                 weights=blob.weights,
                 resume=blob.resume,
-                retention=self._retention,
+                retention=retention,
                 chunk_bytes=self._chunk_bytes,
             )
             # After retention, in the same transaction: a checkpoint that would leave the
-            # team over its storage quota is rolled back and fails the job (the runner).
+            # team over its storage quota is rolled back (nothing written, nothing pruned).
             team_id = s.scalar(select(Job.team_id).where(Job.id == self._job_id))
             if team_id is not None:
                 what = f"The checkpoint at step {step}"
@@ -90,7 +139,7 @@ class SqlCheckpointSink:
             self._lines.worker_line(
                 "info",
                 f"checkpoint(s) {', '.join(map(str, sorted(deleted)))} deleted by retention "
-                f"(keep_last={self._retention.keep_last}, keep_best={self._retention.keep_best})",
+                f"(keep_last={retention.keep_last}, keep_best={retention.keep_best})",
             )
 
     def _ids(self, session: Session) -> set[int]:

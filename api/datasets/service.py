@@ -36,6 +36,7 @@ from api.schemas import (
 )
 from api.settings import Settings
 from api.storage import repository as storage
+from api.storage.quota import insufficient_storage
 
 _READ = 2**20
 
@@ -162,7 +163,7 @@ def create_dataset(
             default=settings.default_storage_quota_bytes,
         )
     except storage.StorageQuotaExceeded as exc:
-        raise ProblemError(507, "Insufficient Storage", str(exc)) from exc
+        raise insufficient_storage(exc) from exc
     meta = codec.metadata(parsed)
     try:
         dataset = repo.create_dataset(

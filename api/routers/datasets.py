@@ -22,6 +22,7 @@ from api.schemas import (
     DatasetTaskOption,
     ImputeOption,
 )
+from api.storage.schemas import StorageProblem
 
 # Multipart framing and the small form fields, on top of the file itself.
 FORM_OVERHEAD_BYTES = 64 * 1024
@@ -154,7 +155,11 @@ class DatasetUpload(BaseModel):
     responses={
         200: {"model": DatasetRead, "description": "The same content was already uploaded."},
         413: {"model": Problem, "description": "The file is over the upload limit."},
-        507: {"model": Problem, "description": "The team is over its storage quota."},
+        507: {
+            "model": StorageProblem,
+            "description": "The upload would take the team over its storage quota "
+            "(`storage`: its figures).",
+        },
     },
 )
 def create_dataset(

@@ -32,6 +32,7 @@ from api.schemas import (
     MetricValue,
     SpecValidateRequest,
 )
+from api.storage.schemas import StorageProblem
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": Problem, "description": "Missing or invalid API key."},
@@ -95,7 +96,10 @@ def _commit_then_publish(session: Session, queue: JobQueue, job: Job) -> None:
             "description": "The team is at its queued-jobs quota (`max_queued_jobs`); "
             "`Retry-After` says when to try again.",
         },
-        507: {"model": Problem, "description": "The team is over its storage quota."},
+        507: {
+            "model": StorageProblem,
+            "description": "The team is at or over its storage quota (`storage`: its figures).",
+        },
     },
     dependencies=[Depends(_create_job_query)],
 )

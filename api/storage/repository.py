@@ -20,8 +20,19 @@ from api.db.models import Job, Team
 class StorageQuotaExceeded(Exception):
     """Storing this would take the team past its ``max_storage_bytes``."""
 
-    def __init__(self, team_id: str, used: int, quota: int, what: str) -> None:
+    def __init__(
+        self,
+        team_id: str,
+        used: int,
+        quota: int,
+        what: str,
+        *,
+        stored: StorageUsage | None = None,
+        adding: int = 0,
+    ) -> None:
         self.team_id, self.used, self.quota = team_id, used, quota
+        self.stored = stored or StorageUsage(0, 0)  # before this request
+        self.adding = adding
         super().__init__(
             f"{what} would take the team's stored bytes to {used:,}, over its storage quota "
             f"of {quota:,} bytes (checkpoints and datasets). Delete ended jobs "
@@ -53,9 +64,10 @@ def check_quota(
     quota = storage_quota(session, team_id, default)
     if quota is None:
         return
-    used = usage(session, team_id).total_bytes + adding
+    stored = usage(session, team_id)
+    used = stored.total_bytes + adding
     if used > quota:
-        raise StorageQuotaExceeded(team_id, used, quota, what)
+        raise StorageQuotaExceeded(team_id, used, quota, what, stored=stored, adding=adding)
 
 
 def delete_ended_job(session: Session, job_id: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from api.admin_schemas import TeamRead
+from api.problems import Problem
 
 
 class TeamStorage(BaseModel):
@@ -16,3 +17,26 @@ class TeamStorage(BaseModel):
 
 class TeamDetail(TeamRead):
     storage: TeamStorage
+
+
+class StorageFigures(BaseModel):
+    """A team's storage when a request would take it over its quota (a 507's `storage`)."""
+
+    stored_bytes: int = Field(description="What the team stores now (checkpoints + datasets).")
+    checkpoint_bytes: int = Field(description="Of which checkpoints.")
+    dataset_bytes: int = Field(description="Of which datasets.")
+    quota_bytes: int = Field(
+        description="The team's max_storage_bytes, else the operator's default "
+        "(TRAINFORGE_DEFAULT_STORAGE_QUOTA_BYTES)."
+    )
+    request_bytes: int = Field(
+        description="What this request would store (an upload's stored, normalised size); "
+        "0 for a job submitted while the team is full."
+    )
+    available_bytes: int = Field(description="quota_bytes - stored_bytes, at least 0.")
+
+
+class StorageProblem(Problem):
+    """507 Insufficient Storage: the team's storage quota, with its figures."""
+
+    storage: StorageFigures

@@ -133,4 +133,9 @@ def test_a_team_at_its_storage_quota_cannot_submit_jobs(
     assert r.status_code == 507, r.text
     assert "storage quota of 4,000 bytes" in r.json()["detail"]
     assert client.delete(f"/v1/jobs/{job['id']}", headers=headers).status_code == 204
+    # Room again, but not for this job's checkpoints (issue 28, 6): a 422 at keep_last.
+    r = client.post("/v1/jobs", json={"spec": DIGITS}, headers=headers)
+    assert r.status_code == 422, r.text
+    assert [e["loc"] for e in r.json()["errors"]] == ["spec.checkpointing.keep_last"]
+    client.patch(f"/v1/admin/teams/{team_id}", json={"max_storage_bytes": 10**7})
     assert client.post("/v1/jobs", json={"spec": DIGITS}, headers=headers).status_code == 201

@@ -15,7 +15,7 @@ import pytest
 import schemathesis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import positive_data_acceptance
+from schemathesis.checks import not_a_server_error, positive_data_acceptance
 
 from api.app import create_app
 from api.settings import Settings
@@ -96,3 +96,28 @@ def test_every_operation_answers_as_documented_under_fuzzing(schema: Any, admin_
         run()
         checked.append(operation.label)
     assert len(checked) >= 30, checked
+
+
+def test_a_507_with_the_team_storage_matches_the_document(
+    app: FastAPI, schema: Any, admin_key: str, settings: Settings
+) -> None:
+    # Issue 28, 6: the team stores a dataset, then the default quota is below it.
+    from fastapi.testclient import TestClient
+
+    csv = b"a,b,label\n" + b"".join(f"{i},{i * 2},{i % 2}\n".encode() for i in range(40))
+    with TestClient(app) as client:
+        up = client.post(
+            "/v1/datasets",
+            data={"format": "csv", "label_column": "label"},
+            files={"file": ("t.csv", csv)},
+            headers={"Authorization": f"Bearer {admin_key}"},
+        )
+        assert up.status_code == 201, up.text
+    app.state.settings = settings.model_copy(update={"default_storage_quota_bytes": 10})
+    made = schema["/v1/jobs"]["POST"].Case(body={"spec": SPEC})
+    # A 507 is the documented answer here, not a server fault: only that check is off.
+    full = made.call_and_validate(
+        headers={"Authorization": f"Bearer {admin_key}"},
+        excluded_checks=[*EXCLUDED, not_a_server_error],
+    )
+    assert full.status_code == 507 and full.json()["storage"]["quota_bytes"] == 10
