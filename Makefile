@@ -57,12 +57,16 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/mypy api worker ml trainforge
 	$(BIN)/lint-imports
 
-# Every tier: the unit tests on every core (pytest-xdist), then the tiers that start
-# servers and processes or use PostgreSQL and Redis, one at a time. Tiers: tests/conftest.py.
+# Every tier: the unit tests on every core (pytest-xdist); the tiers that start servers and
+# processes or use PostgreSQL and Redis in two processes, a test file kept whole in one
+# (its module-scoped servers start once); last, alone, the fault tier, which stops and
+# restarts PostgreSQL and Redis under everything. Tiers: tests/conftest.py.
 JOBS ?= auto
+SERVER_JOBS ?= 2
 test: lint ui chromium compose-cli
 	$(BIN)/pytest -q -ra -m unit -n $(JOBS)
-	$(BIN)/pytest -q -ra -m "not unit"
+	$(BIN)/pytest -q -ra -m "not unit and not faults" -n $(SERVER_JOBS) --dist loadfile
+	$(BIN)/pytest -q -ra -m faults
 
 # No subprocess, server, network, npm, database service or training over a second.
 unit: $(VENV)/.installed-dev
