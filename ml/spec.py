@@ -525,6 +525,15 @@ class ResourcesSpec(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     compile: bool = False
+    devices: int = Field(
+        1, ge=1, le=64,
+        description="Data-parallel processes on one worker host (N GPUs with device cuda, N "
+        "CPU processes with device cpu). dataset.batch_size stays the global batch.",
+    )
+    sync_batch_norm: bool = Field(
+        False, description="With devices > 1: batch-norm statistics over the global batch "
+        "(SyncBatchNorm) instead of each replica's slice.",
+    )
 
 
 class LimitsSpec(Strict):
