@@ -175,19 +175,24 @@ def get_job_or_404(session: Session, principal: Principal, job_id: str) -> Job:
 
 
 def _queue_reason(
-    session: Session, job: Job, at_quota: dict[str, bool] | None = None
+    session: Session, job: Job, room: dict[str, int | None] | None = None
 ) -> QueueReason | None:
-    """Why a queued job waits; ``at_quota`` caches the answer per team across a page."""
+    """Why a queued job waits; ``room`` caches each team's room under its running quota
+    (devices it may still start; None: no quota) across a page."""
     if job.status != "queued":
         return None
-    cache = {} if at_quota is None else at_quota
+    cache = {} if room is None else room
     if job.team_id not in cache:
-        cache[job.team_id] = scheduling.team_at_quota(session, job.team_id)
-    if cache[job.team_id]:
-        return QueueReason.quota
+        cache[job.team_id] = scheduling.team_room(session, job.team_id)
+    needed = job.devices or 1
+    left = cache[job.team_id]
+    if left is not None and needed > left:
+        return QueueReason.quota  # its devices would take the team past max_running_jobs
     wants_gpu = (job.spec.get("resources") or {}).get("device") == "cuda"
     if wants_gpu and not workers.queue_served(session, job.queue):
         return QueueReason.waiting_for_gpu  # no alive worker consumes the GPU queue
+    if needed > 1 and workers.largest_alive(session, job.queue) < needed:
+        return QueueReason.waiting_for_devices  # no alive worker is that big (yet)
     return QueueReason.waiting_for_worker
 
 
@@ -216,11 +221,11 @@ def new_job_read(session: Session, submitted: Submitted) -> JobRead:
     """A job this request created: one transition (created queued, at its creation time),
     no model export, and no running-jobs count when its team has no such quota."""
     job = submitted.job
-    at_quota = None if submitted.running_quota else {job.team_id: False}
+    room: dict[str, int | None] | None = None if submitted.running_quota else {job.team_id: None}
     created = JobTransitionRead(
         from_status=None, to_status=JobStatus.queued, reason=None, attempt=0, at=job.created_at
     )
-    return _read(job, [created], _queue_reason(session, job, at_quota), submitted.spec)
+    return _read(job, [created], _queue_reason(session, job, room), submitted.spec)
 
 
 def _transitions(rows: list[JobTransition]) -> list[JobTransitionRead]:

@@ -48,8 +48,9 @@ class JobRead(BaseModel):
     queue_reason: QueueReason | None = Field(
         None,
         description="Why a queued job waits: its team is at max_running_jobs (`quota`), "
-        "it asks for cuda and no GPU worker is alive (`waiting_for_gpu`), or no worker is "
-        "free yet (`waiting_for_worker`).",
+        "it asks for cuda and no GPU worker is alive (`waiting_for_gpu`), no alive worker "
+        "offers as many devices as `resources.devices` (`waiting_for_devices`), or no "
+        "worker (or not enough free devices of one) is free yet (`waiting_for_worker`).",
     )
     error: str | None = Field(description="What went wrong, for a failed job.")
     spec: JobSpec = Field(description="The resolved spec: every default filled in.")

@@ -84,6 +84,35 @@ class Settings(BaseSettings):
         "rings its own doorbell for one that waited this long (a lost message costs about "
         "twice this, not republish_after_seconds); 0 turns it off.",
     )
+    database_check_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="How often a running worker checks that its database is reachable and "
+        "at its code's schema; while it is not, the worker consumes no job message.",
+    )
+    # Devices (issue 27): what a worker offers, what a job may ask for.
+    worker_devices: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Devices this worker offers to data-parallel jobs (resources.devices). "
+        "None: the CUDA devices it sees, or on a host without one its CPU cores (a CPU "
+        "'device' is one training process).",
+    )
+    device_pool: str | None = Field(
+        None,
+        max_length=200,
+        description="Name of the device pool this worker draws from. None: a pool of its own. "
+        "Worker processes of one host that set the same name share its devices: a job "
+        "reserves its devices from the pool atomically when it is claimed.",
+    )
+    max_devices_per_job: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="The most devices (resources.devices) a job may ask for: the largest "
+        "worker this deployment will have. A spec above it is refused with a 422.",
+    )
     # Fault-injection tests switch a protection off to prove they can see the fault.
     # Never set these in a deployment.
     unsafe_no_fencing: bool = Field(False, description="Tests only: ignore stale attempts.")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.datasets.codec import dataset_info as uploaded_info
 from api.db import datasets as datasets_repo
+from api.db.models import Team
 from api.problems import FieldProblem, ProblemError
 from api.settings import Settings
 from api.storage.quota import checkpoint_room
@@ -99,6 +101,32 @@ def _storage_problems(
     return [found] if found is not None else []
 
 
+def device_problems(
+    spec: JobSpec, session: Session, team_id: str, settings: Settings
+) -> list[SpecProblem]:
+    """``resources.devices`` against what any worker could ever give (issue 27): the
+    operator's ``TRAINFORGE_MAX_DEVICES_PER_JOB``, and the team's ``max_running_jobs``
+    (which counts devices). A job that fits both but no alive worker yet waits queued
+    with ``queue_reason: waiting_for_devices`` instead."""
+    wanted = spec.resources.devices
+    loc = ("resources", "devices")
+    if wanted > settings.max_devices_per_job:
+        msg = (
+            f"asks for {wanted} devices; the most a job may have here is "
+            f"{settings.max_devices_per_job} (TRAINFORGE_MAX_DEVICES_PER_JOB, the largest "
+            "worker this deployment has)"
+        )
+        return [SpecProblem(loc, msg, "too_many_devices")]
+    quota = session.scalar(select(Team.max_running_jobs).where(Team.id == team_id))
+    if quota is not None and wanted > quota:
+        msg = (
+            f"asks for {wanted} devices; your team's max_running_jobs quota is {quota} "
+            "(a running job counts one per device), so it could never start"
+        )
+        return [SpecProblem(loc, msg, "devices_over_quota")]
+    return []
+
+
 def validate_spec(
     spec: JobSpec,
     session: Session,
@@ -118,6 +146,8 @@ def validate_spec(
         problems = check_resources(spec, info, resource_limits(settings))
     if settings is not None and not problems:
         problems = _storage_problems(spec, info, session, team_id, settings)
+    if settings is not None:
+        problems += device_problems(spec, session, team_id, settings)
     errors = [
         FieldProblem(loc=".".join([prefix, *map(str, p.loc)]), msg=p.msg, type=p.type)
         for p in problems

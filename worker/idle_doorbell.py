@@ -27,26 +27,38 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import scheduling
+from api.db import devices, scheduling
+from api.db.devices import Pool
 from api.db.migrate import alembic_config
 from api.db.models import Job, utcnow
 from api.db.session import session_factory
 from api.queue import CeleryJobQueue, JobQueue
 from api.settings import Settings
+from worker.devices import this_worker_pool
 from worker.metrics_server import RUNNING
 
 log = logging.getLogger(__name__)
 
 
-def overdue_jobs(session: Session, queues: list[str], waited: timedelta) -> list[tuple[str, str]]:
-    """(job id, queue): per queue, the job that should run next, if it waited ``waited``."""
+def overdue_jobs(
+    session: Session, queues: list[str], waited: timedelta, free: int | None = None
+) -> list[tuple[str, str]]:
+    """(job id, queue): per queue, the job that should run next, if it waited ``waited``.
+
+    ``free``: the devices this worker's pool has free now; a job needing more is not
+    rung for (it would only be passed over again), the next one that fits is."""
     found = []
     cutoff = utcnow() - waited
     for queue in queues:
-        for job_id in scheduling.pick_order(session, queue, limit=1):
-            since = session.scalar(select(Job.updated_at).where(Job.id == job_id))
-            if since is not None and since <= cutoff:
+        for job_id in scheduling.pick_order(session, queue, limit=5):
+            row = session.execute(
+                select(Job.updated_at, Job.devices).where(Job.id == job_id)
+            ).first()
+            if row is None or (free is not None and int(row.devices or 1) > free):
+                continue
+            if row.updated_at <= cutoff:
                 found.append((job_id, queue))
+            break
     return found
 
 
@@ -57,9 +69,11 @@ class IdleDoorbell(threading.Thread):
         queues: list[str],
         queue: JobQueue | None = None,
         busy: Callable[[], bool] = lambda: RUNNING.snapshot() is not None,
+        pool: Pool | None = None,
     ) -> None:
         super().__init__(name="trainforge-idle-doorbell", daemon=True)
         self._settings, self._queues, self._busy = settings, queues, busy
+        self._pool = pool or this_worker_pool(settings)
         self._queue = queue or CeleryJobQueue(settings)
         self._factory: sessionmaker[Session] = session_factory(
             settings.resolved_database_url, settings.db_idle_in_transaction_seconds
@@ -73,7 +87,8 @@ class IdleDoorbell(threading.Thread):
             return []
         interval = self._settings.idle_claim_seconds
         with self._factory() as session:
-            due = overdue_jobs(session, self._queues, timedelta(seconds=interval))
+            free = len(devices.free_devices(session, self._pool))
+            due = overdue_jobs(session, self._queues, timedelta(seconds=interval), free)
         now, rang = time.monotonic(), list[str]()
         for job_id, queue in due:
             if now - self._rung.get(job_id, -1e9) < 2 * interval:

@@ -1,13 +1,18 @@
-"""The worker's row in ``workers`` (api.db.workers): alive while it is renewed."""
+"""The worker's row in ``workers`` (api.db.workers): alive while it is renewed, with the
+devices it offers and its device pool (which of them are free is read from the running
+jobs' reservations, api.db.devices, so it is never stale)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 
+from sqlalchemy.orm import Session
+
 from api.db import workers
 from api.db.session import session_factory
 from api.settings import Settings
+from worker.devices import this_worker_pool
 from worker.sinks import with_db_retry
 
 log = logging.getLogger(__name__)
@@ -23,9 +28,14 @@ class Presence(threading.Thread):
         factory = session_factory(
             self._settings.resolved_database_url, self._settings.db_idle_in_transaction_seconds
         )
+        pool = this_worker_pool(self._settings)  # the devices it offers (issue 27)
+
+        def beat(s: Session) -> None:
+            workers.beat(s, self._worker_id, self._queues, pool.devices, pool.name)
+
         while True:
             try:
-                with_db_retry(factory, lambda s: workers.beat(s, self._worker_id, self._queues))
+                with_db_retry(factory, beat)
             except Exception:
                 log.exception("could not record this worker's heartbeat")
             if self._stop_event.wait(self._settings.worker_heartbeat_seconds):

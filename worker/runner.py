@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import jobs as repo
 from api.db import scheduling
+from api.db.devices import Pool
 from api.db.models import Job
 from api.db.session import session_factory
 from api.queue import CeleryJobQueue
@@ -27,6 +28,7 @@ from worker import log_sink, sweeps
 from worker import threads as torch_threads
 from worker.checkpoint_sink import SqlCheckpointSink
 from worker.datasets import load_for_job
+from worker.devices import this_worker_pool
 from worker.export import export_job
 from worker.job_resources import check_job_resources
 from worker.log_sink import SqlLogSink
@@ -123,11 +125,14 @@ def _step_work(spec: JobSpec, dataset: LoadedDataset | None) -> int:
     return multiply_adds_per_sample(spec, info) * spec.dataset.batch_size
 
 
-def _claim(session: Session, job_id: str, lease_seconds: float) -> scheduling.Claimed | None:
+def _claim(
+    session: Session, job_id: str, lease_seconds: float, pool: Pool
+) -> scheduling.Claimed | None:
     # The message is a doorbell for the job's queue: run the best eligible job of
-    # that queue (quotas, priority, fairness), usually the job itself.
+    # that queue (quotas, priority, fairness) whose devices this worker's pool can
+    # give now, usually the job itself; its devices are reserved by the claim.
     queue = scheduling.queue_of(session, job_id)
-    return scheduling.claim_next(session, queue, lease_seconds) if queue else None
+    return scheduling.claim_next(session, queue, lease_seconds, pool) if queue else None
 
 
 def _wake_next(factory: sessionmaker[Session], settings: Settings, job_id: str) -> None:
@@ -141,19 +146,22 @@ def _wake_next(factory: sessionmaker[Session], settings: Settings, job_id: str) 
         CeleryJobQueue(settings).publish(order[0], queue)
 
 
-def run_job(job_id: str, settings: Settings | None = None) -> str:
-    """Returns how it ended, in words (what the Celery task logs)."""
+def run_job(job_id: str, settings: Settings | None = None, pool: Pool | None = None) -> str:
+    """Returns how it ended, in words (what the Celery task logs). ``pool``: the devices
+    this worker draws from (default: this process's, worker/devices.py)."""
     settings = settings or get_settings()
+    pool = pool or this_worker_pool(settings)
     factory = session_factory(
         settings.resolved_database_url, settings.db_idle_in_transaction_seconds
     )
-    claimed = with_db_retry(factory, lambda s: _claim(s, job_id, settings.lease_seconds))
+    claimed = with_db_retry(factory, lambda s: _claim(s, job_id, settings.lease_seconds, pool))
     if claimed is None:
-        log.info("nothing to run for job %s's message (duplicate, canceled or quota)", job_id)
-        return f"nothing to run for job {job_id}'s message (duplicate, canceled or quota)"
+        said = f"nothing to run for job {job_id}'s message (duplicate, canceled, quota or devices)"
+        log.info("%s", said)
+        return said
     job_id, attempt = claimed.job_id, claimed.attempt
     try:
-        return _run_claimed(factory, settings, job_id, attempt)
+        return _run_claimed(factory, settings, job_id, attempt, device_ids=claimed.device_ids)
     finally:
         try:
             _wake_next(factory, settings, job_id)
@@ -186,6 +194,7 @@ class _Attempt:
     lines: SqlLogSink
     metrics: SqlMetricSink
     checkpoints: SqlCheckpointSink
+    device_ids: list[int] | None = None  # the devices of this worker's pool it reserved
 
     @classmethod
     def start(
@@ -195,10 +204,14 @@ class _Attempt:
         job: Job,
         spec: JobSpec,
         attempt: int,
+        device_ids: list[int] | None = None,
     ) -> _Attempt:
         job_id = job.id
         lines = SqlLogSink(job_id, attempt, settings.job_log_max_lines)  # the job's log
-        lines.worker_line("info", f"attempt {attempt} started on worker {log_sink.WORKER_NAME}")
+        where = f" (devices {device_ids} of pool {job.device_pool})" if device_ids else ""
+        lines.worker_line(
+            "info", f"attempt {attempt} started on worker {log_sink.WORKER_NAME}{where}"
+        )
         run = cls(
             factory=factory,
             settings=settings,
@@ -225,6 +238,7 @@ class _Attempt:
                 lines=lines,
                 default_quota=settings.default_storage_quota_bytes,
             ),
+            device_ids=device_ids,
         )
         RUNNING.start(job_id, attempt, spec.dataset.batch_size)  # --metrics-port
         run.keeper.start()
@@ -262,8 +276,15 @@ def _fail_unrunnable_spec(
 
 
 def _run_claimed(
-    factory: sessionmaker[Session], settings: Settings, job_id: str, attempt: int
+    factory: sessionmaker[Session],
+    settings: Settings,
+    job_id: str,
+    attempt: int,
+    *,
+    device_ids: list[int] | None = None,
 ) -> str:
+    """Run a claimed attempt. ``device_ids``: which devices of this worker's pool the
+    claim reserved for it (issue 27; the data-parallel engine runs one rank on each)."""
     with factory() as session:
         job = session.get(Job, job_id)
         assert job is not None
@@ -271,7 +292,7 @@ def _run_claimed(
         spec = JobSpec.model_validate(job.spec)
     except ValidationError as exc:  # stored before a check was tightened: it cannot run
         return _fail_unrunnable_spec(factory, settings, job_id, attempt, exc)
-    run = _Attempt.start(factory, settings, job, spec, attempt)
+    run = _Attempt.start(factory, settings, job, spec, attempt, device_ids)
     try:
         outcome = _train(run)
     finally:

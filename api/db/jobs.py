@@ -159,6 +159,9 @@ def create_job(
         sweep_id=sweep_id,
         trial_number=trial_number,
         params=params,
+        devices=job_devices(spec),
+        device_pool=None,
+        device_ids=None,
     )
     session.execute(insert(table(Job)), row)
     job = Job(**row)  # the answer's view of the row, outside the session
@@ -166,6 +169,12 @@ def create_job(
     # shows it without reading it back).
     record_transition(session, job.id, None, "queued", None, 0, at=now)
     return job
+
+
+def job_devices(spec: dict[str, Any]) -> int:
+    """The devices a (resolved, stored) spec asks for: ``resources.devices``, default 1."""
+    resources = spec.get("resources") or {}
+    return int(resources.get("devices") or 1)
 
 
 def get_job(session: Session, job_id: str, team_id: str | None) -> Job | None:
@@ -244,8 +253,19 @@ def retry_job(session: Session, job: Job) -> bool:
     return True
 
 
-def claim_job(session: Session, job_id: str, lease_seconds: float) -> int | None:
-    """queued → running, attempt + 1. None when someone else has it (a duplicate delivery)."""
+def claim_job(
+    session: Session,
+    job_id: str,
+    lease_seconds: float,
+    *,
+    device_pool: str | None = None,
+    device_ids: list[int] | None = None,
+) -> int | None:
+    """queued → running, attempt + 1. None when someone else has it (a duplicate delivery).
+
+    ``device_pool``/``device_ids``: the devices this attempt reserves (api.db.devices); they
+    stay reserved while the job is ``running`` and are free again when it leaves it.
+    """
     now = utcnow()
     result = session.execute(
         update(Job)
@@ -258,6 +278,8 @@ def claim_job(session: Session, job_id: str, lease_seconds: float) -> int | None
             started_at=now,
             status_reason=None,
             error=None,
+            device_pool=device_pool,
+            device_ids=device_ids,
         )
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]

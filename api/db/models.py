@@ -137,6 +137,12 @@ class Job(Base):
     sweep_id: Mapped[str | None] = mapped_column(String(32), default=None)
     trial_number: Mapped[int | None] = mapped_column(Integer, default=None)
     params: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # Devices (issue 27): how many the job needs (spec.resources.devices, a column so that
+    # quotas and fair share count them cheaply), and -- while it runs -- which devices of
+    # which pool its attempt reserved. Reserved = running with these set (api.db.devices).
+    devices: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    device_pool: Mapped[str | None] = mapped_column(String(200), default=None)
+    device_ids: Mapped[list[int] | None] = mapped_column(JSON, default=None)
 
 
 class JobTransition(Base):

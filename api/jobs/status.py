@@ -35,3 +35,4 @@ class QueueReason(StrEnum):
     quota = "quota"
     waiting_for_worker = "waiting_for_worker"
     waiting_for_gpu = "waiting_for_gpu"  # resources.device cuda and no GPU worker is alive
+    waiting_for_devices = "waiting_for_devices"  # no alive worker offers resources.devices

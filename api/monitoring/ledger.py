@@ -25,7 +25,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Float, case, func, inspect, literal, select
 from sqlalchemy.orm import Session
 
-from api.db import workers
+from api.db import devices, workers
 from api.db.models import Job, JobTransition, Team, utcnow
 
 TERMINAL = ("succeeded", "failed", "canceled")
@@ -112,33 +112,40 @@ def _served(session: Session, cache: dict[str, bool], queue: str) -> bool:
 
 
 def _queued_by_reason(session: Session) -> dict[tuple[str, str], int]:
-    """As the API's ``queue_reason`` (api.jobs_service): ``quota`` when the team is at
-    max_running_jobs, ``waiting_for_gpu`` for a cuda job whose queue no alive worker
-    consumes, else ``waiting_for_worker``."""
-    running = dict(
-        session.execute(
-            select(Job.team_id, func.count()).where(Job.status == "running").group_by(Job.team_id)
-        ).all()
-    )
+    """As the API's ``queue_reason`` (api.jobs_service): ``quota`` when the job's devices
+    would take its team past max_running_jobs (which counts devices),
+    ``waiting_for_gpu`` for a cuda job whose queue no alive worker consumes,
+    ``waiting_for_devices`` when no alive worker of its queue offers its devices, else
+    ``waiting_for_worker``."""
+    running = devices.running_devices_by_team(session)
     quotas = dict(session.execute(select(Team.id, Team.max_running_jobs)).all())
     out: dict[tuple[str, str], int] = {}
     device = Job.spec["resources"]["device"].as_string()
     rows = session.execute(
-        select(Job.queue, Job.team_id, device, func.count())
+        select(Job.queue, Job.team_id, device, Job.devices, func.count())
         .where(Job.status == "queued")
-        .group_by(Job.queue, Job.team_id, device)
+        .group_by(Job.queue, Job.team_id, device, Job.devices)
     )
     served: dict[str, bool] = {}
-    for queue, team, wants, n in rows:
-        quota = quotas.get(team)
-        if quota is not None and running.get(team, 0) >= quota:
+    largest: dict[str, int] = {}
+    for queue, team, wants, needed, n in rows:
+        quota, needed = quotas.get(team), int(needed or 1)
+        if quota is not None and running.get(team, 0) + needed > quota:
             reason = "quota"
         elif wants == "cuda" and not _served(session, served, queue):
             reason = "waiting_for_gpu"
+        elif needed > 1 and _largest(session, largest, queue) < needed:
+            reason = "waiting_for_devices"
         else:
             reason = "waiting_for_worker"
         out[(queue, reason)] = out.get((queue, reason), 0) + int(n)
     return out
+
+
+def _largest(session: Session, cache: dict[str, int], queue: str) -> int:
+    if queue not in cache:
+        cache[queue] = workers.largest_alive(session, queue)
+    return cache[queue]
 
 
 def _sweeps(session: Session, ledger: Ledger) -> None:

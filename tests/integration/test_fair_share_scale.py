@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import insert
 
 from api.db import scheduling
+from api.db.devices import Pool
 from api.db.keys import get_or_create_team
 from api.db.migrate import upgrade
 from api.db.models import Job, new_id, utcnow
@@ -51,7 +52,7 @@ def _assert_small_team_first(url: str) -> None:
     queue, small_job = _fill(url)
     with session_factory(url)() as s:
         assert scheduling.pick_order(s, queue)[0] == small_job
-        claimed = scheduling.claim_next(s, queue, lease_seconds=30)
+        claimed = scheduling.claim_next(s, queue, 30, Pool(f"pool-{queue}", 1))
         s.commit()
     assert claimed is not None and claimed.job_id == small_job
 
