@@ -127,3 +127,29 @@ class AuditEntryRead(BaseModel):
 class AuditPage(BaseModel):
     items: list[AuditEntryRead]
     next_cursor: str | None
+
+
+class WorkerRead(BaseModel):
+    """A worker process, as its presence row and its pool's reservations show it."""
+
+    id: str = Field(description="The worker's name (host and process id).")
+    queues: list[str]
+    alive: bool = Field(description="It recorded a heartbeat within the last minute.")
+    started_at: datetime
+    heartbeat_at: datetime
+    devices: int = Field(description="Devices it offers (GPUs, or CPU process slots).")
+    device_pool: str = Field(
+        description="The pool its devices come from (its own name unless TRAINFORGE_DEVICE_POOL "
+        "names a pool shared by several processes of its host)."
+    )
+    free_devices: list[int] = Field(
+        description="Devices of its pool no running job holds, from the jobs' reservations."
+    )
+    reserved: dict[str, list[int]] = Field(
+        description="Running job id -> the devices of this pool its attempt reserved."
+    )
+
+
+class WorkerPage(BaseModel):
+    items: list[WorkerRead]
+    next_cursor: str | None = Field(None, description="Always null: every worker is listed.")

@@ -20,6 +20,7 @@ from api.query_guard import QueryGuard
 from api.queue import JobQueue, celery_queue
 from api.reports import router as reports_router
 from api.routers import admin, checkpoints, datasets, events, jobs, schemas, specs, system
+from api.routers import workers as workers_router
 from api.security_headers import SecurityHeaders
 from api.settings import Settings, get_settings
 from api.storage import router as storage_router
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
     # Outermost: nosniff, no-store and the dashboard's CSP on every answer (issue 28, 10).
     app.add_middleware(SecurityHeaders)
     app.include_router(admin.router)
+    app.include_router(workers_router.router)  # /v1/admin/workers (issue 27)
     for router in (jobs.router, specs.router, system.router):
         app.include_router(router)
     app.include_router(schemas.router)

@@ -124,7 +124,7 @@ def largest_alive(session: Session, queue: str, within: timedelta = ALIVE_WITHIN
     return max((int(n or 1) for listed, n in rows if queue in listed.split(",")), default=0)
 
 
-def alive_workers(session: Session) -> list[WorkerPresence]:
+def all_workers(session: Session) -> list[WorkerPresence]:
     return list(session.scalars(select(WorkerPresence).order_by(WorkerPresence.id)))
 
 
