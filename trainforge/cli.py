@@ -116,10 +116,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
     queues = worker_queues(settings, args.queues)  # the GPU queue only where there is one
     from worker.idle_doorbell import IdleDoorbell, wait_for_database
 
-    # No message is taken before the database is reachable and at this code's schema.
+    # No message is taken before the database is reachable and at this code's schema,
+    # nor while it is not later on (the gate stops and resumes consuming; issue 28).
     wait_for_database(settings)
+    from worker.database_gate import install
+
+    gate = install(app, settings, queues.split(","))
     if settings.idle_claim_seconds > 0 and not settings.unsafe_no_republish:
-        IdleDoorbell(settings, queues.split(",")).start()  # a lost doorbell costs seconds
+        # A lost doorbell costs seconds; a worker that consumes nothing rings none.
+        paused = lambda: gate.problem is not None  # noqa: E731
+        IdleDoorbell(settings, queues.split(","), paused=paused).start()
     from worker.operations import start_operations
 
     operations = start_operations(settings, queues, args.metrics_port)  # issue 15
@@ -136,6 +142,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         ]
     )
     operations.stop()
+    gate.stop()
     return 0
 
 

@@ -10,7 +10,8 @@ for a job is harmless (the claim is a conditional UPDATE: one wins, the other ac
 
 Also here: :func:`database_problem`, what a worker checks before it consumes any
 message -- a worker whose database is unreachable or not at the code's schema would
-take other workers' doorbells and fail them; it waits, saying why, instead.
+take other workers' doorbells and fail them; it waits, saying why, instead (and
+worker/database_gate.py stops it consuming when its database breaks later).
 """
 
 from __future__ import annotations
@@ -70,9 +71,11 @@ class IdleDoorbell(threading.Thread):
         queue: JobQueue | None = None,
         busy: Callable[[], bool] = lambda: RUNNING.snapshot() is not None,
         pool: Pool | None = None,
+        paused: Callable[[], bool] = lambda: False,
     ) -> None:
         super().__init__(name="trainforge-idle-doorbell", daemon=True)
         self._settings, self._queues, self._busy = settings, queues, busy
+        self._paused = paused  # this worker consumes nothing now (worker/database_gate.py)
         self._pool = pool or this_worker_pool(settings)
         self._queue = queue or CeleryJobQueue(settings)
         self._factory: sessionmaker[Session] = session_factory(
@@ -83,7 +86,7 @@ class IdleDoorbell(threading.Thread):
 
     def ring_once(self) -> list[str]:
         """Ring for the overdue jobs of this worker's queues; the ids it rang for."""
-        if self._busy():
+        if self._busy() or self._paused():
             return []
         interval = self._settings.idle_claim_seconds
         with self._factory() as session:
@@ -111,10 +114,17 @@ class IdleDoorbell(threading.Thread):
         self._stop_event.set()
 
 
-def database_problem(settings: Settings) -> str | None:
-    """Why this worker must not consume messages now (None: the database is fine)."""
+def schema_head(settings: Settings) -> str | None:
+    """The schema revision this code needs (read from the migration scripts)."""
     url = settings.resolved_database_url
-    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+
+
+def database_problem(settings: Settings, head: str | None = None) -> str | None:
+    """Why this worker must not consume messages now (None: the database is fine).
+    ``head``: :func:`schema_head`, when the caller already read it."""
+    url = settings.resolved_database_url
+    head = head or schema_head(settings)
     try:
         factory = session_factory(url, settings.db_idle_in_transaction_seconds)
         with factory() as session:
