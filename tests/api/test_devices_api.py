@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from api.db import scheduling, workers
 from api.db.devices import Pool
 from api.db.session import session_factory
+from api.monitoring.ledger import read_ledger
 from api.settings import Settings
 
 
@@ -60,6 +61,12 @@ def test_a_job_waits_for_devices_until_a_worker_big_enough_is_alive(
     assert client.get(f"/v1/jobs/{job['id']}").json()["queue_reason"] == "waiting_for_worker"
     one = client.post("/v1/jobs", json={"spec": _spec(1)}).json()
     assert one["queue_reason"] == "waiting_for_worker"
+    four = client.post("/v1/jobs", json={"spec": _spec(4)}).json()
+    assert four["queue_reason"] == "waiting_for_devices"  # the biggest alive offers 3
+    with factory() as s:  # /metrics counts them the same way
+        queued = read_ledger(s).queued
+    assert queued[(settings.queue, "waiting_for_devices")] == 1
+    assert queued[(settings.queue, "waiting_for_worker")] == 2
 
 
 def test_the_admin_view_shows_each_workers_devices_and_which_are_free(
