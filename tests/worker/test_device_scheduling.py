@@ -35,6 +35,7 @@ def _job(s: Session, team: str, queue: str, n_devices: int, priority: int = 0) -
     spec: dict[str, Any] = {
         "dataset": {"source": {"kind": "builtin", "name": "iris"}},
         "resources": {"devices": n_devices},
+        "epochs": 1,
     }
     team_id = get_or_create_team(s, team).id
     job = repo.create_job(
@@ -238,3 +239,41 @@ def test_a_worker_row_carries_its_devices_and_pool(settings: Settings) -> None:
         view = devices.pools(s, {name, "w-2"})
         assert (view[name].devices, view[name].free) == (3, [0, 1, 2])
         assert view["w-2"].devices == 2  # no pool named: a pool of its own
+
+
+# ------------------------------------------------------------------ through the runner
+
+
+def test_the_runner_claims_the_devices_and_hands_them_to_the_attempt(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run_job reserves the job's devices of the worker's pool and passes ``device_ids``
+    to the attempt (what the data-parallel engine is given); they are free once it ended."""
+    from api.joblogs.repository import lines_after
+    from worker import runner
+
+    factory = _sqlite(settings)
+    with factory() as s:
+        busy = _job(s, "other", settings.queue, 1)
+        s.commit()
+    pool = Pool("host-x", 3)
+    assert _claim(factory, settings.queue, pool) is not None  # device 0 is busy elsewhere
+    with factory() as s:
+        job_id = _job(s, "team-x", settings.queue, 2)
+        s.commit()
+    seen: list[list[int] | None] = []
+
+    def train(run: Any) -> Any:  # what the engine is given; no training needed here
+        seen.append(run.device_ids)
+        return runner._Outcome("succeeded", "completed")
+
+    monkeypatch.setattr(runner, "_train", train)
+    said = runner.run_job(job_id, settings, pool)
+    assert "succeeded" in said and seen == [[1, 2]]
+    with factory() as s:
+        job = s.get(Job, job_id)
+        assert job is not None and (job.device_pool, job.device_ids) == ("host-x", [1, 2])
+        log = [line.message for line in lines_after(s, job_id, 0, 100)]
+        assert any("(devices [1, 2] of pool host-x)" in line for line in log), log
+        assert devices.free_devices(s, pool) == [1, 2]  # only `busy` holds one now
+        assert devices.reserved(s, "host-x") == {0: busy}
