@@ -27,6 +27,7 @@ from api.db.models import Job, Team, utcnow
 from api.db.session import session_factory
 from api.settings import Settings
 from ml.spec import SPEC_VERSION
+from worker.sinks import with_db_retry
 
 LEASE = 30.0
 
@@ -142,6 +143,42 @@ def test_concurrent_claims_on_postgresql_queue_up_on_the_pool_and_never_deadlock
     holder.close()
     thread.join(timeout=30)
     assert b_result == [None]  # 1 device free after A's commit: B took nothing
+
+
+def _race(factory: sessionmaker[Session]) -> None:
+    """Two workers of one 3-device pool take two doorbells at the same moment."""
+    queue, team, name = _names()
+    pool = Pool(name, 3)
+    with factory() as s:
+        _job(s, team, queue, 2)
+        _job(s, f"{team}-b", queue, 2)
+        s.commit()
+    start = threading.Barrier(2)
+    results: list[scheduling.Claimed | None] = []
+
+    def worker() -> None:
+        start.wait()
+        results.append(with_db_retry(factory, lambda s: scheduling.claim_next(s, queue, 30, pool)))
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    claimed = [r for r in results if r is not None]
+    assert len(results) == 2 and len(claimed) == 1, results  # both answered, one got devices
+    assert claimed[0].device_ids == [0, 1]
+    with factory() as s:
+        assert devices.free_devices(s, pool) == [2]
+
+
+def test_simultaneous_claims_on_one_pool_sqlite(settings: Settings) -> None:
+    _race(_sqlite(settings))
+
+
+def test_simultaneous_claims_on_one_pool_postgresql(pg_url: str) -> None:
+    upgrade(pg_url)
+    _race(session_factory(pg_url))
 
 
 @pytest.mark.parametrize("how", ["finished", "worker_lost", "handed_back"])
