@@ -314,3 +314,14 @@ def test_the_runner_claims_the_devices_and_hands_them_to_the_attempt(
         assert any("(devices [1, 2] of pool host-x)" in line for line in log), log
         assert devices.free_devices(s, pool) == [1, 2]  # only `busy` holds one now
         assert devices.reserved(s, "host-x") == {0: busy}
+
+
+def test_what_a_worker_offers(settings: Settings) -> None:
+    from worker.devices import device_count, pool_for
+
+    assert device_count(settings, cuda_devices=4) == 4  # the GPUs it sees
+    assert device_count(settings, cuda_devices=0) >= 1  # its cores, on a CPU host
+    configured = Settings(home=settings.home, worker_devices=3, device_pool="host-a")
+    assert device_count(configured, cuda_devices=8) == 3  # TRAINFORGE_WORKER_DEVICES wins
+    assert pool_for(configured, cuda_devices=0) == Pool("host-a", 3)
+    assert pool_for(settings, cuda_devices=2).name != "host-a"  # a pool of its own
