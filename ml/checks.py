@@ -218,6 +218,15 @@ def check_spec(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
     if isinstance(spec.schedule, ReduceOnPlateauSchedule):
         problems += monitor_problems(("schedule", "monitor"), spec.schedule.monitor, produced)
 
+    # ---- data parallel: batch_size is the global batch, split evenly among the devices
+    devices, batch = spec.resources.devices, spec.dataset.batch_size
+    if devices > 1 and batch % devices:
+        add(("dataset", "batch_size"), f"dataset.batch_size {batch} is the global batch: it must "
+            f"divide evenly among resources.devices {devices} (each device takes batch_size / "
+            f"devices rows); use a multiple of {devices}, e.g. "
+            f"{' or '.join(str(b) for b in _multiples_near(batch, devices))}",
+            "batch_not_divisible")  # fmt: skip
+
     # ---- schedule and run length
     problems += _schedule(spec, n_train)
     es = spec.early_stopping
@@ -227,6 +236,11 @@ def check_spec(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
             f"({spec.epochs - 1}, counting from 0): early stopping would never look at a metric",
             "start_after_run")  # fmt: skip
     return problems
+
+
+def _multiples_near(n: int, k: int) -> list[int]:
+    below = n - n % k
+    return [b for b in (below, below + k) if b > 0]
 
 
 def _class_weight(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:

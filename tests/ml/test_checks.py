@@ -344,3 +344,16 @@ def test_a_plan_beyond_the_maximum_of_total_steps_is_refused_with_the_arithmetic
     assert "= 800000000000 optimizer steps" in problem.msg and str(MAX_TOTAL_STEPS) in problem.msg
     at_limit = spec.model_copy(update={"epochs": MAX_TOTAL_STEPS // 8_000_000})
     assert "too_many_steps" not in {p.type for p in check_spec(at_limit, info)}
+
+
+def test_batch_size_must_divide_among_the_devices():
+    """dataset.batch_size is the global batch: devices must divide it (issue 27), a 422
+    naming both numbers; 1 device takes any batch."""
+    uneven = spec(IRIS, dataset={"batch_size": 30}, resources={"devices": 4})
+    found = check_spec(uneven, builtin_info(uneven.dataset.source))  # type: ignore[arg-type]
+    assert [(p.loc, p.type) for p in found] == [(("dataset", "batch_size"), "batch_not_divisible")]
+    assert "batch_size 30" in found[0].msg and "devices 4" in found[0].msg
+    assert "28 or 32" in found[0].msg
+    for devices, batch in ((2, 30), (3, 30), (1, 7)):
+        fine = spec(IRIS, dataset={"batch_size": batch}, resources={"devices": devices})
+        assert check_spec(fine, builtin_info(fine.dataset.source)) == []  # type: ignore[arg-type]
