@@ -102,7 +102,8 @@ class SlicedDropout(nn.Dropout):
         shape = (s.n_global, *x.shape[1:])
         layout = (
             torch.channels_last
-            if x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last)
+            if x.ndim == 4
+            and x.is_contiguous(memory_format=torch.channels_last)
             and not x.is_contiguous()
             else torch.contiguous_format
         )
@@ -115,8 +116,6 @@ class GlobalBatchNormMixin(_BatchNorm):
     """Training-mode batch norm over the global batch: per-channel sums of all ranks'
     slices (two differentiable all-reduces: the mean, then the squared deviations)."""
 
-    shard: Shard
-
     def forward(self, x: Tensor) -> Tensor:
         if not self.training:
             return super().forward(x)
@@ -126,15 +125,14 @@ class GlobalBatchNormMixin(_BatchNorm):
 
     def _global(self, x: Tensor) -> Tensor:
         dims = [0, *range(2, x.ndim)]
-        count = torch.tensor(
-            [x.numel() // max(x.shape[1], 1)], dtype=x.dtype, device=x.device
-        )
-        total = dist_fn.all_reduce(torch.cat([x.sum(dims), count]))
+        count = torch.tensor([x.numel() // max(x.shape[1], 1)], dtype=x.dtype, device=x.device)
+        total: Tensor = dist_fn.all_reduce(torch.cat([x.sum(dims), count]))  # type: ignore[no-untyped-call]
         n = total[-1]
         mean = total[:-1] / n
         view = (1, -1) + (1,) * (x.ndim - 2)
         centred = x - mean.view(view)
-        var = dist_fn.all_reduce(centred.square().sum(dims)) / n
+        squares: Tensor = dist_fn.all_reduce(centred.square().sum(dims))  # type: ignore[no-untyped-call]
+        var = squares / n
         y = centred * torch.rsqrt(var + self.eps).view(view)
         if self.affine:
             y = y * self.weight.view(view) + self.bias.view(view)
@@ -153,7 +151,7 @@ class GlobalBatchNormMixin(_BatchNorm):
         return y
 
 
-def _synced_class(cls: type[nn.Module]) -> type[nn.Module]:
+def _synced_class(cls: type[_BatchNorm]) -> type[_BatchNorm]:
     # After the layer's own class (SeqBatchNorm transposes, then calls super().forward),
     # before _BatchNorm's forward in the method resolution order.
     return type(f"Global{cls.__name__}", (cls, GlobalBatchNormMixin), {})
@@ -167,10 +165,3 @@ def prepare_model(model: nn.Module, shard: Shard, sync_batch_norm: bool) -> None
             module.shard = shard  # type: ignore[assignment]
         elif sync_batch_norm and isinstance(module, _BatchNorm):
             module.__class__ = _synced_class(type(module))
-            module.shard = shard  # type: ignore[assignment]
-
-
-def share_weight(n_local: int, n_global: int, world: int) -> float:
-    """The factor on a rank's mean loss that makes DDP's gradient average the global mean."""
-    return n_local * world / n_global if n_global else 0.0
-

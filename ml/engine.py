@@ -315,16 +315,16 @@ def train(
 
     ``resources.devices`` > 1 trains in that many data-parallel processes (``ml.launch``);
     ``device_ids``: which of the host's GPUs they use (default ``range(devices)``)."""
+    device = resolve_device(spec.resources)
+    check_compiler(spec, device)
     if spec.resources.devices > 1:
         from ml.launch import train_parallel  # spawns processes: only when asked for
 
-        return train_parallel(spec, metrics=metrics, checkpoints=checkpoints, control=control,
-                              on_progress=on_progress, on_step_progress=on_step_progress,
-                              dataset=dataset, logs=logs, pruner=pruner, warm_start=warm_start,
+        return train_parallel(spec, entry=train_on, metrics=metrics, checkpoints=checkpoints,
+                              control=control, on_progress=on_progress,
+                              on_step_progress=on_step_progress, dataset=dataset, logs=logs,
+                              pruner=pruner, warm_start=warm_start,
                               device_ids=device_ids)  # fmt: skip
-    device = resolve_device(spec.resources)
-    check_cublas_config(device, spec.deterministic)
-    check_compiler(spec, device)
     loaded = dataset if dataset is not None else load_dataset(spec)
     return train_on(spec, device, loaded, metrics=metrics, checkpoints=checkpoints,
                     control=control, on_progress=on_progress, logs=logs, pruner=pruner,
@@ -347,6 +347,7 @@ def train_on(
     shard: Shard | None = None,
 ) -> TrainResult:
     """``train`` on a resolved device (also one data-parallel rank's run, with ``shard``)."""
+    check_cublas_config(device, spec.deterministic)
     try:
         return _train(spec, device, loaded, metrics=metrics, checkpoints=checkpoints,
                       control=control, on_progress=on_progress, logs=logs, pruner=pruner,

@@ -33,7 +33,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -41,7 +41,6 @@ import torch.distributed as dist
 from ml.architecture import TrainError
 from ml.data import LoadedDataset, load_dataset
 from ml.distributed import Shard
-from ml.engine import TrainResult, check_compiler, train_on
 from ml.logsink import Level, LogSink
 from ml.pruning import EpochPruner
 from ml.sinks import (
@@ -57,6 +56,7 @@ from ml.warm_start import WarmStart
 # A collective nobody answers (a rank hung, not dead) fails after this long. Rank 0
 # validates while the others wait in a broadcast: the bound is generous on purpose;
 # a dead rank is found by the parent within POLL_SECONDS.
+R = TypeVar("R")
 COLLECTIVE_TIMEOUT = timedelta(minutes=10)
 POLL_SECONDS = 0.05
 STOP_GRACE_SECONDS = 5.0  # after the run's end or a failure, before the ranks are killed
@@ -89,6 +89,7 @@ class RankArgs:
     """Everything a rank needs, pickled into its process."""
 
     spec: JobSpec
+    entry: Callable[..., Any]  # ml.engine.train_on (passed in: ml.engine imports this module)
     rank: int
     world: int
     port: int
@@ -127,6 +128,7 @@ def _devices(spec: JobSpec, device_ids: list[int] | None) -> list[str]:
 def train_parallel(
     spec: JobSpec,
     *,
+    entry: Callable[..., R],
     metrics: MetricSink | None,
     checkpoints: CheckpointSink | None,
     control: RunControl | None,
@@ -137,11 +139,11 @@ def train_parallel(
     pruner: EpochPruner | None,
     warm_start: WarmStart | None,
     device_ids: list[int] | None,
-) -> TrainResult:
-    """``ml.train`` for ``resources.devices`` > 1: see the module's docstring."""
+) -> R:
+    """``ml.train`` for ``resources.devices`` > 1: see the module's docstring. ``entry``
+    trains one rank (``ml.engine.train_on``); the result is rank 0's."""
     world = spec.resources.devices
     devices = _devices(spec, device_ids)
-    check_compiler(spec, torch.device(devices[0].split(":")[0]))
     loaded = dataset if dataset is not None else load_dataset(spec)
     resume = checkpoints.load() if checkpoints is not None else None
     ctx = _context()
@@ -149,18 +151,16 @@ def train_parallel(
     port = free_port()
     procs = []
     for rank in range(world):
-        args = RankArgs(spec, rank, world, port, devices[rank], loaded, resume, warm_start,
+        args = RankArgs(spec, entry, rank, world, port, devices[rank], loaded, resume, warm_start,
                         pruner is not None, checkpoints is not None,
                         on_step_progress is not None)  # fmt: skip
-        procs.append(
-            ctx.Process(target=rank_main, args=(args, events, replies, stop), daemon=True)
-        )
+        procs.append(ctx.Process(target=rank_main, args=(args, events, replies, stop), daemon=True))
     for p in procs:
         p.start()
     relay = _Relay(metrics, checkpoints, on_progress, on_step_progress, logs, pruner, replies)
     ended = False
     try:
-        result = _watch(procs, events, stop, control, relay)
+        result: R = _watch(procs, events, stop, control, relay)
         ended = True
         return result
     finally:
@@ -223,8 +223,8 @@ class _Relay:
 
 def _watch(
     procs: list[Any], events: Any, stop: Any, control: RunControl | None, relay: _Relay
-) -> TrainResult:
-    results: dict[int, TrainResult] = {}
+) -> Any:
+    results: dict[int, Any] = {}
     while True:
         if control is not None and control.should_stop():
             stop.set()
@@ -356,13 +356,11 @@ def _picklable(exc: BaseException) -> bytes:
         data = pickle.dumps(exc)
         pickle.loads(data)
         return data
-    except Exception:  # an exception that cannot cross processes: its words can
+    except Exception:  # noqa: BLE001 -- one that cannot cross processes: its words can
         return pickle.dumps(TrainError(f"{type(exc).__name__}: {exc}"))
 
 
-def _rank_train(
-    args: RankArgs, events: Any, replies: Any, stop: Any, logs: _RankLogs
-) -> TrainResult:
+def _rank_train(args: RankArgs, events: Any, replies: Any, stop: Any, logs: _RankLogs) -> Any:
     device = torch.device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(1)  # one core per rank: N ranks use N cores
@@ -380,12 +378,13 @@ def _rank_train(
     shard = Shard(args.rank, args.world, control)
     per = args.spec.dataset.batch_size // args.world
     line = (
-        f"rank {args.rank} of {args.world} on {device} ({backend}, {torch.get_num_threads()} "
-        f"CPU thread(s)): rows {args.rank * per}..{(args.rank + 1) * per - 1} of each batch"
+        f"rank {args.rank} of {args.world} on {device} (pid {os.getpid()}, {backend}, "
+        f"{torch.get_num_threads()} CPU thread(s)): rows {args.rank * per}.."
+        f"{(args.rank + 1) * per - 1} of each batch"
     )
     events.put(("log", args.rank, "info", line))
     lead = args.rank == 0
-    return train_on(
+    return args.entry(
         args.spec,
         device,
         args.dataset,

@@ -49,7 +49,7 @@ def assert_same(one: dict[str, list[float]], two: dict[str, list[float]]) -> Non
         assert two[name] == pytest.approx(one[name], rel=RTOL), name
 
 
-CASES = {
+CASES: dict[str, dict[str, Any]] = {
     # SGD with momentum, clipping on the global (all-reduced) gradient, l1 and l2 penalties,
     # dropout masks drawn for the whole batch and sliced.
     "sgd_clip_l1_l2_dropout": {
@@ -79,7 +79,10 @@ def test_two_processes_train_the_single_process_series(case: str) -> None:
 def test_per_replica_batch_norm_is_not_the_single_process_run() -> None:
     """The default (sync_batch_norm false): each replica normalizes with its own slice's
     statistics, as DDP does: the run trains, but its series depends on the device count."""
-    cnn = {"model": {"kind": "cnn", "channels": [4, 8]}, "optimizer": {"kind": "sgd", "lr": 0.05}}
+    cnn: dict[str, Any] = {
+        "model": {"kind": "cnn", "channels": [4, 8]},
+        "optimizer": {"kind": "sgd", "lr": 0.05},
+    }
     one, two = series(job(1, **cnn)), series(job(2, **cnn))
     apart = max(abs(b - a) / abs(a) for n in SERIES for a, b in zip(one[n], two[n], strict=True))
     assert apart > 20 * RTOL  # measured: 2e-3 (grad_norm), 6e-5 (loss)
