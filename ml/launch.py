@@ -28,6 +28,7 @@ import multiprocessing as mp
 import os
 import pickle
 import queue
+import signal
 import socket
 import traceback
 from collections.abc import Callable
@@ -335,6 +336,9 @@ class _RankControl:
 
 def rank_main(args: RankArgs, events: Any, replies: Any, stop: Any) -> None:
     """One rank's process: join the group, train its share, report how it ended."""
+    # Ctrl-C in the worker's terminal reaches the whole process group: the worker hands the
+    # job back and stops the ranks itself (the stop flag, then SIGKILL).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logs = _RankLogs(events, args.rank)
     try:
         result = _rank_train(args, events, replies, stop, logs)

@@ -19,8 +19,8 @@ import time
 from sqlalchemy import select
 
 from api.db.models import Job
-from api.joblogs.models import JobLogLine
 from api.db.session import session_factory
+from api.joblogs.models import JobLogLine
 from api.settings import Settings
 from tests.worker.helpers import insert_job
 from worker.runner import run_job
