@@ -369,6 +369,8 @@ def _rank_train(args: RankArgs, events: Any, replies: Any, stop: Any, logs: _Ran
     if device.type == "cpu":
         torch.set_num_threads(1)  # one core per rank: N ranks use N cores
     else:
+        if args.spec.deterministic:  # cuBLAS reads it once, at this process's first use
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(
