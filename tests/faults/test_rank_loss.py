@@ -41,7 +41,7 @@ def _kill_rank_one(killed: list[float]) -> None:
         if len(ranks) >= 2:
             break
         time.sleep(0.05)
-    time.sleep(2.0)  # rendezvous, data, a few steps
+    time.sleep(1.0)  # rendezvous, data, a few steps
     victim = ranks[-1]
     assert victim.pid is not None
     os.kill(victim.pid, signal.SIGKILL)
