@@ -27,7 +27,7 @@ differentiable ``torch.distributed.nn`` all-reduce, on CPU and GPU alike:
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -48,7 +48,6 @@ class Shard:
     lo: int = 0
     hi: int = 0
     n_global: int = 0
-    stats: list[Tensor] = field(default_factory=list)
 
     @property
     def lead(self) -> bool:
