@@ -109,6 +109,11 @@ def random_transform(
     )
 
 
+def slice_transform(t: Transform, lo: int, hi: int) -> Transform:
+    """Samples ``lo:hi`` of a batch's transforms (a data-parallel rank's rows)."""
+    return Transform(*(getattr(t, f.name)[lo:hi] for f in fields(t)))
+
+
 def pixel_matrices(t: Transform) -> Tensor:
     """(N, 2, 3) matrices mapping centred output pixel (x, y) to centred input pixel.
 

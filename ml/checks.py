@@ -183,6 +183,13 @@ def check_spec(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
             f"one sample at batch_size {spec.dataset.batch_size}, which batch normalization "
             "cannot train on: change batch_size or validation_split",
             "batch_norm_single_sample_batch")  # fmt: skip
+    elif uses_batch_norm and n_train > 0 and _replica_of_one(spec, n_train):
+        per = spec.dataset.batch_size // spec.resources.devices
+        add(("dataset", "batch_size"), f"with resources.devices {spec.resources.devices} each "
+            f"device normalizes its own {per} of the {spec.dataset.batch_size} rows of a batch, "
+            f"and the {n_train} training samples leave one device a slice of one sample, which "
+            "batch normalization cannot train on: set resources.sync_batch_norm true, or change "
+            "batch_size or validation_split", "batch_norm_single_sample_batch")  # fmt: skip
 
     # ---- loss vs task
     loss = loss_kind(spec.loss)
@@ -218,6 +225,15 @@ def check_spec(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
     if isinstance(spec.schedule, ReduceOnPlateauSchedule):
         problems += monitor_problems(("schedule", "monitor"), spec.schedule.monitor, produced)
 
+    # ---- data parallel: batch_size is the global batch, split evenly among the devices
+    devices, batch = spec.resources.devices, spec.dataset.batch_size
+    if devices > 1 and batch % devices:
+        add(("dataset", "batch_size"), f"dataset.batch_size {batch} is the global batch: it must "
+            f"divide evenly among resources.devices {devices} (each device takes batch_size / "
+            f"devices rows); use a multiple of {devices}, e.g. "
+            f"{' or '.join(str(b) for b in _multiples_near(batch, devices))}",
+            "batch_not_divisible")  # fmt: skip
+
     # ---- schedule and run length
     problems += _schedule(spec, n_train)
     es = spec.early_stopping
@@ -227,6 +243,21 @@ def check_spec(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
             f"({spec.epochs - 1}, counting from 0): early stopping would never look at a metric",
             "start_after_run")  # fmt: skip
     return problems
+
+
+def _replica_of_one(spec: JobSpec, n_train: int) -> bool:
+    """Per-replica batch norm (devices > 1, no sync) with a device's slice of one row: the
+    full batches' ``batch_size / devices``, or the part of the last batch one device gets."""
+    devices, batch = spec.resources.devices, spec.dataset.batch_size
+    if devices == 1 or spec.resources.sync_batch_norm or batch % devices:
+        return False
+    per, last = batch // devices, n_train % batch
+    return per == 1 or (last > 0 and last % per == 1)
+
+
+def _multiples_near(n: int, k: int) -> list[int]:
+    below = n - n % k
+    return [b for b in (below, below + k) if b > 0]
 
 
 def _class_weight(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:

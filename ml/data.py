@@ -374,9 +374,19 @@ def n_batches(n: int, batch_size: int) -> int:
 
 
 def train_batches(
-    data: DeviceData, batch_size: int, shuffle: bool, seed: int, epoch: int, start: int = 0
+    data: DeviceData,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    epoch: int,
+    start: int = 0,
+    part: tuple[int, int] | None = None,
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """The epoch's batches from batch ``start`` on (a resumed epoch skips what it did)."""
+    """The epoch's batches from batch ``start`` on (a resumed epoch skips what it did).
+
+    ``part`` (rank, world): only that rank's ``batch_size / world`` rows of each batch of the
+    single-process order (``ml.distributed``); the last partial batch may leave it fewer, or
+    none."""
     n, x, y = data.n_train, data.x_train, data.y_train
     order: Tensor | None = None
     if shuffle:
@@ -386,6 +396,9 @@ def train_batches(
     staging = _Staging(x, y, batch_size) if copy and order is not None else None
     for b in range(start, n_batches(n, batch_size)):
         lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
+        if part is not None:
+            per = batch_size // part[1]
+            lo, hi = min(lo + part[0] * per, hi), min(lo + (part[0] + 1) * per, hi)
         if staging is not None and order is not None:
             xb, yb = staging.gather(order[lo:hi])
         elif order is None:

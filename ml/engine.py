@@ -50,6 +50,7 @@ from ml.data import (
     prepare,
     train_batches,
 )
+from ml.distributed import Shard
 from ml.early_stopping import EarlyStopping
 from ml.logsink import LogSink, NullLogSink
 from ml.metrics import EpochPredictions
@@ -86,12 +87,15 @@ class TrainResult:
 
 class NonFiniteLoss(Exception):
     def __init__(self, step: int, epoch: int, value: float) -> None:
-        self.step, self.epoch = step, epoch
+        self.step, self.epoch, self.value = step, epoch, value
         super().__init__(
             f"the training loss became {value} at step {step} (epoch {epoch}, counting from 0). "
             "Try a lower optimizer.lr, gradient clipping (clipping.kind 'global_norm'), "
             "dataset.preprocessing.normalization 'standard', or resources.precision 'fp32'."
         )
+
+    def __reduce__(self) -> tuple[object, ...]:  # crosses from a data-parallel rank
+        return (NonFiniteLoss, (self.step, self.epoch, self.value))
 
 
 @dataclass
@@ -111,6 +115,7 @@ class _Meter:
     # accuracy's argmax) and computed at the epoch's end (a resumed epoch's training
     # metrics cover the batches run after the resume).
     predictions: EpochPredictions | None = None
+    shard: Shard | None = None  # data parallel: sums are reduced over the ranks at each sync
 
     def add(self, step: int, n: int, stats: StepStats) -> None:
         self.pending.append((step, n, stats))
@@ -133,6 +138,13 @@ class _Meter:
                 self.predictions.add(out, target, predicted)
         elif outputs and self.predictions is not None:  # a regression's outputs
             self.predictions.add(torch.cat(outputs), torch.cat(targets))
+        if self.shard is not None:  # the global batch's losses and correct counts
+            if norms:  # the same on every rank (taken after DDP's all-reduce): not summed
+                head = parts[0]
+                parts[0] = torch.cat([self.shard.sum(head[: len(stats)]), head[len(stats) :]])
+                parts[1:] = [self.shard.sum(p) for p in parts[1:]]
+            else:
+                parts = [self.shard.sum(p) for p in parts]
         values = torch.cat(parts).tolist()  # the one host sync
         k = len(stats)
         for (step, n, _), loss in zip(self.pending, values[:k], strict=True):
@@ -151,11 +163,22 @@ class _Meter:
         if classification:
             out["accuracy"] = self.correct / max(self.samples, 1)
         if self.predictions is not None:
+            if self.shard is not None:  # every rank's outputs (the metrics ignore their order)
+                self._gather_predictions(self.predictions, self.shard)
             out |= self.predictions.compute(names, n_classes)
             self.predictions.clear()
         out["lr"] = self.lr
         out["grad_norm"] = self.grad_norm / max(self.norms, 1)
         return out
+
+    @staticmethod
+    def _gather_predictions(p: EpochPredictions, shard: Shard) -> None:
+        mine = [(o.cpu(), t.cpu()) for o, t in zip(p.outputs, p.targets, strict=True)]
+        device = p.outputs[0].device if p.outputs else torch.device("cpu")
+        p.clear()
+        for part in shard.gather(mine):
+            for o, t in part:
+                p.add(o.to(device), t.to(device), o.to(device) if o.ndim == 1 else None)
 
     def state(self, seconds: float) -> dict[str, float]:
         keys = ("loss", "correct", "samples", "grad_norm", "norms", "lr")
@@ -281,21 +304,55 @@ def train(
     logs: LogSink | None = None,
     pruner: EpochPruner | None = None,
     warm_start: WarmStart | None = None,
+    device_ids: list[int] | None = None,
 ) -> TrainResult:
     """Train ``spec`` to completion, early stop or cancel; resume from ``checkpoints.load()``.
 
     ``logs`` receives the run's story for a human (see ``ml.logsink``); ``warm_start``
     starts from another run's weights (``ml.warm_start``; a resume overrides it). Running
     out of device memory raises ``ResourcesExceeded`` with what to change; the device's
-    cached blocks are handed back after every run, however it ends."""
+    cached blocks are handed back after every run, however it ends.
+
+    ``resources.devices`` > 1 trains in that many data-parallel processes (``ml.launch``);
+    ``device_ids``: which of the host's GPUs they use (default ``range(devices)``)."""
     device = resolve_device(spec.resources)
-    check_cublas_config(device, spec.deterministic)
     check_compiler(spec, device)
+    if spec.resources.devices > 1:
+        from ml.launch import train_parallel  # spawns processes: only when asked for
+
+        return train_parallel(spec, entry=train_on, metrics=metrics, checkpoints=checkpoints,
+                              control=control, on_progress=on_progress,
+                              on_step_progress=on_step_progress, dataset=dataset, logs=logs,
+                              pruner=pruner, warm_start=warm_start,
+                              device_ids=device_ids)  # fmt: skip
     loaded = dataset if dataset is not None else load_dataset(spec)
+    return train_on(spec, device, loaded, metrics=metrics, checkpoints=checkpoints,
+                    control=control, on_progress=on_progress, logs=logs, pruner=pruner,
+                    on_step_progress=on_step_progress, warm_start=warm_start)  # fmt: skip
+
+
+def train_on(
+    spec: JobSpec,
+    device: torch.device,
+    loaded: LoadedDataset,
+    *,
+    metrics: MetricSink | None,
+    checkpoints: CheckpointSink | None,
+    control: RunControl | None,
+    on_progress: Callable[[int, int], None] | None,
+    on_step_progress: Callable[[StepProgress], None] | None,
+    logs: LogSink | None,
+    pruner: EpochPruner | None,
+    warm_start: WarmStart | None,
+    shard: Shard | None = None,
+) -> TrainResult:
+    """``train`` on a resolved device (also one data-parallel rank's run, with ``shard``)."""
+    check_cublas_config(device, spec.deterministic)
     try:
         return _train(spec, device, loaded, metrics=metrics, checkpoints=checkpoints,
                       control=control, on_progress=on_progress, logs=logs, pruner=pruner,
-                      on_step_progress=on_step_progress, warm_start=warm_start)  # fmt: skip
+                      on_step_progress=on_step_progress, warm_start=warm_start,
+                      shard=shard)  # fmt: skip
     except torch.OutOfMemoryError as exc:
         detail = ". ".join(str(exc).split(". ")[:2]).strip()  # what, and how much was asked
         message = out_of_memory_message(spec, loaded.info, str(device), detail)
@@ -328,13 +385,14 @@ def _train(
     logs: LogSink | None,
     pruner: EpochPruner | None,
     warm_start: WarmStart | None,
+    shard: Shard | None = None,
 ) -> TrainResult:
     with _global_settings(spec.deterministic):
         torch.manual_seed(spec.seed)
         with _building("the dataset"):
             data = prepare(spec, loaded, device)
         with _building("the model, loss and optimizer"):
-            trainer = Trainer(spec, data, device, warm_start)
+            trainer = Trainer(spec, data, device, warm_start, shard)
         with _building("the learning-rate schedule"):
             schedule = build_schedule(spec, n_batches(data.n_train, spec.dataset.batch_size))
         with _building("early stopping"):
@@ -352,6 +410,7 @@ def _train(
             on_step_progress=on_step_progress,
             steps_per_epoch=n_batches(data.n_train, spec.dataset.batch_size),
             logs=logs if logs is not None else NullLogSink(),
+            shard=shard,
         )
         run.say_started(device)
         if run.trainer.warm_start is not None:
@@ -379,7 +438,18 @@ class InvalidSpec(TrainError):
 
     def __init__(self, part: str, exc: Exception) -> None:
         self.part = part
-        super().__init__(f"could not build {part} from this spec: {type(exc).__name__}: {exc}")
+        self.words = f"could not build {part} from this spec: {type(exc).__name__}: {exc}"
+        super().__init__(self.words)
+
+    def __reduce__(self) -> tuple[object, ...]:  # crosses from a data-parallel rank
+        return (_invalid_spec, (self.part, self.words))
+
+
+def _invalid_spec(part: str, words: str) -> InvalidSpec:
+    exc = InvalidSpec.__new__(InvalidSpec)
+    exc.part, exc.words = part, words
+    Exception.__init__(exc, words)
+    return exc
 
 
 # Not the spec's fault: out of memory (a resources problem), and our own typed errors.
@@ -414,22 +484,29 @@ def _fit(run: _Run) -> TrainResult:
     spec, s, trainer = run.spec, run.state, run.trainer
     while s.epoch < spec.epochs:
         epoch, meter = s.epoch, _Meter.restore(s.partial)
-        meter.classification = trainer.classification
+        meter.classification, meter.shard = trainer.classification, run.shard
+        shard, batch_size = run.shard, spec.dataset.batch_size
         if spec.metrics:
             meter.predictions = EpochPredictions.for_names(spec.metrics, trainer.classification)
         start = time.perf_counter() - meter.seconds
         trainer.model.train()
-        for xb, yb in train_batches(trainer.data, spec.dataset.batch_size, spec.dataset.shuffle,
-                                    spec.seed, epoch, start=s.batch):  # fmt: skip
-            if run.control.should_stop():
+        part = (shard.rank, shard.world) if shard is not None else None
+        for xb, yb in train_batches(trainer.data, batch_size, spec.dataset.shuffle,
+                                    spec.seed, epoch, start=s.batch, part=part):  # fmt: skip
+            n = min(trainer.data.n_train - s.batch * batch_size, batch_size)  # the global batch
+            stop, due = run.control.should_stop(), False
+            if shard is not None:  # every rank stops (and syncs) at the same step, or none does
+                shard.local_rows(n, batch_size)
+                stop, due = shard.agree(stop, run.step_progress_due())
+            if stop:
                 meter.sync(epoch)
                 s.partial = meter.state(time.perf_counter() - start)
                 return run.finish("canceled")
             meter.lr = run.schedule.lr_at(epoch, s.batch)
             measure = s.batch % GRAD_NORM_EVERY == 0
-            meter.add(s.step + 1, len(yb), trainer.step(xb, yb, meter.lr, measure))
+            meter.add(s.step + 1, n, trainer.step(xb, yb, meter.lr, measure))
             s.batch, s.step = s.batch + 1, s.step + 1
-            if s.step % SYNC_EVERY == 0 or run.step_progress_due():
+            if s.step % SYNC_EVERY == 0 or due or (shard is None and run.step_progress_due()):
                 meter.sync(epoch)
                 run.progress()
                 run.step_progress(meter)
@@ -437,13 +514,19 @@ def _fit(run: _Run) -> TrainResult:
         train_seconds = time.perf_counter() - start
         info = trainer.data.info
         values = meter.values(is_classification(info), spec.metrics, info.n_classes)
-        values |= trainer.evaluate()
-        values["epoch_seconds"] = time.perf_counter() - start
-        values["samples_per_second"] = meter.samples / max(train_seconds, 1e-9)
+        if run.lead:  # data parallel: rank 0 validates, its figures go to every rank
+            values |= trainer.evaluate()
+            values["epoch_seconds"] = time.perf_counter() - start
+            values["samples_per_second"] = meter.samples / max(train_seconds, 1e-9)
+        if shard is not None:
+            values = shard.from_lead(values if run.lead else None)
         stop = run.end_epoch(epoch, values)
         if stop or s.epoch == spec.epochs:
             return run.finish("early_stopped" if stop else "completed")
-        if run.pruner is not None and run.pruner.should_prune(epoch, values):
+        prune = run.lead and run.pruner is not None and run.pruner.should_prune(epoch, values)
+        if shard is not None:
+            prune = shard.from_lead(prune if run.lead else None)
+        if prune:
             return run.finish("pruned")  # a sweep's early termination (ml.pruning)
         if s.epochs_completed % spec.checkpointing.every_n_epochs == 0:
             run.save()
@@ -469,9 +552,16 @@ class _Run:
     pruner: EpochPruner | None = None
     state: RunState = field(default_factory=RunState)
     best_weights: dict[str, Tensor] | None = None
+    shard: Shard | None = None  # data parallel: this rank; rank 0 alone writes and saves
+
+    @property
+    def lead(self) -> bool:
+        return self.shard is None or self.shard.lead
 
     def say_started(self, device: torch.device) -> None:
         name = str(device)
+        if self.shard is not None:
+            name += f" (rank {self.shard.rank} of {self.shard.world} data-parallel processes)"
         if device.type == "cuda":
             name += f" ({torch.cuda.get_device_name(device)})"
         steps = n_batches(self.trainer.data.n_train, self.spec.dataset.batch_size)
@@ -561,7 +651,7 @@ class _Run:
         )
 
     def save(self) -> None:
-        if self.checkpoints is None:
+        if self.checkpoints is None or not self.lead:
             return
         s = self.state
         s.schedule = self.schedule.state_dict()

@@ -15,10 +15,11 @@ import torch
 from torch import Tensor
 
 from ml.architecture import TrainError, is_classification
-from ml.augment import augment, is_active
+from ml.augment import apply_transform, augment, is_active, random_transform, slice_transform
 from ml.class_weights import weighted_loss
 from ml.clipping import clip_gradients
 from ml.data import DeviceData, eval_batches
+from ml.distributed import Shard, prepare_model
 from ml.embedding_front import build_table_model
 from ml.init import init_weights
 from ml.metrics import EpochPredictions
@@ -70,8 +71,9 @@ class Trainer:
         data: DeviceData,
         device: torch.device,
         warm_start: WarmStart | None = None,
+        shard: Shard | None = None,
     ) -> None:
-        self.spec, self.data, self.device = spec, data, device
+        self.spec, self.data, self.device, self.shard = spec, data, device, shard
         self.classification = is_classification(data.info)
         self.model = build_table_model(spec, data.info, data.embeddings)
         init_weights(self.model, spec.init)
@@ -87,6 +89,12 @@ class Trainer:
         self.forward: Callable[[Tensor], Tensor] = (
             torch.compile(self.model) if spec.resources.compile else self.model
         )
+        self.train_forward = self.forward
+        if shard is not None:  # data parallel: DDP averages the gradients in backward
+            prepare_model(self.model, shard, spec.resources.sync_batch_norm)
+            ids = [device.index] if device.type == "cuda" else None
+            ddp = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            self.train_forward = torch.compile(ddp) if spec.resources.compile else ddp
         self.loss_fn = build_loss(spec, data.info)  # validation: never class-weighted (Keras)
         self.train_loss_fn = weighted_loss(spec, data, device) or self.loss_fn
         self.keep_outputs = self.classification or bool(spec.metrics)
@@ -126,15 +134,26 @@ class Trainer:
         Without clipping the gradient norm costs a few kernels of its own, so the
         loop asks for it on every ``GRAD_NORM_EVERY``-th step only.
         """
+        shard = self.shard
         if self.augmentation is not None:
-            xb = augment(xb, self.augmentation)
+            xb = self._augment(xb)
         set_lr(self.optimizer, lr)
         with self.autocast():
-            out = self.forward(xb)
-        loss = self.train_loss_fn(out.float(), yb)
+            out = self.train_forward(xb)
         penalty = self.penalty()
-        if penalty is not None:
-            loss = loss + penalty
+        if shard is None:
+            loss = self.train_loss_fn(out.float(), yb)
+            if penalty is not None:
+                loss = loss + penalty
+            reported = loss
+        else:
+            # This rank's share of the global batch's mean loss: DDP's average of the ranks'
+            # gradients is then the global batch's gradient (last partial batch included).
+            share = len(yb) / shard.n_global
+            data = self.train_loss_fn(out.float(), yb) if len(yb) else out.float().sum() * 0
+            loss, reported = data * (share * shard.world), data * share
+            if penalty is not None:  # whole on every rank: the average is itself
+                loss, reported = loss + penalty, reported + penalty / shard.world
         self.optimizer.zero_grad(set_to_none=True)
         norm = None
         if self.scaler is not None:
@@ -160,8 +179,18 @@ class Trainer:
                 apply_decoupled_weight_decay(self.optimizer)
             self.optimizer.step()
         if self.keep_outputs:
-            return StepStats(loss.detach(), norm, out.detach(), yb)
-        return StepStats(loss.detach(), norm, None, None)
+            return StepStats(reported.detach(), norm, out.detach(), yb)
+        return StepStats(reported.detach(), norm, None, None)
+
+    def _augment(self, xb: Tensor) -> Tensor:
+        assert self.augmentation is not None
+        shard = self.shard
+        if shard is None:
+            return augment(xb, self.augmentation)
+        # The single run's draws for the whole global batch; this rank's rows of them.
+        _, _, h, w = xb.shape
+        drawn = random_transform(self.augmentation, shard.n_global, h, w, xb.device)
+        return apply_transform(xb, slice_transform(drawn, shard.lo, shard.hi), self.augmentation)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

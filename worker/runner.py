@@ -22,6 +22,7 @@ from ml.architecture import multiply_adds_per_sample
 from ml.checks import builtin_info
 from ml.data import LoadedDataset
 from ml.engine import InvalidSpec, NonFiniteLoss, TrainError, TrainResult, train
+from ml.launch import RankLost
 from ml.resources import ResourcesExceeded
 from ml.spec import BuiltinSource, JobSpec
 from worker import log_sink, sweeps
@@ -160,6 +161,8 @@ def run_job(job_id: str, settings: Settings | None = None, pool: Pool | None = N
         log.info("%s", said)
         return said
     job_id, attempt = claimed.job_id, claimed.attempt
+    # Which of the host's GPUs the claim gave this attempt (the scheduler's; None: the first
+    # resources.devices ones).
     try:
         return _run_claimed(factory, settings, job_id, attempt, device_ids=claimed.device_ids)
     finally:
@@ -315,8 +318,9 @@ def _train(run: _Attempt) -> _Outcome:
     try:
         check_job_resources(factory, spec, run.job.team_id, run.settings)  # before allocating
         dataset = load_for_job(factory, run.job)
-        chosen = torch_threads.apply(run.settings.torch_threads, _step_work(spec, dataset))
-        lines.worker_line("info", f"{chosen.threads} CPU thread(s): {chosen.why}")
+        if spec.resources.devices == 1:  # data parallel: each rank process takes one
+            chosen = torch_threads.apply(run.settings.torch_threads, _step_work(spec, dataset))
+            lines.worker_line("info", f"{chosen.threads} CPU thread(s): {chosen.why}")
         result = train(
             spec,
             metrics=run.metrics,
@@ -328,6 +332,7 @@ def _train(run: _Attempt) -> _Outcome:
             logs=lines,
             pruner=sweeps.pruner_for_job(factory, run.job.id),  # a sweep trial's early stop
             warm_start=load_warm_start(factory, run.job, spec),  # issue 24
+            device_ids=run.device_ids,  # issue 27
         )
         outcome = _outcome_of(result, keeper, spec)
         if result.epochs_completed >= 1 and outcome.status in ("succeeded", "canceled"):
@@ -339,6 +344,9 @@ def _train(run: _Attempt) -> _Outcome:
     except repo.StaleAttempt:
         keeper.fenced = True
         return _Outcome()
+    except RankLost as exc:  # a data-parallel rank died: a lost worker, retried as one
+        lines.worker_line("error", str(exc))
+        return _Outcome("queued", "worker_lost", str(exc))
     except NonFiniteLoss as exc:  # where it stopped, as the error says
         return _Outcome(reason="non_finite_loss", error=str(exc), progress=(exc.epoch, exc.step))
     except ResourcesExceeded as exc:
@@ -381,6 +389,8 @@ def _record(
     outcome: _Outcome,
 ) -> str:
     """The outcome line and the terminal status in one transaction; a sweep moves on."""
+    if outcome.status == "queued" and outcome.reason == "worker_lost":
+        return _requeue_lost(factory, settings, job_id, attempt, lines, outcome)
     if outcome.status == "queued":
         return _hand_back(factory, settings, job_id, attempt, lines, outcome)
     ended = log_sink.outcome(job_id, attempt, outcome.status, outcome.reason, outcome.error)
@@ -412,6 +422,39 @@ def _record(
         log.warning("job %s attempt %s was fenced before it could finish", job_id, attempt)
         return f"job {job_id} attempt {attempt} was fenced before it could finish"
     return ended
+
+
+def _requeue_lost(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    job_id: str,
+    attempt: int,
+    lines: SqlLogSink,
+    outcome: _Outcome,
+) -> str:
+    """A part of the attempt was lost (a rank process died): queued again under
+    ``retry.max_restarts`` and its doorbell rung, or failed once they are spent."""
+    final_lines = lines.drain()
+    enforce = not settings.unsafe_ignore_max_restarts
+
+    def requeue(s: Session) -> tuple[str, str | None]:
+        lines.write(s, final_lines)
+        error = outcome.error or "a part of this attempt was lost"
+        to = repo.requeue_lost(s, job_id, attempt, error, outcome.progress, enforce)
+        return to, scheduling.queue_of(s, job_id)
+
+    try:
+        to, queue = with_db_retry(factory, requeue)
+    except repo.StaleAttempt:
+        return f"job {job_id} attempt {attempt} was fenced before it could be requeued"
+    said = f"job {job_id} attempt {attempt} {to} (worker_lost): {outcome.error}"
+    log.warning(said)
+    if to == "queued" and queue is not None and not settings.unsafe_no_republish:
+        try:
+            CeleryJobQueue(settings).publish(job_id, queue)
+        except Exception:  # the idle doorbell and the reconciler find it in the ledger
+            log.warning("could not ring job %s's doorbell", job_id, exc_info=True)
+    return said
 
 
 def _hand_back(

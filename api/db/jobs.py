@@ -392,6 +392,48 @@ def hand_back(
     record_transition(session, job_id, "running", "queued", reason, attempt)
 
 
+def requeue_lost(
+    session: Session,
+    job_id: str,
+    attempt: int,
+    error: str,
+    progress: tuple[int, int] | None = None,
+    enforce_max_restarts: bool = True,
+) -> str:
+    """running → queued (``restarts`` + 1) after a part of the attempt was lost (a
+    data-parallel rank died), or → failed once ``max_restarts`` is spent: what the
+    reconciler does for a lost worker, decided by the worker itself at once. Returns the
+    new status."""
+    job = session.execute(
+        select(Job.restarts, Job.max_restarts).where(Job.id == job_id, _is_current(attempt))
+    ).one_or_none()
+    if job is None:
+        raise StaleAttempt(job_id)
+    now = utcnow()
+    values: dict[str, Any] = {"status_reason": "worker_lost", "updated_at": now,
+                              "lease_expires_at": None}  # fmt: skip
+    if progress is not None:
+        values["progress_epoch"], values["progress_step"] = progress
+    if enforce_max_restarts and job.restarts >= job.max_restarts:
+        to = "failed"
+        values |= {"status": to, "finished_at": now, "error": (
+            f"{error}. The job was lost {job.restarts + 1} time(s); retry.max_restarts is "
+            f"{job.max_restarts}."
+        )}  # fmt: skip
+    else:
+        to = "queued"
+        values |= {"status": to, "error": None, "restarts": Job.restarts + 1, "published_at": now}
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, _is_current(attempt), Job.status == "running")
+        .values(**values)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise StaleAttempt(job_id)
+    record_transition(session, job_id, "running", to, "worker_lost", attempt)
+    return to
+
+
 def fence(session: Session, job_id: str, attempt: int) -> None:
     """Raise StaleAttempt unless ``attempt`` is the job's current, running attempt.
 

@@ -194,3 +194,19 @@ def test_absurd_step_counts_are_a_422_that_shows_the_arithmetic(client: TestClie
         errors = {e["loc"]: e["msg"] for e in r.json()["errors"]}
         msg = next(m for loc, m in errors.items() if loc.endswith("epochs"))
         assert "= 800000000000 optimizer steps" in msg and "1000000000" in msg
+
+
+def test_devices_that_do_not_divide_the_global_batch_are_a_422(
+    client: TestClient, fake_queue: FakeQueue
+) -> None:
+    """Issue 27: batch_size is the global batch; resources.devices must divide it."""
+    spec = {
+        "dataset": {"source": {"kind": "builtin", "name": "digits"}, "batch_size": 30},
+        "resources": {"devices": 4},
+    }
+    r = client.post("/v1/jobs", json={"spec": spec})
+    assert r.status_code == 422, r.text
+    errors = {e["loc"]: e["msg"] for e in r.json()["errors"]}
+    assert "batch_size 30" in errors["spec.dataset.batch_size"]
+    assert "devices 4" in errors["spec.dataset.batch_size"]
+    assert fake_queue.published == []

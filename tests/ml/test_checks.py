@@ -344,3 +344,32 @@ def test_a_plan_beyond_the_maximum_of_total_steps_is_refused_with_the_arithmetic
     assert "= 800000000000 optimizer steps" in problem.msg and str(MAX_TOTAL_STEPS) in problem.msg
     at_limit = spec.model_copy(update={"epochs": MAX_TOTAL_STEPS // 8_000_000})
     assert "too_many_steps" not in {p.type for p in check_spec(at_limit, info)}
+
+
+def test_batch_size_must_divide_among_the_devices():
+    """dataset.batch_size is the global batch: devices must divide it (issue 27), a 422
+    naming both numbers; 1 device takes any batch."""
+    uneven = spec(IRIS, dataset={"batch_size": 30}, resources={"devices": 4})
+    found = check_spec(uneven, builtin_info(uneven.dataset.source))  # type: ignore[arg-type]
+    assert [(p.loc, p.type) for p in found] == [(("dataset", "batch_size"), "batch_not_divisible")]
+    assert "batch_size 30" in found[0].msg and "devices 4" in found[0].msg
+    assert "28 or 32" in found[0].msg
+    for devices, batch in ((2, 30), (3, 30), (1, 7)):
+        fine = spec(IRIS, dataset={"batch_size": batch}, resources={"devices": devices})
+        assert check_spec(fine, builtin_info(fine.dataset.source)) == []  # type: ignore[arg-type]
+
+
+def test_per_replica_batch_norm_needs_two_rows_on_every_device():
+    """devices 2 without sync_batch_norm: each device normalizes its slice; a slice of one
+    row (batch 2, or the last batch's remainder) cannot train; sync_batch_norm can."""
+    mlp = {"kind": "mlp", "normalization": "batch"}
+    # iris: 120 training rows; batch 2 -> slices of 1; batch 34 -> last batch 18, slices 17 + 1
+    for batch in (2, 34):
+        per_replica = spec(IRIS, dataset={"batch_size": batch}, model=mlp,
+                           resources={"devices": 2})  # fmt: skip
+        found = check_spec(per_replica, builtin_info(per_replica.dataset.source))  # type: ignore[arg-type]
+        assert [p.type for p in found] == ["batch_norm_single_sample_batch"], batch
+        assert "devices 2" in found[0].msg and "sync_batch_norm" in found[0].msg
+        synced = spec(IRIS, dataset={"batch_size": batch}, model=mlp,
+                      resources={"devices": 2, "sync_batch_norm": True})  # fmt: skip
+        assert check_spec(synced, builtin_info(synced.dataset.source)) == []  # type: ignore[arg-type]
