@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from trainforge.sdk.errors import TrainforgeError, Unreachable
+from trainforge.sdk.errors import TrainforgeError
 from trainforge.sdk.events import EndEvent, JobEvent, MetricPoint, points_of, typed
+from trainforge.sdk.reconnect import (
+    RECONNECT_FOR,
+    STREAM_READ_TIMEOUT,
+    OnReconnect,
+    Reconnects,
+    headers,
+    retry_reason,
+)
 from trainforge.sdk.sse import parse
 from trainforge.sdk.transport import Http
 
@@ -19,8 +27,6 @@ if TYPE_CHECKING:  # pandas is optional
     import pandas
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
-STREAM_READ_TIMEOUT = 45.0  # the server sends a keep-alive every 15 s
-RECONNECT_FOR = 120.0  # events(): reconnect this long without success, then Unreachable
 
 
 class Job:
@@ -86,46 +92,40 @@ class Job:
         self.data = self._http.post(f"/v1/jobs/{self.id}/retry")
         return self
 
-    def events(self, *, reconnect_for: float = RECONNECT_FOR) -> Iterator[JobEvent]:
+    def events(
+        self, *, reconnect_for: float = RECONNECT_FOR, on_reconnect: OnReconnect | None = None
+    ) -> Generator[JobEvent, None, None]:
         """The job's events from its first, live, until its ``EndEvent`` (included).
 
-        A dropped connection is resumed with ``Last-Event-ID``: no event is missed or seen
-        twice. After ``reconnect_for`` seconds of failed reconnects: ``Unreachable``."""
+        A dropped connection (or a 5xx) is resumed with ``Last-Event-ID``: no event is missed
+        or seen twice. ``on_reconnect(reason)`` is called before each new try. After
+        ``reconnect_for`` seconds without an event: ``Unreachable``."""
         last_id: int | None = None
-        failing_since: float | None = None
-        delay = 0.5
+        tries = Reconnects(f"the events of job {self.id} at {self._http.config.url}",
+                           reconnect_for, on_reconnect)  # fmt: skip
         while True:
-            headers = {"Accept": "text/event-stream"}
-            if last_id is not None:
-                headers["Last-Event-ID"] = str(last_id)
             try:
-                with self._http.stream(
-                    f"/v1/jobs/{self.id}/events", headers, STREAM_READ_TIMEOUT
-                ) as response:
+                path = f"/v1/jobs/{self.id}/events"
+                with self._http.stream(path, headers(last_id), STREAM_READ_TIMEOUT) as response:
                     for raw in parse(response.iter_lines()):
                         event = typed(raw)
-                        if raw.id is not None:
-                            last_id = raw.id
-                        failing_since, delay = None, 0.5
+                        last_id = raw.id if raw.id is not None else last_id
+                        tries.event()
                         yield event
                         if isinstance(event, EndEvent):
-                            self.data["status"] = event.status
-                            self.data["status_reason"] = event.status_reason
+                            self._ended(event)
                             return
                 reason = "the stream ended early"
-            except httpx.HTTPError as exc:
-                reason = str(exc) or type(exc).__name__
-            except TrainforgeError as exc:
-                if exc.status is None or exc.status < 500:
+            except (httpx.HTTPError, TrainforgeError) as exc:
+                why = retry_reason(exc)
+                if why is None:
                     raise
-                reason = exc.message
-            failing_since = failing_since or time.monotonic()
-            if time.monotonic() - failing_since > reconnect_for:
-                raise Unreachable(
-                    f"lost the events of job {self.id} at {self._http.config.url} ({reason})"
-                )
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+                reason = why
+            time.sleep(tries.failed(reason))
+
+    def _ended(self, event: EndEvent) -> None:
+        self.data["status"] = event.status
+        self.data["status_reason"] = event.status_reason
 
     def wait(self, timeout: float | None = None, *, poll: float = 1.0) -> Job:
         """Block until the job ends; returns it, refreshed. ``timeout`` (seconds):
