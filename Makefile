@@ -34,14 +34,19 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 install: $(VENV)/.installed ui
 install-dev: $(VENV)/.installed-dev
 
-# The dashboard's front-end packages (uPlot, yaml), pinned by api/ui/package-lock.json,
-# into api/ui/node_modules, from where the API serves them under /ui/vendor/ (no CDN).
+# The dashboard's front-end packages (uPlot, yaml, swagger-ui, CodeMirror 6), pinned by
+# api/ui/package-lock.json, into api/ui/node_modules, from where the API serves them under
+# /ui/vendor/ (no CDN); the spec editor's CodeMirror is bundled into one ES module by
+# esbuild (a pinned devDependency: `npm run build`) into api/ui/dist/.
 UI := api/ui
 $(UI)/node_modules/.installed: $(UI)/package.json $(UI)/package-lock.json
 	cd $(UI) && npm ci --no-audit --no-fund --ignore-scripts
 	touch $@
 
-ui: $(UI)/node_modules/.installed
+$(UI)/dist/codemirror/codemirror.js: $(UI)/node_modules/.installed $(UI)/editor/codemirror.js
+	cd $(UI) && npm run build
+
+ui: $(UI)/node_modules/.installed $(UI)/dist/codemirror/codemirror.js
 
 # The UI tests (tests/e2e/test_ui.py) drive the distribution's Chromium through
 # Playwright's executable_path: never a browser build of Playwright's own.

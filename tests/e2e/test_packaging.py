@@ -171,6 +171,7 @@ def test_the_server_wheel_serves_the_dashboard_without_node_modules(
         served = [
             "/ui/vendor/uplot/uPlot.esm.js",
             "/ui/vendor/yaml/index.js",
+            "/ui/vendor/codemirror/codemirror.js",
             "/ui/vendor/swagger-ui/swagger-ui-bundle.js",
             "/ui/static/js/main.js",
         ]
