@@ -393,6 +393,13 @@ def test_the_spec_editor_highlights_explains_completes_and_marks_the_problem_lin
     expect(page.get_by_test_id("plan-empty")).to_be_visible()
     expect(page.get_by_test_id("steps-per-epoch")).to_have_count(0)
     expect(page.locator("[data-testid=layers] tbody tr")).to_have_count(0)
+    # JSON: the language switches, and the problem is marked on its (pretty-printed) line
+    page.get_by_label("Job spec (YAML or JSON)").fill(
+        '{\n  "dataset": {"source": {"kind": "builtin", "name": "digits"}},\n  "epochs": 0\n}'
+    )
+    expect(page.locator(".cm-editor")).to_have_attribute("data-language", "json")
+    expect(marked).to_have_count(1)
+    expect(marked).to_contain_text('"epochs": 0')
 
 
 def test_an_unknown_job_shows_not_found(up: UpServer, page: Any, console: Console) -> None:

@@ -45,6 +45,7 @@ export class SpecEditor {
             if (now !== this.json) {
               this.json = now;
               this.view.dispatch({ effects: this.language.reconfigure(now ? json() : yaml()) });
+              this.view.dom.dataset.language = now ? "json" : "yaml";
             }
             onChange(this.text);
           }),
@@ -73,8 +74,8 @@ export class SpecEditor {
     const line = state.doc.lineAt(pos);
     if (this.json) {
       const { path, inKey } = jsonPathAt(state.doc.toString(), pos);
-      const word = /"?[\w.-]*$/.exec(state.sliceDoc(line.from, pos))[0];
-      return { path, key: null, inKey, word: word.replace(/^"/, ""), wordFrom: pos - word.replace(/^"/, "").length };
+      const typed = /("?)([\w.-]*)$/.exec(state.sliceDoc(line.from, pos));
+      return { path, key: null, inKey, quoted: Boolean(typed[1]), word: typed[2], wordFrom: pos - typed[2].length };
     }
     const lines = state.doc.toString().split("\n");
     const { path, key } = yamlPathAt(lines, line.number - 1);
@@ -99,7 +100,7 @@ export class SpecEditor {
           type: "property",
           detail: help.detail,
           info: help.text || undefined,
-          apply: this.json ? `${key}": ` : `${key}: `,
+          apply: this.json ? `${at.quoted ? "" : '"'}${key}": ` : `${key}: `,
         };
       }),
       validFor: /^[\w.-]*$/,
