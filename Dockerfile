@@ -28,10 +28,15 @@ COPY api api
 COPY worker worker
 COPY ml ml
 COPY trainforge trainforge
+COPY trainforge_server trainforge_server
 COPY migrations migrations
+# The server distribution's project (its packages are links to the folders above).
+COPY server server
+COPY README.md ./
 COPY --from=ui /ui/node_modules api/ui/node_modules
 # torch is already there (the pin matches its +cpu/+cuXXX local version): pip keeps it.
 # Editable, so the dashboard's static files and node_modules are served from /app/api/ui.
-RUN pip install --no-cache-dir -c constraints.txt -e '.[worker]'
+# The client (`trainforge`, the CLI) and the server with the worker's extras.
+RUN pip install --no-cache-dir -c constraints.txt -e . -e './server[worker]'
 ENV TRAINFORGE_HOME=/var/lib/trainforge
 CMD ["trainforge", "api"]

@@ -1,5 +1,6 @@
 # The README's two commands: `make run` and `make test`.
 PY ?= python3.11
+, := ,
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
@@ -15,27 +16,37 @@ $(BIN)/python:
 # (PyPI's Linux wheel is a CUDA one; this project's machines serve the CPU build). Name the
 # build to choose it: `make run TORCH_VARIANT=cpu` or `TORCH_VARIANT=cu128` (docs/gpu.md).
 TORCH_VARIANT ?=
-$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+# Two distributions from this checkout (docs/packaging.md): the client `trainforge` (the
+# root pyproject.toml) and `trainforge-server` (server/pyproject.toml), both editable here;
+# pip takes the local server for the client's `trainforge-server[...]` extras.
+PACKAGING := pyproject.toml server/pyproject.toml server/setup.py constraints.txt
+EDITABLE = -e '.[$(1)]' -e './server[worker]'
+$(VENV)/.installed: $(BIN)/python $(PACKAGING)
 	$(if $(TORCH_VARIANT),$(PIP) install -q --index-url \
 		"https://download.pytorch.org/whl/$(TORCH_VARIANT)" "$$(grep -E '^torch==' constraints.txt)")
-	$(PIP) install -q -c constraints.txt -e '.[worker]'
+	$(PIP) install -q -c constraints.txt $(call EDITABLE,worker)
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	$(PIP) install -q -c constraints.txt $(call EDITABLE,dev)
 	touch $@
 
 install: $(VENV)/.installed ui
 install-dev: $(VENV)/.installed-dev
 
-# The dashboard's front-end packages (uPlot, yaml), pinned by api/ui/package-lock.json,
-# into api/ui/node_modules, from where the API serves them under /ui/vendor/ (no CDN).
+# The dashboard's front-end packages (uPlot, yaml, swagger-ui, CodeMirror 6), pinned by
+# api/ui/package-lock.json, into api/ui/node_modules, from where the API serves them under
+# /ui/vendor/ (no CDN); the spec editor's CodeMirror is bundled into one ES module by
+# esbuild (a pinned devDependency: `npm run build`) into api/ui/dist/.
 UI := api/ui
 $(UI)/node_modules/.installed: $(UI)/package.json $(UI)/package-lock.json
 	cd $(UI) && npm ci --no-audit --no-fund --ignore-scripts
 	touch $@
 
-ui: $(UI)/node_modules/.installed
+$(UI)/dist/codemirror/codemirror.js: $(UI)/node_modules/.installed $(UI)/editor/codemirror.js
+	cd $(UI) && npm run build
+
+ui: $(UI)/node_modules/.installed $(UI)/dist/codemirror/codemirror.js
 
 # The UI tests (tests/e2e/test_ui.py) drive the distribution's Chromium through
 # Playwright's executable_path: never a browser build of Playwright's own.
@@ -54,7 +65,7 @@ run: $(VENV)/.installed ui
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy api worker ml trainforge
+	$(BIN)/mypy api worker ml trainforge trainforge_server
 	$(BIN)/lint-imports
 
 # Every tier: the unit tests on every core (pytest-xdist); the tiers that start servers and
@@ -91,7 +102,7 @@ npm-tools: $(VENV)/.installed-dev
 	$(BIN)/python -m tests.contract.npm_tools
 
 $(VENV)/.installed-bench: $(VENV)/.installed-dev
-	$(PIP) install -q -c constraints.txt -e '.[dev,bench]'
+	$(PIP) install -q -c constraints.txt $(call EDITABLE,dev$(,)bench)
 	touch $@
 
 bench: $(VENV)/.installed-bench
@@ -102,13 +113,15 @@ bench: $(VENV)/.installed-bench
 faults: $(VENV)/.installed-dev
 	TRAINFORGE_FAULT_SCALE=3 $(BIN)/pytest -q -ra tests/faults
 
-# The wheel and the sdist into dist/: `pip install dist/trainforge-*.whl` is the client
-# (SDK + CLI); `pip install 'dist/trainforge-*.whl[server]'` adds the API and the worker. The
-# wheel carries the dashboard's pinned front-end files (setup.py, api/ui/bundle.py), taken
-# from api/ui/node_modules (`make ui`): both are built from this tree, no network needed.
+# Both distributions' wheels and sdists into dist/: `pip install dist/trainforge-*.whl` is
+# the client (SDK + CLI); with dist/trainforge_server-*.whl (or `pip install
+# 'trainforge[server]'` from an index) the API and the worker. The server's wheel and sdist
+# carry the dashboard's pinned front-end files (server/setup.py, api/ui/bundle.py), taken
+# from api/ui/node_modules (`make ui`): built from this tree, no network needed.
 dist: $(VENV)/.installed-dev ui
-	rm -rf dist build
+	rm -rf dist build server/build
 	$(BIN)/python -m build --no-isolation --sdist --wheel --outdir dist .
+	$(BIN)/python -m build --no-isolation --sdist --wheel --outdir dist server
 
 clean:
-	rm -rf $(VENV) dist build .trainforge .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) dist build server/build .trainforge .mypy_cache .ruff_cache .pytest_cache

@@ -189,7 +189,7 @@ def test_the_gpu_image_has_a_compiler_the_cublas_setting_and_nvml() -> None:
     apt = " ".join(line for line in runtime.splitlines() if "apt-get" in line or "\\" in line)
     assert "apt-get install" in apt and {"gcc", "g++", "libc6-dev"} <= set(apt.split())
     assert re.search(r"^ENV CUBLAS_WORKSPACE_CONFIG=:(4096|16):8$", runtime, re.M)
-    assert "-e '.[worker]'" in runtime
-    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "-e './server[worker]'" in runtime
+    pyproject = tomllib.loads((REPO / "server" / "pyproject.toml").read_text())
     worker_extra = pyproject["project"]["optional-dependencies"]["worker"]
     assert "nvidia-ml-py" in worker_extra

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import grimp
 
-PACKAGES = ("api", "worker", "ml", "trainforge")
+PACKAGES = ("api", "worker", "ml", "trainforge", "trainforge_server")
 
 
 def cycles(graph: grimp.ImportGraph) -> list[list[str]]:

@@ -1,7 +1,8 @@
 """The operator verbs (up, api, worker, db upgrade, admin) on the same typer app as the user
 verbs: one framework, one help style. Each command fills the same ``argparse.Namespace``
-the work in trainforge/cli.py (and api/db/admin.py) has always taken, and imports the
-server only when it runs, so a client-only install lists them and says what is missing."""
+the work in trainforge_server/operator.py (and api/db/admin.py) has always taken, and
+imports the server only when it runs, so a client-only install (the ``trainforge``
+distribution without ``trainforge-server``) lists them and says what is missing."""
 
 from __future__ import annotations
 
@@ -15,16 +16,17 @@ from trainforge.admin_cli import QUOTA_HELP
 
 PANEL = "Operator commands (need `pip install 'trainforge[server]'`)"
 SERVER_MODULES = frozenset(
-    ("fastapi", "sqlalchemy", "celery", "torch", "uvicorn", "alembic", "pydantic_settings")
-)
+    ("trainforge_server", "api", "worker", "ml", "migrations", "fastapi", "sqlalchemy",
+     "celery", "torch", "uvicorn", "alembic", "pydantic_settings")
+)  # fmt: skip
 HOST = Annotated[str, typer.Option(help="The address to listen on.")]
 PORT = Annotated[int, typer.Option(min=1, max=65535, help="The port.")]
 
 
 def _run(verb: str, func_name: str, **values: Any) -> None:
-    """Run ``trainforge.cli.<func_name>`` (through its settings check) with these values."""
+    """Run ``trainforge_server.operator.<func_name>`` (through its settings check)."""
     try:
-        from trainforge import cli
+        from trainforge_server import operator as cli
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in SERVER_MODULES:
             raise

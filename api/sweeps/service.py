@@ -42,9 +42,9 @@ def _invalid(problems: list[space.Problem]) -> ProblemError:
     return ProblemError(422, "Invalid sweep", detail, errors=errors)
 
 
-def _max_trials(body: SweepCreate) -> int:
+def _grid_problems(body: SweepCreate) -> list[space.Problem]:
     if body.algorithm.kind != "grid":
-        return body.max_trials or 10
+        return []
     bad = [
         space.Problem(
             space.param_loc(path, "kind"),
@@ -56,30 +56,28 @@ def _max_trials(body: SweepCreate) -> int:
         for path, dist in body.parameters.items()
         if not isinstance(dist, space.ChoiceParameter | space.GridParameter)
     ]
-    if bad:
-        raise _invalid(bad)
     size = space.grid_size(body.parameters)
     if body.max_trials is not None and body.max_trials > size:
-        raise _invalid(
-            [
-                space.Problem(
-                    "max_trials",
-                    f"max_trials {body.max_trials} is more than "
-                    f"the grid's {size} points: lower it (or leave it out)",
-                    "max_trials_above_grid",
-                )
-            ]
+        bad.append(
+            space.Problem(
+                "max_trials",
+                f"max_trials {body.max_trials} is more than "
+                f"the grid's {size} points: lower it (or leave it out)",
+                "max_trials_above_grid",
+            )
         )
-    return body.max_trials or size
+    return bad
+
+
+def _max_trials(body: SweepCreate) -> int:
+    if body.algorithm.kind != "grid":
+        return body.max_trials or 10
+    return body.max_trials or space.grid_size(body.parameters)
 
 
 def validate(session: Session, team_id: str, body: SweepCreate) -> int:
     """Every 422 before anything is queued; returns max_trials."""
     validate_spec(body.spec, session, team_id)
-    problems = space.structural_problems(body.spec, body.parameters)
-    if problems:
-        raise _invalid(problems)
-    max_trials = _max_trials(body)
     infos: dict[str, DatasetInfo] = {}
 
     def info_for(spec: JobSpec) -> DatasetInfo:
@@ -94,10 +92,20 @@ def validate(session: Session, team_id: str, body: SweepCreate) -> int:
                 raise
         return infos[key]
 
-    problems = space.semantic_problems(body.spec, body.parameters, body.objective.metric, info_for)
+    # Every problem in one 422: the search space's shape, the grid, and the objective (judged
+    # on each trial when the space is sound, else on what can be told without trials).
+    metric = body.objective.metric
+    problems = space.structural_problems(body.spec, body.parameters)
+    if problems:
+        problems += space.base_objective_problems(
+            body.spec, body.parameters, metric, info_for(body.spec)
+        )
+    else:
+        problems = space.semantic_problems(body.spec, body.parameters, metric, info_for)
+    problems = _grid_problems(body) + problems
     if problems:
         raise _invalid(problems)
-    return max_trials
+    return _max_trials(body)
 
 
 def _warnings(session: Session, team_id: str, body: SweepCreate) -> list[SweepWarning]:

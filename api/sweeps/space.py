@@ -308,21 +308,46 @@ def semantic_problems(
             found.setdefault(
                 (loc, p.type), Problem(loc, f"with {setting}: {spec_loc}: {p.msg}", p.type)
             )
-        produced = monitorable_metrics(trial, info)
-        if objective_metric not in produced:
-            wanted = objective_metric.removeprefix("val_")
-            if not is_monitorable_name(objective_metric):
-                why = "is not a metric a job logs"
-            elif is_metric_name(wanted) and wanted not in trial.metrics:
-                why = f"needs {wanted!r} in spec.metrics"
-            else:
-                why = "is not produced by this trial"
-            msg = f"{objective_metric!r} {why} (with {setting}); trials log {', '.join(produced)}"
-            found.setdefault(
-                ("objective.metric", "objective_not_produced"),
-                Problem("objective.metric", msg, "objective_not_produced"),
-            )
+        bad = objective_problem(objective_metric, trial, info, f" (with {setting})")
+        if bad is not None:
+            found.setdefault((bad.loc, bad.type), bad)
     return list(found.values())
+
+
+def objective_problem(
+    objective_metric: str, trial: JobSpec, info: DatasetInfo, setting: str = ""
+) -> Problem | None:
+    """Why a trial with this spec does not log the objective (None: it does)."""
+    produced = monitorable_metrics(trial, info)
+    if objective_metric in produced:
+        return None
+    wanted = objective_metric.removeprefix("val_")
+    if not is_monitorable_name(objective_metric):
+        why = "is not a metric a job logs"
+    elif is_metric_name(wanted) and wanted not in trial.metrics:
+        why = f"needs {wanted!r} in spec.metrics"
+    else:
+        why = "is not produced by this trial"
+    msg = f"{objective_metric!r} {why}{setting}; trials log {', '.join(produced)}"
+    return Problem("objective.metric", msg, "objective_not_produced")
+
+
+# Parameters under these parts of a spec can change which metrics a trial logs.
+_METRIC_PARTS = ("metrics", "dataset")
+
+
+def base_objective_problems(
+    spec: JobSpec, parameters: Mapping[str, Distribution], objective_metric: str, info: DatasetInfo
+) -> list[Problem]:
+    """The objective judged without the trials (while the search space itself is invalid, so
+    that one 422 lists every problem): a name no job logs, or one the base spec does not log
+    when no parameter can change the metrics."""
+    if is_monitorable_name(objective_metric) and any(
+        path.split(".")[0] in _METRIC_PARTS for path in parameters
+    ):
+        return []
+    bad = objective_problem(objective_metric, spec, info)
+    return [] if bad is None else [bad]
 
 
 def as_distributions(raw: Mapping[str, Any]) -> dict[str, Distribution]:

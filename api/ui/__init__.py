@@ -22,7 +22,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from starlette.staticfiles import StaticFiles
 
 from api.problems import problem_response
-from api.ui.bundle import FIX, PACKAGES
+from api.ui.bundle import BUILT, FIX, PACKAGES
 
 log = logging.getLogger("trainforge.ui")
 UI_DIR = Path(__file__).resolve().parent
@@ -31,14 +31,19 @@ SHELL = STATIC_DIR / "index.html"
 
 
 def vendor_root(served: str) -> Path:
-    """Where a pinned npm package's browser build is: ``vendor/`` in a built wheel (copied by
-    setup.py), else ``node_modules/`` (``make ui``) in a checkout."""
-    npm, folder, _ = PACKAGES[served]
+    """Where a pinned npm package's browser build (or a bundle of them) is: ``vendor/`` in
+    a built wheel (copied by server/setup.py), else ``node_modules/`` or the bundle's
+    ``dist/`` folder (``make ui``) in a checkout."""
     shipped = UI_DIR / "vendor" / served
-    return shipped if shipped.is_dir() else UI_DIR / "node_modules" / npm / folder
+    if shipped.is_dir():
+        return shipped
+    if served in BUILT:
+        return UI_DIR / BUILT[served][0]
+    npm, folder, _ = PACKAGES[served]
+    return UI_DIR / "node_modules" / npm / folder
 
 
-VENDOR = {served: vendor_root(served) for served in PACKAGES}
+VENDOR = {served: vendor_root(served) for served in (*PACKAGES, *BUILT)}
 
 
 def missing_vendor() -> list[str]:

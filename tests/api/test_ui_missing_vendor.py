@@ -41,7 +41,7 @@ def test_one_line_is_logged_at_start(
         create_app(settings, queue=fake_queue)
     lines = [r.getMessage() for r in caplog.records if r.name == "trainforge.ui"]
     assert len(lines) == 1
-    assert "uplot, yaml, swagger-ui not installed" in lines[0] and "make ui" in lines[0]
+    assert "uplot, yaml, swagger-ui, codemirror not installed" in lines[0] and "make ui" in lines[0]
 
 
 def test_a_built_wheel_serves_its_vendor_copy(tmp_path: Path) -> None:
@@ -52,5 +52,6 @@ def test_a_built_wheel_serves_its_vendor_copy(tmp_path: Path) -> None:
         pytest.skip("api/ui/node_modules is not installed (`make ui`)")
     copied = bundle.copy_vendor(ui.UI_DIR, tmp_path / "vendor")
     names = {p.relative_to(tmp_path / "vendor").as_posix() for p in copied}
-    assert {"uplot/uPlot.esm.js", "yaml/index.js", "swagger-ui/swagger-ui-bundle.js"} <= names
+    assert {"uplot/uPlot.esm.js", "yaml/index.js", "swagger-ui/swagger-ui-bundle.js",
+            "codemirror/codemirror.js", "codemirror/LICENSE"} <= names  # fmt: skip
     assert all(not n.endswith(".map") for n in names)  # only what the pages load

@@ -34,7 +34,8 @@ def test_every_client_route_is_the_same_shell_with_a_strict_csp(
 def test_modules_and_pinned_libraries_are_served(client: TestClient) -> None:
     if not VENDOR["uplot"].is_dir():
         pytest.skip("api/ui/node_modules is not installed (`make ui`)")
-    served = ["/ui/static/js/main.js", "/ui/vendor/uplot/uPlot.esm.js", "/ui/vendor/yaml/index.js"]
+    served = ["/ui/static/js/main.js", "/ui/vendor/uplot/uPlot.esm.js", "/ui/vendor/yaml/index.js",
+              "/ui/vendor/codemirror/codemirror.js"]  # fmt: skip
     for path in served:
         r = client.get(path)
         assert r.status_code == 200, path

@@ -352,6 +352,56 @@ def test_the_editor_shows_the_422_location_and_submits_a_valid_spec(
     expect(page.locator(".job-header h1")).to_contain_text("from-the-editor")
 
 
+# The distinct colours of the editor's text: highlighting gives keys, numbers, strings and
+# comments their own.
+_EDITOR_COLOURS = """() => new Set([...document.querySelectorAll('.cm-content .cm-line *')]
+    .map((el) => getComputedStyle(el).color)).size"""
+
+
+def test_the_spec_editor_highlights_explains_completes_and_marks_the_problem_line(
+    up: UpServer, page: Any, console: Console
+) -> None:
+    """CodeMirror 6 from the pinned bundle: YAML highlighting, hover help and completion
+    from the spec's JSON Schema, a 422's location marked at its line, the plan cleared."""
+    console.allow(r"status of 422")
+    page.add_init_script("sessionStorage.removeItem('trainforge.draftSpec')")
+    sign_in(page, up, "/ui/new")
+    expect(page.get_by_test_id("steps-per-epoch")).to_have_text(re.compile(r"^\d+$"))
+    assert page.evaluate(_EDITOR_COLOURS) >= 3
+    # hover: the field's path, type, bounds and description
+    page.locator(".cm-line", has_text="batch_size").get_by_text("batch_size").hover()
+    help_box = page.get_by_test_id("spec-help")
+    expect(help_box).to_contain_text("dataset.batch_size")
+    expect(help_box).to_contain_text("Keras default 32")
+    expect(help_box).to_contain_text("integer")
+    # completion: a new key under `optimizer:` offers the optimizer's fields
+    page.locator(".cm-line", has_text="lr: 0.001").click()
+    page.keyboard.press("End")
+    page.keyboard.press("Enter")
+    page.keyboard.type("mom")
+    option = page.locator(".cm-tooltip-autocomplete li", has_text="momentum")
+    option.click()  # (Enter right after the list opens is ignored: interactionDelay)
+    expect(page.locator(".cm-line", has_text="momentum:")).to_have_count(1)
+    # a spec the server refuses: the line of spec.optimizer.lr is marked, the plan goes
+    page.get_by_label("Job spec (YAML or JSON)").fill(
+        "dataset:\n  source: {kind: builtin, name: digits}\n"
+        "optimizer:\n  kind: sgd\n  lr: -1\nepochs: 2\n"
+    )
+    marked = page.locator(".cm-line", has=page.locator(".cm-lintRange-error"))
+    expect(marked).to_have_count(1)
+    expect(marked).to_contain_text("lr: -1")
+    expect(page.get_by_test_id("plan-empty")).to_be_visible()
+    expect(page.get_by_test_id("steps-per-epoch")).to_have_count(0)
+    expect(page.locator("[data-testid=layers] tbody tr")).to_have_count(0)
+    # JSON: the language switches, and the problem is marked on its (pretty-printed) line
+    page.get_by_label("Job spec (YAML or JSON)").fill(
+        '{\n  "dataset": {"source": {"kind": "builtin", "name": "digits"}},\n  "epochs": 0\n}'
+    )
+    expect(page.locator(".cm-editor")).to_have_attribute("data-language", "json")
+    expect(marked).to_have_count(1)
+    expect(marked).to_contain_text('"epochs": 0')
+
+
 def test_an_unknown_job_shows_not_found(up: UpServer, page: Any, console: Console) -> None:
     console.allow(r"status of 404")
     sign_in(page, up, "/ui/jobs/no-such-job")

@@ -3,6 +3,7 @@ Idempotency-Key per submit, pagination, events that resume with Last-Event-ID.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,8 @@ import httpx
 import pytest
 
 from trainforge import (
+    AsyncClient,
+    AsyncJob,
     Client,
     Conflict,
     EndEvent,
@@ -25,7 +28,7 @@ from trainforge import (
     Unauthorized,
     Unreachable,
 )
-from trainforge.sdk import transport
+from trainforge.sdk import aio, async_transport, transport
 
 Handler = Callable[[httpx.Request], httpx.Response]
 JOB = {"id": "j1", "name": "try", "status": "queued", "status_reason": None}
@@ -223,6 +226,76 @@ def test_events_are_typed_and_resume_after_a_dropped_connection() -> None:
     assert value is not None and value != value  # NaN
     assert isinstance(last, EndEvent) and last.status_reason == "completed"
     assert job.status == "succeeded"
+
+
+def test_the_async_client_resumes_events_retries_and_raises_typed_errors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """AsyncClient: the same requests and policies through httpx.AsyncClient -- a 503 retried,
+    a prefix resolved, events resumed after a drop and a refused connection (on_reconnect
+    told), a 422 as InvalidSpec, every page of the job list."""
+    waits: list[float] = []
+
+    async def no_wait(seconds: float) -> None:
+        waits.append(seconds)
+
+    monkeypatch.setattr(aio.asyncio, "sleep", no_wait)
+    monkeypatch.setattr(async_transport.asyncio, "sleep", no_wait)
+    status = (1, "status", {"from_status": "queued", "to_status": "running", "attempt": 1})
+    end = (2, "end", {"status": "succeeded", "status_reason": "completed"})
+    streams: list[str | None] = []
+    full = "abcdef" + "0" * 26
+    calls = {"version": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/v1/version":
+            calls["version"] += 1
+            return (
+                problem(503)
+                if calls["version"] == 1
+                else httpx.Response(200, json={"version": "0.2.0"})
+            )
+        if path == "/v1/jobs" and request.method == "POST":
+            return problem(422, [{"loc": "spec.epochs", "msg": "bad", "type": "t"}])
+        if path == "/v1/jobs" and "id_prefix" in request.url.params:
+            return httpx.Response(200, json={"items": [{"id": full}], "next_cursor": None})
+        if path == "/v1/jobs":
+            cursor = request.url.params.get("cursor")
+            page = {"items": [{**JOB, "id": "j2"}], "next_cursor": None} if cursor else {
+                "items": [{**JOB, "id": "j1"}], "next_cursor": "c1"}  # fmt: skip
+            return httpx.Response(200, json=page)
+        if path == f"/v1/jobs/{full}":
+            return httpx.Response(200, json={**JOB, "id": full, "status": "running"})
+        streams.append(request.headers.get("Last-Event-ID"))
+        if len(streams) == 1:
+            return httpx.Response(200, content=sse(status))  # ends before the job does
+        if len(streams) == 2:
+            raise httpx.ConnectError("refused")
+        return httpx.Response(200, content=sse(end))
+
+    reasons: list[str] = []
+
+    async def scenario() -> tuple[list[Any], list[str], AsyncJob]:
+        transport = httpx.MockTransport(handler)
+        async with AsyncClient("http://tf.test", "tf_key", transport=transport) as c:
+            assert await c.server_version() == "0.2.0"
+            with pytest.raises(InvalidSpec) as bad:
+                await c.submit({"epochs": 0})
+            assert bad.value.errors == [("spec.epochs", "bad")]
+            listed = [j.id async for j in c.jobs(page_size=1)]
+            job = await c.job("abcdef")
+            events = [e async for e in job.events(on_reconnect=reasons.append)]
+            return events, listed, job
+
+    events, listed, job = asyncio.run(scenario())
+    assert listed == ["j1", "j2"]
+    assert streams == [None, "1", "1"]
+    assert len(reasons) == 2 and "refused" in reasons[1]
+    assert [type(e) for e in events] == [StatusEvent, EndEvent]
+    assert job.id == full and job.status == "succeeded"
+    assert waits[0] == 0.5  # the 503's retry, then the two reconnects' waits
+    assert waits[1:] == [0.5, 1.0]
 
 
 def test_metrics_and_predict() -> None:

@@ -113,6 +113,43 @@ def test_a_bad_search_space_is_a_422_at_its_location(
         assert s.query(Job).count() == 0
 
 
+@pytest.mark.parametrize(
+    ("parameters", "extra", "expected"),
+    [
+        # an unknown path and a name no job logs: both, though the trials cannot be built
+        ({"optimizer.learning_rate": {"kind": "choice", "values": [0.1]}},
+         {"objective": {"metric": "val_nonsense"}},
+         {'parameters["optimizer.learning_rate"]': "unknown_path",
+          "objective.metric": "objective_not_produced"}),
+        # a bad range, a grid over a range, max_trials, and a metric the spec does not compute
+        ({"optimizer.lr": {"kind": "uniform", "low": 0.2, "high": 0.1},
+          "epochs": {"kind": "grid", "values": [1, 2]}},
+         {"objective": {"metric": "val_f1"}, "algorithm": {"kind": "grid"}, "max_trials": 5},
+         {f"{LR}.high": "empty_range", f"{LR}.kind": "grid_needs_values",
+          "max_trials": "max_trials_above_grid", "objective.metric": "objective_not_produced"}),
+        # a sound space on a grid that is too small, and an objective no trial logs
+        ({"optimizer.lr": {"kind": "grid", "values": [0.1, 0.01]}},
+         {"objective": {"metric": "val_mae"}, "algorithm": {"kind": "grid"}, "max_trials": 3},
+         {"max_trials": "max_trials_above_grid", "objective.metric": "objective_not_produced"}),
+    ],
+)  # fmt: skip
+def test_a_bad_objective_is_in_the_same_422_as_the_parameter_problems(
+    client: TestClient, parameters: dict[str, Any], extra: dict[str, Any], expected: dict[str, str]
+) -> None:
+    assert problems(client, sweep(parameters) | extra) == expected
+
+
+def test_a_metric_parameter_leaves_the_objective_to_the_trials(client: TestClient) -> None:
+    """With a parameter over spec.metrics, the base spec's metrics do not judge the
+    objective: only the space's own problem is reported while the space is invalid."""
+    parameters = {
+        "metrics": {"kind": "choice", "values": [["f1_macro"], ["f1_macro", "auroc"]]},
+        "optimizer.learning_rate": {"kind": "choice", "values": [0.1]},
+    }
+    found = problems(client, sweep(parameters, objective={"metric": "val_auroc"}))
+    assert found == {'parameters["optimizer.learning_rate"]': "unknown_path"}
+
+
 def test_an_invalid_base_spec_is_a_422_at_its_spec_location(client: TestClient) -> None:
     spec = IRIS | {"augmentation": {"horizontal_flip": True}}
     found = problems(client, sweep({"optimizer.lr": {"kind": "choice", "values": [0.1]}}, spec))

@@ -1,4 +1,5 @@
-"""follow: a job's live view from its SSE stream, reconnecting with Last-Event-ID."""
+"""follow: a job's live view from its events (the SDK's ``Job.events``, which reconnects with
+Last-Event-ID)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import sys
 import time
 from typing import Annotated, Any
 
-import httpx
 import typer
 
 from trainforge.client.errors import (
@@ -17,12 +17,14 @@ from trainforge.client.errors import (
     CliError,
 )
 from trainforge.client.follow_view import FollowState, JsonView, LiveView, PlainView, View, fmt
-from trainforge.client.http import Api
+from trainforge.client.http import Api, cli_error
 from trainforge.client.output import JOB_ARG, connect
-from trainforge.client.sse import parse
+from trainforge.sdk.errors import TrainforgeError, Unreachable
+from trainforge.sdk.events import kind_of
+from trainforge.sdk.jobs import Job
+from trainforge.sdk.sse import Event
 
-READ_TIMEOUT = 45.0  # the server sends a keep-alive every 15 s
-GIVE_UP_SECONDS = 120.0  # reconnecting this long without success: exit 3
+GIVE_UP_SECONDS = 120.0  # reconnecting this long without an event: exit 3
 
 
 def _view(state: FollowState, as_json: bool) -> View:
@@ -31,56 +33,40 @@ def _view(state: FollowState, as_json: bool) -> View:
     return LiveView(state) if sys.stdout.isatty() else PlainView(state)
 
 
-def _stream_once(api: Api, state: FollowState, view: View, last_id: int | None) -> int | None:
-    """Read the stream until it ends or drops; returns the last event id seen."""
-    headers = {"Accept": "text/event-stream"}
-    if last_id is not None:
-        headers["Last-Event-ID"] = str(last_id)
-    with api.stream(f"/v1/jobs/{state.job_id}/events", headers, READ_TIMEOUT) as response:
-        view.note("")
-        for event in parse(response.iter_lines()):
-            if event.id is not None:
-                last_id = event.id
-            view.show(event, state.apply(event))
-            if state.end is not None:
-                break
-    return last_id
-
-
 def follow_job(api: Api, job_id: str, *, as_json: bool = False) -> int:
-    """Follow until the job ends: 0 succeeded, 1 failed or canceled, 130 on Ctrl-C (detached)."""
+    """Follow until the job ends: 0 succeeded, 1 failed or canceled, 130 on Ctrl-C (detached).
+    The events and their reconnects are the SDK's (``Job.events``): one loop in the code base;
+    a reconnect is shown as a note until the next event."""
     state = FollowState.from_job(api.get_json(f"/v1/jobs/{job_id}"))
     view = _view(state, as_json)
-    last_id: int | None = None
-    failing_since: float | None = None
-    delay = 0.5
+    noted = False
+
+    def reconnecting(reason: str) -> None:
+        nonlocal noted
+        view.note(f"connection lost ({reason}); reconnecting...")
+        noted = True
+
+    events = Job(api.http, {"id": state.job_id}).events(
+        reconnect_for=GIVE_UP_SECONDS, on_reconnect=reconnecting
+    )
     try:
         with view:
-            while state.end is None:
-                try:
-                    seen = _stream_once(api, state, view, last_id)
-                    if seen != last_id:
-                        failing_since, delay = None, 0.5
-                    last_id = seen
-                    if state.end is not None:
-                        break
-                    reason = "the stream ended early"
-                except httpx.HTTPError as exc:
-                    reason = str(exc) or type(exc).__name__
-                except CliError as exc:
-                    if exc.http_status is None or exc.http_status < 500:
-                        raise
-                    reason = exc.message
-                failing_since = failing_since or time.monotonic()
-                if time.monotonic() - failing_since > GIVE_UP_SECONDS:
-                    raise CliError(
-                        EXIT_UNREACHABLE,
-                        f"lost the connection to {api.config.url} ({reason}); the job keeps "
-                        f"running. Re-attach: trainforge follow {job_id}",
-                    )
-                view.note(f"connection lost ({reason}); reconnecting...")
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+            for typed in events:
+                if noted:
+                    view.note("")
+                    noted = False
+                event = Event(kind_of(typed), typed.data, typed.id)
+                view.show(event, state.apply(event))
+                if state.end is not None:
+                    break
+    except Unreachable as exc:
+        raise CliError(
+            EXIT_UNREACHABLE,
+            f"lost the connection to {api.config.url} ({exc.reason or exc.message}); the job "
+            f"keeps running. Re-attach: trainforge follow {job_id}",
+        ) from None
+    except TrainforgeError as exc:  # a 4xx: the job went away, the key was revoked
+        raise cli_error(api.config, exc) from None
     except KeyboardInterrupt:
         print(
             f"\ndetached from job {job_id}; it keeps running. "
@@ -89,6 +75,8 @@ def follow_job(api: Api, job_id: str, *, as_json: bool = False) -> int:
             flush=True,
         )
         return EXIT_DETACHED
+    finally:
+        events.close()
     end = state.end or {}
     if not as_json:
         print(_final_line_reconnecting(api, job_id, end), flush=True)

@@ -4,8 +4,11 @@ from trainforge import Client
 client = Client()
 job = client.submit("examples/digits-mlp.yaml", set={"epochs": 5})
 job.wait().status
+
+``AsyncClient`` is the same for asyncio (trainforge/sdk/aio.py).
 """
 
+from trainforge.sdk.aio import AsyncClient, AsyncDatasets, AsyncJob, AsyncSweep, AsyncSweeps
 from trainforge.sdk.client import Client, Datasets, Sweep, Sweeps
 from trainforge.sdk.errors import (
     AmbiguousId,
@@ -35,6 +38,11 @@ from trainforge.sdk.jobs import Job
 __all__ = [
     "AmbiguousId",
     "ApiError",
+    "AsyncClient",
+    "AsyncDatasets",
+    "AsyncJob",
+    "AsyncSweep",
+    "AsyncSweeps",
     "CheckpointEvent",
     "Client",
     "Conflict",

@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -23,6 +23,66 @@ PAGE_SIZE = 100
 ID_LENGTH = 32
 MIN_PREFIX = 6
 SUFFIX_FORMATS = {".csv": "csv", ".npz": "npz", ".zip": "image_zip"}
+
+
+def checked_version(version: str) -> str:
+    """The server's version; a ``UserWarning`` when its major differs from this SDK's."""
+    from trainforge.version import __version__
+
+    if version.split(".")[0] != __version__.split(".")[0]:
+        warnings.warn(
+            f"the server runs trainforge {version}, this client is {__version__}: "
+            f"install the server's (pip install 'trainforge=={version}')",
+            stacklevel=3,
+        )
+    return version
+
+
+def list_params(**filters: Any) -> dict[str, Any]:
+    """A job list's query: the filters given (``sweep`` is ``sweep_id``), a page size."""
+    params: dict[str, Any] = {"limit": filters.pop("page_size", PAGE_SIZE)}
+    for key, value in filters.items():
+        if value is not None:
+            params["sweep_id" if key == "sweep" else key] = value
+    return params
+
+
+def make_config(url: str | None, api_key: str | None) -> Config:
+    """The server and key: the arguments, else the environment and the config files."""
+    found = resolve()
+    return Config(
+        (url or found.url).rstrip("/"),
+        api_key or found.api_key,
+        "the api_key argument" if api_key else found.key_source,
+    )
+
+
+def upload_form(
+    data: Any, label: str | None, name: str | None, format: str | None, fields: dict[str, str]
+) -> tuple[dict[str, str], tuple[str, Any, str] | Path]:
+    """``POST /v1/datasets``'s form and its file: (filename, bytes, type) for a DataFrame,
+    else the path to open (``InvalidInput`` when its format cannot be told)."""
+    form = {k: v for k, v in {"label_column": label, **fields}.items() if v is not None}
+    if hasattr(data, "to_csv"):  # a DataFrame
+        content = io.BytesIO(data.to_csv(index=False).encode())
+        form["format"] = format or "csv"
+        form["name"] = name or "dataframe"
+        return form, (f"{name or 'dataframe'}.csv", content, "text/csv")
+    path = Path(data)
+    chosen = format or SUFFIX_FORMATS.get(path.suffix.lower())
+    if chosen is None:
+        raise InvalidInput(f"{path}: say its format= (csv, text_csv, npz or image_zip)")
+    form["format"] = chosen
+    if name is not None:
+        form["name"] = name
+    return form, path
+
+
+def open_upload(path: Path) -> BinaryIO:
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _pages(http: Http, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -56,12 +116,7 @@ class Client:
         retries: int = RETRIES,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        found = resolve()
-        config = Config(
-            (url or found.url).rstrip("/"),
-            api_key or found.api_key,
-            "the api_key argument" if api_key else found.key_source,
-        )
+        config = make_config(url, api_key)
         self.http = Http(config, timeout=timeout, retries=retries, transport=transport)
         self.sweeps = Sweeps(self.http)
         self.datasets = Datasets(self.http)
@@ -87,16 +142,7 @@ class Client:
     def server_version(self) -> str:
         """The server's release (``GET /v1/version``); a ``UserWarning`` when its major
         version differs from this SDK's (the HTTP API may have changed)."""
-        from trainforge.version import __version__
-
-        version = str(self.http.get("/v1/version")["version"])
-        if version.split(".")[0] != __version__.split(".")[0]:
-            warnings.warn(
-                f"the server runs trainforge {version}, this client is {__version__}: "
-                f"install the server's (pip install 'trainforge=={version}')",
-                stacklevel=2,
-            )
-        return version
+        return checked_version(str(self.http.get("/v1/version")["version"]))
 
     def submit(
         self,
@@ -165,20 +211,29 @@ class Client:
         page_size: int = PAGE_SIZE,
     ) -> Iterator[Job]:
         """Your team's jobs, newest first, fetched a page at a time as you iterate."""
-        params: dict[str, Any] = {"limit": page_size}
-        for key, value in (("status", status), ("name", name), ("sweep_id", sweep)):
-            if value is not None:
-                params[key] = value
+        params = list_params(status=status, name=name, sweep=sweep, page_size=page_size)
         for item in _pages(self.http, "/v1/jobs", params):
             yield Job(self.http, item)
 
 
 def resolve_job_id(http: Http, text: str) -> str:
     """A full job id from an id or a unique prefix of 6 or more hex digits."""
+    params = prefix_query(text)
+    return text.strip() if params is None else picked_id(text, http.get("/v1/jobs", params=params))
+
+
+def prefix_query(text: str) -> dict[str, Any] | None:
+    """The job list's query that finds the ids starting with ``text``; None: ``text`` is
+    taken as a whole id (a full id, or something the server will answer 404 for)."""
     text = text.strip()
     if len(text) >= ID_LENGTH or len(text) < MIN_PREFIX or not _is_hex(text):
-        return text  # a full id, or something the server will answer 404 for
-    page = http.get("/v1/jobs", params={"id_prefix": text.lower(), "limit": 10})
+        return None
+    return {"id_prefix": text.lower(), "limit": 10}
+
+
+def picked_id(text: str, page: dict[str, Any]) -> str:
+    """The one id of that query's answer, or ``NotFound`` / ``AmbiguousId``."""
+    text = text.strip()
     items: list[dict[str, Any]] = page.get("items") or []
     if len(items) == 1:
         return str(items[0]["id"])
@@ -267,30 +322,11 @@ class Datasets:
         label column. Other form fields of ``POST /v1/datasets`` (``task``, ``delimiter``,
         ``text_column``...) pass through ``fields``. Returns the dataset (its ``id`` goes in
         a spec as ``{"kind": "uploaded", "dataset_id": id}``)."""
-        form = {k: v for k, v in {"label_column": label, **fields}.items() if v is not None}
-        if hasattr(data, "to_csv"):  # a DataFrame
-            content = io.BytesIO(data.to_csv(index=False).encode())
-            filename = f"{name or 'dataframe'}.csv"
-            form["format"] = format or "csv"
-            form["name"] = name or "dataframe"
-            return dict(
-                self._http.post(
-                    "/v1/datasets", data=form, files={"file": (filename, content, "text/csv")}
-                )
-            )
-        path = Path(data)
-        chosen = format or SUFFIX_FORMATS.get(path.suffix.lower())
-        if chosen is None:
-            raise InvalidInput(f"{path}: say its format= (csv, text_csv, npz or image_zip)")
-        form["format"] = chosen
-        if name is not None:
-            form["name"] = name
-        try:
-            handle = path.open("rb")
-        except OSError as exc:
-            raise InvalidInput(f"cannot read {path}: {exc.strerror or exc}") from None
-        with handle:
-            upload = {"file": (path.name, handle, "application/octet-stream")}
+        form, file = upload_form(data, label, name, format, fields)
+        if not isinstance(file, Path):
+            return dict(self._http.post("/v1/datasets", data=form, files={"file": file}))
+        with open_upload(file) as handle:
+            upload = {"file": (file.name, handle, "application/octet-stream")}
             return dict(self._http.post("/v1/datasets", data=form, files=upload))
 
     def get(self, dataset_id: str) -> dict[str, Any]:

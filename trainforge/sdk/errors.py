@@ -68,4 +68,9 @@ class ServerError(ApiError):
 
 
 class Unreachable(TrainforgeError, ConnectionError):
-    """No answer: the server is down, the URL is wrong, or a timeout passed (after retries)."""
+    """No answer: the server is down, the URL is wrong, or a timeout passed (after retries).
+    ``reason``: the last failure, as the transport said it."""
+
+    def __init__(self, message: str, *, reason: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.reason = reason

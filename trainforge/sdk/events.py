@@ -136,3 +136,20 @@ def typed(event: RawEvent) -> JobEvent:
     if kind == "end":
         return EndEvent(i, d, str(d.get("status")), d.get("status_reason"))
     return OtherEvent(i, d, kind)
+
+
+KINDS: dict[type[JobEvent], str] = {
+    StatusEvent: "status",
+    ProgressEvent: "progress",
+    MetricsEvent: "metrics",
+    CheckpointEvent: "checkpoint",
+    LogEvent: "log",
+    EndEvent: "end",
+}
+
+
+def kind_of(event: JobEvent) -> str:
+    """The SSE event name (``status``, ``metrics``, ...) of a typed event."""
+    if isinstance(event, OtherEvent):
+        return event.kind
+    return KINDS.get(type(event), "message")

@@ -1,10 +1,11 @@
-"""A Server-Sent Events reader (the subset the API sends: event, data, id, comments)."""
+"""A Server-Sent Events reader (the subset the API sends: event, data, id, comments), for
+lines from a sync or an async stream (one ``Parser`` under both)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -15,24 +16,48 @@ class Event:
     id: int | None
 
 
-def parse(lines: Iterable[str]) -> Iterator[Event]:
-    kind, event_id = "message", None
-    data: list[str] = []
-    for raw in lines:
+@dataclass
+class Parser:
+    """Fed one line at a time; returns an event at each blank line that ends one."""
+
+    kind: str = "message"
+    event_id: int | None = None
+    data: list[str] = field(default_factory=list)
+
+    def feed(self, raw: str) -> Event | None:
         line = raw.rstrip("\r\n")
         if not line:
-            if data:
-                payload = json.loads("\n".join(data))
-                yield Event(kind, payload if isinstance(payload, dict) else {}, event_id)
-            kind, data, event_id = "message", [], None
-            continue
+            event = None
+            if self.data:
+                payload = json.loads("\n".join(self.data))
+                event = Event(self.kind, payload if isinstance(payload, dict) else {},
+                              self.event_id)  # fmt: skip
+            self.kind, self.data, self.event_id = "message", [], None
+            return event
         if line.startswith(":"):
-            continue  # a comment (keep-alive)
+            return None  # a comment (keep-alive)
         name, _, value = line.partition(":")
         value = value.removeprefix(" ")
         if name == "event":
-            kind = value
+            self.kind = value
         elif name == "data":
-            data.append(value)
+            self.data.append(value)
         elif name == "id" and value.isdigit():
-            event_id = int(value)
+            self.event_id = int(value)
+        return None
+
+
+def parse(lines: Iterable[str]) -> Iterator[Event]:
+    parser = Parser()
+    for line in lines:
+        event = parser.feed(line)
+        if event is not None:
+            yield event
+
+
+async def aparse(lines: AsyncIterable[str]) -> AsyncIterator[Event]:
+    parser = Parser()
+    async for line in lines:
+        event = parser.feed(line)
+        if event is not None:
+            yield event

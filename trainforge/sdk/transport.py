@@ -128,36 +128,27 @@ class Http:
         timeout: float | None = None,
     ) -> httpx.Response:
         """Send; a success is returned, an error answer raised as its typed exception."""
-        idempotent = method == "GET" or bool(headers and "Idempotency-Key" in headers)
-        extra: Any = httpx.USE_CLIENT_DEFAULT
-        if timeout is not None:
-            extra = httpx.Timeout(timeout, connect=CONNECT_TIMEOUT)
+        idempotent = is_idempotent(method, headers)
+        extra = timeout_of(timeout)
         attempt = 0
         while True:
             attempt += 1
-            last = attempt > self.retries
             try:
                 response = self._client.request(
                     method, path, params=params, json=json_body, headers=headers,
                     files=files, data=data, timeout=extra,
                 )  # fmt: skip
-            except httpx.ConnectError as exc:
-                if last:
-                    raise self.unreachable(exc) from None
-                _rewind(files)
-                time.sleep(_backoff(attempt))
-                continue
-            except httpx.TimeoutException as exc:
-                if last or not idempotent:
-                    raise self.unreachable(exc) from None
-                _rewind(files)
-                time.sleep(_backoff(attempt))
-                continue
             except httpx.HTTPError as exc:
-                raise self.unreachable(exc) from None
-            if response.status_code in RETRY_STATUSES and idempotent and not last:
-                _rewind(files)
-                time.sleep(_retry_after(response) or _backoff(attempt))
+                delay = wait_after_failure(exc, attempt, self.retries, idempotent)
+                if delay is None:
+                    raise self.unreachable(exc) from None
+                rewind(files)
+                time.sleep(delay)
+                continue
+            delay = wait_after_answer(response, attempt, self.retries, idempotent)
+            if delay is not None:
+                rewind(files)
+                time.sleep(delay)
                 continue
             if response.is_error:
                 raise error_for(response)
@@ -183,6 +174,41 @@ class Http:
             yield response
 
 
+def is_idempotent(method: str, headers: Mapping[str, str] | None) -> bool:
+    return method == "GET" or bool(headers and "Idempotency-Key" in headers)
+
+
+def wait_after_failure(
+    exc: httpx.HTTPError, attempt: int, retries: int, idempotent: bool
+) -> float | None:
+    """Seconds to wait before sending again after a transport failure; None: give up."""
+    if attempt > retries:
+        return None
+    if isinstance(exc, httpx.ConnectError):  # nothing reached the server
+        return _backoff(attempt)
+    if isinstance(exc, httpx.TimeoutException) and idempotent:
+        return _backoff(attempt)
+    return None
+
+
+def wait_after_answer(
+    response: httpx.Response, attempt: int, retries: int, idempotent: bool
+) -> float | None:
+    """Seconds to wait before sending again after this answer (a 502/503/504 to a request
+    that may be repeated); None: the answer stands."""
+    if response.status_code in RETRY_STATUSES and idempotent and attempt <= retries:
+        return _retry_after(response) or _backoff(attempt)
+    return None
+
+
+def timeout_of(timeout: float | None) -> Any:
+    return (
+        httpx.USE_CLIENT_DEFAULT
+        if timeout is None
+        else httpx.Timeout(timeout, connect=CONNECT_TIMEOUT)
+    )
+
+
 def _backoff(attempt: int) -> float:
     return float(min(0.5 * 2 ** (attempt - 1), 8.0))
 
@@ -192,7 +218,7 @@ def _retry_after(response: httpx.Response) -> float | None:
     return min(float(value), 30.0) if value.isdigit() else None
 
 
-def _rewind(files: Any) -> None:
+def rewind(files: Any) -> None:
     """A retried upload sends its file again from the start."""
     if isinstance(files, Mapping):
         for item in files.values():

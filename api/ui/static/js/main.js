@@ -6,7 +6,6 @@ import { compareView } from "./views/compare.js";
 import { datasetsView } from "./views/datasets.js";
 import { jobView } from "./views/job.js";
 import { jobsView } from "./views/jobs.js";
-import { newJobView } from "./views/newjob.js";
 import { signInView } from "./views/signin.js";
 import { sweepView } from "./views/sweep.js";
 import { sweepsView } from "./views/sweeps.js";
@@ -20,11 +19,18 @@ const ROUTES = [
   [/^\/ui\/?$/, () => jobsView],
   [/^\/ui\/jobs\/([^/]+)$/, () => jobView],
   [/^\/ui\/compare$/, () => compareView],
-  [/^\/ui\/new$/, () => newJobView],
+  // the editor's CodeMirror bundle is loaded by the page that uses it, not by every page
+  [/^\/ui\/new$/, () => lazy(() => import("./views/newjob.js"), "newJobView")],
   [/^\/ui\/datasets$/, () => datasetsView],
   [/^\/ui\/sweeps\/?$/, () => sweepsView],
   [/^\/ui\/sweeps\/([^/]+)$/, () => sweepView],
 ];
+
+function lazy(load, name) {
+  return (root, context) => load().then((module) => {
+    if (!context.signal.aborted) module[name](root, context);
+  });
+}
 
 function notFoundView(root) {
   replace(root, h("section", { class: "notfound" }, h("h1", {}, "Page not found"),

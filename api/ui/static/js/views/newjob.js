@@ -1,8 +1,8 @@
-import { parse } from "/ui/vendor/yaml/index.js";
-import { ApiError, Offline, sendJSON } from "../api.js";
+import { ApiError, getJSON, Offline, sendJSON } from "../api.js";
 import { SeriesChart } from "../chart.js";
 import { errorBox, fmtNumber, h, replace } from "../dom.js";
 import { layerTable } from "../layers.js";
+import { parseSpecText, SpecEditor } from "../spec-editor.js";
 
 const EXAMPLE = `# A job spec in YAML (or JSON); every field not given has a default (docs/spec.md).
 dataset:
@@ -23,10 +23,13 @@ seed: 0
 `;
 const DRAFT = "trainforge.draftSpec";
 
-// YAML/JSON editor: validated as you type (debounced POST /v1/specs/validate), the plan, submit.
+const LABEL = "Job spec (YAML or JSON)";
+
+// YAML/JSON editor (CodeMirror: highlighting, completion and hover help from the spec's
+// JSON Schema, problems marked at their line): validated as you type (debounced POST
+// /v1/specs/validate), the plan while the spec is valid, submit.
 export function newJobView(root, { signal, navigate }) {
-  const editor = h("textarea", { id: "spec-editor", "aria-label": "Job spec (YAML or JSON)", spellcheck: "false", rows: 24 });
-  editor.value = sessionStorage.getItem(DRAFT) || EXAMPLE;
+  const editorBox = h("div", { class: "spec-editor", id: "spec-editor" });
   const name = h("input", { id: "job-name", placeholder: "optional" });
   const priority = h("input", { id: "job-priority", type: "number", min: 0, max: 9, value: "0" });
   const submit = h("button", { type: "submit" }, "Submit job");
@@ -37,31 +40,37 @@ export function newJobView(root, { signal, navigate }) {
   const submitMessage = h("div", { "data-testid": "submit-message" });
   const form = h("form", { class: "editor" },
     h("div", { class: "editor-main" },
-      h("label", { for: "spec-editor" }, "Job spec (YAML or JSON)"),
-      editor,
+      h("span", { class: "label" }, LABEL),
+      editorBox,
       h("div", { class: "row" }, h("label", { for: "job-name" }, "Name"), name,
         h("label", { for: "job-priority" }, "Priority"), priority, submit),
       submitMessage),
     h("aside", {}, h("h2", {}, "Validation"), problems, h("h2", {}, "Plan"), plan, lrChart,
       h("h2", {}, "Layers"), layers));
   replace(root, h("h1", {}, "New job"), form);
+  let seq = 0;
+  let timer = null;
+  const editor = new SpecEditor(editorBox, {
+    text: sessionStorage.getItem(DRAFT) || EXAMPLE,
+    label: LABEL,
+    schema: getJSON("/v1/schemas/job-spec", { signal }).then((r) => r.json_schema),
+    onChange: () => {
+      clearTimeout(timer);
+      timer = setTimeout(validate, 400);
+    },
+  });
+  signal.addEventListener("abort", () => editor.destroy());
 
   let chart = null;
   signal.addEventListener("abort", () => chart?.destroy());
-  let seq = 0;
-  let timer = null;
 
   function parseSpec() {
-    const text = editor.value;
-    try {
-      return { spec: parse(text, { prettyErrors: true }) };
-    } catch (err) {
-      return { error: err.message.split("\n")[0] };
-    }
+    return parseSpecText(editor.text);
   }
 
   function showProblems(err) {
     if (err instanceof ApiError && err.status === 422 && err.errors.length) {
+      editor.mark(err.errors);
       replace(problems,
         h("p", { class: "bad" }, `${err.errors.length} problem${err.errors.length > 1 ? "s" : ""}:`),
         h("ul", { class: "problems" }, err.errors.map((e) =>
@@ -94,15 +103,17 @@ export function newJobView(root, { signal, navigate }) {
     chart?.destroy();
     chart = null;
     replace(lrChart);
+    replace(layers);
     replace(plan, h("p", { class: "muted", "data-testid": "plan-empty" }, "No plan while the spec is invalid."));
   }
 
   async function validate() {
-    sessionStorage.setItem(DRAFT, editor.value);
+    sessionStorage.setItem(DRAFT, editor.text);
     const mine = ++seq;
-    const { spec, error } = parseSpec();
+    const { spec, error, offset } = parseSpec();
     if (error) {
       replace(problems, h("p", { class: "bad" }, h("code", { class: "loc" }, "YAML"), " ", error));
+      editor.mark([{ msg: error, offset }]);
       clearPlan();
       return;
     }
@@ -111,6 +122,7 @@ export function newJobView(root, { signal, navigate }) {
       const result = await sendJSON("POST", "/v1/specs/validate", { spec }, { signal });
       if (mine !== seq) return;
       replace(problems, h("p", { class: "ok", "data-testid": "valid" }, "✓ Valid spec"));
+      editor.mark([]);
       showPlan(result);
     } catch (err) {
       if (mine !== seq || signal.aborted) return;
@@ -122,10 +134,6 @@ export function newJobView(root, { signal, navigate }) {
     }
   }
 
-  editor.addEventListener("input", () => {
-    clearTimeout(timer);
-    timer = setTimeout(validate, 400);
-  });
   signal.addEventListener("abort", () => clearTimeout(timer));
 
   form.addEventListener("submit", async (event) => {

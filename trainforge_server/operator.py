@@ -1,5 +1,6 @@
 """The work of the operator verbs (up, api, worker, db upgrade, admin): their options are
-in trainforge/operator_cmd.py, on the same typer app as the user verbs (trainforge/client)."""
+in trainforge/operator_cmd.py, on the same typer app as the user verbs (trainforge/client).
+This module ships in the server distribution (trainforge-server), the options in the client."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+../trainforge/version.py
