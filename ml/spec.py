@@ -526,12 +526,15 @@ class ResourcesSpec(Strict):
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     compile: bool = False
     devices: int = Field(
-        1, ge=1, le=64,
+        1,
+        ge=1,
+        le=64,
         description="Data-parallel processes on one worker host (N GPUs with device cuda, N "
         "CPU processes with device cpu). dataset.batch_size stays the global batch.",
     )
     sync_batch_norm: bool = Field(
-        False, description="With devices > 1: batch-norm statistics over the global batch "
+        False,
+        description="With devices > 1: batch-norm statistics over the global batch "
         "(SyncBatchNorm) instead of each replica's slice.",
     )
 
