@@ -48,6 +48,7 @@ from ml.graph_spec import (
     TransformerEncoderLayer,
 )
 from ml.shapes import GraphShapes, Shape, infer, input_shape, pair, same_padding
+from ml.tensor_manifest import layer_modules
 
 ACT_FN: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": F.relu,
@@ -382,9 +383,7 @@ class GraphNet(nn.Module):
         last = shapes.layers[-2].output_shape[0]
         self.add_module(names[self.n_layers], nn.Linear(last, n_out))
         # plan.layers' ids -> module names: what warm_start.freeze / .reset name.
-        self.layer_modules: dict[str, str] = {f"layers.{i}": names[i] for i in range(self.n_layers)}
-        self.layer_modules |= {ly.id: names[i] for i, ly in enumerate(model.layers) if ly.id}
-        self.layer_modules["head"] = names[self.n_layers]
+        self.layer_modules: dict[str, str] = layer_modules(model, names)
         # A chain of plain layers (every shorthand but text) runs as nn.Sequential does.
         chain = all(m == "plain" for m in self.modes) and all(
             src == [i - 1] for i, src in enumerate(self.sources)
