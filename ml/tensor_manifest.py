@@ -162,8 +162,8 @@ def _layer_tensors(layer: Layer, s: Shape, model: GraphModel) -> dict[str, tuple
         for k in range(layer.num_layers):
             at = f"layers.{k}"
             out |= _attention(f"{at}.self_attn", d)
-            out |= {f"{at}.linear1.weight": ((ff, d), p), f"{at}.linear1.bias": ((ff,), p),
-                    f"{at}.linear2.weight": ((d, ff), p), f"{at}.linear2.bias": ((d,), p)}  # fmt: skip
+            out |= {f"{at}.linear1.weight": ((ff, d), p), f"{at}.linear1.bias": ((ff,), p)}
+            out |= {f"{at}.linear2.weight": ((d, ff), p), f"{at}.linear2.bias": ((d,), p)}
             for norm in ("norm1", "norm2"):
                 out |= {f"{at}.{norm}.weight": ((d,), p), f"{at}.{norm}.bias": ((d,), p)}
         return out
@@ -171,8 +171,12 @@ def _layer_tensors(layer: Layer, s: Shape, model: GraphModel) -> dict[str, tuple
 
 
 def _attention(at: str, d: int) -> dict[str, tuple[Dims, bool]]:
-    return {f"{at}.in_proj_weight": ((3 * d, d), True), f"{at}.in_proj_bias": ((3 * d,), True),
-            f"{at}.out_proj.weight": ((d, d), True), f"{at}.out_proj.bias": ((d,), True)}  # fmt: skip
+    return {
+        f"{at}.in_proj_weight": ((3 * d, d), True),
+        f"{at}.in_proj_bias": ((3 * d,), True),
+        f"{at}.out_proj.weight": ((d, d), True),
+        f"{at}.out_proj.bias": ((d,), True),
+    }
 
 
 class HeaderError(ValueError):

@@ -36,7 +36,7 @@ KINDS: list[tuple[dict[str, Any], DatasetInfo]] = [
             "max_length": 6,
         },
         TEXT,
-    ),  # fmt: skip
+    ),
     (
         {
             "kind": "text",
@@ -46,7 +46,7 @@ KINDS: list[tuple[dict[str, Any], DatasetInfo]] = [
             "embedding_dim": 4,
         },
         TEXT,
-    ),  # fmt: skip
+    ),
     (
         {
             "kind": "text",
@@ -58,7 +58,7 @@ KINDS: list[tuple[dict[str, Any], DatasetInfo]] = [
             "num_layers": 2,
         },
         TEXT,
-    ),  # fmt: skip
+    ),
 ]
 
 
