@@ -117,6 +117,7 @@ def _channels(s: Shape) -> int:
 def _layer_tensors(layer: Layer, s: Shape, model: GraphModel) -> dict[str, tuple[Dims, bool]]:
     """One layer's own tensors (relative names), as its module in ``ml.graph_model`` has them."""
     p = True
+    out: dict[str, tuple[Dims, bool]]
     if isinstance(layer, DenseLayer):
         out = {"weight": ((layer.units, s.dims[-1]), p)}
         return out | ({"bias": ((layer.units,), p)} if layer.use_bias else {})
@@ -158,7 +159,7 @@ def _layer_tensors(layer: Layer, s: Shape, model: GraphModel) -> dict[str, tuple
     if isinstance(layer, TransformerEncoderLayer):
         d = s.dims[1]
         ff = layer.intermediate_dim or 4 * d
-        out: dict[str, tuple[Dims, bool]] = {}
+        out = {}
         for k in range(layer.num_layers):
             at = f"layers.{k}"
             out |= _attention(f"{at}.self_attn", d)
