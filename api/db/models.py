@@ -137,6 +137,9 @@ class Job(Base):
     sweep_id: Mapped[str | None] = mapped_column(String(32), default=None)
     trial_number: Mapped[int | None] = mapped_column(Integer, default=None)
     params: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # spec.warm_start planned at submit (api.warm_start): the source checkpoint and which
+    # tensors load, which keep their initialisation and why (issue 24).
+    warm_start: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class JobTransition(Base):
