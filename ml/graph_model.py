@@ -368,6 +368,8 @@ class GraphNet(nn.Module):
                     m.trainforge_kernel = (layer.init, layer.l1, layer.l2)  # type: ignore[assignment]
             if not layer.trainable:
                 module.requires_grad_(False)
+            if layer.lr_multiplier != 1.0:  # ml.optim gives its parameters a group of their own
+                module.trainforge_lr = layer.lr_multiplier  # type: ignore[assignment]
             self.add_module(names[i], module)
             self.modes.append(mode)
             self.masks_zero.append(isinstance(layer, EmbeddingLayer) and layer.mask_zero)

@@ -526,12 +526,15 @@ class ResourcesSpec(Strict):
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     compile: bool = False
     devices: int = Field(
-        1, ge=1, le=64,
+        1,
+        ge=1,
+        le=64,
         description="Data-parallel processes on one worker host (N GPUs with device cuda, N "
         "CPU processes with device cpu). dataset.batch_size stays the global batch.",
     )
     sync_batch_norm: bool = Field(
-        False, description="With devices > 1: batch-norm statistics over the global batch "
+        False,
+        description="With devices > 1: batch-norm statistics over the global batch "
         "(SyncBatchNorm) instead of each replica's slice.",
     )
 
@@ -563,6 +566,15 @@ class JobSpec(Strict):
         "or an object {kind, class_weight}.",
     )
     warm_start: WarmStartSpec | None = None
+    lr_multipliers: dict[LayerName, Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)]] = (
+        Field(
+            default_factory=dict,
+            max_length=1000,
+            description="Per-layer learning-rate multipliers by plan.layers id (layers.<i>, a "
+            "graph layer's id, head), for every model kind: the layer's parameters train at "
+            "the schedule's lr times this (a graph layer's own lr_multiplier is overridden).",
+        )
+    )
     metrics: list[Annotated[str, Field(pattern=METRIC_PATTERN)]] = Field(
         default_factory=list,
         max_length=64,
