@@ -12,6 +12,7 @@ key padding mask) honour it, as Keras' masking does.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Iterator
 from typing import Literal
 
@@ -281,6 +282,18 @@ class Positions(nn.Embedding):
         return x + super().forward(positions)[None]
 
 
+def keep_in_inference_mode(module: nn.Module) -> None:
+    """A frozen batch-normalization layer (``trainable: false``, ``warm_start.freeze``)
+    normalizes with its running statistics and stops updating them, in training too
+    (Keras' ``BatchNormalization`` with ``trainable = False``)."""
+
+    def train(self: nn.Module, mode: bool = True) -> nn.Module:
+        return nn.Module.train(self, False)
+
+    module.train = types.MethodType(train, module)  # type: ignore[method-assign]
+    module.eval()
+
+
 def _module(layer: Layer, s: Shape, model: GraphModel) -> tuple[nn.Module, Mode]:
     if isinstance(layer, DenseLayer):
         if layer.activation is None:
@@ -368,6 +381,8 @@ class GraphNet(nn.Module):
                     m.trainforge_kernel = (layer.init, layer.l1, layer.l2)  # type: ignore[assignment]
             if not layer.trainable:
                 module.requires_grad_(False)
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    keep_in_inference_mode(module)
             if layer.lr_multiplier != 1.0:  # ml.optim gives its parameters a group of their own
                 module.trainforge_lr = layer.lr_multiplier  # type: ignore[assignment]
             self.add_module(names[i], module)

@@ -22,13 +22,13 @@ graph layer's own ``id``, ``head``), or by the built module's names (``1``, ``4`
 
 from __future__ import annotations
 
-import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from torch import Tensor, nn
 
 from ml.architecture import TrainError
+from ml.graph_model import keep_in_inference_mode
 from ml.sinks import CheckpointBlob
 from ml.warm_start_plan import WarmStartPlan, plan_load, under
 
@@ -44,14 +44,6 @@ class WarmStart:
 
 
 WarmStartReport = WarmStartPlan  # what was loaded, skipped (and why), frozen
-
-
-def _keep_in_inference_mode(module: nn.Module) -> None:
-    def train(self: nn.Module, mode: bool = True) -> nn.Module:
-        return nn.Module.train(self, False)
-
-    module.train = types.MethodType(train, module)  # type: ignore[method-assign]
-    module.eval()
 
 
 def layer_aliases(model: nn.Module) -> dict[str, str]:
@@ -100,5 +92,5 @@ def apply_warm_start(model: nn.Module, warm: WarmStart) -> WarmStartPlan:
         for param in module.parameters(recurse=False):
             param.requires_grad_(False)
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            _keep_in_inference_mode(module)
+            keep_in_inference_mode(module)
     return report
