@@ -178,10 +178,11 @@ class Trainer:
             with self.autocast():
                 out = self.forward(xb)
             loss += self.loss_fn(out.float(), yb) * len(yb)
-            if self.classification:
-                correct += (out.argmax(1) == yb).sum()
+            predicted = out.argmax(1) if self.classification else None
+            if predicted is not None:
+                correct += (predicted == yb).sum()
             if predictions is not None:
-                predictions.add(out.float(), yb)
+                predictions.add(out.float(), yb, predicted)
         self.model.train()
         penalty = self.penalty()  # Keras' val_loss includes the regularization losses too
         n = self.data.n_val

@@ -8,7 +8,7 @@ import torch
 from sklearn import metrics as skm
 
 from ml.metric_names import direction, metric_task, misfit
-from ml.metrics import EpochPredictions, row_auroc_torch
+from ml.metrics import EpochPredictions, class_probabilities, row_auroc_torch
 
 CLASSIFICATION = [
     f"{b}_{a}" for b in ("precision", "recall", "f1") for a in ("macro", "micro", "weighted")
@@ -24,7 +24,8 @@ def reference(name: str, y: np.ndarray, logits: np.ndarray) -> float:
         return float(fn[base](y, pred, average=avg, zero_division=0))
     if name == "balanced_accuracy":
         return float(skm.balanced_accuracy_score(y, pred))
-    prob = torch.from_numpy(logits).double().softmax(1).numpy()
+    # The probabilities the engine computes (the same predictions; softmax is not under test).
+    prob = class_probabilities(torch.from_numpy(logits)).t().numpy()
     if name == "auroc":
         if prob.shape[1] == 2:
             return float(skm.roc_auc_score(y, prob[:, 1]))
