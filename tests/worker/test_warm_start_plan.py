@@ -121,4 +121,14 @@ def test_best_is_pinned_at_submit_against_retention_and_deletion(
     run_job(dependent["id"], settings)
     done = client.get(f"/v1/jobs/{dependent['id']}").json()
     assert done["status"] == "succeeded", done
+    # A sweep warm-starts every trial from the one checkpoint its base spec pinned.
+    lrs = {"kind": "choice", "values": [0.01, 0.001]}
+    base = {"dataset": IRIS, "epochs": 1, "warm_start": {"job_id": source, "checkpoint": "latest"}}
+    sweep = client.post("/v1/sweeps", json={"spec": base, "parameters": {"optimizer.lr": lrs},
+                                            "max_concurrent_trials": 2})  # fmt: skip
+    assert sweep.status_code == 201, sweep.text
+    trials = client.get(f"/v1/sweeps/{sweep.json()['id']}/trials").json()["items"]
+    specs = [client.get(f"/v1/jobs/{t['job_id']}").json()["spec"] for t in trials]
+    assert len(specs) == 2 and all(s["warm_start"]["checkpoint"] == best for s in specs)
+    assert client.post(f"/v1/sweeps/{sweep.json()['id']}/cancel").status_code == 200
     assert client.delete(f"/v1/jobs/{source}").status_code == 204  # no longer needed
