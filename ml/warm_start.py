@@ -43,9 +43,6 @@ class WarmStart:
     resume: CheckpointBlob | None = None
 
 
-WarmStartReport = WarmStartPlan  # what was loaded, skipped (and why), frozen
-
-
 def layer_aliases(model: nn.Module) -> dict[str, str]:
     """The layer ids of ``plan.layers`` (``layers.<i>``, a layer's own ``id``, ``head``) ->
     the names of the modules that hold them, for a model built from a layer graph ({}
