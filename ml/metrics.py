@@ -4,8 +4,9 @@ A split's outputs are gathered on the training device batch by batch
 (:class:`EpochPredictions`: no host copy and no per-step work -- the engine hands them
 over at its sync points with the argmax it computes for the accuracy anyway) and the
 metrics are computed once, at the end of the epoch: the scores built from the confusion
-matrix from that C × C matrix read to the host, AUROC in float64 on the host for CPU
-outputs (NumPy: one sort per class) and on the device for GPU outputs, the device's
+matrix from that C × C matrix read to the host, AUROC of the float32 softmax
+probabilities on the host for CPU outputs (NumPy: one sort of every class's scores)
+and on the device for GPU outputs, the device's
 values read back in one copy (bench/RESULTS.md: the cost of two extra metrics).
 
 Definitions are scikit-learn's, and tests/ml/test_metrics.py holds them to scikit-learn
@@ -16,7 +17,8 @@ on the same predictions (to 1e-6):
   ratio's denominator is 0 (``zero_division`` default); micro is accuracy for
   single-label classification;
 - ``balanced_accuracy``: the mean recall over the classes present in the targets;
-- ``auroc``: ROC AUC of the softmax probabilities; the positive class's probability for
+- ``auroc``: ROC AUC of the softmax probabilities (float32, as the model computes its
+  outputs); the positive class's probability for
   two classes, the one-vs-rest macro average for more (``multi_class="ovr"``). It is
   NaN (logged as such) when a class has no sample in the split, where scikit-learn
   raises;
@@ -142,10 +144,11 @@ def _per_class(cm: NDArray[np.int64]) -> dict[str, NDArray[np.float64]]:
 
 
 def class_probabilities(out: Tensor) -> Tensor:
-    """Softmax probabilities in float64, one row per class ((C, N): each class's scores
-    contiguous, as AUROC reads them), computed over the transposed outputs (about 4x
-    cheaper on the CPU than a softmax along rows of C values)."""
-    return torch.softmax(out.double().t(), 0)
+    """Softmax probabilities in float32 (the model's own precision: the predictions AUROC
+    ranks), one row per class ((C, N): each class's scores contiguous, as AUROC reads
+    them), computed over the transposed outputs (about 4x cheaper on the CPU than a
+    softmax along rows of C values)."""
+    return torch.softmax(out.float().t(), 0)
 
 
 def classification_metrics(
@@ -215,41 +218,52 @@ def row_auroc_torch(score: Tensor, positive: Tensor) -> Tensor:
 
 
 def auroc_numpy(
-    score: NDArray[np.float64], target: NDArray[np.int64], classes: Sequence[int]
-) -> list[float]:
-    """ROC AUC of each row of ``score`` (R, N) for the positive class ``classes[r]`` (the
-    CPU path), exactly :func:`row_auroc_torch`'s Mann-Whitney statistic: a positive
-    sample's rank is the mean rank of its tie group, ``(left + right + 1) / 2`` from two
-    binary searches in the row's sorted scores. One sort of all rows' values (no argsort,
-    no gathers) and one sort of the positives' scores; NaN without a positive or a
-    negative."""
-    n = score.shape[1]
+    score: NDArray[np.float32], target: NDArray[np.int64], classes: Sequence[int]
+) -> NDArray[np.float64]:
+    """ROC AUC of each row of ``score`` (R, N; probabilities, float32) for the positive
+    class ``classes[r]`` (the CPU path), exactly :func:`row_auroc_torch`'s Mann-Whitney
+    statistic with a positive sample's rank the mean rank of its tie group,
+    ``(left + right + 1) / 2`` from two binary searches in its row's sorted scores.
+
+    Every row is sorted in one call; every sample is a positive of at most one row, so
+    all positives are searched at once in the rows laid end to end, each score keyed by
+    ``row << 32 | its float32 bit pattern`` (a non-negative float32's bits order as its
+    value does, so the keys are sorted). No argsort, no gathers, no loop over classes.
+    NaN for a row without a positive or a negative."""
+    rows, n = score.shape
     ordered = np.sort(score, axis=1)
-    out = []
-    for row, k in enumerate(classes):
-        pos = np.sort(score[row][target == k])  # sorted keys: each search starts at the last
-        n_pos = pos.shape[0]
-        pairs = n_pos * (n - n_pos)
-        if pairs == 0:
-            out.append(float("nan"))
-            continue
-        left = np.searchsorted(ordered[row], pos, "left")
-        right = np.searchsorted(ordered[row], pos, "right")
-        rank_sum = float((left + right).sum() + n_pos) / 2  # 1-based average ranks
-        out.append(float((rank_sum - n_pos * (n_pos + 1) / 2) / pairs))
+    high = np.arange(rows, dtype=np.int64)[:, None] << 32
+    keys = (high | ordered.view(np.uint32).astype(np.int64)).ravel()
+    row_of = np.full(int(max(int(target.max(initial=0)), max(classes))) + 1, -1)
+    row_of[list(classes)] = np.arange(rows)
+    sample_row = row_of[target]
+    positive = np.flatnonzero(sample_row >= 0)
+    pos_rows = sample_row[positive]
+    bits = score[pos_rows, positive].view(np.uint32).astype(np.int64)
+    pos_keys = np.sort((pos_rows.astype(np.int64) << 32) | bits)  # sorted: faster searches
+    pos_rows = pos_keys >> 32
+    base = pos_rows * n
+    left = np.searchsorted(keys, pos_keys, "left") - base
+    right = np.searchsorted(keys, pos_keys, "right") - base
+    rank_sum = np.bincount(pos_rows, weights=(left + right + 1) / 2, minlength=rows)
+    n_pos = np.bincount(pos_rows, minlength=rows).astype(np.float64)
+    pairs = n_pos * (n - n_pos)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = (rank_sum - n_pos * (n_pos + 1) / 2) / pairs
+    out: NDArray[np.float64] = np.where(pairs > 0, value, np.nan)
     return out
 
 
 def auroc(prob: Tensor, target: Tensor) -> Value:
     """``prob``: (C, N) class probabilities (:func:`class_probabilities`). Binary: the
     positive class's; more classes: the one-vs-rest macro average. On the CPU in NumPy
-    (:func:`auroc_numpy`, one sort of every class's scores); on a GPU all classes at
-    once, on the device (:func:`row_auroc_torch`)."""
+    (:func:`auroc_numpy`); on a GPU all classes at once, on the device
+    (:func:`row_auroc_torch`)."""
     n_classes = prob.shape[0]
     if prob.device.type == "cpu":
         if n_classes == 2:
-            return auroc_numpy(prob[1:].numpy(), target.numpy(), [1])[0]
-        return float(np.mean(auroc_numpy(prob.numpy(), target.numpy(), range(n_classes))))
+            return float(auroc_numpy(prob[1:].numpy(), target.numpy(), [1])[0])
+        return float(auroc_numpy(prob.numpy(), target.numpy(), range(n_classes)).mean())
     classes = torch.arange(n_classes, device=prob.device).view(-1, 1)
     positive = target.view(1, -1) == classes
     if n_classes == 2:
