@@ -23,10 +23,11 @@ from api.schemas import (
     JobStatus,
     JobTransitionRead,
     QueueReason,
+    WarmStartRead,
     spec_json,
 )
 from api.settings import Settings
-from api.spec_service import resolve_limits, validate_spec
+from api.spec_service import resolve_limits, validate_and_plan
 from api.storage.quota import refuse_when_full
 from ml.spec import SPEC_VERSION, JobSpec
 
@@ -134,7 +135,9 @@ def create_job(
         # A full team is a 507 whatever it submits; one with room left gets a 422 at
         # checkpointing.keep_last (validate_spec) when the job's checkpoints would not fit.
         refuse_when_full(session, team_id, default_quota)  # storage quota (api/storage)
-    validate_spec(spec, session, team_id, settings=settings)
+    checked = validate_and_plan(spec, session, team_id, settings=settings)
+    spec = checked.spec  # warm_start.checkpoint pinned to an id (api.warm_start)
+    warm_start = checked.warm_start.as_json() if checked.warm_start is not None else None
     if team is None or team.max_queued_jobs is not None:
         _check_queued_quota(session, team_id)
     queue = settings.gpu_queue if body.spec.resources.device == "cuda" else settings.queue
@@ -153,6 +156,7 @@ def create_job(
             idempotency_key=idempotency_key,
             request_hash=request_hash,
             published=True,  # the request rings the doorbell after its commit
+            warm_start=warm_start,
         )
     except IntegrityError:
         # A concurrent request with the same key won the unique index: answer with its job.
@@ -268,4 +272,5 @@ def _read(
         sweep_id=job.sweep_id,
         trial_number=job.trial_number,
         params=job.params,
+        warm_start=WarmStartRead.model_validate(job.warm_start) if job.warm_start else None,
     )

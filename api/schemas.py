@@ -40,6 +40,39 @@ class JobTransitionRead(BaseModel):
     at: datetime
 
 
+class WarmStartSkipped(BaseModel):
+    tensor: str
+    reason: Literal["not_in_source", "shape_mismatch", "head_reinitialised", "reset"]
+    message: str
+
+
+class WarmStartRead(BaseModel):
+    """What a warm-started model loads from its source checkpoint, planned before the job is
+    queued by the function the worker loads with (``ml.warm_start_plan``)."""
+
+    source_job_id: str
+    checkpoint_id: int = Field(
+        description="The source checkpoint (`best`/`latest` resolved at submit): pinned "
+        "against the source's retention while the job waits."
+    )
+    planned: bool = Field(
+        description="false: decided when the job starts (a table with typed columns sizes "
+        "the model's inputs from its training split); the lists are then empty."
+    )
+    summary: str
+    loaded: list[str] = Field([], description="state_dict names loaded from the source.")
+    skipped: list[WarmStartSkipped] = Field(
+        [],
+        description="Every tensor not loaded, and why: not in the source, another shape, "
+        "the output head re-initialised (classes or task differ), or warm_start.reset.",
+    )
+    reinitialised: list[str] = Field(
+        [], description="The tensors that keep their fresh initialisation (= `skipped`'s)."
+    )
+    frozen: list[str] = Field([], description="Parameters warm_start.freeze freezes.")
+    unused: list[str] = Field([], description="Source tensors this model has no place for.")
+
+
 class JobRead(BaseModel):
     id: str
     name: str | None
@@ -73,6 +106,11 @@ class JobRead(BaseModel):
     trial_number: int | None = Field(None, description="Its number within the sweep, from 0.")
     params: dict[str, Any] | None = Field(
         None, description="The trial's sampled parameters: dotted spec path → value."
+    )
+    warm_start: WarmStartRead | None = Field(
+        None,
+        description="With `spec.warm_start`: what the model loads from its source, planned "
+        "at submit (null for a sweep's trial: see its log).",
     )
 
 
@@ -134,6 +172,9 @@ class SpecValidation(BaseModel):
     spec: JobSpec
     spec_version: str
     plan: SpecPlanRead
+    warm_start: WarmStartRead | None = Field(
+        None, description="With `spec.warm_start`: what the model would load from its source."
+    )
 
 
 class JobOrDryRun(RootModel[JobRead | SpecValidation]):

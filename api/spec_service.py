@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,7 +13,7 @@ from api.db.models import Team
 from api.problems import FieldProblem, ProblemError
 from api.settings import Settings
 from api.storage.quota import checkpoint_room
-from api.warm_start import check_source
+from api.warm_start import PlannedWarmStart, check_source, plan_warm_start
 from ml.architecture import TrainError
 from ml.checks import DatasetInfo, SpecProblem, builtin_info, check_spec
 from ml.column_spec import column_problems, encoded_width
@@ -127,6 +127,23 @@ def device_problems(
     return []
 
 
+@dataclass(frozen=True)
+class Validated:
+    info: DatasetInfo
+    spec: JobSpec  # as given, with warm_start.checkpoint resolved to the source's id
+    warm_start: PlannedWarmStart | None
+
+
+def _inputs_known(spec: JobSpec, session: Session, team_id: str) -> bool:
+    """Whether the model's input width is known before the job runs: not for a table with
+    typed columns, whose encoding is fitted on the training split."""
+    source = spec.dataset.source
+    if isinstance(source, BuiltinSource):
+        return True
+    stored = datasets_repo.get_dataset(session, source.dataset_id, team_id)
+    return stored is not None and not dict(stored.info).get("columns")
+
+
 def validate_spec(
     spec: JobSpec,
     session: Session,
@@ -134,11 +151,25 @@ def validate_spec(
     prefix: str = "spec",
     settings: Settings | None = None,
 ) -> DatasetInfo:
+    """Raises a 422 listing every semantic problem, each with its location (see
+    ``validate_and_plan``)."""
+    return validate_and_plan(spec, session, team_id, prefix, settings).info
+
+
+def validate_and_plan(
+    spec: JobSpec,
+    session: Session,
+    team_id: str,
+    prefix: str = "spec",
+    settings: Settings | None = None,
+) -> Validated:
     """Raises a 422 listing every semantic problem, each with its location.
 
     With ``settings``, the operator's limits too: parameters, estimated training
     memory, the runtime ceiling (``ml.resources``), and the checkpoints the job keeps
-    against the team's storage quota (``api.storage.quota``).
+    against the team's storage quota (``api.storage.quota``). A ``warm_start`` is checked
+    against its source (``api.warm_start``): the answer's spec names the source
+    checkpoint by id, and says which tensors would load.
     """
     info = dataset_info(spec, session, team_id, prefix)
     problems: list[SpecProblem] = check_spec(spec, info) + table_problems(spec, session, team_id)
@@ -153,7 +184,13 @@ def validate_spec(
         for p in problems
     ]
     errors += check_source(spec.warm_start, session, team_id, prefix)  # issue 24
+    planned = None
+    if not errors and spec.warm_start is not None:
+        known = _inputs_known(spec, session, team_id)
+        spec, planned, errors = plan_warm_start(
+            spec, info, session, team_id, inputs_known=known, prefix=prefix
+        )
     if errors:
         detail = "; ".join(f"{e.loc}: {e.msg}" for e in errors[:5])
         raise ProblemError(422, "Invalid spec", detail, errors=errors)
-    return info
+    return Validated(info, spec, planned)

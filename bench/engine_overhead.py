@@ -20,12 +20,14 @@ does not count) and wall time are reported; with one intra-op thread, CPU time i
 the work done.
 
     .venv/bin/python bench/engine_overhead.py [--repeats 5] [--threads 1] [--device cuda]
-        [--metrics f1_macro auroc] [--cases mlp cnn]
+        [--metrics f1_macro auroc [--before]] [--cases mlp cnn]
 
 ``--metrics`` gives the engine's job extra metrics (``spec.metrics``, issue 24: computed
 over the whole split at each epoch's end, for training and validation) and adds an arm
 ``engine, no metrics``: the hand loop computes none of them, so the engine's ratio to
-it includes their whole cost.
+it includes their whole cost. ``--before`` adds an arm ``engine, metrics before``: the same
+job with the epoch-end metric code as it was before this turn's change
+(``bench/metrics_before.py``), interleaved with the others, for a before/after under one load.
 
 With ``--device cuda`` (a lent GPU) the data and the models of the engine and the
 hand loop live on the GPU, Lightning runs with ``accelerator="gpu"`` over its
@@ -87,6 +89,20 @@ def engine_run(spec: JobSpec) -> list[Stamp]:
 
     train(spec, on_progress=progress)
     return stamps
+
+
+def engine_run_before(spec: JobSpec) -> list[Stamp]:
+    """The engine with the epoch-end metric code of before (bench/metrics_before.py)."""
+    from metrics_before import classification_metrics as before
+
+    import ml.metrics
+
+    now = ml.metrics.classification_metrics
+    ml.metrics.classification_metrics = before  # type: ignore[assignment]
+    try:
+        return engine_run(spec)
+    finally:
+        ml.metrics.classification_metrics = now
 
 
 def adam(model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -190,6 +206,7 @@ def main() -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--metrics", nargs="*", default=[], help="spec.metrics of the engine")
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--before", action="store_true", help="add the old metric code's arm")
     args = parser.parse_args()
     global DEVICE
     DEVICE = torch.device(args.device)
@@ -218,6 +235,8 @@ def main() -> None:
         spec = job(model, batch, epochs, args.metrics)
         n_train = prepare(spec, load_dataset(spec), torch.device("cpu")).n_train
         runners: dict[str, Callable[[JobSpec], list[Stamp]]] = {"engine": engine_run}
+        if args.metrics and args.before:
+            runners["engine, metrics before"] = engine_run_before
         if args.metrics:
             plain = spec.model_copy(update={"metrics": []})
             runners["engine, no metrics"] = lambda _spec, plain=plain: engine_run(plain)
@@ -241,9 +260,13 @@ def main() -> None:
                 if k == "engine, no metrics":
                     ratio = sps[k] / sps["engine"]
                     print(f"    the metrics make the engine take {ratio:.3f}x its time")
-                if k.startswith("hand"):
+                if k == "engine, metrics before":
                     ratio = sps[k] / sps["engine"]
-                    print(f"    engine takes {ratio:.3f}x the time of '{k}' (goal <= 1.10)")
+                    print(f"    the old metric code took {1 / ratio:.3f}x the engine's time")
+                if k.startswith("hand"):
+                    for arm in [a for a in sps if a.startswith("engine")]:
+                        ratio = sps[k] / sps[arm]
+                        print(f"    {arm} takes {ratio:.3f}x the time of '{k}' (goal <= 1.10)")
                 if k.startswith("lightning"):
                     ratio = sps["engine"] / sps[k]
                     print(f"    engine is {ratio:.2f}x faster than '{k}' (goal >= 1.3)")

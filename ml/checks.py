@@ -206,6 +206,7 @@ def check_spec(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
 
     problems += _class_weight(spec, info)
     problems += _warm_start(spec, info)
+    problems += _lr_multipliers(spec, info)
 
     # ---- extra metrics and monitors
     for i, name in enumerate(spec.metrics):
@@ -306,29 +307,53 @@ def _warm_start(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
     return out
 
 
+def plan_ids(spec: JobSpec, info: DatasetInfo) -> list[str] | None:
+    """The ids ``plan.layers`` gives the model's layers (``layers.<i>``, a graph layer's own
+    ``id``, ``head``); None where the model does not fit the data or builds no graph here."""
+    model = spec.model
+    if isinstance(model, CNNModel | ResNetModel) and info.image_shape is None:
+        return None
+    graph = as_graph(model, info, spec.regularization.dropout)
+    if graph is None:  # text: may name its modules (as before graphs), checked at start
+        return None
+    ids = [f"layers.{i}" for i in range(len(graph.layers))]
+    return ids + [layer.id for layer in graph.layers if layer.id] + ["head"]
+
+
+def _unknown_layer(ids: list[str], loc: tuple[str | int, ...], name: str) -> SpecProblem:
+    own = [x for x in ids if not x.startswith("layers.")]
+    last = sum(x.startswith("layers.") for x in ids) - 1
+    shown = ", ".join([*own, "layers.0", "…", f"layers.{last}"])
+    return SpecProblem(loc, f"this model has no layer {name!r}: name a layer of plan.layers "
+                       f"({shown})", "warm_start_unknown_layer" if loc[0] == "warm_start"
+                       else "unknown_layer")  # fmt: skip
+
+
 def _warm_start_layers(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
     """freeze / reset name layers by their ``plan.layers`` id (``layers.<i>``, a layer's own
     ``id``, ``head``); a name of digits only is a module index (older specs), checked when
     the job starts."""
-    warm, model = spec.warm_start, spec.model
-    if warm is None or (isinstance(model, CNNModel | ResNetModel) and info.image_shape is None):
+    warm, ids = spec.warm_start, plan_ids(spec, info)
+    if warm is None or ids is None:
         return []
-    graph = as_graph(model, info, spec.regularization.dropout)
-    if graph is None:  # text: may name its modules (as before graphs), checked at start
-        return []
-    ids = [f"layers.{i}" for i in range(len(graph.layers))]
-    ids += [layer.id for layer in graph.layers if layer.id] + ["head"]
     out = []
     for field in ("freeze", "reset"):
         for i, name in enumerate(getattr(warm, field)):
             if name in ids or name.isdigit():
                 continue
-            own = [x for x in ids if not x.startswith("layers.")]
-            shown = ", ".join([*own, "layers.0", "…", f"layers.{len(graph.layers) - 1}"])
-            out.append(SpecProblem(("warm_start", field, i), f"this model has no layer "
-                                   f"{name!r}: name a layer of plan.layers ({shown})",
-                                   "warm_start_unknown_layer"))  # fmt: skip
+            out.append(_unknown_layer(ids, ("warm_start", field, i), name))
     return out
+
+
+def _lr_multipliers(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
+    ids = plan_ids(spec, info)
+    if not spec.lr_multipliers or ids is None:
+        return []
+    return [
+        _unknown_layer(ids, ("lr_multipliers", name), name)
+        for name in spec.lr_multipliers
+        if name not in ids
+    ]
 
 
 def is_monitorable_name(name: str) -> bool:

@@ -12,6 +12,7 @@ key padding mask) honour it, as Keras' masking does.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Iterator
 from typing import Literal
 
@@ -48,6 +49,7 @@ from ml.graph_spec import (
     TransformerEncoderLayer,
 )
 from ml.shapes import GraphShapes, Shape, infer, input_shape, pair, same_padding
+from ml.tensor_manifest import layer_modules
 
 ACT_FN: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": F.relu,
@@ -280,6 +282,18 @@ class Positions(nn.Embedding):
         return x + super().forward(positions)[None]
 
 
+def keep_in_inference_mode(module: nn.Module) -> None:
+    """A frozen batch-normalization layer (``trainable: false``, ``warm_start.freeze``)
+    normalizes with its running statistics and stops updating them, in training too
+    (Keras' ``BatchNormalization`` with ``trainable = False``)."""
+
+    def train(self: nn.Module, mode: bool = True) -> nn.Module:
+        return nn.Module.train(self, False)
+
+    module.train = types.MethodType(train, module)  # type: ignore[method-assign]
+    module.eval()
+
+
 def _module(layer: Layer, s: Shape, model: GraphModel) -> tuple[nn.Module, Mode]:
     if isinstance(layer, DenseLayer):
         if layer.activation is None:
@@ -367,6 +381,10 @@ class GraphNet(nn.Module):
                     m.trainforge_kernel = (layer.init, layer.l1, layer.l2)  # type: ignore[assignment]
             if not layer.trainable:
                 module.requires_grad_(False)
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    keep_in_inference_mode(module)
+            if layer.lr_multiplier != 1.0:  # ml.optim gives its parameters a group of their own
+                module.trainforge_lr = layer.lr_multiplier  # type: ignore[assignment]
             self.add_module(names[i], module)
             self.modes.append(mode)
             self.masks_zero.append(isinstance(layer, EmbeddingLayer) and layer.mask_zero)
@@ -382,9 +400,7 @@ class GraphNet(nn.Module):
         last = shapes.layers[-2].output_shape[0]
         self.add_module(names[self.n_layers], nn.Linear(last, n_out))
         # plan.layers' ids -> module names: what warm_start.freeze / .reset name.
-        self.layer_modules: dict[str, str] = {f"layers.{i}": names[i] for i in range(self.n_layers)}
-        self.layer_modules |= {ly.id: names[i] for i, ly in enumerate(model.layers) if ly.id}
-        self.layer_modules["head"] = names[self.n_layers]
+        self.layer_modules: dict[str, str] = layer_modules(model, names)
         # A chain of plain layers (every shorthand but text) runs as nn.Sequential does.
         chain = all(m == "plain" for m in self.modes) and all(
             src == [i - 1] for i, src in enumerate(self.sources)

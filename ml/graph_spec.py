@@ -65,6 +65,11 @@ class _Layer(_Part):
     l1: float | None = Field(None, ge=0, le=1e6, description="Kernel l1 (default: the spec's).")
     l2: float | None = Field(None, ge=0, le=1e6, description="Kernel l2 (default: the spec's).")
     trainable: bool = Field(True, description="false: this layer's weights stay as initialized.")
+    lr_multiplier: float = Field(
+        1.0, gt=0, le=1000, allow_inf_nan=False,
+        description="This layer's learning rate is the schedule's times this (discriminative "
+        "fine-tuning: e.g. 0.1 for a pretrained body); spec.lr_multipliers overrides it.",
+    )  # fmt: skip
 
 
 class DenseLayer(_Layer):

@@ -2,8 +2,12 @@
 
 A split's outputs are gathered on the training device batch by batch
 (:class:`EpochPredictions`: no host copy and no per-step work -- the engine hands them
-over at its sync points with the argmax it computes for the accuracy anyway) and the metrics are
-computed once, at the end of the epoch, in float64 on that device, with one host read.
+over at its sync points with the argmax it computes for the accuracy anyway) and the
+metrics are computed once, at the end of the epoch: the scores built from the confusion
+matrix from that C × C matrix read to the host, AUROC of the float32 softmax
+probabilities on the host for CPU outputs (NumPy: one sort of every class's scores)
+and on the device for GPU outputs, the device's
+values read back in one copy (bench/RESULTS.md: the cost of two extra metrics).
 
 Definitions are scikit-learn's, and tests/ml/test_metrics.py holds them to scikit-learn
 on the same predictions (to 1e-6):
@@ -13,7 +17,8 @@ on the same predictions (to 1e-6):
   ratio's denominator is 0 (``zero_division`` default); micro is accuracy for
   single-label classification;
 - ``balanced_accuracy``: the mean recall over the classes present in the targets;
-- ``auroc``: ROC AUC of the softmax probabilities; the positive class's probability for
+- ``auroc``: ROC AUC of the softmax probabilities (float32, as the model computes its
+  outputs); the positive class's probability for
   two classes, the one-vs-rest macro average for more (``multi_class="ovr"``). It is
   NaN (logged as such) when a class has no sample in the split, where scikit-learn
   raises;
@@ -25,7 +30,7 @@ on the same predictions (to 1e-6):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,6 +56,7 @@ class EpochPredictions:
     keep_scores: bool  # classification: keep the outputs (auroc, top-k), not only the argmax
     outputs: list[Tensor] = field(default_factory=list)
     targets: list[Tensor] = field(default_factory=list)
+    predicted: list[Tensor] = field(default_factory=list)  # with keep_scores: the argmaxes
 
     @staticmethod
     def for_names(names: Sequence[str], classification: bool) -> EpochPredictions:
@@ -59,14 +65,19 @@ class EpochPredictions:
     def add(self, out: Tensor, target: Tensor, predicted: Tensor | None = None) -> None:
         """A batch's outputs and targets; ``predicted``: its argmax, if already computed."""
         out = out.detach()
-        if self.classification and not self.keep_scores:
-            out = predicted if predicted is not None else out.argmax(1)
+        if self.classification:
+            predicted = predicted if predicted is not None else out.argmax(1)
+            if self.keep_scores:
+                self.predicted.append(predicted)
+            else:
+                out = predicted
         self.outputs.append(out)
         self.targets.append(target.detach())
 
     def clear(self) -> None:
         self.outputs.clear()
         self.targets.clear()
+        self.predicted.clear()
 
     def compute(self, names: Sequence[str], n_classes: int) -> dict[str, float]:
         """Every metric in ``names`` over what was added; {} when nothing was."""
@@ -74,11 +85,21 @@ class EpochPredictions:
             return {}
         out, target = torch.cat(self.outputs), torch.cat(self.targets)
         if self.classification:
-            values = classification_metrics(names, out, target, n_classes)
-        else:
-            values = regression_metrics(names, out, target)
-        stacked = torch.stack([values[n] for n in names]).tolist()  # the one host read
-        return dict(zip(names, (float(v) for v in stacked), strict=True))
+            pred = torch.cat(self.predicted) if self.predicted else None
+            values = classification_metrics(names, out, target, n_classes, pred)
+            return read_values(names, values)
+        return read_values(names, regression_metrics(names, out, target))
+
+
+Value = Tensor | float  # a 0-d tensor on the device, or a number already on the host
+
+
+def read_values(names: Sequence[str], values: Mapping[str, Value]) -> dict[str, float]:
+    """The values as floats: those still on the device in one read."""
+    on_device = [n for n in names if isinstance(values[n], Tensor)]
+    read = torch.stack([values[n] for n in on_device]).tolist() if on_device else []  # type: ignore[misc]
+    got = dict(zip(on_device, read, strict=True))
+    return {n: float(got[n]) if n in got else float(values[n]) for n in names}
 
 
 def confusion_matrix(pred: Tensor, target: Tensor, n_classes: int) -> Tensor:
@@ -104,31 +125,61 @@ def per_class_scores(cm: Tensor) -> dict[str, Tensor]:
     }
 
 
+def _per_class(cm: NDArray[np.int64]) -> dict[str, NDArray[np.float64]]:
+    """:func:`per_class_scores` of a confusion matrix on the host (C × C: a few
+    microseconds in NumPy where a dozen small device kernels cost a few hundred)."""
+    m = cm.astype(np.float64)
+    tp, support, predicted = m.diagonal(), m.sum(1), m.sum(0)
+
+    def ratio(num: NDArray[np.float64], den: NDArray[np.float64]) -> NDArray[np.float64]:
+        return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+    return {
+        "precision": ratio(tp, predicted),
+        "recall": ratio(tp, support),
+        "f1": ratio(2 * tp, support + predicted),
+        "support": support,
+        "predicted": predicted,
+    }
+
+
+def class_probabilities(out: Tensor) -> Tensor:
+    """Softmax probabilities in float32 (the model's own precision: the predictions AUROC
+    ranks), one row per class ((C, N): each class's scores contiguous, as AUROC reads
+    them), computed over the transposed outputs (about 4x cheaper on the CPU than a
+    softmax along rows of C values)."""
+    return torch.softmax(out.float().t(), 0)
+
+
 def classification_metrics(
-    names: Sequence[str], out: Tensor, target: Tensor, n_classes: int
-) -> dict[str, Tensor]:
-    """``out``: (N, C) outputs, or (N,) predicted classes when no name needs scores."""
-    pred = out if out.dim() == 1 else out.argmax(1)
-    cm = confusion_matrix(pred, target, n_classes)
-    scores = per_class_scores(cm)
-    support, present = scores["support"], (scores["support"] + scores["predicted"]) > 0
-    n = support.sum()
-    values: dict[str, Tensor] = {}
-    for name in names:
-        base, _, avg = name.rpartition("_")
-        if base in ("precision", "recall", "f1") and avg in AVERAGES:
-            per = scores[base]
-            if avg == "macro":
-                values[name] = per[present].mean()
+    names: Sequence[str], out: Tensor, target: Tensor, n_classes: int, pred: Tensor | None = None
+) -> dict[str, Value]:
+    """``out``: (N, C) outputs, or (N,) predicted classes when no name needs scores. The
+    confusion matrix is read to the host (C × C) for the scores built from it; AUROC runs
+    on the host for CPU outputs and on the device otherwise (see :func:`auroc`)."""
+    values: dict[str, Value] = {}
+    from_cm = [n for n in names if n == "balanced_accuracy" or n.rpartition("_")[2] in AVERAGES]
+    if from_cm:
+        if pred is None:
+            pred = out if out.dim() == 1 else out.argmax(1)
+        cm = confusion_matrix(pred, target, n_classes).cpu().numpy()
+        scores = _per_class(cm)
+        support, present = scores["support"], (scores["support"] + scores["predicted"]) > 0
+        n = support.sum()
+        for name in from_cm:
+            base, _, avg = name.rpartition("_")
+            if name == "balanced_accuracy":
+                values[name] = float(scores["recall"][support > 0].mean())
+            elif avg == "macro":
+                values[name] = float(scores[base][present].mean())
             elif avg == "weighted":
-                values[name] = (per * support).sum() / n
+                values[name] = float((scores[base] * support).sum() / n)
             else:  # micro, single-label: every error is one false positive and one negative
-                values[name] = cm.diagonal().sum().double() / n
-        elif name == "balanced_accuracy":
-            values[name] = scores["recall"][support > 0].mean()
-        elif name == "auroc":
-            values[name] = auroc(out.double().softmax(1), target)
-        else:
+                values[name] = float(cm.diagonal().sum() / n)
+    for name in names:
+        if name == "auroc":
+            values[name] = auroc(class_probabilities(out), target)
+        elif name not in values:
             k = top_k(name)
             assert k is not None, name
             values[name] = top_k_accuracy(out, target, k)
@@ -145,22 +196,12 @@ def top_k_accuracy(out: Tensor, target: Tensor, k: int) -> Tensor:
     return (top == target.view(-1, 1)).any(1).double().mean()
 
 
-def row_auroc(score: Tensor, positive: Tensor) -> Tensor:
-    """ROC AUC of each row of ``score`` (C, N) against ``positive`` (C, N), float64.
-
-    The Mann-Whitney statistic (tied scores count one half, as the trapezoids of
-    scikit-learn's ROC curve do), all rows at once: one sort, then the average rank
-    of each tie group from a running max of group starts and a running min of group
-    ends. NaN for a row with no positive or no negative sample. On the CPU it runs in
-    NumPy (whose sort is about 5x faster than torch's there); on a GPU in torch.
-    """
-    if score.device.type == "cpu":
-        return torch.from_numpy(_row_auroc_numpy(score.numpy(), positive.numpy()))
-    return row_auroc_torch(score, positive)
-
-
 def row_auroc_torch(score: Tensor, positive: Tensor) -> Tensor:
-    """:func:`row_auroc` in torch, on any device (the GPU path)."""
+    """ROC AUC of each row of ``score`` (C, N) against ``positive`` (C, N), float64, in
+    torch on any device (the GPU path): the Mann-Whitney statistic (tied scores count one
+    half, as the trapezoids of scikit-learn's ROC curve do), all rows at once -- one sort,
+    then the average rank of each tie group from a running max of group starts and a
+    running min of group ends. NaN for a row with no positive or no negative sample."""
     n = score.shape[1]
     ordered, order = score.sort(dim=1)
     pos = positive.gather(1, order)
@@ -176,22 +217,36 @@ def row_auroc_torch(score: Tensor, positive: Tensor) -> Tensor:
     return torch.where(pairs > 0, value, torch.full_like(value, float("nan")))
 
 
-def _row_auroc_numpy(
-    score: NDArray[np.float64], positive: NDArray[np.bool_]
+def auroc_numpy(
+    score: NDArray[np.float32], target: NDArray[np.int64], classes: Sequence[int]
 ) -> NDArray[np.float64]:
-    """:func:`row_auroc` in NumPy, step for step."""
-    n = score.shape[1]
-    order = np.argsort(score, axis=1)
-    ordered = np.take_along_axis(score, order, 1)
-    pos = np.take_along_axis(positive, order, 1)
-    index = np.broadcast_to(np.arange(n), ordered.shape)
-    differs = ordered[:, 1:] != ordered[:, :-1]
-    edge = np.ones((len(score), 1), dtype=bool)
-    first = np.maximum.accumulate(np.where(np.hstack([edge, differs]), index, 0), axis=1)
-    ends = np.where(np.hstack([differs, edge]), index, n - 1)[:, ::-1]
-    last = np.minimum.accumulate(ends, axis=1)[:, ::-1]
-    rank_sum = (((first + last) / 2 + 1) * pos).sum(1)  # 1-based average ranks
-    n_pos = pos.sum(1).astype(np.float64)
+    """ROC AUC of each row of ``score`` (R, N; probabilities, float32) for the positive
+    class ``classes[r]`` (the CPU path), exactly :func:`row_auroc_torch`'s Mann-Whitney
+    statistic with a positive sample's rank the mean rank of its tie group,
+    ``(left + right + 1) / 2`` from two binary searches in its row's sorted scores.
+
+    Every row is sorted in one call; every sample is a positive of at most one row, so
+    all positives are searched at once in the rows laid end to end, each score keyed by
+    ``row << 32 | its float32 bit pattern`` (a non-negative float32's bits order as its
+    value does, so the keys are sorted). No argsort, no gathers, no loop over classes.
+    NaN for a row without a positive or a negative."""
+    rows, n = score.shape
+    ordered = np.sort(score, axis=1)
+    high = np.arange(rows, dtype=np.int64)[:, None] << 32
+    keys = (high | ordered.view(np.uint32).astype(np.int64)).ravel()
+    row_of = np.full(int(max(int(target.max(initial=0)), max(classes))) + 1, -1)
+    row_of[list(classes)] = np.arange(rows)
+    sample_row = row_of[target]
+    positive = np.flatnonzero(sample_row >= 0)
+    pos_rows = sample_row[positive]
+    bits = score[pos_rows, positive].view(np.uint32).astype(np.int64)
+    pos_keys = np.sort((pos_rows.astype(np.int64) << 32) | bits)  # sorted: faster searches
+    pos_rows = pos_keys >> 32
+    base = pos_rows * n
+    left = np.searchsorted(keys, pos_keys, "left") - base
+    right = np.searchsorted(keys, pos_keys, "right") - base
+    rank_sum = np.bincount(pos_rows, weights=(left + right + 1) / 2, minlength=rows)
+    n_pos = np.bincount(pos_rows, minlength=rows).astype(np.float64)
     pairs = n_pos * (n - n_pos)
     with np.errstate(invalid="ignore", divide="ignore"):
         value = (rank_sum - n_pos * (n_pos + 1) / 2) / pairs
@@ -199,13 +254,21 @@ def _row_auroc_numpy(
     return out
 
 
-def auroc(prob: Tensor, target: Tensor) -> Tensor:
-    """Binary: the positive class's probability; more classes: one-vs-rest macro."""
-    classes = torch.arange(prob.shape[1], device=prob.device).view(-1, 1)
+def auroc(prob: Tensor, target: Tensor) -> Value:
+    """``prob``: (C, N) class probabilities (:func:`class_probabilities`). Binary: the
+    positive class's; more classes: the one-vs-rest macro average. On the CPU in NumPy
+    (:func:`auroc_numpy`); on a GPU all classes at once, on the device
+    (:func:`row_auroc_torch`)."""
+    n_classes = prob.shape[0]
+    if prob.device.type == "cpu":
+        if n_classes == 2:
+            return float(auroc_numpy(prob[1:].numpy(), target.numpy(), [1])[0])
+        return float(auroc_numpy(prob.numpy(), target.numpy(), range(n_classes)).mean())
+    classes = torch.arange(n_classes, device=prob.device).view(-1, 1)
     positive = target.view(1, -1) == classes
-    if prob.shape[1] == 2:
-        return row_auroc(prob[:, 1].view(1, -1), positive[1:])[0]
-    return row_auroc(prob.t().contiguous(), positive).mean()
+    if n_classes == 2:
+        return row_auroc_torch(prob[1:], positive[1:])[0]
+    return row_auroc_torch(prob, positive).mean()
 
 
 def regression_metrics(names: Sequence[str], out: Tensor, target: Tensor) -> dict[str, Tensor]:

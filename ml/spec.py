@@ -566,6 +566,15 @@ class JobSpec(Strict):
         "or an object {kind, class_weight}.",
     )
     warm_start: WarmStartSpec | None = None
+    lr_multipliers: dict[LayerName, Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)]] = (
+        Field(
+            default_factory=dict,
+            max_length=1000,
+            description="Per-layer learning-rate multipliers by plan.layers id (layers.<i>, a "
+            "graph layer's id, head), for every model kind: the layer's parameters train at "
+            "the schedule's lr times this (a graph layer's own lr_multiplier is overridden).",
+        )
+    )
     metrics: list[Annotated[str, Field(pattern=METRIC_PATTERN)]] = Field(
         default_factory=list,
         max_length=64,

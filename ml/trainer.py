@@ -36,7 +36,8 @@ from ml.optim import (
     set_lr,
 )
 from ml.spec import JobSpec
-from ml.warm_start import WarmStart, WarmStartReport, apply_warm_start
+from ml.warm_start import WarmStart, apply_warm_start
+from ml.warm_start_plan import WarmStartPlan
 
 # Validation batches: no gradients to hold, so up to 1024 samples (or 4M input values),
 # never fewer than the training batch.
@@ -77,7 +78,7 @@ class Trainer:
         self.classification = is_classification(data.info)
         self.model = build_table_model(spec, data.info, data.embeddings)
         init_weights(self.model, spec.init)
-        self.warm_start: WarmStartReport | None = None
+        self.warm_start: WarmStartPlan | None = None
         if warm_start is not None:  # before the optimizer: frozen parameters stay out of it
             self.warm_start = apply_warm_start(self.model, warm_start)
         self.model.to(device)
@@ -207,10 +208,11 @@ class Trainer:
             with self.autocast():
                 out = self.forward(xb)
             loss += self.loss_fn(out.float(), yb) * len(yb)
-            if self.classification:
-                correct += (out.argmax(1) == yb).sum()
+            predicted = out.argmax(1) if self.classification else None
+            if predicted is not None:
+                correct += (predicted == yb).sum()
             if predictions is not None:
-                predictions.add(out.float(), yb)
+                predictions.add(out.float(), yb, predicted)
         self.model.train()
         penalty = self.penalty()  # Keras' val_loss includes the regularization losses too
         n = self.data.n_val

@@ -2,12 +2,14 @@
 
 The engine half of ``spec.warm_start`` (issue 24): ``ml.train(spec, warm_start=WarmStart(...))``;
 the worker reads the source checkpoint (``worker.warm_start``), the API checks the source
-(``api.warm_start``). Layers are named by the built PyTorch module's names (``1``, ``4``
-... as ``model.named_modules()`` gives them) until models become a layer graph with ids.
+(``api.warm_start``). Layers are named by their ``plan.layers`` ids (``layers.<i>``, a
+graph layer's own ``id``, ``head``), or by the built module's names (``1``, ``4`` ...).
 
-- A tensor loads when the source has one of the same name and shape; any other (a head
-  with another class count, a layer that is new) keeps its fresh initialisation and is
-  reported with the reason. Layers under ``reset`` are not loaded at all.
+- What loads is decided by ``ml.warm_start_plan.plan_load`` (the function the API plans
+  with before the job is queued): a tensor loads when the source has one of the same name
+  and shape; any other (a head with another class count, a layer that is new) keeps its
+  fresh initialisation and is reported with the reason. Layers under ``reset`` are not
+  loaded at all.
 - With ``resume`` (``optimizer_state: true``) the run continues the source's: the
   engine restores the checkpoint as a resume does and trains on to ``spec.epochs``
   (counted from the source's start), so with the same spec it equals one
@@ -20,14 +22,15 @@ the worker reads the source checkpoint (``worker.warm_start``), the API checks t
 
 from __future__ import annotations
 
-import types
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from torch import Tensor, nn
 
 from ml.architecture import TrainError
+from ml.graph_model import keep_in_inference_mode
 from ml.sinks import CheckpointBlob
+from ml.warm_start_plan import WarmStartPlan, plan_load, under
 
 
 @dataclass(frozen=True)
@@ -38,37 +41,6 @@ class WarmStart:
     # optimizer_state: the source checkpoint whole, to continue the source's run (its
     # optimizer state, schedule position, RNG and epoch count) up to this spec's epochs.
     resume: CheckpointBlob | None = None
-
-
-@dataclass
-class WarmStartReport:
-    loaded: list[str] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)  # name -> why
-    reset: list[str] = field(default_factory=list)
-    frozen: list[str] = field(default_factory=list)  # parameter names
-
-    def summary(self) -> str:
-        parts = [f"warm start: {len(self.loaded)} tensor(s) loaded"]
-        if self.skipped:
-            why = "; ".join(f"{n}: {w}" for n, w in self.skipped.items())
-            parts.append(f"{len(self.skipped)} kept their initialisation ({why})")
-        if self.reset:
-            parts.append(f"{len(self.reset)} re-initialised by reset")
-        if self.frozen:
-            parts.append(f"{len(self.frozen)} parameter(s) frozen")
-        return ", ".join(parts)
-
-
-def _under(name: str, layers: Sequence[str]) -> bool:
-    return any(name == layer or name.startswith(layer + ".") for layer in layers)
-
-
-def _keep_in_inference_mode(module: nn.Module) -> None:
-    def train(self: nn.Module, mode: bool = True) -> nn.Module:
-        return nn.Module.train(self, False)
-
-    module.train = types.MethodType(train, module)  # type: ignore[method-assign]
-    module.eval()
 
 
 def layer_aliases(model: nn.Module) -> dict[str, str]:
@@ -82,7 +54,7 @@ def layer_aliases(model: nn.Module) -> dict[str, str]:
     return {}
 
 
-def apply_warm_start(model: nn.Module, warm: WarmStart) -> WarmStartReport:
+def apply_warm_start(model: nn.Module, warm: WarmStart) -> WarmStartPlan:
     """Load, reset and freeze ``model`` in place (before its optimizer is built)."""
     aliases = layer_aliases(model)  # plan.layers ids -> module names
     freeze = [aliases.get(name, name) for name in warm.freeze]
@@ -99,28 +71,23 @@ def apply_warm_start(model: nn.Module, warm: WarmStart) -> WarmStartReport:
             f"warm_start names layer(s) {', '.join(map(repr, unknown))} that this model does "
             f"not have; its layers are {known}"
         )
-    report, load = WarmStartReport(), {}
-    for name, tensor in model.state_dict().items():
-        source = warm.weights.get(name)
-        if _under(name, reset):
-            report.reset.append(name)
-        elif source is None:
-            report.skipped[name] = "not in the source"
-        elif source.shape != tensor.shape:
-            shapes = f"{tuple(source.shape)} in the source, {tuple(tensor.shape)} here"
-            report.skipped[name] = f"shape {shapes}"
-        else:
-            load[name] = source
-            report.loaded.append(name)
-    if not load:
+    state = model.state_dict()
+    report = plan_load(
+        {name: tuple(t.shape) for name, t in state.items()},
+        [name for name, _ in model.named_parameters()],
+        {name: tuple(t.shape) for name, t in warm.weights.items()},
+        freeze=freeze,
+        reset=reset,
+        head=aliases.get("head"),
+    )
+    if not report.loaded:
         raise TrainError("warm_start: no tensor of the source checkpoint fits this model")
-    model.load_state_dict(load, strict=False)
+    model.load_state_dict({name: warm.weights[name] for name in report.loaded}, strict=False)
     for name, module in model.named_modules():
-        if not name or not _under(name, freeze):
+        if not name or not under(name, freeze):
             continue
-        for pname, param in module.named_parameters(recurse=False):
+        for param in module.parameters(recurse=False):
             param.requires_grad_(False)
-            report.frozen.append(f"{name}.{pname}")
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            _keep_in_inference_mode(module)
+            keep_in_inference_mode(module)
     return report

@@ -117,6 +117,7 @@ def create_job(
     trial_number: int | None = None,
     params: dict[str, Any] | None = None,
     published: bool = False,
+    warm_start: dict[str, Any] | None = None,
 ) -> Job:
     """A new queued job, its creation transition and status event, in the caller's
     transaction. ``published``: the caller rings the doorbell after its commit, so
@@ -162,6 +163,7 @@ def create_job(
         devices=job_devices(spec),
         device_pool=None,
         device_ids=None,
+        warm_start=warm_start,
     )
     session.execute(insert(table(Job)), row)
     job = Job(**row)  # the answer's view of the row, outside the session

@@ -9,9 +9,11 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api.db import blobs
 from api.db import checkpoints as ckpt_repo
 from api.db import jobs as jobs_repo
 from ml.spec import WarmStartSpec
+from ml.tensor_manifest import header_length, safetensors_shapes
 
 ENDED = ("succeeded", "failed", "canceled")
 
@@ -36,3 +38,15 @@ def source_checkpoint(
         ckpt = ckpt_repo.get_checkpoint(session, source.id, warm.checkpoint)
         missing = f"has no checkpoint {warm.checkpoint} (GET /v1/jobs/{{id}}/checkpoints)"
     return ckpt if ckpt is not None else f"job {warm.job_id!r} {missing}"
+
+
+def weights_shapes(session: Session, checkpoint_id: int) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape of a checkpoint's weights, from its safetensors header (the
+    first chunk or few; the tensors themselves are not read)."""
+    ref = ckpt_repo.file_ref(checkpoint_id, "weights")
+    data = b""
+    for seq in blobs.chunk_seqs(session, ref):
+        data += blobs.read_chunk(session, ref, seq) or b""
+        if len(data) >= 8 and len(data) >= header_length(data):
+            break
+    return safetensors_shapes(data)

@@ -6,8 +6,14 @@ from fastapi import APIRouter
 
 from api.deps import PrincipalDep, SessionDep, SettingsDep
 from api.problems import Problem
-from api.schemas import PlanLayer, SpecPlanRead, SpecValidateRequest, SpecValidation
-from api.spec_service import resolve_limits, validate_spec
+from api.schemas import (
+    PlanLayer,
+    SpecPlanRead,
+    SpecValidateRequest,
+    SpecValidation,
+    WarmStartRead,
+)
+from api.spec_service import resolve_limits, validate_and_plan
 from ml.plan import describe
 from ml.resources import estimate
 from ml.spec import SPEC_VERSION
@@ -27,10 +33,14 @@ def validate_job_spec(
     body: SpecValidateRequest, session: SessionDep, settings: SettingsDep, principal: PrincipalDep
 ) -> SpecValidation:
     """The resolved spec plus parameter count, steps per epoch and LR per epoch."""
-    spec = resolve_limits(body.spec, settings)
-    info = validate_spec(spec, session, principal.team_id, settings=settings)
+    checked = validate_and_plan(
+        resolve_limits(body.spec, settings), session, principal.team_id, settings=settings
+    )
+    spec, info = checked.spec, checked.info
     plan = describe(spec, info)
+    warm = checked.warm_start
     return SpecValidation(
+        warm_start=WarmStartRead.model_validate(warm.as_json()) if warm is not None else None,
         spec=spec,
         spec_version=SPEC_VERSION,
         plan=SpecPlanRead(

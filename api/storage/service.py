@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from api.admin_schemas import TeamRead
 from api.db.keys import Principal
 from api.db.models import Team
-from api.db.warm_start_pins import dependent_jobs
+from api.db.warm_start_pins import dependent_jobs, dependent_sweeps
 from api.jobs_service import get_job_or_404
 from api.problems import ProblemError
 from api.storage import repository as repo
@@ -30,6 +30,14 @@ def delete_job(session: Session, principal: Principal, job_id: str) -> None:
             f"Job {waiting[0].id!r} ({waiting[0].status}) warm-starts from this job's "
             f"checkpoint ({len(waiting)} job(s) in all): delete this job once they have "
             "started training, or cancel them first.",
+        )
+    sweeps = dependent_sweeps(session, job.id)
+    if sweeps:
+        raise ProblemError(
+            409,
+            "Conflict",
+            f"Sweep {sweeps[0][0]!r} (running) warm-starts its trials from this job's "
+            "checkpoint: delete this job once the sweep has ended, or cancel the sweep first.",
         )
     if not repo.delete_ended_job(session, job.id):
         session.refresh(job)

@@ -16,7 +16,7 @@ from api.pagination import decode_cursor, encode_cursor
 from api.problems import FieldProblem, ProblemError
 from api.schemas import JobStatus, StatusReason
 from api.settings import Settings
-from api.spec_service import dataset_info, validate_spec
+from api.spec_service import dataset_info, validate_and_plan
 from api.sweeps import repository as repo
 from api.sweeps import space
 from api.sweeps.models import Sweep
@@ -75,9 +75,10 @@ def _max_trials(body: SweepCreate) -> int:
     return body.max_trials or space.grid_size(body.parameters)
 
 
-def validate(session: Session, team_id: str, body: SweepCreate) -> int:
-    """Every 422 before anything is queued; returns max_trials."""
-    validate_spec(body.spec, session, team_id)
+def validate(session: Session, team_id: str, body: SweepCreate) -> tuple[int, JobSpec]:
+    """Every 422 before anything is queued; returns max_trials and the base spec, its
+    warm_start source pinned to a checkpoint id (every trial starts from that one)."""
+    pinned = validate_and_plan(body.spec, session, team_id).spec
     infos: dict[str, DatasetInfo] = {}
 
     def info_for(spec: JobSpec) -> DatasetInfo:
@@ -105,7 +106,7 @@ def validate(session: Session, team_id: str, body: SweepCreate) -> int:
     problems = _grid_problems(body) + problems
     if problems:
         raise _invalid(problems)
-    return _max_trials(body)
+    return _max_trials(body), pinned
 
 
 def _warnings(session: Session, team_id: str, body: SweepCreate) -> list[SweepWarning]:
@@ -127,7 +128,7 @@ def create_sweep(
 ) -> tuple[Sweep, list[NewTrial], list[SweepWarning]]:
     """The sweep and its first trials, in the caller's transaction (commit, then publish)."""
     team_id = principal.team_id
-    max_trials = validate(session, team_id, body)
+    max_trials, spec = validate(session, team_id, body)
     objective = SweepObjective(
         metric=body.objective.metric, mode=resolve_mode(body.objective.metric, body.objective.mode)
     )
@@ -135,7 +136,7 @@ def create_sweep(
         team_id=team_id,
         created_by_key=principal.key_id,
         name=body.name,
-        spec=body.spec.model_dump(mode="json"),
+        spec=spec.model_dump(mode="json"),
         parameters={p: d.model_dump(mode="json") for p, d in body.parameters.items()},
         algorithm=body.algorithm.model_dump(mode="json"),
         objective=objective.model_dump(mode="json"),

@@ -32,3 +32,21 @@ def test_dependents_are_found_by_their_warm_start_source(pg_url: str) -> None:
         s.commit()
         assert {j.id for j in dependent_jobs(s, source)} == {by_id, best}
         assert pinned_checkpoint_ids(s, source) == {7}
+
+
+def test_a_running_sweep_pins_its_source_checkpoint(pg_url: str) -> None:
+    from api.db.warm_start_pins import dependent_sweeps
+    from api.sweeps.models import Sweep
+
+    upgrade(pg_url)
+    with session_factory(pg_url)() as s:
+        team = get_or_create_team(s, "sweep-pins")
+        source = _job(s, team.id, {"epochs": 1})
+        for status, checkpoint in (("running", 11), ("succeeded", 12)):
+            spec = {"warm_start": {"job_id": source, "checkpoint": checkpoint}}
+            s.add(Sweep(team_id=team.id, status=status, parameters={}, algorithm={},
+                        objective={}, early_termination={}, max_trials=1,
+                        max_concurrent_trials=1, queues={}, spec=spec))  # fmt: skip
+        s.commit()
+        assert [c for _, c in dependent_sweeps(s, source)] == [11]
+        assert pinned_checkpoint_ids(s, source) == {11}

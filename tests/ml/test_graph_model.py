@@ -151,6 +151,23 @@ def test_frozen_layers_have_no_gradient():
     assert isinstance(net[2], nn.Linear)
 
 
+def test_a_frozen_batch_norm_keeps_its_statistics_as_keras():
+    info = builtin_info(BuiltinSource(name="digits"))
+    layers = [
+        {"op": "flatten"},
+        {"op": "batch_norm", "trainable": False},
+        {"op": "dense", "units": 4},
+    ]
+    net = build_graph(GraphModel.model_validate({"layers": layers}), info, 10).train()
+    bn = net[1]
+    assert isinstance(bn, nn.BatchNorm1d) and not bn.training and net[2].training
+    before = {k: v.clone() for k, v in bn.state_dict().items()}
+    x = torch.randn(16, 64) * 3 + 1
+    scale = before["weight"] / (before["running_var"] + bn.eps).sqrt()
+    torch.testing.assert_close(bn(x), (x - before["running_mean"]) * scale + before["bias"])
+    assert all(torch.equal(v, before[k]) for k, v in bn.state_dict().items())
+
+
 @pytest.mark.slow
 def test_a_residual_graph_learns_digits():
     spec = job(RESIDUAL, optimizer={"kind": "adam", "lr": 0.003}, epochs=15, seed=0)

@@ -15,6 +15,7 @@ from ml.checks import DatasetInfo
 from ml.graph_model import build_graph
 from ml.graph_spec import GraphModel
 from ml.shapes import infer
+from ml.tensor_manifest import graph_tensors
 
 N_OUT = 3
 VOCAB = 50
@@ -175,6 +176,12 @@ def test_inferred_shapes_and_counts_match_torch(op, data):
     assert tuple(head.shape[1:]) == shapes.layers[-1].output_shape == (N_OUT,)
     assert shapes.parameter_count == sum(p.numel() for p in net.parameters())
     assert torch.isfinite(head).all()
+    # ml.tensor_manifest (torch-free): every state_dict entry's name, shape and kind.
+    params = {name for name, _ in net.named_parameters()}
+    built = {k: (tuple(v.shape), k in params) for k, v in net.state_dict().items()}
+    manifest = graph_tensors(model, info, N_OUT)
+    assert manifest is not None
+    assert {k: (e.shape, e.parameter) for k, e in manifest.items()} == built
 
 
 def test_same_padding_is_tensorflows():

@@ -8,7 +8,7 @@ import torch
 from sklearn import metrics as skm
 
 from ml.metric_names import direction, metric_task, misfit
-from ml.metrics import EpochPredictions, row_auroc_torch
+from ml.metrics import EpochPredictions, auroc_numpy, class_probabilities, row_auroc_torch
 
 CLASSIFICATION = [
     f"{b}_{a}" for b in ("precision", "recall", "f1") for a in ("macro", "micro", "weighted")
@@ -24,11 +24,12 @@ def reference(name: str, y: np.ndarray, logits: np.ndarray) -> float:
         return float(fn[base](y, pred, average=avg, zero_division=0))
     if name == "balanced_accuracy":
         return float(skm.balanced_accuracy_score(y, pred))
+    if name == "auroc":  # of the probabilities the engine ranks (float32 softmax)
+        p = class_probabilities(torch.from_numpy(logits)).t().numpy()
+        if p.shape[1] == 2:
+            return float(skm.roc_auc_score(y, p[:, 1]))
+        return float(skm.roc_auc_score(y, p, multi_class="ovr", average="macro"))
     prob = torch.from_numpy(logits).double().softmax(1).numpy()
-    if name == "auroc":
-        if prob.shape[1] == 2:
-            return float(skm.roc_auc_score(y, prob[:, 1]))
-        return float(skm.roc_auc_score(y, prob, multi_class="ovr", average="macro"))
     k = int(name.split("_")[1])
     if prob.shape[1] == 2:  # scikit-learn takes the positive class's score alone
         return float(skm.top_k_accuracy_score(y, prob[:, 1], k=k))
@@ -126,3 +127,20 @@ def test_names_tasks_and_directions() -> None:
     assert misfit("auroc", "regression", 0) is not None
     assert misfit("top_3_accuracy", "classification", 3) is not None
     assert misfit("top_2_accuracy", "classification", 3) is None
+
+
+def test_the_cpu_auroc_ranks_ties_as_sklearn_per_class() -> None:
+    """auroc_numpy (all classes in one search over keyed float32 bits) against scikit-learn
+    and the torch path, with heavy ties, a class of no sample (NaN) and a class of all."""
+    rng = np.random.default_rng(11)
+    for n_classes in (3, 4, 7):
+        y = rng.integers(0, n_classes - 1, 200)  # the last class has no sample
+        score = np.round(rng.random((n_classes, 200)), 1).astype(np.float32)
+        got = auroc_numpy(score, y, range(n_classes))
+        positive = torch.from_numpy(y).view(1, -1) == torch.arange(n_classes).view(-1, 1)
+        torch_path = row_auroc_torch(torch.from_numpy(score), positive).numpy()
+        for c in range(n_classes - 1):
+            expected = skm.roc_auc_score(y == c, score[c])
+            assert got[c] == pytest.approx(expected, abs=1e-12) == torch_path[c]
+        assert np.isnan(got[-1]) and np.isnan(torch_path[-1])
+    assert np.isnan(auroc_numpy(np.ones((1, 5), np.float32), np.ones(5, np.int64), [1])[0])

@@ -59,8 +59,9 @@ def test_a_head_of_another_shape_and_reset_layers_keep_their_initialisation() ->
     trainer = Trainer(target, data, CPU, WarmStart(weights, reset=["4"]))
     report = trainer.warm_start
     assert report is not None
-    assert set(report.skipped) == {"7.weight", "7.bias"}
-    assert report.skipped["7.weight"] == "shape (3, 8) in the source, (4, 8) here"
+    assert report.reinitialised == ["4.weight", "4.bias", "7.weight", "7.bias"]
+    assert {s.kind for s in report.skipped.values()} == {"head_reinitialised", "reset"}
+    assert "weight (3, 8) in the source, (4, 8) here" in report.skipped["7.bias"].message
     assert report.reset == ["4.weight", "4.bias"]
     state = trainer.model.state_dict()
     assert torch.equal(state["1.weight"], weights["1.weight"])
