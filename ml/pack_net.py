@@ -181,8 +181,13 @@ def _linear(net: PackedNet, a: Act, ctx: _Ctx, op: _Op) -> Act:
         raise Unpackable("a dense layer on an image")
     if a.layout == "shared" and a.x.ndim != 2:
         raise Unpackable("a dense layer on a sequence")
-    x = a.x.unsqueeze(0).expand(ctx.m, *a.x.shape) if a.layout == "shared" else a.x
-    y = torch.bmm(x, w.mT) if bias is None else torch.baddbmm(bias.unsqueeze(1), x, w.mT)
+    if a.layout == "shared":  # one GEMM for every member: (B, I) x (I, M*O)
+        flat = w.flatten(0, 1).T
+        y = a.x @ flat if bias is None else torch.addmm(bias.flatten(), a.x, flat)
+        y = y.view(a.x.shape[0], ctx.m, -1).transpose(0, 1)
+    else:
+        x = a.x
+        y = torch.bmm(x, w.mT) if bias is None else torch.baddbmm(bias.unsqueeze(1), x, w.mT)
     act = _activation(op.module)
     return Act(act(y) if act is not None else y, "vec")
 
@@ -193,12 +198,14 @@ def _conv(net: PackedNet, a: Act, ctx: _Ctx, op: _Op, conv: nn.Conv2d, prefix: s
         raise Unpackable("a convolution on a vector")
     if a.layout == "shared" and conv.groups != 1:
         a = _to_members(a, ctx.m)
-    x = a.x
+    # NHWC, as the solo engine runs convolutions (1.3-2x faster on CPU, grouped ones too).
+    x = a.x.contiguous(memory_format=torch.channels_last)
     pad = getattr(conv, "pad", None)
     if pad is not None:
         x = F.pad(x, pad)
     groups = conv.groups if a.layout == "shared" else conv.groups * ctx.m
-    y = F.conv2d(x, w.flatten(0, 1), None if bias is None else bias.flatten(),
+    weight = w.flatten(0, 1).contiguous(memory_format=torch.channels_last)
+    y = F.conv2d(x, weight, None if bias is None else bias.flatten(),
                  conv.stride, conv.padding, conv.dilation, groups)  # type: ignore[arg-type]  # fmt: skip
     act = _activation(conv)
     return Act(act(y) if act is not None else y, "img")
