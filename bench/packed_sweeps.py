@@ -58,10 +58,15 @@ def specs(case: str, epochs: int, device: str) -> list[JobSpec]:
     wds = WDS[:: len(WDS) // n_wd][:n_wd]
     return [
         JobSpec.model_validate(
-            {"dataset": {"source": {"kind": "builtin", "name": "digits"}, "batch_size": 32},
-             "model": model, "epochs": epochs, "optimizer": {"kind": "adam", "lr": lr},
-             "regularization": {"weight_decay": wd}, "resources": {"device": device}}
-        )  # fmt: skip
+            {
+                "dataset": {"source": {"kind": "builtin", "name": "digits"}, "batch_size": 32},
+                "model": model,
+                "epochs": epochs,
+                "optimizer": {"kind": "adam", "lr": lr},
+                "regularization": {"weight_decay": wd},
+                "resources": {"device": device},
+            }
+        )
         for lr, wd in itertools.product(lrs, wds)
     ]
 

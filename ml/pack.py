@@ -30,8 +30,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import torch
-
 from ml import engine
 from ml.data import LoadedDataset, load_dataset
 from ml.engine import TrainResult
@@ -79,7 +77,7 @@ def train_pack(
         return [_solo(members[0], dataset)]
     try:
         loaded = dataset if dataset is not None else load_dataset(members[0].spec)
-    except Exception as exc:  # every member would fail the same way alone
+    except Exception as exc:  # noqa: BLE001 -- every member fails so alone
         return [exc for _ in members]
     try:
         return run_pack([Member(m.job_id, m.spec, m) for m in members], loaded)
@@ -98,9 +96,5 @@ def _solo(m: PackMember, dataset: LoadedDataset | None) -> TrainResult | BaseExc
         return engine.train(m.spec, metrics=m.metrics, checkpoints=m.checkpoints,
                             control=m.control, on_progress=m.on_progress, dataset=dataset,
                             logs=m.logs, pruner=m.pruner)  # fmt: skip
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- the member's result
         return exc
-
-
-def _unused() -> None:  # keeps torch imported for type checkers of callers
-    torch.get_num_threads()

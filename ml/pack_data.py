@@ -35,8 +35,12 @@ class PackData:
             self.y = torch.stack([d.y_train for d in datas])
             vals = [d.x_val for d in datas]
             labels = [d.y_val for d in datas]
-            self.x_val = torch.stack([v for v in vals if v is not None]) if vals[0] is not None else None
-            self.y_val = torch.stack([v for v in labels if v is not None]) if labels[0] is not None else None
+            self.x_val = (
+                torch.stack([v for v in vals if v is not None]) if vals[0] is not None else None
+            )
+            self.y_val = (
+                torch.stack([v for v in labels if v is not None]) if labels[0] is not None else None
+            )
             self.rows = torch.arange(len(datas), device=self.device).unsqueeze(1)
         self._epoch: int | None = None
         self._order: Tensor | None = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import torch
@@ -21,7 +22,7 @@ from torch.nn import functional as F
 
 from ml import engine, logsink
 from ml.architecture import is_classification
-from ml.data import DeviceData, LoadedDataset, epoch_seed, eval_batches, n_batches, prepare
+from ml.data import DeviceData, LoadedDataset, n_batches, prepare
 from ml.early_stopping import EarlyStopping
 from ml.engine import NonFiniteLoss, TrainResult
 from ml.logsink import LogSink, NullLogSink
@@ -70,14 +71,14 @@ def run_pack(members: list[Member], loaded: LoadedDataset) -> list[TrainResult |
     try:
         device = engine.resolve_device(spec.resources)
         engine.check_cublas_config(device, spec.deterministic)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- every member's result
         return [exc for _ in members]
     with engine._global_settings(spec.deterministic):
         cache: dict[int, DeviceData] = {}
         for m in members:
             try:
                 _build(m, loaded, device, cache)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 -- that member's result (InvalidSpec...)
                 m.result = exc
         live = [m for m in members if m.result is None]
         if live:
@@ -177,12 +178,10 @@ class _Pack:
             self.popt.load(i, m.run.trainer.optimizer, m.run.trainer.model)
         self.coefs = kernel_coefficients(specs, models, net)
         smoothing = [s.regularization.label_smoothing for s in specs]
-        self.smoothing = (
-            torch.tensor(smoothing, device=self.device) if any(smoothing) else None
-        )
+        self.smoothing = torch.tensor(smoothing, device=self.device) if any(smoothing) else None
         self.gens = [m.gen for m in members if m.gen is not None]
-        self.data = PackData([m.data for m in members if m.data is not None],
-                             [s.seed for s in specs], self.bs, specs[0].dataset.shuffle)  # fmt: skip
+        datas = [m.data for m in members if m.data is not None]
+        self.data = PackData(datas, [s.seed for s in specs], self.bs, specs[0].dataset.shuffle)
 
     def store_all(self, optimizer: bool) -> None:
         if self.net is None or not self.active:
@@ -217,7 +216,7 @@ class _Pack:
                 self.sync(epoch)
                 for m in stopping:
                     if m.result is None:
-                        self.guard(m, lambda m=m: self.cancel(m))
+                        self.guard(m, partial(self.cancel, m))
                 self.leave(stopping)
                 continue
             self.step(epoch, batch)
@@ -234,7 +233,7 @@ class _Pack:
         """Run one member's callback; an exception ends that member alone."""
         try:
             return bool(fn())
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- that member's result, the pack goes on
             m.result = exc
             return True
 
@@ -293,9 +292,10 @@ class _Pack:
                 return nll
             smooth = -logp.sum(-1).mean(1)
             return (1 - self.smoothing) * nll + smooth * (self.smoothing / out.shape[-1])
-        fn = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}[self.loss_kind]
-        target = y.expand_as(out)
-        return fn(out.float(), target, reduction="none").mean(dim=(1, 2))
+        fn: Callable[..., Tensor] = _REGRESSION[self.loss_kind]
+        per_sample = fn(out.float(), y.expand_as(out), reduction="none")
+        mean: Tensor = per_sample.mean(dim=(1, 2))
+        return mean
 
     def sync(self, epoch: int) -> None:
         """Read the pending steps' statistics in one copy; a non-finite loss fails its member."""
@@ -306,7 +306,9 @@ class _Pack:
         parts = [torch.stack([p.loss.float() for p in pend]).flatten()]
         with_norm = [p for p in pend if p.norm is not None]
         if with_norm:
-            parts.append(torch.stack([p.norm.float() for p in with_norm if p.norm is not None]).flatten())
+            parts.append(
+                torch.stack([p.norm.float() for p in with_norm if p.norm is not None]).flatten()
+            )
         if self.classification:
             counts = [p.correct for p in pend if p.correct is not None]
             parts.append(torch.stack(counts).sum(0).to(parts[0].dtype))
@@ -346,7 +348,7 @@ class _Pack:
             values |= val[i]
             values["epoch_seconds"] = time.perf_counter() - m.started
             values["samples_per_second"] = m.meter.samples / max(trained[i], 1e-9)
-            if self.guard(m, lambda m=m, v=values: self.close_epoch(m, epoch, v)):
+            if self.guard(m, partial(self.close_epoch, m, epoch, values)):
                 done.append(m)
         self.leave(done)
         for m in self.active:
@@ -424,6 +426,11 @@ class _Pack:
                 v |= {f"val_{k}": value for k, value in computed.items()}
             out_values.append(v)
         return out_values
+
+
+_REGRESSION: dict[str, Callable[..., Tensor]] = {
+    "mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss
+}  # fmt: skip
 
 
 def _row(y: Tensor, i: int, shared: bool) -> Tensor:

@@ -206,7 +206,7 @@ def _conv(net: PackedNet, a: Act, ctx: _Ctx, op: _Op, conv: nn.Conv2d, prefix: s
     groups = conv.groups if a.layout == "shared" else conv.groups * ctx.m
     weight = w.flatten(0, 1).contiguous(memory_format=torch.channels_last)
     y = F.conv2d(x, weight, None if bias is None else bias.flatten(),
-                 conv.stride, conv.padding, conv.dilation, groups)  # type: ignore[arg-type]  # fmt: skip
+                 conv.stride, conv.padding, conv.dilation, groups)  # fmt: skip
     act = _activation(conv)
     return Act(act(y) if act is not None else y, "img")
 

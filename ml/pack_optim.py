@@ -106,7 +106,7 @@ class PackedOptimizer:
             return None
         grads = [t.grad for t in self.net.params.values() if t.grad is not None]
         norms = [torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads]
-        total = torch.linalg.vector_norm(torch.stack(norms), dim=0)
+        total: Tensor = torch.linalg.vector_norm(torch.stack(norms), dim=0)
         kind = self.clip_kind
         if kind == "global_norm":
             coef = torch.clamp(self.max_norm / (total + 1e-6), max=1.0)
@@ -122,7 +122,7 @@ class PackedOptimizer:
                 torch.maximum(g, -c, out=g)
                 torch.minimum(g, c, out=g)
         elif kind == "adaptive":
-            for name, p in self.net.params.items():
+            for p in self.net.params.values():
                 if p.grad is not None:
                     _adaptive(p.detach(), p.grad, self.clip_factor, self.clip_eps)
         return total
@@ -199,7 +199,8 @@ class PackedOptimizer:
 def _unit_norm(x: Tensor) -> Tensor:
     """ml.clipping's unitwise norm for each member's slice of ``(M, *shape)``."""
     dims = tuple(range(1, x.ndim)) if x.ndim <= 2 else tuple(range(2, x.ndim))
-    return torch.linalg.vector_norm(x, dim=dims, keepdim=True)
+    norm: Tensor = torch.linalg.vector_norm(x, dim=dims, keepdim=True)
+    return norm
 
 
 def _adaptive(p: Tensor, g: Tensor, factor: Tensor, eps: Tensor) -> None:

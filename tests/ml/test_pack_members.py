@@ -5,6 +5,7 @@ exactly; packed and solo checkpoints resume each other."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from ml.engine import NonFiniteLoss, TrainResult, train
 from ml.pack import PackMember, train_pack
@@ -51,13 +52,13 @@ def run_solo(spec: JobSpec, **kw) -> tuple[TrainResult | BaseException, MemoryMe
     sink = MemoryMetricSink()
     try:
         return train(spec, metrics=sink, **kw), sink
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- compared with the packed member's
         return exc, sink
 
 
 def test_each_member_ends_alone_as_its_solo_run_ends():
     never = {"monitor": "val_loss", "patience": 0, "baseline": -1.0}
-    cases = [
+    cases: list[tuple[JobSpec, dict[str, Any]]] = [
         (diabetes(1e-3), {}),
         (diabetes(1.0), {}),  # the loss overflows at step 4 (solo)
         (diabetes(3e-4, early_stopping=never), {}),
@@ -68,7 +69,7 @@ def test_each_member_ends_alone_as_its_solo_run_ends():
     members = [PackMember(f"j{i}", spec, metrics=sink, **kw)
                for i, ((spec, kw), sink) in enumerate(zip(cases, sinks, strict=True))]  # fmt: skip
     results = train_pack(members)
-    fresh = [{}, {}, {}, {"pruner": PruneAt(1)}, {"control": StopAfter(8)}]
+    fresh: list[dict[str, Any]] = [{}, {}, {}, {"pruner": PruneAt(1)}, {"control": StopAfter(8)}]
     for (spec, _), kw, result, sink in zip(cases, fresh, results, sinks, strict=True):
         ref, ref_sink = run_solo(spec, **kw)
         if isinstance(ref, NonFiniteLoss):
@@ -100,10 +101,12 @@ def test_a_member_resumes_from_its_checkpoint_as_if_never_stopped():
     ])  # fmt: skip
     assert [getattr(r, "status_reason", r) for r in stopped] == ["canceled", "canceled"]
     second = [MemoryMetricSink() for _ in specs]
-    resumed = train_pack([
-        PackMember(n, s, metrics=m, checkpoints=c)
-        for n, s, m, c in zip("ab", specs, second, checkpoints, strict=True)
-    ])
+    resumed = train_pack(
+        [
+            PackMember(n, s, metrics=m, checkpoints=c)
+            for n, s, m, c in zip("ab", specs, second, checkpoints, strict=True)
+        ]
+    )
     for result, ref, a, b in zip(resumed, refs, first, second, strict=True):
         assert isinstance(result, TrainResult) and result.status_reason == "completed"
         joined = MemoryMetricSink(points=a.points + b.points)
@@ -135,7 +138,7 @@ def test_one_member_trains_solo_and_a_finished_member_reports_its_result():
     spec = digits(1e-3, epochs=1)
     ckpt, sink = MemoryCheckpointSink(), MemoryMetricSink()
     (result,) = train_pack([PackMember("a", spec, metrics=sink, checkpoints=ckpt)])
-    ref, ref_sink = run_solo(spec)
+    ref, _ = run_solo(spec)
     assert isinstance(result, TrainResult) and isinstance(ref, TrainResult)
     assert result.final_metrics["loss"] == ref.final_metrics["loss"]
     again = train_pack([PackMember("a", spec, checkpoints=ckpt), PackMember("b", spec)])
