@@ -11,7 +11,8 @@ Cases (goals of issue 26):
   Adam), 4 lr x 4 weight decays (goal >= 2x);
 
 Every trial of both arms has an in-memory metric sink and checkpoint sink (a checkpoint per
-epoch, as a worker saves them), the same seed, so both arms do the same work.
+epoch, as a worker saves them; ``--no-checkpoints`` leaves them out), the same seed, so both
+arms do the same work.
 
 Arms are interleaved (solo, packed, solo, packed, ...) ``--repeats`` times; each arm's
 figure is the median time of its runs, and the ratio is solo / packed: in process CPU time
@@ -89,13 +90,19 @@ def since(start: Clock) -> Clock:
     return now[0] - start[0], now[1] - start[1]
 
 
+CHECKPOINTS = True  # --no-checkpoints: no checkpoint sink in either arm
+
+
+def checkpoint_sink() -> MemoryCheckpointSink | None:
+    return MemoryCheckpointSink() if CHECKPOINTS else None
+
+
 def solo_arm(trials: list[JobSpec]) -> tuple[Clock, list[float]]:
     loaded = load_dataset(trials[0])
     start = clock()
     accs = []
     for spec in trials:
-        r = train(spec, metrics=MemoryMetricSink(), checkpoints=MemoryCheckpointSink(),
-                  dataset=loaded)  # fmt: skip
+        r = train(spec, metrics=MemoryMetricSink(), checkpoints=checkpoint_sink(), dataset=loaded)
         accs.append(r.final_metrics["val_accuracy"])
     return since(start), accs
 
@@ -104,7 +111,7 @@ def packed_arm(trials: list[JobSpec]) -> tuple[Clock, list[float]]:
     loaded = load_dataset(trials[0])
     start = clock()
     members = [
-        PackMember(f"t{i}", spec, metrics=MemoryMetricSink(), checkpoints=MemoryCheckpointSink())
+        PackMember(f"t{i}", spec, metrics=MemoryMetricSink(), checkpoints=checkpoint_sink())
         for i, spec in enumerate(trials)
     ]
     results = train_pack(members, dataset=loaded)
@@ -124,10 +131,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--no-checkpoints", action="store_true")
     args = parser.parse_args()
+    global CHECKPOINTS
+    CHECKPOINTS = not args.no_checkpoints
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), device {args.device}, "
-          f"load average {os.getloadavg()}")  # fmt: skip
+          f"checkpoints {'on' if CHECKPOINTS else 'off'}, load average {os.getloadavg()}")  # fmt: skip
     for case in args.cases:
         trials = specs(case, args.epochs, args.device)
         solo_t: list[Clock] = []

@@ -91,6 +91,12 @@ class PackedNet:
         self.m = len(models)
         self.device = device
         self.ops = [self._op(name, mod, models) for name, mod in first.named_children()]
+        # Dense kernels are stored as (M, out, in) with the strides of (M, in, out): the
+        # batched matmul reads them transposed in place, and their gradient comes out of
+        # the backward in that layout (no transposing copy per step).
+        self.transposed = {
+            f"{name}.weight" for name, mod in first.named_children() if isinstance(mod, nn.Linear)
+        }
         self.params: dict[str, Tensor] = {}
         self.buffers: dict[str, Tensor] = {}
         self.load(models)
@@ -102,7 +108,7 @@ class PackedNet:
         self.m = len(models)
         per = [dict(mod.named_parameters()) for mod in models]
         self.params = {
-            name: torch.stack([p[name].detach() for p in per]).to(self.device).requires_grad_()
+            name: _stack([p[name].detach() for p in per], self.device, name in self.transposed)
             for name in per[0]
         }
         bufs = [dict(mod.named_buffers()) for mod in models]
@@ -166,6 +172,15 @@ class PackedNet:
         return self.buffers[f"{op.prefix}.{name}"]
 
 
+def _stack(rows: list[Tensor], device: torch.device, transposed: bool) -> Tensor:
+    if not transposed:
+        return torch.stack(rows).to(device).requires_grad_()
+    m, (o, i) = len(rows), rows[0].shape
+    out = torch.empty_strided((m, o, i), (o * i, 1, o), device=device)
+    out.copy_(torch.stack(rows))
+    return out.requires_grad_()
+
+
 def _child(model: nn.Module, prefix: str) -> nn.Module:
     return dict(model.named_children())[prefix]
 
@@ -181,13 +196,8 @@ def _linear(net: PackedNet, a: Act, ctx: _Ctx, op: _Op) -> Act:
         raise Unpackable("a dense layer on an image")
     if a.layout == "shared" and a.x.ndim != 2:
         raise Unpackable("a dense layer on a sequence")
-    if a.layout == "shared":  # one GEMM for every member: (B, I) x (I, M*O)
-        flat = w.flatten(0, 1).T
-        y = a.x @ flat if bias is None else torch.addmm(bias.flatten(), a.x, flat)
-        y = y.view(a.x.shape[0], ctx.m, -1).transpose(0, 1)
-    else:
-        x = a.x
-        y = torch.bmm(x, w.mT) if bias is None else torch.baddbmm(bias.unsqueeze(1), x, w.mT)
+    x = a.x.unsqueeze(0).expand(ctx.m, *a.x.shape) if a.layout == "shared" else a.x
+    y = torch.bmm(x, w.mT) if bias is None else torch.baddbmm(bias.unsqueeze(1), x, w.mT)
     act = _activation(op.module)
     return Act(act(y) if act is not None else y, "vec")
 
