@@ -20,6 +20,7 @@ from ml.spec import JobSpec
 
 COMPARED = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "grad_norm")
 RTOL = 1e-5
+SEED_SD_VAL_ACCURACY = 0.0096  # measured: bench/packed_tolerance.py, docs/sweeps.md
 
 
 def job(**parts) -> JobSpec:
@@ -135,6 +136,10 @@ def test_small_cnn_with_batch_norm():
         for name in ("loss", "accuracy", "grad_norm", "lr"):
             assert metrics.series(name) == pytest.approx(ref_metrics.series(name), rel=RTOL)
         assert metrics.series("val_loss") == pytest.approx(ref_metrics.series("val_loss"), rel=1e-3)
+        # the documented tolerance: one seed-to-seed standard deviation of the solo run
+        # (0.0096 val_accuracy, bench/packed_tolerance.py; docs/sweeps.md "Packed trials")
+        gap = abs(metrics.series("val_accuracy")[-1] - ref_metrics.series("val_accuracy")[-1])
+        assert gap <= SEED_SD_VAL_ACCURACY
         wa = st_load(ref_checkpoints.saved[-1][0].weights)
         wb = st_load(checkpoints.saved[-1][0].weights)
         for k in wa:
