@@ -206,7 +206,7 @@ class _Pack:
                 self.waiting = [m for m in self.waiting if m not in joining]
                 for m in joining:
                     self.start_epoch(m)
-                self.regroup(self.active + joining)
+                self.regroup([m for m in self.active if m.result is None] + joining)
                 continue
             if not self.active:
                 continue
@@ -217,7 +217,7 @@ class _Pack:
                 for m in stopping:
                     if m.result is None:
                         self.guard(m, partial(self.cancel, m))
-                self.leave(stopping)
+                self.leave([m for m in self.active if m.result is not None])  # a NaN too
                 continue
             self.step(epoch, batch)
             step = self.active[0].run.state.step
