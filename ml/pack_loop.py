@@ -32,6 +32,7 @@ from ml.pack_data import PackData
 from ml.pack_net import PackedNet, Unpackable
 from ml.pack_optim import PackedOptimizer, kernel_coefficients, penalty
 from ml.pruning import EpochPruner
+from ml.resources import ResourcesExceeded, out_of_memory_message
 from ml.schedules import build_schedule
 from ml.sinks import CheckpointSink, MetricSink, NeverStop, RunControl
 from ml.spec import JobSpec, loss_kind
@@ -81,9 +82,27 @@ def run_pack(members: list[Member], loaded: LoadedDataset) -> list[TrainResult |
             except Exception as exc:  # noqa: BLE001 -- that member's result (InvalidSpec...)
                 m.result = exc
         live = [m for m in members if m.result is None]
-        if live:
-            _Pack(live, device).run()
+        try:
+            if live:
+                _Pack(live, device).run()
+        except Unpackable:
+            raise  # before any step: the caller trains the members solo
+        except torch.OutOfMemoryError as exc:
+            detail = ". ".join(str(exc).split(". ")[:2]).strip()
+            message = out_of_memory_message(spec, loaded.info, str(device), detail)
+            message += f" (a pack of {len(live)} trials: fewer trials per pack need less)"
+            _fail_rest(live, ResourcesExceeded(message))
+        except Exception as exc:  # noqa: BLE001 -- the batched step failed: every member still training
+            _fail_rest(live, exc)
     return [m.result if m.result is not None else RuntimeError("no result") for m in members]
+
+
+def _fail_rest(members: list[Member], exc: Exception) -> None:
+    for m in members:
+        if m.result is None:
+            m.result = exc
+            if m.run is not None:
+                m.run.metrics.flush()
 
 
 def _build(m: Member, loaded: LoadedDataset, device: torch.device,

@@ -170,13 +170,14 @@ class PackedOptimizer:
             if self.kind == "sgd":
                 mom = float(self.momentum[name][i].flatten()[0])
                 if mom != 0:
-                    state["momentum_buffer"] = self.buf[name][i].detach().clone().to(param.device)
+                    state["momentum_buffer"] = self.buf[name][i]
                 continue
             if float(self.steps[i]) == 0:
                 continue
+            # Views: ml.checkpoint copies them once when it writes; a restack reads them back.
             state["step"] = self.steps[i].detach().clone().cpu()
-            state["exp_avg"] = self.exp_avg[name][i].clone().to(param.device)
-            state["exp_avg_sq"] = self.exp_avg_sq[name][i].clone().to(param.device)
+            state["exp_avg"] = self.exp_avg[name][i]
+            state["exp_avg_sq"] = self.exp_avg_sq[name][i]
 
     @torch.no_grad()
     def load(self, i: int, optimizer: Optimizer, model: torch.nn.Module) -> None:
