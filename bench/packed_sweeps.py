@@ -136,8 +136,9 @@ def main() -> None:
     global CHECKPOINTS
     CHECKPOINTS = not args.no_checkpoints
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), device {args.device}, "
-          f"checkpoints {'on' if CHECKPOINTS else 'off'}, load average {os.getloadavg()}")  # fmt: skip
+    setup = f"{args.threads} thread(s), device {args.device}, checkpoints "
+    setup += "on" if CHECKPOINTS else "off"
+    print(f"torch {torch.__version__}, {setup}, load average {os.getloadavg()}")
     for case in args.cases:
         trials = specs(case, args.epochs, args.device)
         solo_t: list[Clock] = []

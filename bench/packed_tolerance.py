@@ -21,7 +21,10 @@ from ml.engine import TrainResult, train
 from ml.pack import PackMember, train_pack
 from ml.spec import JobSpec
 
-MODELS = {"mlp": {"kind": "mlp"}, "cnn": {"kind": "cnn", "channels": [16, 32]}}
+MODELS: dict[str, dict[str, object]] = {
+    "mlp": {"kind": "mlp"},
+    "cnn": {"kind": "cnn", "channels": [16, 32]},
+}
 
 
 def spec(model: dict[str, object], seed: int, epochs: int) -> JobSpec:
