@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load as st_load
 
 from ml.engine import TrainResult, train
+from ml.logsink import MemoryLogSink
 from ml.pack import PackMember, train_pack
 from ml.sinks import MemoryCheckpointSink, MemoryMetricSink
 from ml.spec import JobSpec
@@ -41,13 +42,17 @@ def solo(spec: JobSpec) -> tuple[TrainResult, MemoryMetricSink, MemoryCheckpoint
 
 
 def packed(specs: list[JobSpec]) -> list[tuple[object, MemoryMetricSink, MemoryCheckpointSink]]:
-    sinks = [(MemoryMetricSink(), MemoryCheckpointSink()) for _ in specs]
+    """Train ``specs`` as one pack; fails unless they really trained packed (no fallback)."""
+    sinks = [(MemoryMetricSink(), MemoryCheckpointSink(), MemoryLogSink()) for _ in specs]
     members = [
-        PackMember(f"j{i}", s, metrics=m, checkpoints=c)
-        for i, (s, (m, c)) in enumerate(zip(specs, sinks, strict=True))
+        PackMember(f"j{i}", s, metrics=m, checkpoints=c, logs=log)
+        for i, (s, (m, c, log)) in enumerate(zip(specs, sinks, strict=True))
     ]
     results = train_pack(members)
-    return [(r, m, c) for r, (m, c) in zip(results, sinks, strict=True)]
+    for _, _, log in sinks:
+        said = " ".join(log.messages())
+        assert f"training in a pack of {len(specs)}" in said and "not packed" not in said
+    return [(r, m, c) for r, (m, c, _) in zip(results, sinks, strict=True)]
 
 
 def assert_metrics_match(a: MemoryMetricSink, b: MemoryMetricSink, rtol: float = RTOL) -> None:
@@ -153,3 +158,33 @@ def test_regression_mse():
         job(dataset=body, optimizer={"kind": "adam", "lr": lr}, regularization={"l1": l1})
         for lr, l1 in ((1e-2, 0.0), (3e-2, 1e-3))
     ])  # fmt: skip
+
+
+def test_chain_graph_of_every_packed_layer_kind():
+    """Strided `same` convolutions (padded), depthwise and separable ones, layer norm on a
+    map, average pooling with `same`, global max pooling, dense with activation, dropout."""
+    graph = {"kind": "graph", "layers": [
+        {"op": "conv2d", "filters": 4, "kernel_size": 3, "strides": 2, "padding": "same",
+         "activation": "relu"},
+        {"op": "layer_norm"},
+        {"op": "depthwise_conv2d", "kernel_size": 3, "padding": "same"},
+        {"op": "separable_conv2d", "filters": 6, "kernel_size": 3, "padding": "same",
+         "activation": "tanh"},
+        {"op": "avg_pool2d", "pool_size": 3, "strides": 2, "padding": "same"},
+        {"op": "global_max_pool"},
+        {"op": "dense", "units": 8, "activation": "gelu"},
+        {"op": "dropout", "rate": 0.2},
+    ]}  # fmt: skip
+    check_against_solo([
+        job(model=graph, optimizer={"kind": "adam", "lr": lr}, seed=s, epochs=1)
+        for lr, s in ((1e-3, 0), (3e-3, 2))
+    ])  # fmt: skip
+
+
+def test_mlp_with_batch_and_layer_norm():
+    for norm in ("batch", "layer"):
+        model = {"kind": "mlp", "hidden_units": [16, 8], "normalization": norm}
+        check_against_solo([
+            job(model=model, optimizer={"kind": "sgd", "lr": lr, "momentum": 0.9}, epochs=1)
+            for lr in (0.01, 0.05)
+        ])  # fmt: skip
