@@ -79,6 +79,8 @@ def run_pack(members: list[Member], loaded: LoadedDataset) -> list[TrainResult |
         for m in members:
             try:
                 _build(m, loaded, device, cache)
+            except Unpackable:
+                raise  # the caller trains every member solo
             except Exception as exc:  # noqa: BLE001 -- that member's result (InvalidSpec...)
                 m.result = exc
         live = [m for m in members if m.result is None]
