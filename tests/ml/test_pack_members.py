@@ -8,6 +8,7 @@ import math
 from typing import Any
 
 from ml.engine import NonFiniteLoss, TrainResult, train
+from ml.logsink import MemoryLogSink
 from ml.pack import PackMember, train_pack
 from ml.sinks import MemoryCheckpointSink, MemoryMetricSink
 from ml.spec import JobSpec
@@ -159,3 +160,28 @@ def test_a_failing_sink_fails_its_member_alone():
     assert isinstance(results[0], OSError)
     assert isinstance(results[1], TrainResult) and results[1].status_reason == "completed"
     assert_metrics_match(run_solo(spec)[1], ok)
+
+
+def test_a_model_the_batched_program_cannot_express_trains_solo(monkeypatch):
+    """Found only when the models are built (e.g. an upload's embedded columns): every member
+    trains solo, exactly as alone, and its log says why."""
+    from ml.pack_net import PackedNet, Unpackable
+
+    def refuse(*args: object) -> None:
+        raise Unpackable("the model is not a chain of layers")
+
+    monkeypatch.setattr(PackedNet, "__init__", refuse)
+    specs = [digits(1e-3, epochs=1), digits(2e-3, epochs=1)]
+    logs = [MemoryLogSink() for _ in specs]
+    sinks = [MemoryMetricSink() for _ in specs]
+    members = [
+        PackMember(f"j{i}", s, metrics=m, logs=log)
+        for i, (s, m, log) in enumerate(zip(specs, sinks, logs, strict=True))
+    ]
+    results = train_pack(members)
+    for spec, result, sink, log in zip(specs, results, sinks, logs, strict=True):
+        assert isinstance(result, TrainResult) and result.status_reason == "completed"
+        assert any(
+            "trained solo, not packed: the model is not a chain" in m for m in log.messages()
+        )
+        assert_metrics_match(run_solo(spec)[1], sink)
