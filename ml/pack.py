@@ -34,8 +34,9 @@ from ml import engine
 from ml.data import LoadedDataset, load_dataset
 from ml.engine import TrainResult
 from ml.logsink import LogSink
+from ml.pack_build import run_pack
 from ml.pack_key import pack_blocker, pack_key
-from ml.pack_loop import Member, run_pack
+from ml.pack_loop import Member
 from ml.pack_net import Unpackable
 from ml.pruning import EpochPruner
 from ml.sinks import CheckpointSink, MetricSink, RunControl

@@ -5,7 +5,7 @@ Members train in lockstep at one position (epoch, batch). A member resumed from 
 further on waits and joins when the pack reaches its position; a member that ends (finished,
 early stopped, pruned, canceled, failed) leaves. At each change the members' tensors are
 written back to their own solo model and optimizer and the pack is stacked again from
-them (``_Pack.regroup``), so the solo objects are the one source of truth between steps.
+them (``Pack.regroup``), so the solo objects are the one source of truth between steps.
 """
 
 from __future__ import annotations
@@ -20,23 +20,20 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from ml import engine, logsink
+from ml import engine
 from ml.architecture import is_classification
-from ml.data import DeviceData, LoadedDataset, n_batches, prepare
-from ml.early_stopping import EarlyStopping
+from ml.data import DeviceData, n_batches
 from ml.engine import NonFiniteLoss, TrainResult
-from ml.logsink import LogSink, NullLogSink
+from ml.logsink import LogSink
 from ml.metrics import EpochPredictions
 from ml.models import kernel_weights
 from ml.pack_data import PackData
 from ml.pack_net import PackedNet, Unpackable
 from ml.pack_optim import PackedOptimizer, kernel_coefficients, penalty
 from ml.pruning import EpochPruner
-from ml.resources import ResourcesExceeded, out_of_memory_message
-from ml.schedules import build_schedule
-from ml.sinks import CheckpointSink, MetricSink, NeverStop, RunControl
+from ml.sinks import CheckpointSink, MetricSink, RunControl
 from ml.spec import JobSpec, loss_kind
-from ml.trainer import EVAL_BATCH, EVAL_VALUES, Trainer
+from ml.trainer import EVAL_BATCH, EVAL_VALUES
 
 
 class Sinks(Protocol):
@@ -67,84 +64,6 @@ class Member:
         return s.epoch, s.batch
 
 
-def run_pack(members: list[Member], loaded: LoadedDataset) -> list[TrainResult | BaseException]:
-    spec = members[0].spec
-    try:
-        device = engine.resolve_device(spec.resources)
-        engine.check_cublas_config(device, spec.deterministic)
-    except Exception as exc:  # noqa: BLE001 -- every member's result
-        return [exc for _ in members]
-    with engine._global_settings(spec.deterministic):
-        cache: dict[int, DeviceData] = {}
-        for m in members:
-            try:
-                _build(m, loaded, device, cache)
-            except Unpackable:
-                raise  # the caller trains every member solo
-            except Exception as exc:  # noqa: BLE001 -- that member's result (InvalidSpec...)
-                m.result = exc
-        live = [m for m in members if m.result is None]
-        try:
-            if live:
-                _Pack(live, device).run()
-        except Unpackable:
-            raise  # before any step: the caller trains the members solo
-        except torch.OutOfMemoryError as exc:
-            detail = ". ".join(str(exc).split(". ")[:2]).strip()
-            message = out_of_memory_message(spec, loaded.info, str(device), detail)
-            message += f" (a pack of {len(live)} trials: fewer trials per pack need less)"
-            _fail_rest(live, ResourcesExceeded(message))
-        except Exception as exc:  # noqa: BLE001 -- the batched step failed: every member still training
-            _fail_rest(live, exc)
-    return [m.result if m.result is not None else RuntimeError("no result") for m in members]
-
-
-def _fail_rest(members: list[Member], exc: Exception) -> None:
-    for m in members:
-        if m.result is None:
-            m.result = exc
-            if m.run is not None:
-                m.run.metrics.flush()
-
-
-def _build(m: Member, loaded: LoadedDataset, device: torch.device,
-           cache: dict[int, DeviceData]) -> None:  # fmt: skip
-    """What ``ml.engine._train`` builds, in its order: the same weights and random state."""
-    spec, sinks = m.spec, m.sinks
-    torch.manual_seed(spec.seed)
-    with engine._building("the dataset"):
-        if spec.seed not in cache:
-            cache[spec.seed] = prepare(spec, loaded, device)
-        m.data = data = cache[spec.seed]
-    if data.x_train.device != device:
-        raise Unpackable("the data does not fit on the device")
-    with engine._building("the model, loss and optimizer"):
-        trainer = Trainer(spec, data, device)
-    steps = n_batches(data.n_train, spec.dataset.batch_size)
-    with engine._building("the learning-rate schedule"):
-        schedule = build_schedule(spec, steps)
-    with engine._building("early stopping"):
-        stopper = EarlyStopping(spec.early_stopping) if spec.early_stopping else None
-    m.run = run = engine._Run(
-        spec=spec, trainer=trainer, schedule=schedule, stopper=stopper,
-        metrics=sinks.metrics if sinks.metrics is not None else engine._NullSink(),
-        checkpoints=sinks.checkpoints,
-        control=sinks.control if sinks.control is not None else NeverStop(),
-        on_progress=sinks.on_progress, pruner=sinks.pruner, steps_per_epoch=steps,
-        logs=sinks.logs if sinks.logs is not None else NullLogSink(),
-    )  # fmt: skip
-    run.say_started(device)
-    blob = sinks.checkpoints.load() if sinks.checkpoints is not None else None
-    if blob is not None:
-        run.restore(blob)
-        run.logs.line("info", logsink.resumed(run.state.step, run.state.epoch, run.state.batch))
-    m.cpu_rng = torch.get_rng_state()
-    m.gen = torch.Generator(device)
-    m.gen.set_state(m.cpu_rng if device.type == "cpu" else torch.cuda.get_rng_state(device))
-    if run.state.finished or run.state.epoch >= spec.epochs:
-        m.result = run.result()
-
-
 @dataclass
 class _Pending:
     step: int
@@ -155,7 +74,7 @@ class _Pending:
 
 
 @dataclass
-class _Pack:
+class Pack:
     waiting: list[Member]
     device: torch.device
     active: list[Member] = field(default_factory=list)
