@@ -91,9 +91,10 @@ class PackedNet:
         self.m = len(models)
         self.device = device
         self.ops = [self._op(name, mod, models) for name, mod in first.named_children()]
-        # Dense kernels are stored as (M, out, in) with the strides of (M, in, out): the
-        # batched matmul reads them transposed in place, and their gradient comes out of
-        # the backward in that layout (no transposing copy per step).
+        # Dense kernels are stacked transposed, (M, in, out), contiguous: the batched matmul
+        # reads them as they are, their gradient comes out of the backward in that layout (no
+        # transposing copy per step), and each member's row stays contiguous for the fused
+        # optimizer kernel. ``store``/``load`` and the optimizer's state transpose back.
         self.transposed = {
             f"{name}.weight" for name, mod in first.named_children() if isinstance(mod, nn.Linear)
         }
@@ -124,9 +125,13 @@ class PackedNet:
     def store(self, i: int, model: nn.Module) -> None:
         """Copy member ``i``'s tensors into its solo ``model`` (a checkpoint, a snapshot)."""
         for name, p in model.named_parameters():
-            p.copy_(self.params[name][i])
+            p.copy_(self.solo_layout(name, self.params[name][i]))
         for name, b in model.named_buffers():
             b.copy_(self.buffers[name][i])
+
+    def solo_layout(self, name: str, row: Tensor) -> Tensor:
+        """A member's row of ``name`` in its solo parameter's layout (a view)."""
+        return row.T if name in self.transposed else row
 
     def kernel_names(self, model: nn.Module, kernels: Sequence[Tensor]) -> list[str]:
         ids = {id(k) for k in kernels}
@@ -173,12 +178,8 @@ class PackedNet:
 
 
 def _stack(rows: list[Tensor], device: torch.device, transposed: bool) -> Tensor:
-    if not transposed:
-        return torch.stack(rows).to(device).requires_grad_()
-    m, (o, i) = len(rows), rows[0].shape
-    out = torch.empty_strided((m, o, i), (o * i, 1, o), device=device)
-    out.copy_(torch.stack(rows))
-    return out.requires_grad_()
+    stacked = torch.stack([r.T for r in rows] if transposed else rows)
+    return stacked.contiguous().to(device).requires_grad_()
 
 
 def _child(model: nn.Module, prefix: str) -> nn.Module:
@@ -197,7 +198,7 @@ def _linear(net: PackedNet, a: Act, ctx: _Ctx, op: _Op) -> Act:
     if a.layout == "shared" and a.x.ndim != 2:
         raise Unpackable("a dense layer on a sequence")
     x = a.x.unsqueeze(0).expand(ctx.m, *a.x.shape) if a.layout == "shared" else a.x
-    y = torch.bmm(x, w.mT) if bias is None else torch.baddbmm(bias.unsqueeze(1), x, w.mT)
+    y = torch.bmm(x, w) if bias is None else torch.baddbmm(bias.unsqueeze(1), x, w)
     act = _activation(op.module)
     return Act(act(y) if act is not None else y, "vec")
 

@@ -122,9 +122,10 @@ class PackedOptimizer:
                 torch.maximum(g, -c, out=g)
                 torch.minimum(g, c, out=g)
         elif kind == "adaptive":
-            for p in self.net.params.values():
+            for name, p in self.net.params.items():
                 if p.grad is not None:
-                    _adaptive(p.detach(), p.grad, self.clip_factor, self.clip_eps)
+                    unit = 1 if name in self.net.transposed else None
+                    _adaptive(p.detach(), p.grad, self.clip_factor, self.clip_eps, unit)
         return total
 
     @torch.no_grad()
@@ -170,14 +171,14 @@ class PackedOptimizer:
             if self.kind == "sgd":
                 mom = float(self.momentum[name][i].flatten()[0])
                 if mom != 0:
-                    state["momentum_buffer"] = self.buf[name][i]
+                    state["momentum_buffer"] = self.net.solo_layout(name, self.buf[name][i])
                 continue
             if float(self.steps[i]) == 0:
                 continue
             # Views: ml.checkpoint copies them once when it writes; a restack reads them back.
             state["step"] = self.steps[i].detach().clone().cpu()
-            state["exp_avg"] = self.exp_avg[name][i]
-            state["exp_avg_sq"] = self.exp_avg_sq[name][i]
+            state["exp_avg"] = self.net.solo_layout(name, self.exp_avg[name][i])
+            state["exp_avg_sq"] = self.net.solo_layout(name, self.exp_avg_sq[name][i])
 
     @torch.no_grad()
     def load(self, i: int, optimizer: Optimizer, model: torch.nn.Module) -> None:
@@ -187,27 +188,32 @@ class PackedOptimizer:
             state = optimizer.state.get(by_name[name], {})
             if self.kind == "sgd":
                 buf = state.get("momentum_buffer")
-                self.buf[name][i] = 0.0 if buf is None else buf.reshape(self.buf[name][i].shape)
+                if buf is None:
+                    self.buf[name][i] = 0.0
+                else:
+                    self.net.solo_layout(name, self.buf[name][i]).copy_(buf)
                 continue
             if "step" not in state:
                 continue
             self.steps[i] = float(state["step"])
-            shape = self.exp_avg[name][i].shape
-            self.exp_avg[name][i] = state["exp_avg"].reshape(shape)
-            self.exp_avg_sq[name][i] = state["exp_avg_sq"].reshape(shape)
+            self.net.solo_layout(name, self.exp_avg[name][i]).copy_(state["exp_avg"])
+            self.net.solo_layout(name, self.exp_avg_sq[name][i]).copy_(state["exp_avg_sq"])
 
 
-def _unit_norm(x: Tensor) -> Tensor:
-    """ml.clipping's unitwise norm for each member's slice of ``(M, *shape)``."""
+def _unit_norm(x: Tensor, over: int | None = None) -> Tensor:
+    """ml.clipping's unitwise norm for each member's slice of ``(M, *shape)``; ``over``: the
+    one dimension to reduce (a dense kernel stacked transposed, ``(M, in, out)``)."""
     dims = tuple(range(1, x.ndim)) if x.ndim <= 2 else tuple(range(2, x.ndim))
+    if over is not None:
+        dims = (over,)
     norm: Tensor = torch.linalg.vector_norm(x, dim=dims, keepdim=True)
     return norm
 
 
-def _adaptive(p: Tensor, g: Tensor, factor: Tensor, eps: Tensor) -> None:
+def _adaptive(p: Tensor, g: Tensor, factor: Tensor, eps: Tensor, over: int | None) -> None:
     shape = (-1, *([1] * (p.ndim - 1)))
-    max_norm = torch.maximum(_unit_norm(p), eps.view(shape)).mul_(factor.view(shape))
-    g_norm = _unit_norm(g)
+    max_norm = torch.maximum(_unit_norm(p, over), eps.view(shape)).mul_(factor.view(shape))
+    g_norm = _unit_norm(g, over)
     scale = max_norm / g_norm.clamp(min=1e-6)
     g.copy_(torch.where(g_norm > max_norm, g * scale, g))
 
