@@ -134,6 +134,8 @@ class Pack:
     def leave(self, gone: Sequence[Member]) -> None:
         if gone:
             self.regroup([m for m in self.active if m not in gone])
+            for m in gone:  # its model, optimizer (and views of old stacks) can go
+                m.run = m.meter = m.data = None
 
     # ------------------------------------------------------------------ the loop
 
