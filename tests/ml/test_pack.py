@@ -188,3 +188,15 @@ def test_mlp_with_batch_and_layer_norm():
             job(model=model, optimizer={"kind": "sgd", "lr": lr, "momentum": 0.9}, epochs=1)
             for lr in (0.01, 0.05)
         ])  # fmt: skip
+
+
+def test_extra_metrics_per_member():
+    """`metrics` is out of the key: each member computes its own list, as its solo run."""
+    specs = [job(metrics=["f1_macro", "top_2_accuracy"], epochs=1), job(epochs=1, seed=1)]
+    for spec, (result, metrics, _) in zip(specs, packed(specs), strict=True):
+        _, ref, _ = solo(spec)
+        assert isinstance(result, TrainResult)
+        names = {n for n, *_ in ref.points}
+        assert names == {n for n, *_ in metrics.points}
+        for name in names - {"epoch_seconds", "samples_per_second"}:
+            assert metrics.series(name) == pytest.approx(ref.series(name), rel=RTOL), name
