@@ -1,0 +1,254 @@
+"""The optimizer step, weight decay, clipping and l1/l2 of a pack, each member with its own numbers.
+
+Member ``m``'s numbers (lr, betas, eps, momentum, weight decay, clipping thresholds, l1, l2)
+are rows of ``(M,)`` tensors broadcast over the stacked parameters, so every member follows
+the rule ``ml.optim`` / ``ml.clipping`` / ``ml.models`` give its solo run:
+
+- Adam/AdamW: PyTorch's own fused kernel (``torch._fused_adam_``), called once per member
+  on that member's rows with its own scalars: the solo run's arithmetic exactly. Weight
+  decay is decoupled (``p *= 1 - lr * wd`` on kernels before the step), as ``ml.optim``
+  does for Adam (AdamW's in-kernel ``p -= lr * wd * p`` is the same up to rounding).
+- SGD: ``buf = momentum * buf + g`` (a zero buffer makes the first step ``buf = g``, as
+  torch's clone), Nesterov ``g + momentum * buf``, ``p += -lr * g``: batched.
+
+The state converts to and from each member's own torch optimizer (``store`` / ``load``),
+so checkpoints are the solo engine's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from ml.pack_net import PackedNet
+from ml.spec import (
+    AdaptiveClipping,
+    GlobalNormClipping,
+    JobSpec,
+    NormClipping,
+    SGDOptimizer,
+    ValueClipping,
+)
+
+
+def _col(values: Sequence[float], like: Tensor, ndim: int) -> Tensor:
+    """(M,) numbers as a float32 column broadcasting over ``(M, *shape)`` of ``ndim`` dims."""
+    t = torch.tensor(values, dtype=torch.float64).to(like.dtype).to(like.device)
+    return t.view(-1, *([1] * (ndim - 1)))
+
+
+class PackedOptimizer:
+    def __init__(self, specs: Sequence[JobSpec], net: PackedNet, kernels: set[str]) -> None:
+        self.net, self.kernels = net, kernels
+        self.kind = specs[0].optimizer.kind
+        self.reset(specs)
+
+    def reset(self, specs: Sequence[JobSpec]) -> None:
+        """(Re)build the per-member numbers and a zero state for the current members."""
+        self.specs = list(specs)
+        p = self.net.params
+        self.names = list(p)
+        self.wd = [s.regularization.weight_decay for s in specs]
+        self.decays = any(w > 0 for w in self.wd)
+        if self.kind == "sgd":
+            opts = [s.optimizer for s in specs]
+            assert all(isinstance(o, SGDOptimizer) for o in opts)
+            self.momentum = {
+                n: _col([o.momentum for o in opts], t, t.ndim)  # type: ignore[union-attr]
+                for n, t in p.items()
+            }
+            self.nesterov = bool(getattr(opts[0], "nesterov", False))
+            self.buf = {n: torch.zeros_like(t) for n, t in p.items()}
+        else:
+            self.exp_avg = {n: torch.zeros_like(t) for n, t in p.items()}
+            self.exp_avg_sq = {n: torch.zeros_like(t) for n, t in p.items()}
+            self.steps = torch.zeros(len(specs), dtype=torch.float32, device=self.net.device)
+            self._views()
+        self._clip_setup(specs)
+
+    def _views(self) -> None:
+        names = self.names
+        rows = {n: t.detach().unbind(0) for n, t in self.net.params.items()}
+        avg = {n: t.unbind(0) for n, t in self.exp_avg.items()}
+        sq = {n: t.unbind(0) for n, t in self.exp_avg_sq.items()}
+        steps = self.steps.unbind(0)
+        self.rows = [[rows[n][i] for n in names] for i in range(len(self.specs))]
+        self.avg_rows = [[avg[n][i] for n in names] for i in range(len(self.specs))]
+        self.sq_rows = [[sq[n][i] for n in names] for i in range(len(self.specs))]
+        self.step_rows = [[steps[i]] * len(names) for i in range(len(self.specs))]
+
+    def _clip_setup(self, specs: Sequence[JobSpec]) -> None:
+        clip = specs[0].clipping
+        self.clip_kind = None if clip is None else clip.kind
+        like = next(iter(self.net.params.values()))
+
+        def numbers(attr: str) -> Tensor:
+            return _col([float(getattr(s.clipping, attr)) for s in specs], like, 1)
+
+        if isinstance(clip, GlobalNormClipping | NormClipping):
+            self.max_norm = numbers("max_norm")
+        elif isinstance(clip, ValueClipping):
+            self.clip_value = numbers("clip_value")
+        elif isinstance(clip, AdaptiveClipping):
+            self.clip_factor, self.clip_eps = numbers("clip_factor"), numbers("eps")
+
+    # ------------------------------------------------------------------ one step
+
+    @torch.no_grad()
+    def clip(self, measure: bool) -> Tensor | None:
+        """Clip every member's gradients by its own rule; each member's pre-clip global norm
+        ``(M,)`` (None when neither clipping nor ``measure`` asks for it)."""
+        if self.clip_kind is None and not measure:
+            return None
+        grads = [t.grad for t in self.net.params.values() if t.grad is not None]
+        norms = [torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads]
+        total: Tensor = torch.linalg.vector_norm(torch.stack(norms), dim=0)
+        kind = self.clip_kind
+        if kind == "global_norm":
+            coef = torch.clamp(self.max_norm / (total + 1e-6), max=1.0)
+            for g in grads:
+                g.mul_(coef.view(-1, *([1] * (g.ndim - 1))))
+        elif kind == "norm":
+            for g, n in zip(grads, norms, strict=True):
+                coef = self.max_norm / torch.maximum(n, self.max_norm)
+                g.mul_(coef.view(-1, *([1] * (g.ndim - 1))))
+        elif kind == "value":
+            for g in grads:
+                c = self.clip_value.view(-1, *([1] * (g.ndim - 1)))
+                torch.maximum(g, -c, out=g)
+                torch.minimum(g, c, out=g)
+        elif kind == "adaptive":
+            for name, p in self.net.params.items():
+                if p.grad is not None:
+                    unit = 1 if name in self.net.transposed else None
+                    _adaptive(p.detach(), p.grad, self.clip_factor, self.clip_eps, unit)
+        return total
+
+    @torch.no_grad()
+    def step(self, lrs: Sequence[float]) -> None:
+        params = self.net.params
+        if self.decays:
+            factor = [1.0 - lr * wd for lr, wd in zip(lrs, self.wd, strict=True)]
+            for name in self.kernels:
+                p = params[name]
+                p.mul_(_col(factor, p, p.ndim))
+        if self.kind == "sgd":
+            self._sgd(lrs)
+            return
+        self.steps.add_(1)
+        grads = {n: t.grad.unbind(0) for n, t in params.items() if t.grad is not None}
+        for i, spec in enumerate(self.specs):
+            opt: Any = spec.optimizer
+            torch._fused_adam_(
+                self.rows[i], [grads[n][i] for n in self.names], self.avg_rows[i],
+                self.sq_rows[i], [], self.step_rows[i], lr=lrs[i], beta1=opt.beta1,
+                beta2=opt.beta2, weight_decay=0.0, eps=opt.eps, amsgrad=False, maximize=False,
+            )  # fmt: skip
+
+    def _sgd(self, lrs: Sequence[float]) -> None:
+        for name, p in self.net.params.items():
+            g = p.grad
+            if g is None:
+                continue
+            buf = self.buf[name]
+            buf.mul_(self.momentum[name]).add_(g)
+            d = g.add(buf * self.momentum[name]) if self.nesterov else buf
+            p.detach().addcmul_(d, _col([-lr for lr in lrs], p, p.ndim))
+
+    # ------------------------------------------------------------------ state <-> solo
+
+    @torch.no_grad()
+    def store(self, i: int, optimizer: Optimizer, model: torch.nn.Module) -> None:
+        """Write member ``i``'s state into its own torch optimizer (bound to ``model``)."""
+        by_name = dict(model.named_parameters())
+        for name in self.names:
+            param = by_name[name]
+            state = optimizer.state[param]
+            if self.kind == "sgd":
+                mom = float(self.momentum[name][i].flatten()[0])
+                if mom != 0:
+                    state["momentum_buffer"] = self.net.solo_layout(name, self.buf[name][i])
+                continue
+            if float(self.steps[i]) == 0:
+                continue
+            # Views: ml.checkpoint copies them once when it writes; a restack reads them back.
+            state["step"] = self.steps[i].detach().clone().cpu()
+            state["exp_avg"] = self.net.solo_layout(name, self.exp_avg[name][i])
+            state["exp_avg_sq"] = self.net.solo_layout(name, self.exp_avg_sq[name][i])
+
+    @torch.no_grad()
+    def load(self, i: int, optimizer: Optimizer, model: torch.nn.Module) -> None:
+        """Take member ``i``'s state from its own torch optimizer (a resumed checkpoint)."""
+        by_name = dict(model.named_parameters())
+        for name in self.names:
+            state = optimizer.state.get(by_name[name], {})
+            if self.kind == "sgd":
+                buf = state.get("momentum_buffer")
+                if buf is None:
+                    self.buf[name][i] = 0.0
+                else:
+                    self.net.solo_layout(name, self.buf[name][i]).copy_(buf)
+                continue
+            if "step" not in state:
+                continue
+            self.steps[i] = float(state["step"])
+            self.net.solo_layout(name, self.exp_avg[name][i]).copy_(state["exp_avg"])
+            self.net.solo_layout(name, self.exp_avg_sq[name][i]).copy_(state["exp_avg_sq"])
+
+
+def _unit_norm(x: Tensor, over: int | None = None) -> Tensor:
+    """ml.clipping's unitwise norm for each member's slice of ``(M, *shape)``; ``over``: the
+    one dimension to reduce (a dense kernel stacked transposed, ``(M, in, out)``)."""
+    dims = tuple(range(1, x.ndim)) if x.ndim <= 2 else tuple(range(2, x.ndim))
+    if over is not None:
+        dims = (over,)
+    norm: Tensor = torch.linalg.vector_norm(x, dim=dims, keepdim=True)
+    return norm
+
+
+def _adaptive(p: Tensor, g: Tensor, factor: Tensor, eps: Tensor, over: int | None) -> None:
+    shape = (-1, *([1] * (p.ndim - 1)))
+    max_norm = torch.maximum(_unit_norm(p, over), eps.view(shape)).mul_(factor.view(shape))
+    g_norm = _unit_norm(g, over)
+    scale = max_norm / g_norm.clamp(min=1e-6)
+    g.copy_(torch.where(g_norm > max_norm, g * scale, g))
+
+
+def kernel_coefficients(
+    specs: Sequence[JobSpec], models: Sequence[torch.nn.Module], net: PackedNet
+) -> dict[str, tuple[Tensor, Tensor]]:
+    """Each kernel's (l1, l2) for every member, ``(M,)`` each (a layer's own l1/l2 or the
+    spec's), as ``ml.models.kernel_groups`` gives them; empty when every member has none."""
+    from ml.models import kernel_groups
+
+    per_member: list[dict[str, tuple[float, float]]] = []
+    for spec, model in zip(specs, models, strict=True):
+        names = {id(p): n for n, p in model.named_parameters()}
+        reg = spec.regularization
+        per_member.append(
+            {names[id(w)]: (l1, l2) for ws, l1, l2 in kernel_groups(model, reg.l1, reg.l2)
+             for w in ws}
+        )  # fmt: skip
+    kernels = sorted(set().union(*per_member))
+    rows = {k: [pm.get(k, (0.0, 0.0)) for pm in per_member] for k in kernels}
+    like = next(iter(net.params.values()))
+    out: dict[str, tuple[Tensor, Tensor]] = {}
+    for name, pairs in rows.items():
+        out[name] = (_col([a for a, _ in pairs], like, 1), _col([b for _, b in pairs], like, 1))
+    return out
+
+
+def penalty(net: PackedNet, coefs: dict[str, tuple[Tensor, Tensor]]) -> Tensor | None:
+    """Each member's l1·Σ|w| + l2·Σw² over its kernels, ``(M,)``."""
+    if not coefs:
+        return None
+    total: Tensor | None = None
+    for name, (l1, l2) in coefs.items():
+        w = net.params[name].flatten(1)
+        term = l1 * w.abs().sum(1) + l2 * w.square().sum(1)
+        total = term if total is None else total + term
+    return total
