@@ -137,6 +137,8 @@ class Job(Base):
     sweep_id: Mapped[str | None] = mapped_column(String(32), default=None)
     trial_number: Mapped[int | None] = mapped_column(Integer, default=None)
     params: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # The pack (api.sweeps.models.SweepPack) this trial last trained in; None = alone.
+    pack_id: Mapped[str | None] = mapped_column(String(32), default=None)
 
 
 class JobTransition(Base):
