@@ -262,5 +262,6 @@ def _read(
         transitions=transitions,
         sweep_id=job.sweep_id,
         trial_number=job.trial_number,
+        pack_id=job.pack_id,
         params=job.params,
     )
