@@ -18,7 +18,6 @@ from api.db.keys import DEFAULT_TEAM, get_or_create_team
 from api.db.models import Job
 from api.db.session import session_factory
 from api.settings import Settings
-from api.sweeps.models import SweepPack
 from ml.engine import train
 from ml.pack import PackMember
 from ml.sinks import MemoryMetricSink
