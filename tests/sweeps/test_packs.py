@@ -19,11 +19,12 @@ from api.db.models import Job
 from api.db.session import session_factory
 from api.settings import Settings
 from ml.engine import train
-from ml.pack import PackMember
+from ml.pack import PackMember, train_pack
 from ml.sinks import MemoryMetricSink
 from ml.spec import JobSpec
 from tests.conftest import FakeQueue
 from worker import runner
+from worker.packs import PackClaim
 from worker.sinks import with_db_retry
 
 SPEC: dict[str, Any] = {
@@ -55,7 +56,7 @@ def trials(settings: Settings, sweep_id: str) -> list[Job]:
         return list(s.scalars(stmt))
 
 
-def claim(settings: Settings, job_id: str) -> runner.packs.PackClaim | None:
+def claim(settings: Settings, job_id: str) -> PackClaim | None:
     factory = session_factory(settings.resolved_database_url)
     return with_db_retry(factory, lambda s: runner._claim(s, job_id, 60))
 
@@ -149,7 +150,7 @@ def test_a_pack_trains_every_member_as_an_ordinary_job(
     sweep = client.post("/v1/sweeps", json=body).json()
     rows = trials(settings, sweep["id"])
     victim = rows[4].id
-    real = runner.train_pack
+    real = train_pack
 
     def cancel_one_then_train(members: Sequence[PackMember], **kw: Any) -> Any:
         # The pack is claimed and running: cancel one member the way a user does.
