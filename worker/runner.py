@@ -94,7 +94,10 @@ def run_job(job_id: str, settings: Settings | None = None) -> str:
         if claimed.blocked is not None and claimed.sweep_id is not None:
             _note_packing_off(factory, claimed.sweep_id, claimed.blocked)
         if len(claimed.members) == 1:
-            return _run_claimed(factory, settings, first, claimed.members[0].attempt)
+            note = (
+                None if claimed.blocked is None else f"trains alone, not packed: {claimed.blocked}"
+            )
+            return _run_claimed(factory, settings, first, claimed.members[0].attempt, note)
         return _run_pack(factory, settings, claimed)
     finally:
         try:
@@ -162,11 +165,17 @@ def _finish(run: Attempt, outcome: Outcome) -> str:
 
 
 def _run_claimed(
-    factory: sessionmaker[Session], settings: Settings, job_id: str, attempt: int
+    factory: sessionmaker[Session],
+    settings: Settings,
+    job_id: str,
+    attempt: int,
+    note: str | None = None,
 ) -> str:
     run = _begin(factory, settings, job_id, attempt)
     if isinstance(run, str):
         return run
+    if note is not None:
+        run.lines.worker_line("info", note)
     try:
         outcome = _train(run)
     except BaseException:
