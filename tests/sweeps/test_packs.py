@@ -188,6 +188,7 @@ def test_a_pack_trains_every_member_as_an_ordinary_job(
     assert jobs[0]["export"]["status"] == "ready"
     log = client.get(f"/v1/jobs/{ok}/logs").text
     assert f"pack {jobs[0]['pack_id']}" in log
+    assert "not packed" not in log  # the engine trained it in the pack, not alone
     # ... and trains as it would alone: the first epoch's loss within 1e-5 relative.
     packed = client.get(f"/v1/jobs/{ok}/metrics", params={"name": "val_loss"}).json()
     alone = MemoryMetricSink()
