@@ -41,7 +41,8 @@ class Sweep(Base):
     max_trials: Mapped[int] = mapped_column(Integer)  # for grid: min(max_trials, grid size)
     max_concurrent_trials: Mapped[int] = mapped_column(Integer)
     priority: Mapped[int] = mapped_column(Integer, default=0)
-    # How trials run (issue 26): {"pack": "auto" | "off", "max_pack": n}; None = the defaults.
+    # How trials run (issue 26): {"pack": "auto" | "off", "max_pack": n}; the migration sets
+    # "off" on older sweeps; None (never written now) reads as the defaults.
     execution: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     queues: Mapped[dict[str, Any]] = mapped_column(JSON)  # {"cpu": name, "cuda": name}
     best_job_id: Mapped[str | None] = mapped_column(String(32), default=None)

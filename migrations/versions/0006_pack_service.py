@@ -18,10 +18,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("sweeps") as batch:
-        batch.add_column(sa.Column("execution", sa.JSON(), nullable=True))
-    with op.batch_alter_table("jobs") as batch:
-        batch.add_column(sa.Column("pack_id", sa.String(length=32), nullable=True))
+    op.add_column("sweeps", sa.Column("execution", sa.JSON(), nullable=True))
+    # Sweeps made before packing keep running one trial per worker, as they were created.
+    sweeps = sa.table("sweeps", sa.column("execution", sa.JSON()))
+    op.execute(sweeps.update().values(execution={"pack": "off", "max_pack": 64}))
+    op.add_column("jobs", sa.Column("pack_id", sa.String(length=32), nullable=True))
     op.create_table(
         "sweep_packs",
         sa.Column("id", sa.String(length=32), nullable=False),
@@ -38,7 +39,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_sweep_packs_sweep_started", table_name="sweep_packs")
     op.drop_table("sweep_packs")
-    with op.batch_alter_table("jobs") as batch:
-        batch.drop_column("pack_id")
-    with op.batch_alter_table("sweeps") as batch:
-        batch.drop_column("execution")
+    # Plain DROP COLUMN (SQLite >= 3.35 too): a batch copy of `jobs` on SQLite would drop
+    # the table, and its ON DELETE CASCADE would empty every table that refers to it.
+    op.execute("ALTER TABLE jobs DROP COLUMN pack_id")
+    op.execute("ALTER TABLE sweeps DROP COLUMN execution")
