@@ -271,6 +271,7 @@ def _read(
         transitions=transitions,
         sweep_id=job.sweep_id,
         trial_number=job.trial_number,
+        pack_id=job.pack_id,
         params=job.params,
         warm_start=WarmStartRead.model_validate(job.warm_start) if job.warm_start else None,
     )

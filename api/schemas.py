@@ -104,6 +104,9 @@ class JobRead(BaseModel):
     )
     sweep_id: str | None = Field(None, description="The sweep this job is a trial of.")
     trial_number: int | None = Field(None, description="Its number within the sweep, from 0.")
+    pack_id: str | None = Field(
+        None, description="The pack of sweep trials it last trained in (issue 26); null = alone."
+    )
     params: dict[str, Any] | None = Field(
         None, description="The trial's sampled parameters: dotted spec path → value."
     )

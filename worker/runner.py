@@ -1,11 +1,16 @@
-"""Run one job: claim it, train it behind the SQL sinks, record how it ended."""
+"""Run one job -- or one pack of a sweep's trials -- : claim it, train it behind the SQL
+sinks, record how each job ended.
+
+A pack (issue 26, worker/packs.py) is several ordinary jobs claimed in one transaction
+and trained by ``ml.pack.train_pack`` in this process; every member is set up
+(``worker.attempt.Attempt``), judged (``_outcome_of``/``_outcome_of_error``) and finished
+(``_finish``) by the same code as a job that trains alone.
+"""
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,96 +28,25 @@ from ml.checks import builtin_info
 from ml.data import LoadedDataset
 from ml.engine import InvalidSpec, NonFiniteLoss, TrainError, TrainResult, train
 from ml.launch import RankLost
+from ml.pack import PackMember, train_pack
 from ml.resources import ResourcesExceeded
 from ml.spec import BuiltinSource, JobSpec
-from worker import log_sink, sweeps
+from worker import log_sink, packs, sweeps
 from worker import threads as torch_threads
-from worker.checkpoint_sink import SqlCheckpointSink
+from worker.attempt import Attempt, LeaseKeeper, Outcome
 from worker.datasets import load_for_job
 from worker.devices import this_worker_pool
 from worker.export import export_job
 from worker.job_resources import check_job_resources
 from worker.log_sink import SqlLogSink
 from worker.metrics_server import RUNNING
-from worker.progress import ProgressWriter
 from worker.report import report_job
-from worker.shutdown import STOPPING
-from worker.sinks import SqlMetricSink, with_db_retry
+from worker.sinks import with_db_retry
 from worker.warm_start import load_warm_start
 
+__all__ = ["Attempt", "LeaseKeeper", "Outcome", "run_job"]
+
 log = logging.getLogger(__name__)
-
-
-class LeaseKeeper:
-    """The engine's RunControl: a heartbeat thread renews the lease and reads the cancel flag.
-
-    ``should_stop`` only reads flags, so the training loop can call it every step.
-    """
-
-    def __init__(
-        self,
-        factory: sessionmaker[Session],
-        job_id: str,
-        attempt: int,
-        settings: Settings,
-        max_runtime_seconds: int | None,
-    ) -> None:
-        self._factory, self._job_id, self._attempt = factory, job_id, attempt
-        self._settings = settings
-        self._deadline = (
-            time.monotonic() + max_runtime_seconds if max_runtime_seconds is not None else None
-        )
-        self._progress: tuple[int, int] | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"lease-{job_id}", daemon=True)
-        self.cancel_requested = False
-        self.fenced = False
-        self.runtime_exceeded = False
-        self.shutting_down = False  # this worker is stopping: hand the job back
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def on_progress(self, epoch: int, step: int) -> None:
-        self._progress = (epoch, step)
-
-    @property
-    def last_progress(self) -> tuple[int, int] | None:
-        """The engine's latest (epochs, step) report: where a run that failed stopped."""
-        return self._progress
-
-    def should_stop(self) -> bool:
-        if self._deadline is not None and time.monotonic() > self._deadline:
-            self.runtime_exceeded = True
-        if STOPPING.is_set():
-            self.shutting_down = True
-        return self.cancel_requested or self.fenced or self.runtime_exceeded or self.shutting_down
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self._settings.heartbeat_seconds):
-            epoch, step = self._progress or (None, None)
-            try:
-                with self._factory() as session:
-                    beat = repo.heartbeat(
-                        session,
-                        self._job_id,
-                        self._attempt,
-                        self._settings.lease_seconds,
-                        epoch=epoch,
-                        step=step,
-                    )
-                    session.commit()
-                self.cancel_requested = beat.cancel_requested
-            except repo.StaleAttempt:
-                log.warning("job %s attempt %s was fenced off", self._job_id, self._attempt)
-                self.fenced = True
-                return
-            except Exception:
-                log.exception("heartbeat failed for job %s", self._job_id)
 
 
 def _step_work(spec: JobSpec, dataset: LoadedDataset | None) -> int:
@@ -128,12 +62,17 @@ def _step_work(spec: JobSpec, dataset: LoadedDataset | None) -> int:
 
 def _claim(
     session: Session, job_id: str, lease_seconds: float, pool: Pool
-) -> scheduling.Claimed | None:
+) -> packs.PackClaim | None:
     # The message is a doorbell for the job's queue: run the best eligible job of
-    # that queue (quotas, priority, fairness) whose devices this worker's pool can
-    # give now, usually the job itself; its devices are reserved by the claim.
+    # that queue (quotas, priority, fairness) whose devices this worker's pool can give
+    # now, usually the job itself (its devices reserved by the claim) -- and, for a
+    # trial of a packing sweep, its pack-mates in the same transaction (the pack rides
+    # in the lead's slot).
     queue = scheduling.queue_of(session, job_id)
-    return scheduling.claim_next(session, queue, lease_seconds, pool) if queue else None
+    lead = scheduling.claim_next(session, queue, lease_seconds, pool) if queue else None
+    if lead is None:
+        return None
+    return packs.claim_pack(session, lead, lease_seconds, log_sink.WORKER_NAME)
 
 
 def _wake_next(factory: sessionmaker[Session], settings: Settings, job_id: str) -> None:
@@ -160,106 +99,31 @@ def run_job(job_id: str, settings: Settings | None = None, pool: Pool | None = N
         said = f"nothing to run for job {job_id}'s message (duplicate, canceled, quota or devices)"
         log.info("%s", said)
         return said
-    job_id, attempt = claimed.job_id, claimed.attempt
-    # Which of the host's GPUs the claim gave this attempt (the scheduler's; None: the first
-    # resources.devices ones).
+    first = claimed.members[0].job_id
     try:
-        return _run_claimed(factory, settings, job_id, attempt, device_ids=claimed.device_ids)
+        if claimed.blocked is not None and claimed.sweep_id is not None:
+            _note_packing_off(factory, claimed.sweep_id, claimed.blocked)
+        if len(claimed.members) == 1:
+            note = (
+                None if claimed.blocked is None else f"trains alone, not packed: {claimed.blocked}"
+            )
+            lead = claimed.members[0]
+            return _run_claimed(
+                factory, settings, first, lead.attempt, note, device_ids=lead.device_ids
+            )
+        return _run_pack(factory, settings, claimed)
     finally:
         try:
-            _wake_next(factory, settings, job_id)
+            _wake_next(factory, settings, first)
         except Exception:
             log.warning("could not wake the next job", exc_info=True)
 
 
-@dataclass
-class _Outcome:
-    """How an attempt ended, as ``finish_job`` records it."""
-
-    status: str = "failed"
-    reason: str = "error"
-    error: str | None = None
-    stopped_epoch: int | None = None
-    progress: tuple[int, int] | None = None  # (epochs, step) where it stopped, when known
-
-
-@dataclass
-class _Attempt:
-    """One claimed attempt and what it writes through: lease, live progress, log, sinks."""
-
-    factory: sessionmaker[Session]
-    settings: Settings
-    job: Job
-    spec: JobSpec
-    attempt: int
-    keeper: LeaseKeeper
-    live: ProgressWriter
-    lines: SqlLogSink
-    metrics: SqlMetricSink
-    checkpoints: SqlCheckpointSink
-    device_ids: list[int] | None = None  # the devices of this worker's pool it reserved
-
-    @classmethod
-    def start(
-        cls,
-        factory: sessionmaker[Session],
-        settings: Settings,
-        job: Job,
-        spec: JobSpec,
-        attempt: int,
-        device_ids: list[int] | None = None,
-    ) -> _Attempt:
-        job_id = job.id
-        lines = SqlLogSink(job_id, attempt, settings.job_log_max_lines)  # the job's log
-        where = f" (devices {device_ids} of pool {job.device_pool})" if device_ids else ""
-        lines.worker_line(
-            "info", f"attempt {attempt} started on worker {log_sink.WORKER_NAME}{where}"
-        )
-        run = cls(
-            factory=factory,
-            settings=settings,
-            job=job,
-            spec=spec,
-            attempt=attempt,
-            keeper=LeaseKeeper(factory, job_id, attempt, settings, spec.limits.max_runtime_seconds),
-            live=ProgressWriter(factory, job_id, attempt),  # `progress` events for live views
-            lines=lines,
-            metrics=SqlMetricSink(
-                factory,
-                job_id,
-                attempt,
-                flush_points=settings.metrics_flush_points,
-                flush_seconds=settings.metrics_flush_seconds,
-                buffer_limit=settings.metrics_buffer_limit,
-                lines=lines,
-            ),
-            checkpoints=SqlCheckpointSink(
-                factory,
-                job_id,
-                attempt,
-                spec,
-                lines=lines,
-                default_quota=settings.default_storage_quota_bytes,
-            ),
-            device_ids=device_ids,
-        )
-        RUNNING.start(job_id, attempt, spec.dataset.batch_size)  # --metrics-port
-        run.keeper.start()
-        run.live.start()
-        return run
-
-    def close(self) -> None:
-        RUNNING.end()
-        self.live.close()
-        self.keeper.close()
-        # Every point is committed before the final status (and its event) is:
-        # an SSE client sees the last metrics before `end`.
-        try:
-            self.metrics.close()
-        except repo.StaleAttempt:
-            self.keeper.fenced = True
-        except Exception:
-            log.exception("job %s: could not write its last metric points", self.job.id)
+def _note_packing_off(factory: sessionmaker[Session], sweep_id: str, reason: str) -> None:
+    try:
+        with_db_retry(factory, lambda s: packs.note_packing_off(s, sweep_id, reason))
+    except Exception:  # a note, never a reason to fail the trial
+        log.warning("sweep %s: could not note why packing is off", sweep_id, exc_info=True)
 
 
 def _fail_unrunnable_spec(
@@ -274,20 +138,20 @@ def _fail_unrunnable_spec(
         f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
     )
     error = f"this job's spec no longer validates: {problems}"
-    outcome = _Outcome(reason="invalid_spec", error=error)
+    outcome = Outcome(reason="invalid_spec", error=error)
     return _record(factory, settings, job_id, attempt, SqlLogSink(job_id, attempt, 10), outcome)
 
 
-def _run_claimed(
+def _begin(
     factory: sessionmaker[Session],
     settings: Settings,
     job_id: str,
     attempt: int,
     *,
+    track: bool = True,
     device_ids: list[int] | None = None,
-) -> str:
-    """Run a claimed attempt. ``device_ids``: which devices of this worker's pool the
-    claim reserved for it (issue 27; the data-parallel engine runs one rank on each)."""
+) -> Attempt | str:
+    """Set up one claimed attempt; a spec that no longer validates ends it here (the words)."""
     with factory() as session:
         job = session.get(Job, job_id)
         assert job is not None
@@ -295,11 +159,13 @@ def _run_claimed(
         spec = JobSpec.model_validate(job.spec)
     except ValidationError as exc:  # stored before a check was tightened: it cannot run
         return _fail_unrunnable_spec(factory, settings, job_id, attempt, exc)
-    run = _Attempt.start(factory, settings, job, spec, attempt, device_ids)
-    try:
-        outcome = _train(run)
-    finally:
-        run.close()
+    return Attempt.start(factory, settings, job, spec, attempt, track=track, device_ids=device_ids)
+
+
+def _finish(run: Attempt, outcome: Outcome) -> str:
+    """Close the attempt's sinks and record its outcome (unless it was fenced off)."""
+    run.close()
+    job_id, attempt = run.job.id, run.attempt
     if run.keeper.fenced:
         log.warning(
             "job %s attempt %s lost its lease; leaving the job to its new owner", job_id, attempt
@@ -309,75 +175,190 @@ def _run_claimed(
         # A failure without its own step (an error, a quota) stops where the engine
         # last reported, not where the last heartbeat happened to write.
         outcome.progress = run.keeper.last_progress
-    return _record(factory, settings, job_id, attempt, run.lines, outcome)
+    return _record(run.factory, run.settings, job_id, attempt, run.lines, outcome)
 
 
-def _train(run: _Attempt) -> _Outcome:
-    """Check, load, train and export; every way it can end, as an outcome."""
-    factory, spec, keeper, lines = run.factory, run.spec, run.keeper, run.lines
+def _run_claimed(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    job_id: str,
+    attempt: int,
+    note: str | None = None,
+    *,
+    device_ids: list[int] | None = None,
+) -> str:
+    """Run a claimed attempt alone. ``device_ids``: which devices of this worker's pool the
+    claim reserved for it (issue 27; the data-parallel engine runs one rank on each)."""
+    run = _begin(factory, settings, job_id, attempt, device_ids=device_ids)
+    if isinstance(run, str):
+        return run
+    if note is not None:
+        run.lines.worker_line("info", note)
     try:
-        check_job_resources(factory, spec, run.job.team_id, run.settings)  # before allocating
-        dataset = load_for_job(factory, run.job)
-        if spec.resources.devices == 1:  # data parallel: each rank process takes one
-            chosen = torch_threads.apply(run.settings.torch_threads, _step_work(spec, dataset))
-            lines.worker_line("info", f"{chosen.threads} CPU thread(s): {chosen.why}")
+        outcome = _train(run)
+    except BaseException:
+        run.close()
+        raise
+    return _finish(run, outcome)
+
+
+def _prepare(run: Attempt) -> LoadedDataset | None:
+    """Check the job against this worker's limits, load its data, choose the threads."""
+    check_job_resources(run.factory, run.spec, run.job.team_id, run.settings)  # before allocating
+    dataset = load_for_job(run.factory, run.job)
+    if run.spec.resources.devices == 1:  # data parallel: each rank process takes one
+        chosen = torch_threads.apply(run.settings.torch_threads, _step_work(run.spec, dataset))
+        run.lines.worker_line("info", f"{chosen.threads} CPU thread(s): {chosen.why}")
+    return dataset
+
+
+def _train(run: Attempt) -> Outcome:
+    """Check, load, train and export; every way it can end, as an outcome."""
+    try:
+        dataset = _prepare(run)
         result = train(
-            spec,
+            run.spec,
             metrics=run.metrics,
             checkpoints=run.checkpoints,
-            control=keeper,
-            on_progress=RUNNING.track(keeper.on_progress),
+            control=run.keeper,
+            on_progress=RUNNING.track(run.keeper.on_progress),
             on_step_progress=run.live.report,
             dataset=dataset,
-            logs=lines,
-            pruner=sweeps.pruner_for_job(factory, run.job.id),  # a sweep trial's early stop
-            warm_start=load_warm_start(factory, run.job, spec),  # issue 24
+            logs=run.lines,
+            pruner=sweeps.pruner_for_job(run.factory, run.job.id),  # a sweep trial's early stop
+            warm_start=load_warm_start(run.factory, run.job, run.spec),  # issue 24
             device_ids=run.device_ids,  # issue 27
         )
-        outcome = _outcome_of(result, keeper, spec)
-        if result.epochs_completed >= 1 and outcome.status in ("succeeded", "canceled"):
-            # Before the final status: a finished job's model is there (or its export error).
-            export_job(factory, run.job.id, run.attempt, spec, dataset, result.final_metrics)
-        if outcome.status == "succeeded":  # the validation report of the best checkpoint
-            report_job(factory, run.job.id, run.attempt, spec, dataset)
-        return outcome
-    except repo.StaleAttempt:
-        keeper.fenced = True
-        return _Outcome()
-    except RankLost as exc:  # a data-parallel rank died: a lost worker, retried as one
-        lines.worker_line("error", str(exc))
-        return _Outcome("queued", "worker_lost", str(exc))
-    except NonFiniteLoss as exc:  # where it stopped, as the error says
-        return _Outcome(reason="non_finite_loss", error=str(exc), progress=(exc.epoch, exc.step))
-    except ResourcesExceeded as exc:
-        return _Outcome(reason="resources_exceeded", error=str(exc))
-    except StorageQuotaExceeded as exc:  # a checkpoint would take the team over its quota
-        return _Outcome(reason="storage_quota_exceeded", error=str(exc))
-    except InvalidSpec as exc:  # a library refused a validated spec: retrying cannot help
-        return _Outcome(reason="invalid_spec", error=str(exc))
-    except TrainError as exc:
-        return _Outcome(error=str(exc))
-    except Exception as exc:
-        log.exception("job %s crashed", run.job.id)
-        lines.worker_line("error", log_sink.crash(exc))
-        return _Outcome(error=f"Internal error: {type(exc).__name__}: {exc}")
+        return _after_training(run, result, dataset)
+    except Exception as exc:  # noqa: BLE001 - every way it ends is an outcome
+        return _outcome_of_error(run, exc)
 
 
-def _outcome_of(result: TrainResult, keeper: LeaseKeeper, spec: JobSpec) -> _Outcome:
+def _after_training(run: Attempt, result: TrainResult, dataset: LoadedDataset | None) -> Outcome:
+    """The engine's result as an outcome; a finished job's model export and report."""
+    outcome = _outcome_of(result, run.keeper, run.spec)
+    if result.epochs_completed >= 1 and outcome.status in ("succeeded", "canceled"):
+        # Before the final status: a finished job's model is there (or its export error).
+        export_job(run.factory, run.job.id, run.attempt, run.spec, dataset, result.final_metrics)
+    if outcome.status == "succeeded":  # the validation report of the best checkpoint
+        report_job(run.factory, run.job.id, run.attempt, run.spec, dataset)
+    return outcome
+
+
+def _outcome_of_error(run: Attempt, exc: BaseException) -> Outcome:
+    """How an attempt that raised ``exc`` ended (the engine's, a sink's, or a crash)."""
+    if isinstance(exc, repo.StaleAttempt):
+        run.keeper.fenced = True
+        return Outcome()
+    if isinstance(exc, RankLost):  # a data-parallel rank died: a lost worker, retried as one
+        run.lines.worker_line("error", str(exc))
+        return Outcome("queued", "worker_lost", str(exc))
+    if isinstance(exc, NonFiniteLoss):  # where it stopped, as the error says
+        return Outcome(reason="non_finite_loss", error=str(exc), progress=(exc.epoch, exc.step))
+    if isinstance(exc, ResourcesExceeded):
+        return Outcome(reason="resources_exceeded", error=str(exc))
+    if isinstance(exc, StorageQuotaExceeded):  # a checkpoint would take the team over its quota
+        return Outcome(reason="storage_quota_exceeded", error=str(exc))
+    if isinstance(exc, InvalidSpec):  # a library refused a validated spec: retrying cannot help
+        return Outcome(reason="invalid_spec", error=str(exc))
+    if isinstance(exc, TrainError):
+        return Outcome(error=str(exc))
+    log.error("job %s crashed", run.job.id, exc_info=exc)
+    run.lines.worker_line("error", log_sink.crash(exc))
+    return Outcome(error=f"Internal error: {type(exc).__name__}: {exc}")
+
+
+def _run_pack(factory: sessionmaker[Session], settings: Settings, claimed: packs.PackClaim) -> str:
+    """Train the claimed members as one pack; finish each as an ordinary job."""
+    runs: list[Attempt] = []
+    said: list[str] = []
+    for member in claimed.members:
+        run = _begin(factory, settings, member.job_id, member.attempt, track=not runs)
+        if isinstance(run, str):
+            said.append(run)
+        else:
+            runs.append(run)
+    outcomes: dict[str, Outcome] = {}
+    try:
+        _train_pack(runs, claimed, outcomes)
+    except BaseException:  # as a solo job: the leases expire, the reconciler requeues
+        for run in runs:
+            run.close()
+        raise
+    for run in runs:
+        outcome = outcomes.get(run.job.id) or Outcome(error="Internal error: no result")
+        try:
+            said.append(_finish(run, outcome))
+        except Exception:  # the others are still recorded; its lease expires
+            log.exception("job %s: could not record how it ended", run.job.id)
+    return f"pack {claimed.pack_id} of {len(claimed.members)}: " + "; ".join(said)
+
+
+def _train_pack(runs: Sequence[Attempt], claimed: packs.PackClaim, out: dict[str, Outcome]) -> None:
+    """Check each member, load the data once, train the rest as one pack: ``out`` per job."""
+    numbers = ", ".join(f"#{claimed.numbers.get(r.job.id, '?')}" for r in runs)
+    ready: list[Attempt] = []
+    for run in runs:
+        run.lines.worker_line(
+            "info", f"trains in pack {claimed.pack_id} with {len(runs)} trials ({numbers})"
+        )
+        try:
+            check_job_resources(run.factory, run.spec, run.job.team_id, run.settings)
+            ready.append(run)
+        except Exception as exc:  # noqa: BLE001 - this member fails alone
+            out[run.job.id] = _outcome_of_error(run, exc)
+    if not ready:
+        return
+    lead = ready[0]
+    try:  # equal pack keys: the same data and the same shapes for every member
+        dataset = load_for_job(lead.factory, lead.job)
+        chosen = torch_threads.apply(lead.settings.torch_threads, _step_work(lead.spec, dataset))
+    except Exception as exc:  # noqa: BLE001 - the data of every member
+        for run in ready:
+            out[run.job.id] = _outcome_of_error(run, exc)
+        return
+    members = []
+    for run in ready:
+        run.lines.worker_line("info", f"{chosen.threads} CPU thread(s): {chosen.why}")
+        progress = run.keeper.on_progress
+        members.append(
+            PackMember(
+                job_id=run.job.id,
+                spec=run.spec,
+                metrics=run.metrics,
+                checkpoints=run.checkpoints,
+                control=run.keeper,
+                logs=run.lines,
+                pruner=sweeps.pruner_for_job(run.factory, run.job.id),
+                on_progress=RUNNING.track(progress) if run.tracked else progress,
+            )
+        )
+    results = train_pack(members, dataset=dataset)
+    for run, result in zip(ready, results, strict=True):
+        try:
+            if isinstance(result, BaseException):
+                out[run.job.id] = _outcome_of_error(run, result)
+            else:
+                out[run.job.id] = _after_training(run, result, dataset)
+        except Exception as exc:  # noqa: BLE001 - its export or report: this member alone
+            out[run.job.id] = _outcome_of_error(run, exc)
+
+
+def _outcome_of(result: TrainResult, keeper: LeaseKeeper, spec: JobSpec) -> Outcome:
     """A run the engine finished (completed, stopped early, pruned or stopped by us)."""
     progress = (result.epochs_completed, result.step)
     if result.status_reason != "canceled":
-        return _Outcome("succeeded", result.status_reason, None, result.stopped_epoch, progress)
+        return Outcome("succeeded", result.status_reason, None, result.stopped_epoch, progress)
     if keeper.shutting_down and not (keeper.cancel_requested or keeper.runtime_exceeded):
         # Checkpointed as it stopped: queued again, resumed by the next worker at once.
-        return _Outcome("queued", "worker_shutdown", None, None, progress)
+        return Outcome("queued", "worker_shutdown", None, None, progress)
     if keeper.runtime_exceeded:
         error = (
             f"The job ran past limits.max_runtime_seconds="
             f"{spec.limits.max_runtime_seconds}; raise the limit or shorten the run."
         )
-        return _Outcome("failed", "max_runtime_exceeded", error, result.stopped_epoch, progress)
-    return _Outcome("canceled", "canceled_by_user", None, result.stopped_epoch, progress)
+        return Outcome("failed", "max_runtime_exceeded", error, result.stopped_epoch, progress)
+    return Outcome("canceled", "canceled_by_user", None, result.stopped_epoch, progress)
 
 
 def _record(
@@ -386,7 +367,7 @@ def _record(
     job_id: str,
     attempt: int,
     lines: SqlLogSink,
-    outcome: _Outcome,
+    outcome: Outcome,
 ) -> str:
     """The outcome line and the terminal status in one transaction; a sweep moves on."""
     if outcome.status == "queued" and outcome.reason == "worker_lost":
@@ -430,7 +411,7 @@ def _requeue_lost(
     job_id: str,
     attempt: int,
     lines: SqlLogSink,
-    outcome: _Outcome,
+    outcome: Outcome,
 ) -> str:
     """A part of the attempt was lost (a rank process died): queued again under
     ``retry.max_restarts`` and its doorbell rung, or failed once they are spent."""
@@ -463,7 +444,7 @@ def _hand_back(
     job_id: str,
     attempt: int,
     lines: SqlLogSink,
-    outcome: _Outcome,
+    outcome: Outcome,
 ) -> str:
     """The worker is stopping: the job goes back to ``queued`` and its doorbell rings."""
     said = f"job {job_id} attempt {attempt} handed back (queued): this worker is stopping"

@@ -146,6 +146,8 @@ class Job(Base):
     # spec.warm_start planned at submit (api.warm_start): the source checkpoint and which
     # tensors load, which keep their initialisation and why (issue 24).
     warm_start: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # The pack (api.sweeps.models.SweepPack) this trial last trained in; None = alone.
+    pack_id: Mapped[str | None] = mapped_column(String(32), default=None)
 
 
 class JobTransition(Base):

@@ -28,6 +28,9 @@ class JobSummary(BaseModel):
         description="The best value of the monitored metric so far; null before its first point."
     )
     sweep_id: str | None = Field(None, description="The sweep this job is a trial of.")
+    pack_id: str | None = Field(
+        None, description="The pack of sweep trials it last trained in (issue 26); null = alone."
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

@@ -70,6 +70,7 @@ def list_page(
                 if value is None
                 else BestMetric(name=metric, value=json_float(float(value)), mode=mode),
                 sweep_id=job.sweep_id,
+                pack_id=job.pack_id,
                 created_at=job.created_at,
                 started_at=job.started_at,
                 finished_at=job.finished_at,

@@ -113,3 +113,15 @@ def _sweeps(ledger: Ledger) -> Iterator[Any]:
         for status, n in sorted(ledger.trials.items()):
             trials.add_metric([status], n)
         yield trials
+    if ledger.packs is not None:  # issue 26: packs running now and the trials in them
+        packs_running, members = ledger.packs
+        yield GaugeMetricFamily(
+            "trainforge_sweep_packs_running",
+            "Packs of sweep trials training now (each takes one worker slot).",
+            value=packs_running,
+        )
+        yield GaugeMetricFamily(
+            "trainforge_sweep_pack_members_running",
+            "Sweep trials running inside a pack (each counts against its team's quota).",
+            value=members,
+        )

@@ -53,6 +53,7 @@ class Ledger:
     heartbeats: list[tuple[str, float]] = field(default_factory=list)  # (worker, age s)
     sweeps: dict[str, int] | None = None  # status (None: no sweeps in this deployment)
     trials: dict[str, int] | None = None  # status of sweep trials (jobs)
+    packs: tuple[int, int] | None = None  # (packs running, trials running in a pack)
 
 
 def _epoch_seconds(session: Session, column: ColumnElement[datetime]) -> ColumnElement[float]:
@@ -165,6 +166,14 @@ def _sweeps(session: Session, ledger: Ledger) -> None:
             select(Job.status, func.count()).where(sweep_id.is_not(None)).group_by(Job.status)
         )
         ledger.trials = {s: int(n) for s, n in rows}
+    pack_id = getattr(Job, "pack_id", None)
+    if pack_id is not None:
+        packs, members = session.execute(
+            select(func.count(func.distinct(pack_id)), func.count(pack_id)).where(
+                Job.status == "running"
+            )
+        ).one()
+        ledger.packs = (int(packs or 0), int(members or 0))
 
 
 def read_ledger(session: Session) -> Ledger:

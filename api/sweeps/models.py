@@ -41,6 +41,9 @@ class Sweep(Base):
     max_trials: Mapped[int] = mapped_column(Integer)  # for grid: min(max_trials, grid size)
     max_concurrent_trials: Mapped[int] = mapped_column(Integer)
     priority: Mapped[int] = mapped_column(Integer, default=0)
+    # How trials run (issue 26): {"pack": "auto" | "off", "max_pack": n}; the migration sets
+    # "off" on older sweeps; None (never written now) reads as the defaults.
+    execution: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     queues: Mapped[dict[str, Any]] = mapped_column(JSON)  # {"cpu": name, "cuda": name}
     best_job_id: Mapped[str | None] = mapped_column(String(32), default=None)
     best_value: Mapped[float | None] = mapped_column(Float, default=None)
@@ -65,3 +68,23 @@ class SweepEvent(Base):
     kind: Mapped[str] = mapped_column(String(16))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SweepPack(Base):
+    """Trials of one sweep that one worker claimed together and trained as one pack.
+
+    Written in the claim's transaction; a trial's ``jobs.pack_id`` names its latest pack
+    (a trial resumed after a lost worker may train in a second pack).
+    """
+
+    __tablename__ = "sweep_packs"
+    __table_args__ = (Index("ix_sweep_packs_sweep_started", "sweep_id", "started_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    # No foreign key (as jobs.sweep_id): a claim writes this row while it holds job rows,
+    # and a key check would lock the sweep row after them (api/sweeps/repository.py: lock order).
+    sweep_id: Mapped[str] = mapped_column(String(32))
+    job_ids: Mapped[list[str]] = mapped_column(JSON)  # by trial number
+    pack_key: Mapped[str] = mapped_column(String(64))
+    worker: Mapped[str | None] = mapped_column(String(200), default=None)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -13,18 +13,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from api.db.models import Job, MetricPoint
 from api.db.pages import newest_first
-from api.sweeps.models import Sweep, SweepEvent
+from api.sweeps.models import Sweep, SweepEvent, SweepPack
 
-TRIAL_CREATED, TRIAL_ENDED, NEW_BEST, SWEEP_ENDED = (
+TRIAL_CREATED, TRIAL_ENDED, NEW_BEST, SWEEP_ENDED, PACKING_OFF = (
     "trial_created",
     "trial_ended",
     "new_best",
     "sweep_ended",
+    "packing_off",
 )
 
 
@@ -114,3 +115,52 @@ def has_ended_at_or_before(session: Session, sweep_id: str, event_id: int) -> bo
         SweepEvent.id <= event_id,
     )
     return bool(session.scalar(stmt))
+
+
+# -------------------------------------------------------------------- packs (issue 26)
+
+
+def pack_candidates(
+    session: Session, sweep_id: str, queue: str, exclude: str, limit: int
+) -> list[Job]:
+    """Queued trials of the sweep in ``queue`` a claim may add to a pack, by trial number."""
+    stmt = (
+        select(Job)
+        .where(
+            Job.sweep_id == sweep_id,
+            Job.queue == queue,
+            Job.status == "queued",
+            Job.cancel_requested.is_(False),
+            Job.id != exclude,
+        )
+        .order_by(Job.trial_number)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+def add_pack(
+    session: Session, sweep_id: str, job_ids: Sequence[str], pack_key: str, worker: str | None
+) -> SweepPack:
+    """Record a pack (in the claim's transaction) and point each member's ``pack_id`` at it."""
+    pack = SweepPack(sweep_id=sweep_id, job_ids=list(job_ids), pack_key=pack_key, worker=worker)
+    session.add(pack)
+    session.flush()
+    session.execute(update(Job).where(Job.id.in_(list(job_ids))).values(pack_id=pack.id))
+    return pack
+
+
+def packs(session: Session, sweep_id: str) -> list[SweepPack]:
+    stmt = select(SweepPack).where(SweepPack.sweep_id == sweep_id)
+    return list(session.scalars(stmt.order_by(SweepPack.started_at, SweepPack.id)))
+
+
+def packing_off_reason(session: Session, sweep_id: str) -> str | None:
+    """The reason of the sweep's ``packing_off`` event, if packing fell back to off."""
+    payload = session.scalar(
+        select(SweepEvent.payload)
+        .where(SweepEvent.sweep_id == sweep_id, SweepEvent.kind == PACKING_OFF)
+        .order_by(SweepEvent.id)
+        .limit(1)
+    )
+    return None if payload is None else str(payload.get("reason"))

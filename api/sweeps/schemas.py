@@ -19,6 +19,7 @@ from api.sweeps.search import LogUniformParameter as LogUniformParameter
 from api.sweeps.search import MedianTermination as MedianTermination
 from api.sweeps.search import NoEarlyTermination as NoEarlyTermination
 from api.sweeps.search import SweepAlgorithm as SweepAlgorithm
+from api.sweeps.search import SweepExecution as SweepExecution
 from api.sweeps.search import SweepObjective as SweepObjective
 from api.sweeps.search import UniformParameter as UniformParameter
 from ml.spec import JobSpec
@@ -44,6 +45,10 @@ class SweepCreate(_Strict):
     max_concurrent_trials: int = Field(2, ge=1, le=100)
     early_termination: EarlyTermination = Field(default_factory=NoEarlyTermination)
     priority: int = Field(0, ge=0, le=9, description="Each trial's job priority.")
+    execution: SweepExecution = Field(
+        default_factory=SweepExecution,
+        description="Packing: trials that differ only in numbers train together (docs/sweeps.md).",
+    )
 
 
 class SweepStatus(StrEnum):
@@ -80,6 +85,18 @@ class TrialRead(BaseModel):
     objective: float | None = Field(description="The best epoch's objective metric so far.")
     epochs: int = Field(description="Epochs trained.")
     rank: int | None = Field(description="1 = best; null while it has no objective.")
+    pack_id: str | None = Field(
+        None, description="The pack this trial last trained in (see `packs`); null = alone."
+    )
+
+
+class PackRead(BaseModel):
+    """Trials one worker claimed together and trained as one pack."""
+
+    id: str
+    trial_ids: list[str] = Field(description="Job ids of the members, by trial number.")
+    trial_numbers: list[int]
+    started_at: datetime
 
 
 class SweepRead(BaseModel):
@@ -95,6 +112,13 @@ class SweepRead(BaseModel):
     early_termination: EarlyTermination
     max_trials: int = Field(description="For grid: at most the grid's size.")
     max_concurrent_trials: int
+    execution: SweepExecution
+    packs: list[PackRead] = Field(
+        default_factory=list, description="Every pack its trials trained in, oldest first."
+    )
+    packing_off_reason: str | None = Field(
+        None, description="Why packing fell back to `off` for some trials (their spec), if so."
+    )
     trials_created: int
     trials_ended: int
     counts: list[TrialCount] = Field(description="Trials by status and reason.")
@@ -120,7 +144,8 @@ class TrialPage(BaseModel):
 
 
 class SweepEventRead(BaseModel):
-    """One SSE `data`: `trial_created`, `trial_ended`, `new_best`, `sweep_ended` (`end` last)."""
+    """One SSE `data`: `trial_created`, `trial_ended`, `new_best`, `packing_off`,
+    `sweep_ended` (`end` last)."""
 
     kind: str
     trial_number: int | None = None
@@ -129,3 +154,4 @@ class SweepEventRead(BaseModel):
     status_reason: str | None = None
     params: dict[str, Any] | None = None
     objective: float | None = None
+    reason: str | None = Field(None, description="`packing_off`: why trials train alone.")

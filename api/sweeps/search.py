@@ -95,3 +95,20 @@ class MedianTermination(_Strict):
 EarlyTermination = Annotated[
     NoEarlyTermination | AshaTermination | MedianTermination, Field(discriminator="kind")
 ]
+
+
+class SweepExecution(_Strict):
+    """How a sweep's trials run (issue 26): packed or one job per worker at a time."""
+
+    pack: Literal["auto", "off"] = Field(
+        "auto",
+        description="auto: trials whose specs differ only in numbers that leave shapes alone "
+        "(learning rate, weight decay, dropout rate, seed, ...) train together as one pack in "
+        "one worker process, each still an ordinary job; off: one trial per worker at a time.",
+    )
+    max_pack: int = Field(64, ge=1, le=256, description="Most trials in one pack.")
+
+
+def execution_of(raw: dict[str, object] | None) -> SweepExecution:
+    """A stored sweep's execution (None: stored before issue 26, the defaults)."""
+    return SweepExecution.model_validate(raw or {})

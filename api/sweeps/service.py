@@ -21,6 +21,7 @@ from api.sweeps import repository as repo
 from api.sweeps import space
 from api.sweeps.models import Sweep
 from api.sweeps.schemas import (
+    PackRead,
     SweepCreate,
     SweepObjective,
     SweepPage,
@@ -30,6 +31,7 @@ from api.sweeps.schemas import (
     TrialPage,
     TrialRead,
 )
+from api.sweeps.search import execution_of
 from api.sweeps.trials import NewTrial, advance, end_sweep, mode_of, records
 from ml.checks import DatasetInfo
 from ml.monitor import resolve_mode
@@ -144,6 +146,7 @@ def create_sweep(
         max_trials=max_trials,
         max_concurrent_trials=body.max_concurrent_trials,
         priority=body.priority,
+        execution=body.execution.model_dump(mode="json"),
         queues={"cpu": settings.queue, "cuda": settings.gpu_queue},
     )
     session.add(sweep)
@@ -195,8 +198,22 @@ def _trial_reads(session: Session, sweep: Sweep, trials: list[Job]) -> list[Tria
             objective=objective[t.id],
             epochs=t.progress_epoch,
             rank=rank.get(t.id),
+            pack_id=t.pack_id,
         )
         for t in ranked + rest
+    ]
+
+
+def _pack_reads(session: Session, sweep: Sweep, trials: list[Job]) -> list[PackRead]:
+    number = {t.id: t.trial_number or 0 for t in trials}
+    return [
+        PackRead(
+            id=p.id,
+            trial_ids=list(p.job_ids),
+            trial_numbers=[number.get(j, -1) for j in p.job_ids],
+            started_at=p.started_at,
+        )
+        for p in repo.packs(session, sweep.id)
     ]
 
 
@@ -226,6 +243,9 @@ def to_read(
             "early_termination": sweep.early_termination,
             "max_trials": sweep.max_trials,
             "max_concurrent_trials": sweep.max_concurrent_trials,
+            "execution": execution_of(sweep.execution),
+            "packs": _pack_reads(session, sweep, trials),
+            "packing_off_reason": repo.packing_off_reason(session, sweep.id),
             "trials_created": len(trials),
             "trials_ended": sum(1 for t in trials if t.status in TERMINAL),
             "counts": [

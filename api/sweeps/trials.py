@@ -26,7 +26,7 @@ from api.db.models import Job, utcnow
 from api.sweeps import repository as repo
 from api.sweeps import sampling
 from api.sweeps.models import Sweep
-from api.sweeps.search import SweepAlgorithm
+from api.sweeps.search import SweepAlgorithm, execution_of
 from api.sweeps.space import as_distributions, grid_size, trial_spec
 from ml.spec import SPEC_VERSION
 
@@ -151,6 +151,20 @@ def _create_trial(session: Session, sweep: Sweep, number: int, params: dict[str,
     return job
 
 
+def live_limit(sweep: Sweep) -> int:
+    """How many trials may be queued or running at once.
+
+    ``max_concurrent_trials`` counts worker slots. With packing on, grid and random search
+    keep up to ``max_pack`` trials per slot queued, so a worker finds a whole pack to claim
+    (their points do not depend on results). TPE samples from the results so far, so it
+    keeps ``max_concurrent_trials``: its packs are at most that big.
+    """
+    execution = execution_of(sweep.execution)
+    if execution.pack == "off" or sweep.algorithm.get("kind") == "tpe":
+        return sweep.max_concurrent_trials
+    return sweep.max_concurrent_trials * execution.max_pack
+
+
 def advance(session: Session, sweep: Sweep) -> list[NewTrial]:
     """Bring a locked sweep up to date; the trials to publish once the caller commits."""
     trials = repo.trials(session, sweep.id)
@@ -160,7 +174,7 @@ def advance(session: Session, sweep: Sweep) -> list[NewTrial]:
         return []
     live = sum(1 for t in trials if t.status not in TERMINAL)
     created = len(trials)
-    room = min(sweep.max_concurrent_trials - live, sweep.max_trials - created)
+    room = min(live_limit(sweep) - live, sweep.max_trials - created)
     parameters = as_distributions(sweep.parameters)
     algorithm = SweepAlgorithm.model_validate(sweep.algorithm)
     out: list[NewTrial] = []

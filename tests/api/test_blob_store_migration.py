@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from alembic import command
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import MetaData, Table, create_engine, text
 from sqlalchemy.orm import Session
 
 from api.app import create_app
@@ -24,7 +24,7 @@ from api.db.datasets import Dataset
 from api.db.keys import DEFAULT_TEAM, create_api_key, get_or_create_team
 from api.db.migrate import alembic_config, upgrade
 from api.db.model_exports import ModelExport
-from api.db.models import Job
+from api.db.models import new_id, utcnow
 from api.db.session import engine_for, session_factory
 from api.settings import Settings
 from api.storage import repository as storage_repo
@@ -54,17 +54,23 @@ class OldStore:
         team = get_or_create_team(session, DEFAULT_TEAM)
         _, self.key = create_api_key(session, team, "admin")
         self.team_id = team.id
-        job = Job(
-            team_id=team.id, status="succeeded", spec={}, spec_version="1", queue="q", epochs=1
-        )
-        session.add(job)
-        session.flush()
-        self.job_id = job.id
+        # The jobs table as it was at that revision (the model may have columns added since).
+        jobs = Table("jobs", MetaData(), autoload_with=session.connection())
+        self.job_id = job_id = new_id()
+        now = utcnow()
+        session.execute(
+            jobs.insert().values(
+                id=job_id, team_id=team.id, status="succeeded", spec={}, spec_version="1",
+                queue="q", epochs=1, priority=0, attempt=1, max_restarts=3,
+                cancel_requested=False, progress_epoch=0, progress_step=0, restarts=0,
+                created_at=now, updated_at=now,
+            )
+        )  # fmt: skip
         self.weights, self.resume = os.urandom(2 * OLD_CHUNK + 12_345), os.urandom(5_000)
         self.bundle, self.onnx = os.urandom(OLD_CHUNK + 1), b""  # an empty file too
         self.content = os.urandom(OLD_CHUNK + 7)
         ckpt = Checkpoint(
-            job_id=job.id,
+            job_id=job_id,
             attempt=1,
             step=30,
             epoch=2,
@@ -76,7 +82,7 @@ class OldStore:
         session.add(ckpt)
         session.add(
             ModelExport(
-                job_id=job.id,
+                job_id=job_id,
                 attempt=1,
                 status="ready",
                 model_metadata={},
@@ -120,7 +126,7 @@ class OldStore:
             "INSERT INTO model_export_chunks (job_id, kind, seq, data) "
             "VALUES (:owner, :kind, :seq, :data)",
             [
-                {"owner": job.id, "kind": kind, "seq": seq, "data": data}
+                {"owner": job_id, "kind": kind, "seq": seq, "data": data}
                 for kind, blob in (("bundle", self.bundle), ("onnx", self.onnx))
                 for seq, data in old_chunks(blob)
             ],

@@ -13,7 +13,7 @@ from api.settings import Settings
 
 DIGITS = {"dataset": {"source": {"kind": "builtin", "name": "digits"}}}
 SUMMARY_KEYS = {"id", "name", "status", "status_reason", "progress", "best_metric", "sweep_id",
-                "created_at", "started_at", "finished_at"}  # fmt: skip
+                "pack_id", "created_at", "started_at", "finished_at"}  # fmt: skip
 
 
 def test_the_list_is_a_summary_of_each_job(client: TestClient) -> None:

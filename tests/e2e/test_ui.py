@@ -452,6 +452,12 @@ def test_a_sweep_page_shows_the_leaderboard_and_the_objective_per_parameter(
     expect(lr_points).not_to_have_attribute("data-points", "0")
     curve = page.locator("[data-chart=trials] [data-series]").first
     expect(curve).not_to_have_attribute("data-points", "0")
+    # The two trials differ only in lr: queued together, claimed together, one pack.
+    expect(page.get_by_test_id("execution")).to_contain_text("pack auto")
+    packs = page.get_by_test_id("pack-table").locator("tbody tr")
+    expect(packs).to_have_count(1)
+    expect(packs.first).to_contain_text("#0, #1")
+    expect(board.locator("tbody tr").first.locator("td").nth(5)).to_have_text("P1")
 
 
 def test_compare_overlays_a_metric_and_lists_only_the_differing_fields(

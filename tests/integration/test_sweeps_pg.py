@@ -50,6 +50,8 @@ SWEEP: dict[str, Any] = {
     "max_trials": 8,
     "max_concurrent_trials": 2,
     "early_termination": {"kind": "asha", "grace_epochs": 1, "reduction_factor": 2},
+    # One trial per worker (tests/faults/test_pack_faults.py kills a worker mid-pack).
+    "execution": {"pack": "off"},
 }
 
 

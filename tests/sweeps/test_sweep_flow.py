@@ -36,6 +36,9 @@ SWEEP: dict[str, Any] = {
     "max_trials": 6,
     "max_concurrent_trials": 2,
     "early_termination": {"kind": "asha", "grace_epochs": 1, "reduction_factor": 2},
+    # One trial per worker at a time, max_concurrent_trials live (tests/sweeps/test_packs.py
+    # covers packing, the default).
+    "execution": {"pack": "off"},
 }
 
 

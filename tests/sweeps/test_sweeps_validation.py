@@ -186,6 +186,7 @@ def test_concurrency_above_the_running_quota_is_allowed_with_a_warning(
         {"optimizer.lr": {"kind": "log_uniform", "low": 1e-4, "high": 0.1}},
         max_trials=4,
         max_concurrent_trials=3,
+        execution={"pack": "off"},  # packing would queue all 4 (max_pack per slot)
     )
     r = client.post("/v1/sweeps", json=body)
     assert r.status_code == 201, r.text

@@ -26,11 +26,13 @@ export async function sweepView(root, { params, signal }) {
   }
   const header = h("div", { class: "job-header" });
   const board = h("div");
+  const packList = h("div", { "data-testid": "packs" });
   const scatter = h("div", { class: "charts" });
   const curves = h("div", { class: "charts one" });
   const message = h("div");
   replace(root, header, message,
     h("section", {}, h("h2", {}, "Leaderboard"), board),
+    h("section", {}, h("h2", {}, "Packs"), packList),
     h("section", {}, h("h2", {}, `Objective (${sweep.objective.metric}) vs each parameter`), scatter),
     h("section", {}, h("h2", {}, `Trial curves: ${sweep.objective.metric}`), curves));
   const names = Object.keys(sweep.parameters);
@@ -51,18 +53,39 @@ export async function sweepView(root, { params, signal }) {
         `${sweep.epochs_trained} epochs trained`, sweep.status_reason ? ` · ${sweep.status_reason}` : ""),
       sweep.best ? h("p", {}, "Best: ", h("a", { href: `/ui/jobs/${sweep.best.job_id}` }, `trial ${sweep.best.trial_number}`),
         ` ${o.metric} ${fmtNumber(sweep.best.objective)} with `, names.map((n) => `${n}=${paramText(sweep.best.params[n])}`).join(", ")) : null,
+      h("p", { class: "muted", "data-testid": "execution" }, `Execution: pack ${sweep.execution.pack}`,
+        sweep.execution.pack === "auto" ? ` (at most ${sweep.execution.max_pack} trials a pack) · ${sweep.packs.length} pack(s) formed` : "",
+        sweep.packing_off_reason ? ` · packing off: ${sweep.packing_off_reason}` : ""),
       sweep.error ? h("div", { class: "error" }, sweep.error) : null);
   }
 
-  function renderBoard(trials) {
+  // Which trials trained together: one row per pack, its members by trial number.
+  function renderPacks() {
+    const packs = sweep.packs ?? [];
+    const label = new Map(packs.map((p, i) => [p.id, `P${i + 1}`]));
+    if (!packs.length) {
+      replace(packList, h("p", { class: "muted" }, sweep.execution.pack === "off" ? "Packing is off: each trial trains alone." : "No pack yet: trials that trained alone are not listed."));
+      return label;
+    }
+    replace(packList, h("table", { "data-testid": "pack-table" },
+      h("thead", {}, h("tr", {}, ["Pack", "Started", "Trials"].map((c) => h("th", {}, c)))),
+      h("tbody", {}, packs.map((p) => h("tr", {},
+        h("td", { title: p.id }, label.get(p.id)),
+        h("td", {}, fmtTime(p.started_at)),
+        h("td", {}, p.trial_numbers.map((n, i) => [i ? ", " : "", h("a", { href: `/ui/jobs/${p.trial_ids[i]}` }, `#${n}`)])))))));
+    return label;
+  }
+
+  function renderBoard(trials, packLabel) {
     replace(board, h("table", { "data-testid": "leaderboard" },
-      h("thead", {}, h("tr", {}, ["Rank", "Trial", "Status", sweep.objective.metric, "Epochs", ...names].map((c) => h("th", {}, c)))),
+      h("thead", {}, h("tr", {}, ["Rank", "Trial", "Status", sweep.objective.metric, "Epochs", "Pack", ...names].map((c) => h("th", {}, c)))),
       h("tbody", {}, trials.map((t) => h("tr", {},
         h("td", {}, t.rank ?? "–"),
         h("td", {}, h("a", { href: `/ui/jobs/${t.job_id}` }, `#${t.trial_number}`)),
         h("td", {}, statusBadge(t.status), t.status_reason ? h("span", { class: "muted small" }, ` ${t.status_reason}`) : null),
         h("td", {}, fmtNumber(t.objective)),
         h("td", {}, String(t.epochs)),
+        h("td", { title: t.pack_id ?? "trained alone" }, t.pack_id ? packLabel.get(t.pack_id) ?? "–" : "–"),
         names.map((n) => h("td", {}, paramText(t.params[n]))))))));
   }
 
@@ -118,7 +141,7 @@ export async function sweepView(root, { params, signal }) {
     sweep = await getJSON(base, { signal });
     const { items } = await getJSON(`${base}/trials`, { signal });
     renderHeader();
-    renderBoard(items);
+    renderBoard(items, renderPacks());
     renderScatter(items);
     await renderCurves(items);
     replace(message);

@@ -1,0 +1,197 @@
+"""One claimed attempt of a job and what it writes through: the lease keeper (heartbeat,
+cancel flag, runtime limit), live progress, its log, its metric and checkpoint sinks.
+
+Shared by the solo path and the pack path of worker/runner.py: each member of a pack is
+an ``Attempt`` of its own, set up and closed exactly as a job that trains alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.db import jobs as repo
+from api.db.models import Job
+from api.settings import Settings
+from ml.spec import JobSpec
+from worker import log_sink
+from worker.checkpoint_sink import SqlCheckpointSink
+from worker.log_sink import SqlLogSink
+from worker.metrics_server import RUNNING
+from worker.progress import ProgressWriter
+from worker.shutdown import STOPPING
+from worker.sinks import SqlMetricSink
+
+log = logging.getLogger(__name__)
+
+
+class LeaseKeeper:
+    """The engine's RunControl: a heartbeat thread renews the lease and reads the cancel flag.
+
+    ``should_stop`` only reads flags, so the training loop can call it every step.
+    """
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        job_id: str,
+        attempt: int,
+        settings: Settings,
+        max_runtime_seconds: int | None,
+    ) -> None:
+        self._factory, self._job_id, self._attempt = factory, job_id, attempt
+        self._settings = settings
+        self._deadline = (
+            time.monotonic() + max_runtime_seconds if max_runtime_seconds is not None else None
+        )
+        self._progress: tuple[int, int] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{job_id}", daemon=True)
+        self.cancel_requested = False
+        self.fenced = False
+        self.runtime_exceeded = False
+        self.shutting_down = False  # this worker is stopping: hand the job back
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def on_progress(self, epoch: int, step: int) -> None:
+        self._progress = (epoch, step)
+
+    @property
+    def last_progress(self) -> tuple[int, int] | None:
+        """The engine's latest (epochs, step) report: where a run that failed stopped."""
+        return self._progress
+
+    def should_stop(self) -> bool:
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            self.runtime_exceeded = True
+        if STOPPING.is_set():
+            self.shutting_down = True
+        return self.cancel_requested or self.fenced or self.runtime_exceeded or self.shutting_down
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._settings.heartbeat_seconds):
+            epoch, step = self._progress or (None, None)
+            try:
+                with self._factory() as session:
+                    beat = repo.heartbeat(
+                        session,
+                        self._job_id,
+                        self._attempt,
+                        self._settings.lease_seconds,
+                        epoch=epoch,
+                        step=step,
+                    )
+                    session.commit()
+                self.cancel_requested = beat.cancel_requested
+            except repo.StaleAttempt:
+                log.warning("job %s attempt %s was fenced off", self._job_id, self._attempt)
+                self.fenced = True
+                return
+            except Exception:
+                log.exception("heartbeat failed for job %s", self._job_id)
+
+
+@dataclass
+class Outcome:
+    """How an attempt ended, as ``finish_job`` records it."""
+
+    status: str = "failed"
+    reason: str = "error"
+    error: str | None = None
+    stopped_epoch: int | None = None
+    progress: tuple[int, int] | None = None  # (epochs, step) where it stopped, when known
+
+
+@dataclass
+class Attempt:
+    """One claimed attempt and what it writes through: lease, live progress, log, sinks."""
+
+    factory: sessionmaker[Session]
+    settings: Settings
+    job: Job
+    spec: JobSpec
+    attempt: int
+    keeper: LeaseKeeper
+    live: ProgressWriter
+    lines: SqlLogSink
+    metrics: SqlMetricSink
+    checkpoints: SqlCheckpointSink
+    tracked: bool = True  # the job the worker's own /metrics shows (a pack's first member)
+    device_ids: list[int] | None = None  # the devices of this worker's pool it reserved
+
+    @classmethod
+    def start(
+        cls,
+        factory: sessionmaker[Session],
+        settings: Settings,
+        job: Job,
+        spec: JobSpec,
+        attempt: int,
+        *,
+        track: bool = True,
+        device_ids: list[int] | None = None,
+    ) -> Attempt:
+        job_id = job.id
+        lines = SqlLogSink(job_id, attempt, settings.job_log_max_lines)  # the job's log
+        where = f" (devices {device_ids} of pool {job.device_pool})" if device_ids else ""
+        lines.worker_line(
+            "info", f"attempt {attempt} started on worker {log_sink.WORKER_NAME}{where}"
+        )
+        run = cls(
+            factory=factory,
+            settings=settings,
+            job=job,
+            spec=spec,
+            attempt=attempt,
+            keeper=LeaseKeeper(factory, job_id, attempt, settings, spec.limits.max_runtime_seconds),
+            live=ProgressWriter(factory, job_id, attempt),  # `progress` events for live views
+            lines=lines,
+            metrics=SqlMetricSink(
+                factory,
+                job_id,
+                attempt,
+                flush_points=settings.metrics_flush_points,
+                flush_seconds=settings.metrics_flush_seconds,
+                buffer_limit=settings.metrics_buffer_limit,
+                lines=lines,
+            ),
+            checkpoints=SqlCheckpointSink(
+                factory,
+                job_id,
+                attempt,
+                spec,
+                lines=lines,
+                default_quota=settings.default_storage_quota_bytes,
+            ),
+        )
+        run.tracked = track
+        run.device_ids = device_ids
+        if track:
+            RUNNING.start(job_id, attempt, spec.dataset.batch_size)  # --metrics-port
+        run.keeper.start()
+        run.live.start()
+        return run
+
+    def close(self) -> None:
+        if self.tracked:
+            RUNNING.end()
+        self.live.close()
+        self.keeper.close()
+        # Every point is committed before the final status (and its event) is:
+        # an SSE client sees the last metrics before `end`.
+        try:
+            self.metrics.close()
+        except repo.StaleAttempt:
+            self.keeper.fenced = True
+        except Exception:
+            log.exception("job %s: could not write its last metric points", self.job.id)
