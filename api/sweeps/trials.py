@@ -28,7 +28,8 @@ from api.sweeps import sampling
 from api.sweeps.models import Sweep
 from api.sweeps.search import SweepAlgorithm, execution_of
 from api.sweeps.space import as_distributions, grid_size, trial_spec
-from ml.spec import SPEC_VERSION
+from ml.pack_key import pack_blocker
+from ml.spec import SPEC_VERSION, JobSpec
 
 log = logging.getLogger(__name__)
 
@@ -151,16 +152,24 @@ def _create_trial(session: Session, sweep: Sweep, number: int, params: dict[str,
     return job
 
 
+def _never_packs(sweep: Sweep) -> bool:
+    try:
+        return pack_blocker(JobSpec.model_validate(sweep.spec)) is not None
+    except ValidationError:
+        return True
+
+
 def live_limit(sweep: Sweep) -> int:
     """How many trials may be queued or running at once.
 
     ``max_concurrent_trials`` counts worker slots. With packing on, grid and random search
     keep up to ``max_pack`` trials per slot queued, so a worker finds a whole pack to claim
     (their points do not depend on results). TPE samples from the results so far, so it
-    keeps ``max_concurrent_trials``: its packs are at most that big.
+    keeps ``max_concurrent_trials``: its packs are at most that big. So does a sweep whose
+    base spec can never pack (``ml.pack_key.pack_blocker``: a warm start, devices > 1, ...).
     """
     execution = execution_of(sweep.execution)
-    if execution.pack == "off" or sweep.algorithm.get("kind") == "tpe":
+    if execution.pack == "off" or sweep.algorithm.get("kind") == "tpe" or _never_packs(sweep):
         return sweep.max_concurrent_trials
     return sweep.max_concurrent_trials * execution.max_pack
 

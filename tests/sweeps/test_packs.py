@@ -7,6 +7,7 @@ whatever engine this tree has (the vectorised one once merged)."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from api.db.devices import Pool
 from api.db.keys import DEFAULT_TEAM, get_or_create_team
 from api.db.models import Job
 from api.db.session import session_factory
@@ -58,7 +60,8 @@ def trials(settings: Settings, sweep_id: str) -> list[Job]:
 
 def claim(settings: Settings, job_id: str) -> PackClaim | None:
     factory = session_factory(settings.resolved_database_url)
-    return with_db_retry(factory, lambda s: runner._claim(s, job_id, 60))
+    pool = Pool(f"test-packs-{uuid.uuid4().hex[:8]}", 1)  # a worker of its own each time
+    return with_db_retry(factory, lambda s: runner._claim(s, job_id, 60, pool))
 
 
 def set_quota(settings: Settings, quota: int | None) -> None:

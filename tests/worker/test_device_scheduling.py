@@ -27,6 +27,7 @@ from api.db.models import Job, Team, utcnow
 from api.db.session import session_factory
 from api.settings import Settings
 from ml.spec import SPEC_VERSION
+from worker.attempt import Outcome
 from worker.sinks import with_db_retry
 
 LEASE = 30.0
@@ -302,7 +303,7 @@ def test_the_runner_claims_the_devices_and_hands_them_to_the_attempt(
 
     def train(run: Any) -> Any:  # what the engine is given; no training needed here
         seen.append(run.device_ids)
-        return runner._Outcome("succeeded", "completed")
+        return Outcome("succeeded", "completed")
 
     monkeypatch.setattr(runner, "_train", train)
     said = runner.run_job(job_id, settings, pool)
