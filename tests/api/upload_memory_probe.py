@@ -101,7 +101,7 @@ def main() -> None:
         with session_factory(url)() as s:
             _, key = create_api_key(s, get_or_create_team(s, DEFAULT_TEAM), "admin")
             s.commit()
-        app = create_app(settings, queue=NoQueue())  # type: ignore[arg-type]
+        app = create_app(settings, queue=NoQueue())
         port = _free_port()
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
