@@ -33,7 +33,7 @@ BLOCK_BYTES = 2 * 2**20  # a row must fit in one block: a longer row is a clear 
 # The system allocator hands freed blocks back at once: with mimalloc (pyarrow's default) the
 # read of a 20 MiB CSV peaked about 1.6x higher (bench/csv_upload.py).
 pa.set_memory_pool(pa.system_memory_pool())
-_CHECK = 2**20
+TRIM_BYTES = 4 * 2**20  # columns let go between two malloc_trim calls (each walks the heap)
 
 
 def _case_variants(word: str) -> list[str]:
@@ -258,15 +258,21 @@ def parse_table(data: Source, opts: DatasetOptions) -> ParsedDataset:
     except DatasetRejected as exc:
         issues += exc.issues
     typed = []
+    freed = 0  # bytes of columns let go since the last trim (a trim walks the whole heap)
     for name in features:
-        col = cols.typed_column(name, columns.pop(name), overrides.get(name))
+        arr = columns.pop(name)
+        freed += arr.nbytes
+        col = cols.typed_column(name, arr, overrides.get(name))
+        del arr
         if col.values is not None:  # float32 now: half the memory until x is assembled
             with np.errstate(over="ignore"):
                 col.values = col.values.astype(np.float32)
         bad = _finite(col)
         issues += col.issues + ([bad] if bad else [])
         typed.append(col)
-        source.release_freed_memory()  # the column's strings and float64 temporaries
+        if freed >= TRIM_BYTES:  # the columns' strings and float64 temporaries
+            source.release_freed_memory()
+            freed = 0
     issues += cols.missing_numbers(typed, str(opts.impute or "none"))
     issues += cols.check_category_budget(typed)
     used = [c for c in typed if c.type in cols.USED and c.values is not None]

@@ -1,0 +1,278 @@
+"""Many watchers: 200 dashboards on one API process over PostgreSQL (issue 28, finding 13).
+
+Each simulated dashboard holds one event stream (``GET /v1/jobs/{id}/events``) and polls
+the job list (``GET /v1/jobs``) every 2 s, as the UI does; a prober reads ``/healthz``
+every 100 ms. Goals: the list's p99 <= 250 ms, /healthz p99 <= 100 ms; the API process's
+CPU (utime + stime from /proc, its whole process group) over the measured window is
+printed as a share of one core.
+
+The server is ``trainforge api`` (one process) on a fresh PostgreSQL database and Redis;
+40 jobs are submitted and a fake worker keeps 8 of them running, writing their progress
+(which changes the list, and each stream's job gets progress events) every ``--tick``
+seconds. Arms, alternating per round on the same server:
+
+- ``etag``: the dashboards send the list's last ETag in If-None-Match (304 while unchanged);
+- ``plain``: no If-None-Match (every poll is a full page, as before the ETag).
+
+``--baseline TREE`` also runs the ``plain`` arm against another checkout's server (e.g.
+/work/main before this change), after this tree's rounds.
+
+    .venv/bin/python bench/many_watchers.py [--dashboards 200] [--seconds 30] [--rounds 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scratch_db import scratch_database
+from submit_latency import group_cpu_seconds
+
+REPO = Path(__file__).resolve().parents[1]
+REDIS = "redis://127.0.0.1:6379/7"
+SPEC = {"dataset": {"source": {"kind": "builtin", "name": "iris"}}, "epochs": 50}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def api_server(tree: Path, url: str, home: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINFORGE_")}
+    env.update(
+        PYTHONPATH=str(tree), TRAINFORGE_HOME=str(home), TRAINFORGE_DATABASE_URL=url,
+        TRAINFORGE_BROKER_URL=REDIS, TRAINFORGE_API_PROCESSES="1",
+    )  # fmt: skip
+    log = (home / "api.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trainforge", "api", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            assert proc.poll() is None, (home / "api.log").read_text()
+            time.sleep(0.3)
+        yield proc, base
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def prepare(url: str) -> str:
+    """Migrate the database; a member key of a team of its own."""
+    from api.db.keys import create_api_key, get_or_create_team
+    from api.db.migrate import upgrade
+    from api.db.session import session_factory
+
+    upgrade(url)
+    with session_factory(url)() as s:
+        _, key = create_api_key(s, get_or_create_team(s, "watchers"), "member")
+        s.commit()
+    return key
+
+
+class FakeWorker(threading.Thread):
+    """Keeps ``running`` jobs running, writing each one's progress every ``tick`` seconds."""
+
+    def __init__(self, url: str, job_ids: list[str], tick: float) -> None:
+        super().__init__(daemon=True)
+        from api.db import jobs as repo
+        from api.db.session import session_factory
+
+        self.factory = session_factory(url)
+        self.tick, self.stop = tick, threading.Event()
+        self.attempts: dict[str, int] = {}
+        with self.factory() as s:
+            for job_id in job_ids:
+                attempt = repo.claim_job(s, job_id, 3600.0)
+                assert attempt is not None
+                self.attempts[job_id] = attempt
+            s.commit()
+
+    def run(self) -> None:
+        from api.db.progress import record_progress
+
+        step = 0
+        while not self.stop.wait(self.tick):
+            step += 1
+            with self.factory() as s:
+                for job_id, attempt in self.attempts.items():
+                    record_progress(
+                        s, job_id, attempt, epoch=step // 10, epochs=50, step=step, batch=step % 10,
+                        steps_per_epoch=10, loss=1.0 / step,
+                    )  # fmt: skip
+                s.commit()
+
+
+@dataclass
+class Arm:
+    list_ms: list[float] = field(default_factory=list)
+    health_ms: list[float] = field(default_factory=list)
+    statuses: dict[int | str, int] = field(default_factory=dict)
+    events: int = 0
+    streams_open: int = 0
+
+    def count(self, key: int | str) -> None:
+        self.statuses[key] = self.statuses.get(key, 0) + 1
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def watch(
+    base: str, key: str, job_ids: list[str], dashboards: int, seconds: float, etag: bool
+) -> Arm:
+    arm = Arm()
+    headers = {"Authorization": f"Bearer {key}"}
+    limits = httpx.Limits(max_connections=3 * dashboards + 10, max_keepalive_connections=None)
+    timeout = httpx.Timeout(30.0, read=60.0)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout) as client:
+        end = time.monotonic() + seconds
+
+        async def stream(job_id: str) -> None:
+            with contextlib.suppress(httpx.HTTPError, asyncio.CancelledError):
+                async with client.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers) as r:
+                    arm.streams_open += 1
+                    async for line in r.aiter_lines():
+                        if line.startswith("data:"):
+                            arm.events += 1
+
+        async def poll(rng: random.Random) -> None:
+            tag: str | None = None
+            await asyncio.sleep(rng.uniform(0, 2))
+            while time.monotonic() < end:
+                started = time.perf_counter()
+                h = {**headers, **({"If-None-Match": tag} if etag and tag else {})}
+                try:
+                    r = await client.get("/v1/jobs", params={"limit": 20}, headers=h)
+                    if r.status_code == 200:
+                        r.json()  # a dashboard parses the page (a 304 keeps the last one)
+                        tag = r.headers.get("etag")
+                    arm.count(r.status_code)
+                except httpx.HTTPError as exc:
+                    arm.count(type(exc).__name__)
+                arm.list_ms.append((time.perf_counter() - started) * 1000)
+                await asyncio.sleep(max(0.0, 2.0 - (time.perf_counter() - started)))
+
+        async def health() -> None:
+            while time.monotonic() < end:
+                started = time.perf_counter()
+                try:
+                    r = await client.get("/healthz")
+                    arm.count(f"healthz {r.status_code}")
+                except httpx.HTTPError as exc:
+                    arm.count(f"healthz {type(exc).__name__}")
+                arm.health_ms.append((time.perf_counter() - started) * 1000)
+                await asyncio.sleep(0.1)
+
+        streams = [
+            asyncio.create_task(stream(job_ids[i % len(job_ids)])) for i in range(dashboards)
+        ]
+        rngs = [random.Random(i) for i in range(dashboards)]
+        await asyncio.gather(health(), *(poll(rng) for rng in rngs))
+        for task in streams:
+            task.cancel()
+        await asyncio.gather(*streams, return_exceptions=True)
+    return arm
+
+
+def run_arm(
+    label: str, proc: subprocess.Popen[bytes], base: str, key: str, job_ids: list[str],
+    args: argparse.Namespace, etag: bool,
+) -> None:  # fmt: skip
+    cpu0, t0, client0 = group_cpu_seconds(proc.pid), time.monotonic(), time.process_time()
+    arm = asyncio.run(watch(base, key, job_ids, args.dashboards, args.seconds, etag))
+    cpu1, t1, client1 = group_cpu_seconds(proc.pid), time.monotonic(), time.process_time()
+    load = os.getloadavg()
+    codes = ", ".join(f"{k}: {v}" for k, v in sorted(arm.statuses.items(), key=str))
+    print(f"[{label}] {args.dashboards} dashboards, {t1 - t0:.0f} s, streams opened "
+          f"{arm.streams_open}, events {arm.events}")  # fmt: skip
+    print(f"  list    n={len(arm.list_ms):5d} p50 {_pct(arm.list_ms, 0.5):7.1f} ms  p99 "
+          f"{_pct(arm.list_ms, 0.99):7.1f} ms  max {max(arm.list_ms, default=0):7.1f} ms "
+          f"(goal p99 250)")  # fmt: skip
+    print(f"  healthz n={len(arm.health_ms):5d} p50 {_pct(arm.health_ms, 0.5):7.1f} ms  p99 "
+          f"{_pct(arm.health_ms, 0.99):7.1f} ms  max {max(arm.health_ms, default=0):7.1f} ms "
+          f"(goal p99 100)")  # fmt: skip
+    print(f"  server CPU {cpu1 - cpu0:.1f} s = {(cpu1 - cpu0) / (t1 - t0):.2f} of a core; "
+          f"client CPU {(client1 - client0) / (t1 - t0):.2f} of a core; load "
+          f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")  # fmt: skip
+    print(f"  answers: {codes}")
+    if arm.list_ms:
+        print(f"  list mean {statistics.fmean(arm.list_ms):.1f} ms")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dashboards", type=int, default=200)
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--tick", type=float, default=2.0, help="fake worker's progress interval")
+    ap.add_argument("--baseline", type=Path, default=None)
+    args = ap.parse_args()
+    print(f"uptime load before: {os.getloadavg()}")
+    trees = [("this tree", REPO, True)]
+    if args.baseline:
+        trees.append((f"baseline {args.baseline}", args.baseline, False))
+    for name, tree, has_etag in trees:
+        with scratch_database("watchers") as url, tempfile.TemporaryDirectory() as tmp:
+            key = prepare(url)
+            with api_server(tree, url, Path(tmp)) as (proc, base):
+                auth = {"Authorization": f"Bearer {key}"}
+                job_ids = [
+                    httpx.post(f"{base}/v1/jobs", json={"spec": SPEC}, headers=auth,
+                               timeout=30).json()["id"]
+                    for _ in range(40)
+                ]  # fmt: skip
+                worker = FakeWorker(url, job_ids[-8:], args.tick)  # the newest 8: on the page
+                worker.start()
+                try:
+                    for _ in range(args.rounds):
+                        arms = (
+                            [("etag", True), ("plain", False)] if has_etag else [("plain", False)]
+                        )
+                        for arm, etag in arms:
+                            run_arm(f"{name}: {arm}", proc, base, key, job_ids, args, etag)
+                finally:
+                    worker.stop.set()
+                    worker.join()
+
+
+if __name__ == "__main__":
+    main()
