@@ -30,6 +30,7 @@ from api.sweeps.schemas import (
     TrialPage,
     TrialRead,
 )
+from api.sweeps.storage import storage_problems
 from api.sweeps.trials import NewTrial, advance, end_sweep, mode_of, records
 from ml.checks import DatasetInfo
 from ml.monitor import resolve_mode
@@ -73,8 +74,11 @@ def _max_trials(body: SweepCreate) -> int:
     return body.max_trials or size
 
 
-def validate(session: Session, team_id: str, body: SweepCreate) -> int:
-    """Every 422 before anything is queued; returns max_trials."""
+def validate(
+    session: Session, team_id: str, body: SweepCreate, settings: Settings | None = None
+) -> int:
+    """Every 422 before anything is queued; returns max_trials. With ``settings``, the
+    trials' checkpoints against the team's storage quota too (api.sweeps.storage)."""
     validate_spec(body.spec, session, team_id)
     problems = space.structural_problems(body.spec, body.parameters)
     if problems:
@@ -97,6 +101,12 @@ def validate(session: Session, team_id: str, body: SweepCreate) -> int:
     problems = space.semantic_problems(body.spec, body.parameters, body.objective.metric, info_for)
     if problems:
         raise _invalid(problems)
+    if settings is not None:
+        problems = storage_problems(
+            session, team_id, body, max_trials, info_for, settings.default_storage_quota_bytes
+        )
+        if problems:
+            raise _invalid(problems)
     return max_trials
 
 
@@ -119,7 +129,7 @@ def create_sweep(
 ) -> tuple[Sweep, list[NewTrial], list[SweepWarning]]:
     """The sweep and its first trials, in the caller's transaction (commit, then publish)."""
     team_id = principal.team_id
-    max_trials = validate(session, team_id, body)
+    max_trials = validate(session, team_id, body, settings)
     objective = SweepObjective(
         metric=body.objective.metric, mode=resolve_mode(body.objective.metric, body.objective.mode)
     )
