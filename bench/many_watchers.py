@@ -18,6 +18,7 @@ seconds. Arms, alternating per round on the same server:
 /work/main before this change), after this tree's rounds.
 
     .venv/bin/python bench/many_watchers.py [--dashboards 200] [--seconds 30] [--rounds 1]
+        [--no-streams] [--baseline TREE]
 """
 
 from __future__ import annotations
@@ -157,8 +158,9 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def watch(
-    base: str, key: str, job_ids: list[str], dashboards: int, seconds: float, etag: bool
-) -> Arm:
+    base: str, key: str, job_ids: list[str], dashboards: int, seconds: float, etag: bool,
+    streams_on: bool = True,
+) -> Arm:  # fmt: skip
     arm = Arm()
     headers = {"Authorization": f"Bearer {key}"}
     limits = httpx.Limits(max_connections=3 * dashboards + 10, max_keepalive_connections=None)
@@ -203,7 +205,8 @@ async def watch(
                 await asyncio.sleep(0.1)
 
         streams = [
-            asyncio.create_task(stream(job_ids[i % len(job_ids)])) for i in range(dashboards)
+            asyncio.create_task(stream(job_ids[i % len(job_ids)]))
+            for i in range(dashboards if streams_on else 0)
         ]
         rngs = [random.Random(i) for i in range(dashboards)]
         await asyncio.gather(health(), *(poll(rng) for rng in rngs))
@@ -218,7 +221,9 @@ def run_arm(
     args: argparse.Namespace, etag: bool,
 ) -> None:  # fmt: skip
     cpu0, t0, client0 = group_cpu_seconds(proc.pid), time.monotonic(), time.process_time()
-    arm = asyncio.run(watch(base, key, job_ids, args.dashboards, args.seconds, etag))
+    arm = asyncio.run(
+        watch(base, key, job_ids, args.dashboards, args.seconds, etag, not args.no_streams)
+    )
     cpu1, t1, client1 = group_cpu_seconds(proc.pid), time.monotonic(), time.process_time()
     load = os.getloadavg()
     codes = ", ".join(f"{k}: {v}" for k, v in sorted(arm.statuses.items(), key=str))
@@ -245,6 +250,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--tick", type=float, default=2.0, help="fake worker's progress interval")
     ap.add_argument("--baseline", type=Path, default=None)
+    ap.add_argument("--no-streams", action="store_true", help="the polls alone (apportioning)")
     args = ap.parse_args()
     print(f"uptime load before: {os.getloadavg()}")
     trees = [("this tree", REPO, True)]
