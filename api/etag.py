@@ -53,7 +53,9 @@ def conditional_json(
 ) -> Response:
     """A 200 with ``body`` and its ETag, or a 304 when the caller holds it already."""
     tag = etag(team_id, body)
-    out = {**(headers or {}), "ETag": tag}
+    # A browser may keep the answer but must ask again each time (so a dashboard's fetch
+    # revalidates with If-None-Match by itself); no shared cache may keep a team's answer.
+    out = {**(headers or {}), "ETag": tag, "Cache-Control": "private, no-cache"}
     if matches(if_none_match, tag):
         return Response(status_code=304, headers=out)
     return Response(body, 200, out, "application/json")

@@ -30,6 +30,7 @@ def test_the_job_answers_304_until_it_changes(client: TestClient, settings: Sett
     job_id = client.post("/v1/jobs", json={"spec": SPEC}).json()["id"]
     first = client.get(f"/v1/jobs/{job_id}")
     tag = first.headers["etag"]
+    assert first.headers["cache-control"] == "private, no-cache"  # revalidated, never shared
     again = client.get(f"/v1/jobs/{job_id}", headers={"If-None-Match": tag})
     assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == tag
     listed = client.get(f"/v1/jobs/{job_id}", headers={"If-None-Match": f'"x", W/{tag}'})
