@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
@@ -13,6 +15,7 @@ from sqlalchemy.orm import Session
 from api.db import jobs as repo
 from api.db import model_exports, scheduling, workers
 from api.db.keys import Principal
+from api.db.model_exports import ModelExport
 from api.db.models import Job, JobTransition, Team
 from api.predict.schemas import export_read
 from api.problems import FieldProblem, ProblemError
@@ -221,6 +224,49 @@ def to_read(session: Session, job: Job) -> JobRead:
     return read
 
 
+def read_job(session: Session, principal: Principal, job_id: str) -> JobRead:
+    """``GET /v1/jobs/{id}``: the job and its model export in one query, its transitions in
+    another (three with the key's; a queued job adds why it waits), the spec validated once
+    per process (issue 28, finding 13)."""
+    stmt = (
+        select(Job, ModelExport)
+        .outerjoin(ModelExport, ModelExport.job_id == Job.id)
+        .where(Job.id == job_id)
+    )
+    scope = team_scope(principal)
+    if scope is not None:
+        stmt = stmt.where(Job.team_id == scope)
+    row = session.execute(stmt).first()
+    if row is None:
+        raise ProblemError(404, "Not found", f"No job {job_id!r}.")
+    job, export = row
+    read = _read(job, _transitions(repo.transitions(session, job.id)), _queue_reason(session, job))
+    read.export = export_read(export)
+    return read
+
+
+_SPECS: OrderedDict[str, JobSpec] = OrderedDict()
+_SPECS_MAX = 4096
+_SPECS_LOCK = threading.Lock()
+
+
+def resolved_spec(job: Job) -> JobSpec:
+    """The job's stored (resolved) spec as a model, validated once per job and process: a
+    stored spec never changes (least recently used of ``_SPECS_MAX`` kept). Read only."""
+    key = f"{job.id}:{job.spec_version}"
+    with _SPECS_LOCK:
+        spec = _SPECS.get(key)
+        if spec is not None:
+            _SPECS.move_to_end(key)
+            return spec
+    spec = JobSpec.model_validate(job.spec)
+    with _SPECS_LOCK:
+        _SPECS[key] = spec
+        while len(_SPECS) > _SPECS_MAX:
+            _SPECS.popitem(last=False)
+    return spec
+
+
 def new_job_read(session: Session, submitted: Submitted) -> JobRead:
     """A job this request created: one transition (created queued, at its creation time),
     no model export, and no running-jobs count when its team has no such quota."""
@@ -258,7 +304,7 @@ def _read(
         status_reason=job.status_reason,
         queue_reason=queue_reason,
         error=job.error,
-        spec=spec if spec is not None else JobSpec.model_validate(job.spec),
+        spec=spec if spec is not None else resolved_spec(job),
         spec_version=job.spec_version,
         priority=job.priority,
         attempt=job.attempt,

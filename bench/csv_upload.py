@@ -2,9 +2,10 @@
 
 Issue 28 finding 8 measured +435 MB and 16.8 s for a 20 MiB CSV read row by row; the
 goals are <= 2 s and a peak resident-memory growth <= 2x the decoded data + 100 MB.
-The upload runs in a fresh process (tests/api/upload_memory_probe.py: SQLite in a
-temporary home, a small warm-up upload first), which reports the request's wall time
-and its VmHWM growth; this prints them with the ratios to the goals.
+The upload runs in a fresh process (tests/api/upload_memory_probe.py: a real HTTP server,
+SQLite in a temporary home, a small warm-up upload first), which reports the request's wall
+time and its VmHWM growth; this prints them with the ratios to the goals. Every format:
+bench/upload_memory.py.
 
     .venv/bin/python bench/csv_upload.py [--mib 20] [--impute mean]
 """
@@ -49,9 +50,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "upload.csv"
         path.write_bytes(data)
+        upload = {"path": str(path), "format": "csv", "fields": {"impute": args.impute}}
         out = subprocess.run(
-            [sys.executable, "-m", "tests.api.upload_memory_probe", str(path), "csv",
-             json.dumps({"impute": args.impute}), str(1024 * MiB)],
+            [sys.executable, "-m", "tests.api.upload_memory_probe", json.dumps([upload]),
+             str(1024 * MiB)],
             cwd=REPO, capture_output=True, text=True, timeout=600, check=True,
         )  # fmt: skip
     r = json.loads(out.stdout.strip().splitlines()[-1])

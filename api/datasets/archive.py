@@ -11,7 +11,6 @@ Nothing is ever extracted to disk.
 
 from __future__ import annotations
 
-import io
 import lzma
 import stat
 import zipfile
@@ -19,7 +18,9 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from api.datasets import source
 from api.datasets.errors import DatasetRejected, Issue, reject
+from api.datasets.source import Source
 
 # Below this size a member's compression ratio is not checked (tiny members
 # compress extremely well and cannot hurt); the total limit still counts them.
@@ -60,12 +61,13 @@ def _bad_name(name: str) -> str | None:
     return None
 
 
-def open_zip(data: bytes, limits: ArchiveLimits, what: str = "zip") -> zipfile.ZipFile:
-    """The archive, with every member checked; raises DatasetRejected when it is unsafe."""
-    if not data.startswith(b"PK"):
+def open_zip(data: Source, limits: ArchiveLimits, what: str = "zip") -> zipfile.ZipFile:
+    """The archive (read from the upload's file, or from bytes), with every member checked;
+    raises DatasetRejected when it is unsafe."""
+    if not source.head(data, 2).startswith(b"PK"):
         raise reject("file", f"the file is not a {what} archive", "not_a_zip")
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
+        archive = zipfile.ZipFile(source.as_file(data))
         infos = archive.infolist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError) as exc:
         raise reject(

@@ -28,7 +28,15 @@ from api.datasets import labels as labels_mod
 from api.datasets.archive import ArchiveLimits, BoundedReader, open_zip
 from api.datasets.codec import Modality, ParsedDataset
 from api.datasets.errors import reject
-from api.datasets.npy import NpyHeader, read_array, read_header, to_float32
+from api.datasets.npy import (
+    BLOCK_BYTES,
+    Float32Check,
+    NpyHeader,
+    iter_rows,
+    read_array,
+    read_header,
+)
+from api.datasets.source import Source
 from api.schemas import ArrayLayout, DatasetOptions, ImputeOption
 
 CHANNELS = (1, 3, 4)
@@ -40,7 +48,9 @@ def _stored_bytes(x: NpyHeader, y: NpyHeader) -> int:
     return x.count * (1 if x.dtype == np.uint8 else 4) + y.count * 8
 
 
-def _load(data: bytes, limits: ArchiveLimits) -> dict[str, NDArray[Any]]:
+def _members(
+    data: Source, limits: ArchiveLimits
+) -> tuple[BoundedReader, dict[str, zipfile.ZipInfo], dict[str, NpyHeader]]:
     archive = open_zip(data, limits, what="npz (zip)")
     reader = BoundedReader(archive, limits)
     members: dict[str, zipfile.ZipInfo] = {}
@@ -65,14 +75,14 @@ def _load(data: bytes, limits: ArchiveLimits) -> dict[str, NDArray[Any]]:
             "(TRAINFORGE_MAX_DATASET_BYTES): send fewer or smaller samples",
             "dataset_too_large",
         )
-    return {k: read_array(reader, members[k], headers[k]) for k in ("x", "y")}
+    return reader, members, headers
 
 
-def _images(x: NDArray[Any], layout: ArrayLayout) -> tuple[NDArray[Any], str]:
-    """(N, C, H, W) images, and the upload's layout: NHW, NHWC or NCHW (a model export's input)."""
-    if x.ndim == 3:
-        return x[:, None, :, :], "NHW"
-    a, c = x.shape[1], x.shape[3]
+def _image_layout(shape: tuple[int, ...], layout: ArrayLayout) -> str:
+    """The upload's layout of 3-D or 4-D ``x``: NHW, NHWC or NCHW (a model export's input)."""
+    if len(shape) == 3:
+        return "NHW"
+    a, c = shape[1], shape[3]
     if layout == ArrayLayout.auto:
         if c in CHANNELS and a not in CHANNELS:
             layout = ArrayLayout.channels_last
@@ -81,61 +91,98 @@ def _images(x: NDArray[Any], layout: ArrayLayout) -> tuple[NDArray[Any], str]:
         else:
             raise reject(
                 "layout",
-                f"x has shape {list(x.shape)}: cannot tell (N, H, W, C) from (N, C, H, W); "
+                f"x has shape {list(shape)}: cannot tell (N, H, W, C) from (N, C, H, W); "
                 "send layout=channels_last or layout=channels_first",
                 "ambiguous_layout",
             )
-    if layout == ArrayLayout.channels_last:
-        return np.transpose(x, (0, 3, 1, 2)), "NHWC"
-    return x, "NCHW"
+    return "NHWC" if layout == ArrayLayout.channels_last else "NCHW"
 
 
-def parse_npz(data: bytes, opts: DatasetOptions, limits: ArchiveLimits) -> ParsedDataset:
-    arrays = _load(data, limits)
-    x, y = arrays["x"], arrays["y"]
+def _stored_shape(shape: tuple[int, ...], layout: str | None) -> tuple[int, ...]:
+    """x as stored: (N, F) features or (N, C, H, W) images."""
+    if layout is None:
+        return (shape[0], 1) if len(shape) == 1 else shape
+    if layout == "NHW":
+        return (shape[0], 1, shape[1], shape[2])
+    if layout == "NHWC":
+        return (shape[0], shape[3], shape[1], shape[2])
+    return shape
+
+
+def _as_stored(block: NDArray[Any], layout: str | None) -> NDArray[Any]:
+    if layout is None:
+        return block[:, None] if block.ndim == 1 else block
+    if layout == "NHW":
+        return block[:, None, :, :]
+    if layout == "NHWC":
+        return np.transpose(block, (0, 3, 1, 2))
+    return block
+
+
+def _check_shapes(x: NpyHeader, y: NpyHeader) -> None:
+    """What the headers alone tell about x and y (nothing inflated yet)."""
     if x.dtype.kind not in "biuf":
         raise reject(
             "file", f"x must be numeric; it is {x.dtype}", "features_not_numeric"
         )  # fmt: skip
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
+    y_shape = y.shape[:1] if len(y.shape) == 2 and y.shape[1] == 1 else y.shape
+    if len(y_shape) != 1:
         raise reject(
             "file", f"y must have shape (N,), got {list(y.shape)} (one label per sample)",
             "bad_label_shape",
         )  # fmt: skip
-    if x.ndim == 0 or x.ndim > 4:
+    if len(x.shape) == 0 or len(x.shape) > 4:
         raise reject(
             "file",
             f"x has shape {list(x.shape)}: send (N, F) features or (N, H, W), (N, H, W, C), "
             "(N, C, H, W) images",
             "bad_feature_shape",
         )
-    if len(x) != len(y):
+    if x.shape[0] != y_shape[0]:
         raise reject(
-            "file", f"x has {len(x)} samples and y {len(y)}: they must match", "length_mismatch"
+            "file",
+            f"x has {x.shape[0]} samples and y {y_shape[0]}: they must match",
+            "length_mismatch",
         )
-    if len(y) < labels_mod.MIN_SAMPLES:
-        raise reject("file", f"{len(y)} samples; at least 2 are needed", "too_few_samples")
-    if x.ndim == 1:
-        x = x[:, None]
-    modality: Modality = "image" if x.ndim >= 3 else "tabular"
+    if y_shape[0] < labels_mod.MIN_SAMPLES:
+        raise reject("file", f"{y_shape[0]} samples; at least 2 are needed", "too_few_samples")
+
+
+def parse_npz(data: Source, opts: DatasetOptions, limits: ArchiveLimits) -> ParsedDataset:
+    """x is inflated block by block straight into its stored form (float32, or uint8 images):
+    memory is the stored arrays plus one block (issue 28, finding 8)."""
+    reader, members, headers = _members(data, limits)
+    hx, hy = headers["x"], headers["y"]
+    _check_shapes(hx, hy)
     layout = None
-    if modality == "image":
-        x, layout = _images(x, opts.layout or ArrayLayout.auto)
-        if min(x.shape[1:]) < 1:
-            raise reject("file", f"images of shape {list(x.shape[1:])} are empty", "empty_image")
-    elif x.shape[1] < 1:
+    if len(hx.shape) >= 3:
+        layout = _image_layout(hx.shape, opts.layout or ArrayLayout.auto)
+    shape = _stored_shape(hx.shape, layout)
+    if layout is not None and min(shape[1:]) < 1:
+        raise reject("file", f"images of shape {list(shape[1:])} are empty", "empty_image")
+    if layout is None and shape[1] < 1:
         raise reject("file", "x has no features", "no_features")
+    y = read_array(reader, members["y"], hy)
+    if y.ndim == 2:
+        y = y[:, 0]
     notes: list[str] = []
-    if x.dtype != np.uint8:
-        x = to_float32(x, opts.impute or ImputeOption.none, notes)  # no float64 copy
+    uint8 = hx.dtype == np.uint8
+    x = np.empty(shape, dtype=np.uint8 if uint8 else np.float32)
+    check = Float32Check(opts.impute or ImputeOption.none)
+    # Blocks of BLOCK_BYTES once stored (an int8 block is a quarter of its float32 form).
+    block_bytes = max(1, BLOCK_BYTES * hx.dtype.itemsize // x.dtype.itemsize)
+    for start, block in iter_rows(reader, members["x"], hx, block_bytes):
+        rows = _as_stored(block, layout)
+        if uint8:
+            x[start : start + len(rows)] = rows
+        else:
+            check.convert(start, rows, x[start : start + len(rows)])
+    check.finish(len(x), notes)
     labels = _labels(y, opts)
     if labels.note:
         notes.insert(0, labels.note)
-    return ParsedDataset(
-        modality=modality, labels=labels, x=np.ascontiguousarray(x), notes=notes, layout=layout
-    )
+    modality: Modality = "image" if layout is not None else "tabular"
+    return ParsedDataset(modality=modality, labels=labels, x=x, notes=notes, layout=layout)
 
 
 def _labels(y: NDArray[Any], opts: DatasetOptions) -> labels_mod.Labels:

@@ -16,10 +16,14 @@ decodes with this module too.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -112,27 +116,86 @@ def dataset_info(meta: dict[str, Any]) -> DatasetInfo:
     )
 
 
+@dataclass(frozen=True)
+class Encoded:
+    """The stored form written to a temporary file: its size, sha256 and chunks."""
+
+    file: IO[bytes]
+    size: int
+    sha256: str
+
+    def chunks(self, chunk: int = 2**20) -> Iterator[bytes]:
+        self.file.seek(0)
+        while part := self.file.read(chunk):
+            yield part
+
+
+@contextmanager
+def encode_file(ds: ParsedDataset) -> Iterator[Encoded]:
+    """The stored form in a temporary file (closed and gone on exit): never a second copy of
+    the dataset in memory, whatever its arrays compress to (issue 28, finding 8)."""
+    with tempfile.TemporaryFile() as f:
+        write(ds, f)
+        size = f.tell()
+        digest = hashlib.sha256()
+        f.seek(0)
+        while part := f.read(2**20):
+            digest.update(part)
+        yield Encoded(f, size, digest.hexdigest())
+
+
 def encode(ds: ParsedDataset) -> bytes:
+    buf = io.BytesIO()
+    write(ds, buf)
+    return buf.getvalue()
+
+
+def write(ds: ParsedDataset, out: IO[bytes]) -> None:
+    """Write the stored form (numpy's ``.npz`` layout) to ``out``."""
     arrays: dict[str, NDArray[Any]] = {"y": ds.labels.y}
     if ds.x is not None:
         arrays["x"] = ds.x
-    if ds.texts is not None:
-        encoded = [t.encode("utf-8") for t in ds.texts]
-        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-        np.cumsum([len(b) for b in encoded], out=offsets[1:])
-        arrays["text_bytes"] = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    texts = ds.texts
+    if texts is not None:
+        lengths = np.fromiter(
+            (len(t) if t.isascii() else len(t.encode("utf-8")) for t in texts),
+            dtype=np.int64,
+            count=len(texts),
+        )
+        offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
         arrays["text_offsets"] = offsets
     for name, arr in arrays.items():
         if arr.dtype.hasobject:  # never: the parsers build numeric arrays only
             raise ValueError(f"array {name} holds objects")
     # numpy's .npz layout (np.load reads it), deflated at level 1: the stored form of a
     # 20 MiB CSV compresses in a fraction of a second rather than seconds (issue 28.8).
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         for name, arr in arrays.items():
             with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.ascontiguousarray(arr), allow_pickle=False)
-    return buf.getvalue()
+                _write_npy(member, np.ascontiguousarray(arr))
+        if texts is not None:  # the UTF-8 of every text, written a batch of texts at a time
+            with zf.open("text_bytes.npy", "w", force_zip64=True) as member:
+                _write_header(member, np.dtype(np.uint8), (int(offsets[-1]),))
+                for at in range(0, len(texts), 4096):
+                    member.write("".join(texts[at : at + 4096]).encode("utf-8"))
+
+
+def _write_header(out: IO[bytes], dtype: np.dtype[Any], shape: tuple[int, ...]) -> None:
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+    try:
+        np.lib.format.write_array_header_1_0(out, header)
+    except ValueError:  # a header too long for format 1.0
+        np.lib.format.write_array_header_2_0(out, header)
+
+
+def _write_npy(out: IO[bytes], arr: NDArray[Any]) -> None:
+    """``numpy.lib.format.write_array``, but the data in 1 MiB slices of the array itself
+    (numpy copies 16 MiB pieces to write to a zip member): no copy of the dataset."""
+    _write_header(out, arr.dtype, arr.shape)
+    data = memoryview(arr.reshape(-1).view(np.uint8).data) if arr.size else memoryview(b"")
+    for at in range(0, len(data), 2**20):
+        out.write(data[at : at + 2**20])
 
 
 def decode(content: bytes) -> Decoded:

@@ -30,6 +30,7 @@ from api.datasets import labels as labels_mod
 from api.datasets.archive import ArchiveLimits, BoundedReader, open_zip
 from api.datasets.codec import ParsedDataset
 from api.datasets.errors import Collector, reject
+from api.datasets.source import Source
 from api.schemas import ColorMode, DatasetOptions
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -75,7 +76,7 @@ def _budget(n: int, channels: int, size: tuple[int, int], limits: ArchiveLimits)
         )
 
 
-def parse_image_zip(data: bytes, opts: DatasetOptions, limits: ArchiveLimits) -> ParsedDataset:
+def parse_image_zip(data: Source, opts: DatasetOptions, limits: ArchiveLimits) -> ParsedDataset:
     archive = open_zip(data, limits, what="zip")
     reader = BoundedReader(archive, limits)
     all_files = list(reader.files())

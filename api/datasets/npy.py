@@ -10,19 +10,21 @@ inflated: each member's header declares its dtype and shape. So:
 2. the caller checks the *stored* size those shapes imply (uint8 images stay
    uint8, other features become float32, labels 8 bytes) against
    ``TRAINFORGE_MAX_DATASET_BYTES`` -- before anything is decompressed;
-3. :func:`read_array` inflates the member straight into one preallocated
-   array (no list of chunks, no joined copy), counting the bytes that really
-   come out;
-4. :func:`to_float32` converts features to float32 in row blocks, checking
-   finiteness and NaNs per block: never a float64 copy of the whole array.
+3. :func:`iter_rows` inflates ``x`` in blocks of rows into one reused buffer,
+   counting the bytes that really come out, and :class:`Float32Check` converts
+   each block to float32 (checking finiteness and NaNs) straight into the
+   stored array; ``y`` is read whole by :func:`read_array` (one preallocated
+   array, no list of chunks);
+4. never the raw ``x`` whole, never a float64 copy of it.
 
-Peak memory of an npz upload is therefore about the raw array plus its
-float32 form, both bounded by the limit (see the README's reliability section).
+Peak memory of an npz upload is therefore the stored arrays plus one block
+(issue 28, finding 8; bench/upload_memory.py).
 """
 
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -36,7 +38,7 @@ from api.schemas import ImputeOption
 
 MAX_HEADER = 10_000
 _CHUNK = 2**20
-_BLOCK_BYTES = 16 * 2**20  # rows converted to float32 at a time
+BLOCK_BYTES = 4 * 2**20  # rows inflated and converted at a time (stored size of a block)
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,58 @@ def read_array(reader: BoundedReader, info: zipfile.ZipInfo, header: NpyHeader) 
     return arr
 
 
+def iter_rows(
+    reader: BoundedReader, info: zipfile.ZipInfo, header: NpyHeader, block_bytes: int
+) -> Iterator[tuple[int, NDArray[Any]]]:
+    """The member's array in blocks of rows, ``(first row, rows)``, each inflated into one
+    reused buffer (native byte order): the whole raw array is never in memory. A
+    Fortran-ordered array (rare: numpy writes C order) is read whole and yielded once."""
+    if header.fortran and len(header.shape) > 1:
+        yield 0, read_array(reader, info, header)
+        return
+    rows_total = header.shape[0] if header.shape else 1
+    inner = header.shape[1:]
+    row_bytes = header.dtype.itemsize
+    for s in inner:
+        row_bytes *= int(s)
+    block = max(1, block_bytes // max(1, row_bytes))
+    buf = np.empty(min(block, rows_total) * row_bytes, dtype=np.uint8)
+    got = 0
+    try:
+        with _open(reader, info) as fp:
+            _parse_header(fp, header.name)
+            for start in range(0, rows_total, block):
+                rows = min(block, rows_total - start)
+                want = rows * row_bytes
+                view = memoryview(buf.data)[:want]
+                filled = 0
+                while filled < want:
+                    n = fp.readinto(view[filled:])  # type: ignore[attr-defined]
+                    if not n:
+                        break
+                    filled += n
+                got += filled
+                reader.total += filled
+                if filled != want:
+                    break
+                arr = buf[:want].view(header.dtype).reshape((rows, *inner))
+                if not header.dtype.isnative:
+                    arr = arr.byteswap().view(header.dtype.newbyteorder("="))
+                yield start, arr
+            extra = fp.read(1)
+    except READ_ERRORS as exc:
+        raise reject(
+            "file", f"archive entry {info.filename!r} cannot be read ({exc})", "bad_zip"
+        ) from exc
+    if got != header.nbytes or extra:
+        raise reject(
+            "file",
+            f"array {header.name!r} holds another number of bytes than its header declares: "
+            "the file is truncated or corrupt",
+            "bad_npy",
+        )
+
+
 def _nan_note(x_rows: int, nan_total: int, nan_rows: list[int], impute: ImputeOption) -> str:
     if impute == ImputeOption.none:
         shown = ", ".join(str(r) for r in nan_rows[:10])
@@ -165,23 +219,23 @@ def _nan_note(x_rows: int, nan_total: int, nan_rows: list[int], impute: ImputeOp
     )
 
 
-def to_float32(x: NDArray[Any], impute: ImputeOption, notes: list[str]) -> NDArray[np.float32]:
-    """``x`` as float32, checked: no infinities or values past float32; NaN per ``impute``.
+class Float32Check:
+    """Features converted to float32 block by block: no infinities or values past float32;
+    NaN counted (and refused unless ``impute``), a feature NaN in every sample refused."""
 
-    Converted in blocks of rows, so the only full-size array made is the result.
-    """
-    if x.dtype.kind in "biu":  # integers: always finite in float32 (int64 max < 3.4e38)
-        return x.astype(np.float32)
-    n = len(x)
-    out = np.empty(x.shape, dtype=np.float32)
-    row_bytes = max(1, x[0].nbytes if n else 1)
-    block = max(1, _BLOCK_BYTES // row_bytes)
-    nan_total, nan_rows = 0, list[int]()
-    all_nan: NDArray[np.bool_] | None = None
-    for start in range(0, n, block):
-        src = x[start : start + block]
+    def __init__(self, impute: ImputeOption) -> None:
+        self.impute = impute
+        self.nan_total = 0
+        self.nan_rows: list[int] = []
+        self.all_nan: NDArray[np.bool_] | None = None
+
+    def convert(self, start: int, src: NDArray[Any], dst: NDArray[np.float32]) -> None:
+        """``src`` (rows from ``start``) converted into ``dst``, a block of the stored array:
+        no float32 temporary, only boolean masks of the block."""
         with np.errstate(over="ignore", invalid="ignore"):
-            dst = src.astype(np.float32)
+            np.copyto(dst, src, casting="unsafe")
+        if src.dtype.kind in "biu":  # integers: always finite in float32 (int64 max < 3.4e38)
+            return
         bad = np.isinf(dst)  # inf in the upload, or finite there but past float32
         if bad.any():
             first = start + int(np.argwhere(bad)[0][0])
@@ -190,22 +244,25 @@ def to_float32(x: NDArray[Any], impute: ImputeOption, notes: list[str]) -> NDArr
                 f"x holds infinite or too-large values (first at sample {first}): replace them",
                 "feature_not_finite",
             )
+        del bad
         nan = np.isnan(dst)
         if nan.any():
             flat = nan.reshape(len(src), -1)
-            nan_total += int(nan.sum())
-            nan_rows.extend((start + np.flatnonzero(flat.any(axis=1))).tolist())
+            self.nan_total += int(nan.sum())
+            self.nan_rows.extend((start + np.flatnonzero(flat.any(axis=1))).tolist())
             cols: NDArray[np.bool_] = np.asarray(flat.all(axis=0))
         else:
             cols = np.zeros(int(np.prod(src.shape[1:])), dtype=bool)
-        all_nan = cols if all_nan is None else np.logical_and(all_nan, cols)
-        out[start : start + block] = dst
-    if nan_total:
-        note = _nan_note(n, nan_total, nan_rows, impute)
-        if all_nan is not None and all_nan.any():
+        self.all_nan = cols if self.all_nan is None else np.logical_and(self.all_nan, cols)
+
+    def finish(self, n: int, notes: list[str]) -> None:
+        if not self.nan_total:
+            return
+        note = _nan_note(n, self.nan_total, self.nan_rows, self.impute)
+        if self.all_nan is not None and self.all_nan.any():
             raise reject(
-                "file", f"{int(all_nan.sum())} features are NaN in every sample: cannot impute",
+                "file",
+                f"{int(self.all_nan.sum())} features are NaN in every sample: cannot impute",
                 "empty_column",
-            )  # fmt: skip
+            )
         notes.append(note)
-    return out

@@ -14,10 +14,11 @@ from typing import Any, BinaryIO
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api.datasets import codec
+from api.datasets import codec, source
 from api.datasets.archive import ArchiveLimits
 from api.datasets.errors import DatasetRejected, reject
 from api.datasets.options import infer_format, options_hash, resolve, sniff_delimiter
+from api.datasets.source import Source
 from api.db import datasets as repo
 from api.db.datasets import Dataset
 from api.db.keys import Principal
@@ -62,31 +63,32 @@ def too_large(limit: int) -> ProblemError:
     )
 
 
-def read_upload(file: BinaryIO, limit: int) -> tuple[bytes, str]:
-    """The upload's bytes and their sha256; 413 past ``limit`` (counted while reading)."""
+def hash_upload(file: BinaryIO, limit: int) -> tuple[int, str]:
+    """The upload's size and sha256, read in chunks (nothing kept in memory); 413 past
+    ``limit``. The file is left at its start for the parsers (``api.datasets.source``)."""
     digest = hashlib.sha256()
-    parts: list[bytes] = []
     size = 0
+    file.seek(0)
     while chunk := file.read(_READ):
         size += len(chunk)
         if size > limit:
             raise too_large(limit)
         digest.update(chunk)
-        parts.append(chunk)
-    return b"".join(parts), digest.hexdigest()
+    file.seek(0)
+    return size, digest.hexdigest()
 
 
-def inferred_format(filename: str, data: bytes, given: dict[str, Any]) -> DatasetFormat:
+def inferred_format(filename: str, data: Source, given: dict[str, Any]) -> DatasetFormat:
     """The format of an upload sent without ``format``."""
-    return infer_format(filename, data[:65536], given)
+    return infer_format(filename, source.head(data, 65536), given)
 
 
 def default_delimiter(
-    fmt: DatasetFormat, filename: str, data: bytes, given: dict[str, Any]
+    fmt: DatasetFormat, filename: str, data: Source, given: dict[str, Any]
 ) -> None:
     """A csv sent without ``delimiter``: the one its name or header line shows (into ``given``)."""
     if fmt in (DatasetFormat.csv, DatasetFormat.text_csv) and not given.get("delimiter"):
-        given["delimiter"] = sniff_delimiter(filename, data[:65536])
+        given["delimiter"] = sniff_delimiter(filename, source.head(data, 65536))
 
 
 def archive_limits(settings: Settings) -> ArchiveLimits:
@@ -99,10 +101,10 @@ def archive_limits(settings: Settings) -> ArchiveLimits:
 
 
 def parse(
-    fmt: DatasetFormat, data: bytes, opts: DatasetOptions, settings: Settings
+    fmt: DatasetFormat, data: Source, opts: DatasetOptions, settings: Settings
 ) -> codec.ParsedDataset:
     """Parse and validate the whole upload (raises DatasetRejected)."""
-    if not data:
+    if not source.head(data, 1):
         raise reject("file", "the file is empty", "empty_file")
     limits = archive_limits(settings)
     if fmt == DatasetFormat.csv:
@@ -138,8 +140,9 @@ def create_dataset(
     *,
     fmt: DatasetFormat,
     name: str,
-    data: bytes,
+    data: Source,
     sha256: str,
+    size: int,
     given: dict[str, Any],
 ) -> tuple[Dataset, bool]:
     """The new dataset and True, or the team's existing one with this content and False."""
@@ -153,36 +156,61 @@ def create_dataset(
         parsed = parse(fmt, data, opts, settings)
     except DatasetRejected as exc:
         raise problem(exc) from exc
-    content = codec.encode(parsed)
+    with codec.encode_file(parsed) as content:  # on disk: stored in chunks from the file
+        meta, notes = codec.metadata(parsed), parsed.notes
+        del parsed  # the decoded arrays are in the file now
+        return _store(
+            session, settings, principal, content, meta=meta, fmt=fmt, name=name,
+            sha256=sha256, ohash=ohash, opts=opts, notes=notes,
+            size=size,
+        )  # fmt: skip
+
+
+def _store(
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    content: codec.Encoded,
+    *,
+    meta: dict[str, Any],
+    fmt: DatasetFormat,
+    name: str,
+    sha256: str,
+    ohash: str,
+    opts: DatasetOptions,
+    notes: list[str],
+    size: int,
+) -> tuple[Dataset, bool]:
+    team_id = team_scope(principal)
     try:  # the team's storage quota (api/storage): 507 before anything is written
         storage.check_quota(
             session,
             team_id,
-            adding=len(content),
+            adding=content.size,
             what="This upload",
             default=settings.default_storage_quota_bytes,
         )
     except storage.StorageQuotaExceeded as exc:
         raise insufficient_storage(exc) from exc
-    meta = codec.metadata(parsed)
     try:
         dataset = repo.create_dataset(
             session,
-            content=content,
+            content=content.chunks(),
+            stored_bytes=content.size,
             team_id=team_id,
             created_by_key=principal.key_id,
             name=name,
             format=fmt.value,
             sha256=sha256,
             options_hash=ohash,
-            size_bytes=len(data),
-            stored_sha256=hashlib.sha256(content).hexdigest(),
+            size_bytes=size,
+            stored_sha256=content.sha256,
             task=meta["task"],
             modality=meta["modality"],
             n_samples=meta["n_samples"],
             info=meta,
             options=opts.model_dump(mode="json"),
-            notes=parsed.notes,
+            notes=notes,
         )
     except IntegrityError:
         # A concurrent upload of the same content won the unique index: answer with it.

@@ -22,16 +22,18 @@ import pyarrow.csv as pacsv
 
 from api.datasets import columns as cols
 from api.datasets import labels as labels_mod
+from api.datasets import source
 from api.datasets.codec import ParsedDataset
 from api.datasets.errors import MAX_LISTED, Collector, DatasetRejected, Issue, reject
-from api.datasets.tabular import MAX_FIELD_CHARS, _column, _header
+from api.datasets.source import Source
+from api.datasets.tabular import MAX_FIELD_CHARS, _column, _header, checked_bytes
 from api.schemas import DatasetOptions
 
 BLOCK_BYTES = 2 * 2**20  # a row must fit in one block: a longer row is a clear 422
 # The system allocator hands freed blocks back at once: with mimalloc (pyarrow's default) the
 # read of a 20 MiB CSV peaked about 1.6x higher (bench/csv_upload.py).
 pa.set_memory_pool(pa.system_memory_pool())
-_CHECK = 2**20
+TRIM_BYTES = 4 * 2**20  # columns let go between two malloc_trim calls (each walks the heap)
 
 
 def _case_variants(word: str) -> list[str]:
@@ -42,36 +44,26 @@ def _case_variants(word: str) -> list[str]:
 NULL_VALUES = sorted({v for w in cols.MISSING for v in _case_variants(w)})
 
 
-def checked_bytes(data: bytes) -> bytes:
-    """UTF-8 bytes of the upload (UTF-16 with a BOM converted), or a clear 422."""
-    if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
-        try:
-            return data.decode("utf-16").encode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise reject(
-                "file", f"the file starts as UTF-16 but is not ({exc.reason})", "not_utf8"
-            ) from exc
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    view = memoryview(data)
-    for at in range(0, len(data), _CHECK):  # no copy of the whole text
-        try:
-            decoder.decode(view[at : at + _CHECK], final=at + _CHECK >= len(data))
-        except UnicodeDecodeError as exc:
-            pos = at + exc.start
-            raise reject(
-                "file",
-                f"the file is not UTF-8 text (byte {pos} is {data[pos : pos + 1]!r}); save it "
-                "as UTF-8 CSV (UTF-16 with a byte-order mark is also read)",
-                "not_utf8",
-            ) from exc
-    if b"\x00" in data:
-        raise reject("file", "the file holds NUL bytes: it is not a CSV text file", "binary_file")
-    return data
+def _first_line(data: Source) -> bytes:
+    """The header line (without its newline), read in chunks from a file."""
+    if isinstance(data, bytes):
+        end = data.find(b"\n")
+        return data[: end if end >= 0 else len(data)]
+    parts: list[bytes] = []
+    for part in source.iter_chunks(data, 2**16):
+        end = part.find(b"\n")
+        if end >= 0:
+            parts.append(part[:end])
+            break
+        parts.append(part)
+    data.seek(0)
+    return b"".join(parts)
 
 
-def _header_names(data: bytes, delimiter: str) -> list[str]:
-    start = 3 if data.startswith(codecs.BOM_UTF8) else 0
-    first = data[start : data.find(b"\n", start) if b"\n" in data[start:] else len(data)]
+def _header_names(data: Source, delimiter: str) -> list[str]:
+    first = _first_line(data)
+    if first.startswith(codecs.BOM_UTF8):
+        first = first[3:]
     rows = (
         (i + 1, r)
         for i, r in enumerate(csv.reader(io.StringIO(first.decode("utf-8")), delimiter=delimiter))
@@ -81,7 +73,25 @@ def _header_names(data: bytes, delimiter: str) -> list[str]:
 
 
 def _read(
-    data: bytes, names: list[str], wanted: list[str], delimiter: str
+    data: Source, names: list[str], wanted: list[str], delimiter: str
+) -> tuple[pa.Table, Collector]:
+    """The wanted columns, read block by block (pyarrow's streaming reader: a table's worth
+    of memory, about half of what ``read_csv`` peaks at). The streaming reader keeps the
+    types it infers from the first block; when a later block does not fit them (a column
+    empty at first, or numbers that turn into words) the file is read again by
+    ``read_csv``, which widens the types."""
+    try:
+        return _read_with(data, names, wanted, delimiter, stream=True)
+    except _TypesChanged:
+        return _read_with(data, names, wanted, delimiter, stream=False)
+
+
+class _TypesChanged(Exception):
+    pass
+
+
+def _read_with(
+    data: Source, names: list[str], wanted: list[str], delimiter: str, *, stream: bool
 ) -> tuple[pa.Table, Collector]:
     ragged = Collector("file", "ragged_row")
 
@@ -90,30 +100,43 @@ def _read(
         ragged.add(f"{at} has {row.actual_columns} fields and the header has {len(names)}")
         return "skip"
 
+    src = (
+        pa.py_buffer(data)
+        if isinstance(data, bytes)
+        else pa.PythonFile(source.as_file(data), mode="r")
+    )
+    options: dict[str, Any] = {
+        "read_options": pacsv.ReadOptions(
+            column_names=names, skip_rows=1, block_size=BLOCK_BYTES, use_threads=False
+        ),
+        "parse_options": pacsv.ParseOptions(
+            delimiter=delimiter, invalid_row_handler=on_bad_row, newlines_in_values=True
+        ),
+        "convert_options": pacsv.ConvertOptions(
+            include_columns=wanted,
+            null_values=NULL_VALUES,
+            strings_can_be_null=True,
+            true_values=[],
+            false_values=[],
+            quoted_strings_can_be_null=True,
+        ),
+    }
     try:
-        table = pacsv.read_csv(
-            pa.py_buffer(data),
-            read_options=pacsv.ReadOptions(
-                column_names=names, skip_rows=1, block_size=BLOCK_BYTES, use_threads=False
-            ),
-            parse_options=pacsv.ParseOptions(
-                delimiter=delimiter, invalid_row_handler=on_bad_row, newlines_in_values=True
-            ),
-            convert_options=pacsv.ConvertOptions(
-                include_columns=wanted,
-                null_values=NULL_VALUES,
-                strings_can_be_null=True,
-                true_values=[],
-                false_values=[],
-                quoted_strings_can_be_null=True,
-            ),
-        )
+        if not stream:
+            return pacsv.read_csv(src, **options), ragged
+        reader = pacsv.open_csv(src, **options)
+        try:
+            batches = list(reader)
+        except pa.ArrowInvalid as exc:
+            if "conversion error" in str(exc):
+                raise _TypesChanged from exc
+            raise
+        return pa.Table.from_batches(batches, schema=reader.schema), ragged
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         msg = str(exc).split("\n")[0][:300]
         if "straddling" in msg or "block" in msg:
             msg = f"a row is longer than {BLOCK_BYTES // 2**20} MiB"
         raise reject("file", f"not valid CSV ({msg})", "malformed_csv") from exc
-    return table, ragged
 
 
 def _labels(arr: pa.ChunkedArray, task: str) -> labels_mod.Labels:
@@ -178,7 +201,7 @@ def _long_cells(table: pa.Table) -> list[Issue]:
     return out
 
 
-def parse_table(data: bytes, opts: DatasetOptions) -> ParsedDataset:
+def parse_table(data: Source, opts: DatasetOptions) -> ParsedDataset:
     assert opts.label_column is not None and opts.delimiter is not None
     data = checked_bytes(data)
     names = _header_names(data, opts.delimiter)
@@ -193,9 +216,11 @@ def parse_table(data: bytes, opts: DatasetOptions) -> ParsedDataset:
             Issue("columns", f"{label!r} is the label, not a feature", "label_is_feature")
         )
     if opts.feature_columns is not None:
-        features = [
-            names[_column(names, c, "feature_columns", position)] for c in opts.feature_columns
-        ]
+        features = list(  # a column named twice is one feature
+            dict.fromkeys(
+                names[_column(names, c, "feature_columns", position)] for c in opts.feature_columns
+            )
+        )
         if label in features:
             raise reject(
                 "feature_columns",
@@ -221,23 +246,33 @@ def parse_table(data: bytes, opts: DatasetOptions) -> ParsedDataset:
             [*issues, Issue("file", "the file has a header but no data rows", "no_rows")]
         )
     issues += _long_cells(table)
+    # Each column is let go once typed: the table is never alongside all the typed floats.
+    columns = dict(zip(table.column_names, table.columns, strict=True))
+    del table
+    source.release_freed_memory()  # the reader's blocks
     if issues:
         raise DatasetRejected(issues)
     labels: labels_mod.Labels | None = None
     try:
-        labels = _labels(table.column(label), opts.task.value)
+        labels = _labels(columns.pop(label), opts.task.value)
     except DatasetRejected as exc:
         issues += exc.issues
     typed = []
+    freed = 0  # bytes of columns let go since the last trim (a trim walks the whole heap)
     for name in features:
-        col = cols.typed_column(name, table.column(name), overrides.get(name))
+        arr = columns.pop(name)
+        freed += arr.nbytes
+        col = cols.typed_column(name, arr, overrides.get(name))
+        del arr
         if col.values is not None:  # float32 now: half the memory until x is assembled
             with np.errstate(over="ignore"):
                 col.values = col.values.astype(np.float32)
         bad = _finite(col)
         issues += col.issues + ([bad] if bad else [])
         typed.append(col)
-    del table
+        if freed >= TRIM_BYTES:  # the columns' strings and float64 temporaries
+            source.release_freed_memory()
+            freed = 0
     issues += cols.missing_numbers(typed, str(opts.impute or "none"))
     issues += cols.check_category_budget(typed)
     used = [c for c in typed if c.type in cols.USED and c.values is not None]
@@ -297,7 +332,7 @@ def _notes(labels: labels_mod.Labels, typed: list[cols.Column], opts: DatasetOpt
     return notes
 
 
-def parse_csv(data: bytes, opts: DatasetOptions) -> ParsedDataset:
+def parse_csv(data: Source, opts: DatasetOptions) -> ParsedDataset:
     """A ``csv`` upload: every column typed (``api.datasets.columns``), every problem at once.
     Callers import this module lazily: pyarrow is only loaded when a CSV arrives."""
     return parse_table(data, opts)

@@ -12,39 +12,70 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from api.datasets import labels as labels_mod
+from api.datasets import source
 from api.datasets.codec import ParsedDataset
 from api.datasets.errors import MAX_LISTED, Collector, DatasetRejected, Issue, reject
+from api.datasets.source import Source
 from api.schemas import DatasetOptions
 
 MAX_COLUMNS = 100_000
 MAX_FIELD_CHARS = 1_000_000
+CHECK_BYTES = 2**20
 
 
-def _text(data: bytes) -> str:
+def checked_bytes(data: Source) -> Source:
+    """The upload as UTF-8 (UTF-16 with a BOM converted, in memory), or a clear 422.
+
+    A file is checked in chunks as it is read: never a copy of the whole text."""
+    first = source.head(data, 2)
+    if first in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        try:
+            return source.read_all(data).decode("utf-16").encode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise reject(
+                "file", f"the file starts as UTF-16 but is not ({exc.reason})", "not_utf8"
+            ) from exc
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    at = 0
+    for part in source.iter_chunks(data, CHECK_BYTES):  # no copy of the whole text
+        try:
+            decoder.decode(part)
+        except UnicodeDecodeError as exc:
+            pos = at + exc.start
+            raise reject(
+                "file",
+                f"the file is not UTF-8 text (byte {pos} is {part[exc.start : exc.start + 1]!r});"
+                " save it as UTF-8 CSV (UTF-16 with a byte-order mark is also read)",
+                "not_utf8",
+            ) from exc
+        if b"\x00" in part:
+            raise reject(
+                "file", "the file holds NUL bytes: it is not a CSV text file", "binary_file"
+            )
+        at += len(part)
     try:
-        text = data.decode("utf-8-sig")
+        decoder.decode(b"", final=True)
     except UnicodeDecodeError as exc:
         raise reject(
             "file",
-            f"the file is not UTF-8 text (byte {exc.start} is {data[exc.start : exc.start + 1]!r});"
-            " save it as UTF-8 CSV",
+            f"the file is not UTF-8 text (it ends inside a character at byte {at + exc.start}); "
+            "save it as UTF-8 CSV",
             "not_utf8",
         ) from exc
-    if "\x00" in text:
-        raise reject("file", "the file holds NUL bytes: it is not a CSV text file", "binary_file")
-    return text
+    return data
 
 
-def _rows(text: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+def _rows(lines: Iterable[str], delimiter: str) -> Iterator[tuple[int, list[str]]]:
     """(line number, fields) of every non-blank row."""
     csv.field_size_limit(MAX_FIELD_CHARS)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
     try:
         for row in reader:
             if not row or (len(row) == 1 and not row[0].strip()):
@@ -92,9 +123,19 @@ def _column(
     return position[wanted]
 
 
-def parse_text_csv(data: bytes, opts: DatasetOptions) -> ParsedDataset:
+def parse_text_csv(data: Source, opts: DatasetOptions) -> ParsedDataset:
     assert opts.label_column and opts.text_column and opts.delimiter
-    rows = _rows(_text(data), opts.delimiter)
+    # Read line by line from the upload's file (checked as UTF-8 first): never the whole
+    # text at once (issue 28, finding 8).
+    text = io.TextIOWrapper(source.as_file(checked_bytes(data)), encoding="utf-8-sig", newline="")
+    try:
+        return _parse_text_rows(_rows(text, opts.delimiter), opts)
+    finally:
+        text.detach()  # the upload's file stays open for its owner
+
+
+def _parse_text_rows(rows: Iterator[tuple[int, list[str]]], opts: DatasetOptions) -> ParsedDataset:
+    assert opts.label_column and opts.text_column
     names = _header(rows)
     label_idx = _column(names, opts.label_column, "label_column")
     text_idx = _column(names, opts.text_column, "text_column")

@@ -10,7 +10,7 @@ transaction: nothing here commits.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -70,10 +70,20 @@ def find_by_content(
     )
 
 
-def create_dataset(session: Session, *, content: bytes, **fields: Any) -> Dataset:
-    """Insert the row and its chunks (flushed, not committed)."""
-    n_chunks = -(-len(content) // CHUNK_BYTES)
-    dataset = Dataset(n_chunks=n_chunks, stored_bytes=len(content), **fields)
+def create_dataset(
+    session: Session,
+    *,
+    content: bytes | Iterable[bytes],
+    stored_bytes: int | None = None,
+    **fields: Any,
+) -> Dataset:
+    """Insert the row and its chunks (flushed, not committed). ``content`` may be chunks (a
+    file being read) when ``stored_bytes`` gives their total."""
+    if stored_bytes is None:
+        assert isinstance(content, bytes)
+        stored_bytes = len(content)
+    n_chunks = -(-stored_bytes // CHUNK_BYTES)
+    dataset = Dataset(n_chunks=n_chunks, stored_bytes=stored_bytes, **fields)
     session.add(dataset)
     session.flush()
     blobs.write(session, content_ref(dataset.id), dataset.team_id, content)

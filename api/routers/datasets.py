@@ -170,18 +170,19 @@ def create_dataset(
     principal: PrincipalDep,
 ) -> DatasetRead:
     """Validate an uploaded dataset in full and store it (normalised, content-hashed)."""
+    data = form.file.file  # spooled to disk by the form parser; never read into memory whole
     try:
-        data, sha256 = service.read_upload(form.file.file, settings.max_upload_bytes)
+        size, sha256 = service.hash_upload(data, settings.max_upload_bytes)
+        name = form.name or PurePath(form.file.filename or "").name[:200] or "dataset"
+        given = form.model_dump(exclude={"file", "format", "name"})
+        fmt = form.format or service.inferred_format(form.file.filename or "", data, given)
+        service.default_delimiter(fmt, form.file.filename or "", data, given)
+        dataset, created = service.create_dataset(
+            session, settings, principal, fmt=fmt, name=name, data=data, sha256=sha256,
+            size=size, given=given,
+        )  # fmt: skip
     finally:
-        form.file.file.close()
-    name = form.name or PurePath(form.file.filename or "").name[:200] or "dataset"
-    given = form.model_dump(exclude={"file", "format", "name"})
-    fmt = form.format or service.inferred_format(form.file.filename or "", data, given)
-    service.default_delimiter(fmt, form.file.filename or "", data, given)
-    dataset, created = service.create_dataset(
-        session, settings, principal, fmt=fmt, name=name, data=data, sha256=sha256,
-        given=given,
-    )  # fmt: skip
+        data.close()
     response.headers["Location"] = f"/v1/datasets/{dataset.id}"
     if created:
         session.commit()

@@ -12,6 +12,7 @@ the server sends ``end`` and closes the stream.
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, cast
 
@@ -32,7 +33,7 @@ from api.problems import Problem
 from api.schemas import JobEvent
 
 POLL_SECONDS = 0.25  # the event hub's tick: one query per tick for all streams
-FALLBACK_SECONDS = 2.0  # a stream reads its page at least this often, news or not
+FALLBACK_SECONDS = 2.0  # a stream reads its page about this often (0.5-1.5x), news or not
 KEEPALIVE_SECONDS = 15.0  # a comment line when idle, so proxies keep the connection
 PAGE = 100  # events per query (a metrics event reads its points too)
 RECONNECT_MS = 1000  # the client's reconnection delay (the SSE `retry` field)
@@ -133,7 +134,10 @@ async def stream_job_events(
     yield _sse(comment=f"job {job_id}", retry=RECONNECT_MS)
     idle = 0.0
     key_id: str = request.state.principal.key_id
-    key_checked = anyio.current_time()
+    # Streams opened together must not read together: each one's key checks and fallback
+    # reads are spread (issue 28, 13: 200 streams opened at once read 200 pages in the same
+    # instant every 2 s, and the job list waited behind them for a second).
+    key_checked = anyio.current_time() - random.uniform(0, KEY_CHECK_SECONDS)
     hub = request.app.state.event_hub
     while True:
         if hub.is_revoked(key_id):  # seen by the hub within a tick (issue 28, 9)
@@ -161,7 +165,7 @@ async def stream_job_events(
             idle = 0.0
         # The process's one poller (api/event_hub.py) says when this job has news.
         waited = anyio.current_time()
-        await hub.wait(job_id, cursor, FALLBACK_SECONDS)
+        await hub.wait(job_id, cursor, FALLBACK_SECONDS * random.uniform(0.5, 1.5))
         if hub.is_revoked(key_id):  # seen by the hub within a tick (issue 28, 9)
             return
         idle += anyio.current_time() - waited

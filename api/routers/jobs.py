@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from api import audit
+from api import audit, etag
 from api import jobs_service as service
 from api.db import jobs as repo
 from api.db.events import json_float
@@ -146,7 +146,11 @@ def _json(read: JobRead, code: int, headers: dict[str, str]) -> Response:
     return Response(read.model_dump_json(by_alias=True), code, headers, "application/json")
 
 
-@router.get("", response_model=JobSummaryPage)
+@router.get(
+    "",
+    response_model=JobSummaryPage,
+    responses={200: {"headers": etag.ETAG_HEADER}, **etag.NOT_MODIFIED},
+)
 def list_jobs(
     session: SessionDep,
     principal: PrincipalDep,
@@ -175,9 +179,13 @@ def list_jobs(
             "CLI resolves a short id.",
         ),
     ] = None,
-) -> JobSummaryPage:
-    """The team's jobs, newest first: a summary of each (the full job: `GET /v1/jobs/{id}`)."""
-    return joblist.list_page(
+    if_none_match: Annotated[
+        str | None, Header(max_length=2000, description=etag.IF_NONE_MATCH_DESCRIPTION)
+    ] = None,
+) -> Response:
+    """The team's jobs, newest first: a summary of each (the full job: `GET /v1/jobs/{id}`).
+    With the ETag of the previous answer in If-None-Match, a 304 while nothing changed."""
+    page = joblist.list_page(
         session,
         principal,
         team_id=team_id,
@@ -188,12 +196,28 @@ def list_jobs(
         limit=limit,
         id_prefix=id_prefix,
     )
+    body = page.model_dump_json(by_alias=True).encode()
+    return etag.conditional_json(body, principal.team_id, if_none_match)
 
 
-@router.get("/{job_id}", response_model=JobRead)
-def get_job(job_id: str, session: SessionDep, principal: PrincipalDep) -> JobRead:
-    """One job: status, resolved spec, attempt, progress, transitions."""
-    return service.to_read(session, service.get_job_or_404(session, principal, job_id))
+@router.get(
+    "/{job_id}",
+    response_model=JobRead,
+    responses={200: {"headers": etag.ETAG_HEADER}, **etag.NOT_MODIFIED},
+)
+def get_job(
+    job_id: str,
+    session: SessionDep,
+    principal: PrincipalDep,
+    if_none_match: Annotated[
+        str | None, Header(max_length=2000, description=etag.IF_NONE_MATCH_DESCRIPTION)
+    ] = None,
+) -> Response:
+    """One job: status, resolved spec, attempt, progress, transitions. With the ETag of the
+    previous answer in If-None-Match, a 304 while nothing changed."""
+    read = service.read_job(session, principal, job_id)
+    body = read.model_dump_json(by_alias=True).encode()
+    return etag.conditional_json(body, principal.team_id, if_none_match)
 
 
 @router.post(

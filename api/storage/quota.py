@@ -12,7 +12,7 @@ from api.problems import ProblemError
 from api.storage import repository as repo
 from api.storage.schemas import StorageFigures
 from ml.checks import SpecProblem
-from ml.resources import ResourceEstimate, checkpoint_size, checkpoints_saved
+from ml.resources import CheckpointSize, ResourceEstimate, checkpoint_size, checkpoints_saved
 from ml.spec import JobSpec
 
 _MEMO = "trainforge.storage_room"
@@ -75,6 +75,28 @@ def refuse_when_full(session: Session, team_id: str, default: int = 0) -> None:
         )
 
 
+def team_room(
+    session: Session, team_id: str, default: int = 0
+) -> tuple[int, repo.StorageUsage] | None:
+    """The team's storage quota and what it stores (None: no quota), read once per
+    transaction."""
+    return _room(session, team_id, default)
+
+
+def kept_checkpoints(spec: JobSpec, est: ResourceEstimate) -> tuple[int, CheckpointSize]:
+    """How many checkpoints the job keeps (``keep_last + keep_best``, at most the ones the
+    run saves) and the size of each, at least."""
+    policy = spec.checkpointing
+    return min(policy.keep_last + policy.keep_best, checkpoints_saved(spec)), checkpoint_size(
+        spec, est
+    )
+
+
+def size_parts(size: CheckpointSize) -> str:
+    parts = f"weights {size.weights:,} + optimizer state {size.optimizer:,}"
+    return parts + (f" + best weights {size.best:,}" if size.best else "")
+
+
 def checkpoint_room(
     session: Session, team_id: str, spec: JobSpec, est: ResourceEstimate, default: int = 0
 ) -> SpecProblem | None:
@@ -88,16 +110,13 @@ def checkpoint_room(
         return None
     quota, usage = room
     policy = spec.checkpointing
-    size = checkpoint_size(spec, est)
+    kept, size = kept_checkpoints(spec, est)
     saved = checkpoints_saved(spec)
-    kept = min(policy.keep_last + policy.keep_best, saved)
     stored = usage.total_bytes
     left = max(quota - stored, 0)
     if kept * size.total <= left:
         return None
-    parts = f"weights {size.weights:,} + optimizer state {size.optimizer:,}"
-    if size.best:
-        parts += f" + best weights {size.best:,}"
+    parts = size_parts(size)
     fit = left // size.total if size.total else kept
     hint = (
         f"at most {fit} fit: set keep_last + keep_best to {fit} or less, use a smaller "

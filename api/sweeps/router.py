@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.deps import PrincipalDep, QueueDep, SessionDep, SettingsDep
 from api.problems import Problem
 from api.queue import JobQueue
+from api.storage.schemas import StorageProblem
 from api.sweeps import repository as repo
 from api.sweeps import service
 from api.sweeps.schemas import SweepCreate, SweepEventRead, SweepPage, SweepRead, TrialPage
@@ -46,7 +47,17 @@ def _commit_then_publish(session: Session, queue: JobQueue, new: list[NewTrial])
             )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=SweepRead)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SweepRead,
+    responses={
+        507: {
+            "model": StorageProblem,
+            "description": "The team is at or over its storage quota (`storage`: its figures).",
+        }
+    },
+)
 def create_sweep(
     body: SweepCreate,
     response: Response,

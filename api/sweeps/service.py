@@ -32,6 +32,7 @@ from api.sweeps.schemas import (
     TrialRead,
 )
 from api.sweeps.search import execution_of
+from api.sweeps.storage import storage_problems
 from api.sweeps.trials import NewTrial, advance, end_sweep, mode_of, records
 from ml.checks import DatasetInfo
 from ml.monitor import resolve_mode
@@ -77,9 +78,13 @@ def _max_trials(body: SweepCreate) -> int:
     return body.max_trials or space.grid_size(body.parameters)
 
 
-def validate(session: Session, team_id: str, body: SweepCreate) -> tuple[int, JobSpec]:
+def validate(
+    session: Session, team_id: str, body: SweepCreate, settings: Settings | None = None
+) -> tuple[int, JobSpec]:
     """Every 422 before anything is queued; returns max_trials and the base spec, its
-    warm_start source pinned to a checkpoint id (every trial starts from that one)."""
+    warm_start source pinned to a checkpoint id (every trial starts from that one). With
+    ``settings``, the trials' checkpoints against the team's storage quota too
+    (api.sweeps.storage)."""
     pinned = validate_and_plan(body.spec, session, team_id).spec
     infos: dict[str, DatasetInfo] = {}
 
@@ -108,7 +113,14 @@ def validate(session: Session, team_id: str, body: SweepCreate) -> tuple[int, Jo
     problems = _grid_problems(body) + problems
     if problems:
         raise _invalid(problems)
-    return _max_trials(body), pinned
+    max_trials = _max_trials(body)
+    if settings is not None:
+        problems = storage_problems(
+            session, team_id, body, max_trials, info_for, settings.default_storage_quota_bytes
+        )
+        if problems:
+            raise _invalid(problems)
+    return max_trials, pinned
 
 
 def _warnings(session: Session, team_id: str, body: SweepCreate) -> list[SweepWarning]:
@@ -130,7 +142,7 @@ def create_sweep(
 ) -> tuple[Sweep, list[NewTrial], list[SweepWarning]]:
     """The sweep and its first trials, in the caller's transaction (commit, then publish)."""
     team_id = principal.team_id
-    max_trials, spec = validate(session, team_id, body)
+    max_trials, spec = validate(session, team_id, body, settings)
     objective = SweepObjective(
         metric=body.objective.metric, mode=resolve_mode(body.objective.metric, body.objective.mode)
     )
