@@ -7,11 +7,17 @@ from fastapi.routing import APIRoute
 
 from api import problems
 from api.admission import AdmissionControl, AdmissionGate
-from api.audit import AuditMiddleware
+from api.checkpoints import router as checkpoints
+from api.datasets import router as datasets
 from api.db.session import PoolSize, session_factory
-from api.event_hub import EventHub
 from api.guard import BodyGuard, key_checker
 from api.joblogs import router as joblogs_router
+from api.jobs import events_router as events
+from api.jobs import router as jobs
+from api.jobs import spec_schema_router as schemas
+from api.jobs import specs_router as specs
+from api.jobs import workers_router
+from api.jobs.event_hub import EventHub
 from api.monitoring import router as monitoring_router
 from api.monitoring.http_metrics import HttpMetrics
 from api.openapi_contract import OPENAPI_TAGS, contract_openapi
@@ -19,13 +25,14 @@ from api.predict import router as predict_router
 from api.query_guard import QueryGuard
 from api.queue import JobQueue, celery_queue
 from api.reports import router as reports_router
-from api.routers import admin, checkpoints, datasets, events, jobs, schemas, specs, system
-from api.routers import workers as workers_router
 from api.security_headers import SecurityHeaders
 from api.settings import Settings, get_settings
 from api.storage import router as storage_router
 from api.stream_guard import StreamGuard
 from api.sweeps import router as sweeps_router
+from api.system import router as system
+from api.teams import router as admin
+from api.teams.audit_middleware import AuditMiddleware
 from api.ui import mount_dashboard
 from api.webhooks import router as webhooks_router
 

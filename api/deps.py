@@ -8,12 +8,9 @@ from typing import Annotated
 
 import anyio
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from api.db.keys import Principal, authenticate, last_used_written
-from api.problems import ProblemError
 from api.queue import JobQueue
 from api.settings import Settings
 
@@ -64,47 +61,3 @@ async def get_queue(request: Request) -> JobQueue:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 QueueDep = Annotated[JobQueue, Depends(get_queue)]
-
-_UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
-# Declares the scheme in OpenAPI (Swagger UI's Authorize button); auto_error=False so a
-# missing key stays our problem+json 401 below, not FastAPI's own error.
-bearer_scheme = HTTPBearer(
-    auto_error=False, scheme_name="ApiKey", description="`Authorization: Bearer <api key>`"
-)
-
-
-def require_principal(
-    request: Request,
-    session: SessionDep,
-    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ProblemError(
-            401, "Unauthorized", "Send `Authorization: Bearer <api key>`.", headers=_UNAUTHORIZED
-        )
-    principal = authenticate(session, token.strip())
-    if principal is None:
-        raise ProblemError(
-            401,
-            "Unauthorized",
-            "The API key is invalid, revoked or expired.",
-            headers=_UNAUTHORIZED,
-        )
-    if last_used_written(session):
-        session.commit()  # keeps last_used_at
-    request.state.principal = principal  # for the audit log
-    return principal
-
-
-PrincipalDep = Annotated[Principal, Depends(require_principal)]
-
-
-def require_admin(principal: PrincipalDep) -> Principal:
-    if not principal.is_admin:
-        raise ProblemError(403, "Forbidden", "This operation needs an admin key.")
-    return principal
-
-
-AdminDep = Annotated[Principal, Depends(require_admin)]

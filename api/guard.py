@@ -18,8 +18,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.db.keys import authenticate
 from api.problems import PROBLEM_JSON, Problem
+from api.teams.repository import authenticate
 
 MAX_DEPTH = 64
 # The only routes that take a multipart body (they stream-count it themselves).

@@ -12,7 +12,7 @@ What FastAPI leaves out or names badly is fixed here once, for every router:
   (instead of FastAPI's ``HTTPValidationError``, which this API never sends),
   400/413/415 where it takes a JSON body (``api.guard``), 503 where it uses the database;
 - inline enums (the spec's ``Literal`` fields) become named components: a module-level
-  ``Literal`` alias in ``ml.spec`` or ``api.schemas`` names its enum, otherwise
+  ``Literal`` alias in ``ml.spec`` or ``api.jobs.schemas`` names its enum, otherwise
   ``<Model><Field>``;
 - a discriminated union's tag (``kind``) is required in each variant, as the server
   requires it (pydantic's variants default it, which would make it optional);
@@ -32,9 +32,10 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from api import schemas as api_schemas
-from api.deps import get_session, require_principal
+from api.deps import get_session
+from api.jobs import schemas as api_schemas
 from api.problems import PROBLEM_JSON, Problem
+from api.teams.auth import require_principal
 from ml import graph_spec as ml_graph_spec
 from ml import spec as ml_spec
 

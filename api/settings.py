@@ -46,7 +46,7 @@ class Settings(BaseSettings):
         None,
         ge=1,
         description="Intra-op threads per job (None: the cores other processes leave free "
-        "when the job starts, at least 1; worker/threads.py).",
+        "when the job starts, at least 1; worker/torch_threads.py).",
     )
     db_idle_in_transaction_seconds: float = Field(
         30.0,

@@ -88,7 +88,7 @@ tests_ok=$(grep -c "tests needs nothing more" "$OUT/needs.txt")
 if [ "$tests_ok" = 1 ]; then
   export TRAINFORGE_TEST_REDIS=${TRAINFORGE_TEST_REDIS:-redis://127.0.0.1:6379/3}
   if [ "$has_cuda" = 1 ]; then
-    tests="tests/ml/test_gpu.py tests/worker/test_operations_worker.py::test_cuda_gauges_read_the_real_device"
+    tests="tests/ml/test_gpu.py tests/worker/test_sidecars.py::test_cuda_gauges_read_the_real_device"
   else
     tests="tests/ml/test_cuda_path.py"
   fi

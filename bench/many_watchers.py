@@ -101,9 +101,9 @@ def api_server(
 
 def prepare(url: str) -> str:
     """Migrate the database; a member key of a team of its own."""
-    from api.db.keys import create_api_key, get_or_create_team
     from api.db.migrate import upgrade
     from api.db.session import session_factory
+    from api.teams.repository import create_api_key, get_or_create_team
 
     upgrade(url)
     with session_factory(url)() as s:
@@ -117,8 +117,8 @@ class FakeWorker(threading.Thread):
 
     def __init__(self, url: str, job_ids: list[str], tick: float) -> None:
         super().__init__(daemon=True)
-        from api.db import jobs as repo
         from api.db.session import session_factory
+        from api.ledger import repository as repo
 
         self.factory = session_factory(url)
         self.tick, self.stop = tick, threading.Event()
@@ -131,7 +131,7 @@ class FakeWorker(threading.Thread):
             s.commit()
 
     def run(self) -> None:
-        from api.db.progress import record_progress
+        from api.ledger.progress import record_progress
 
         step = 0
         while not self.stop.wait(self.tick):

@@ -5,7 +5,7 @@ Arms, interleaved (off, sql, control, off, ...) so load changes on a shared mach
 all alike:
 
 - ``off``: no metric sink (the engine's null sink);
-- ``sql``: ``worker.sinks.SqlMetricSink`` on a temporary SQLite file, as the worker
+- ``sql``: ``worker.metric_sink.SqlMetricSink`` on a temporary SQLite file, as the worker
   configures it (a batch at 500 points but at most every 0.5 s, else every 2 s, and at
   each epoch end; background flusher thread);
 - ``before``: ``sql`` as it was before issue 16, re-measured in the same run: one
@@ -43,18 +43,18 @@ import torch
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import events
-from api.db import jobs as repo
-from api.db import metrics as metrics_repo
-from api.db.jobs import fence
-from api.db.keys import DEFAULT_TEAM, get_or_create_team
 from api.db.migrate import upgrade
 from api.db.session import make_engine, session_factory
+from api.ledger import events
+from api.ledger import metrics as metrics_repo
+from api.ledger import repository as repo
+from api.ledger.repository import fence
+from api.teams.repository import DEFAULT_TEAM, get_or_create_team
 from ml.data import load_dataset
 from ml.engine import train
 from ml.sinks import MetricSink
 from ml.spec import SPEC_VERSION, JobSpec
-from worker.sinks import SqlMetricSink
+from worker.metric_sink import SqlMetricSink
 
 ARMS = ("off", "sql", "before", "control")
 
@@ -128,7 +128,7 @@ def new_job(url: str, job_spec: JobSpec) -> str:
 def legacy_write_metrics(
     session: Session, job_id: str, attempt: int, points: Sequence[metrics_repo.Row]
 ) -> None:
-    """``api.db.metrics.write_metrics`` before issue 16: the driver's executemany, a row each."""
+    """``api.ledger.metrics.write_metrics`` before issue 16: the driver's executemany, a row each."""
     if not points:
         return
     fence(session, job_id, attempt)

@@ -27,11 +27,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.app import create_app
-from api.db.keys import DEFAULT_TEAM, create_api_key, get_or_create_team
 from api.db.migrate import upgrade
-from api.db.models import Job
 from api.db.session import session_factory
+from api.ledger.models import Job
 from api.settings import Settings
+from api.teams.repository import DEFAULT_TEAM, create_api_key, get_or_create_team
 from worker.runner import run_job
 
 PARAMETERS = {  # bench/sweep_efficiency.py's grid

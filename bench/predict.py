@@ -34,12 +34,12 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 
-from api.db import jobs as jobs_repo
-from api.db import model_exports
-from api.db.keys import DEFAULT_TEAM, create_api_key, get_or_create_team
 from api.db.migrate import upgrade
 from api.db.session import session_factory
+from api.ledger import repository as jobs_repo
+from api.predict import repository as model_exports
 from api.settings import Settings
+from api.teams.repository import DEFAULT_TEAM, create_api_key, get_or_create_team
 from ml.spec import SPEC_VERSION, JobSpec
 from worker.runner import run_job
 

@@ -34,8 +34,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from api.datasets import codec
+from api.datasets.schemas import DatasetOptions
 from api.datasets.table import parse_csv
-from api.schemas import DatasetOptions
 from ml.data import LoadedDataset, split_indices
 from ml.encoding import TableColumns
 from ml.engine import train

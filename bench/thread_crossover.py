@@ -2,7 +2,7 @@
 
 Each arm is a fresh process (torch's thread pool is fixed once used); the arms alternate
 in order across ``--repeats``. Printed per model: the step's forward multiply-adds
-(``ml.architecture.multiply_adds_per_sample`` x batch size, what ``worker.threads``
+(``ml.architecture.multiply_adds_per_sample`` x batch size, what ``worker.torch_threads``
 compares with ``SMALL_STEP``), each arm's median epoch time and the ratio 2t/1t.
 
     .venv/bin/python bench/thread_crossover.py [--repeats 2]

@@ -7,7 +7,7 @@ Arms (each run is a fresh process, since OpenMP's wait policy is fixed when torc
 - ``1``, ``2``: ``torch.set_num_threads(n)`` with the default (spinning) wait policy, as
   ``TRAINFORGE_TORCH_THREADS=n`` did before;
 - ``auto``: what the worker does now with ``TRAINFORGE_TORCH_THREADS`` unset
-  (``worker.threads``: one thread for a small step, else as many as cores not busy
+  (``worker.torch_threads``: one thread for a small step, else as many as cores not busy
   with other processes, measured just before the job);
 - ``auto-passive``: the same with ``OMP_WAIT_POLICY=PASSIVE`` (idle threads sleep
   instead of spinning), a variant that was considered.
@@ -49,7 +49,7 @@ def child(arm: str, model: str, epochs: int) -> None:
     from ml.checks import builtin_info
     from ml.engine import train
     from ml.spec import BuiltinSource, JobSpec
-    from worker import threads
+    from worker import torch_threads as threads
 
     layers, batch = MODELS[model]
     spec = JobSpec.model_validate(

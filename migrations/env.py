@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from api.db.all_models import Base
+from api.all_models import Base
 from api.db.session import make_engine
 from api.settings import get_settings
 

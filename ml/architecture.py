@@ -69,7 +69,7 @@ def parameter_count(spec: JobSpec, info: DatasetInfo) -> int:
 
 def multiply_adds_per_sample(spec: JobSpec, info: DatasetInfo) -> int:
     """Forward-pass multiply-adds of one sample, roughly: what a training step's CPU work
-    scales with (the worker gives a small step one thread, see ``worker.threads``)."""
+    scales with (the worker gives a small step one thread, see ``worker.torch_threads``)."""
     model, out = spec.model, output_units(info)
     if isinstance(model, GraphModel | ResNetModel | TransformerModel):
         shapes = graph_shapes(spec, info)

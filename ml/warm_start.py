@@ -2,7 +2,7 @@
 
 The engine half of ``spec.warm_start`` (issue 24): ``ml.train(spec, warm_start=WarmStart(...))``;
 the worker reads the source checkpoint (``worker.warm_start``), the API checks the source
-(``api.warm_start``). Layers are named by their ``plan.layers`` ids (``layers.<i>``, a
+(``api.checkpoints.warm_start``). Layers are named by their ``plan.layers`` ids (``layers.<i>``, a
 graph layer's own ``id``, ``head``), or by the built module's names (``1``, ``4`` ...).
 
 - What loads is decided by ``ml.warm_start_plan.plan_load`` (the function the API plans

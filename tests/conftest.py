@@ -17,10 +17,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from api.app import create_app
-from api.db.keys import DEFAULT_TEAM, create_api_key, get_or_create_team
 from api.db.migrate import upgrade
 from api.db.session import session_factory
 from api.settings import Settings
+from api.teams.repository import DEFAULT_TEAM, create_api_key, get_or_create_team
 
 # The test session is one long-lived process like a worker: cuBLAS latches this at its first
 # call, so a deterministic CUDA test after any other CUDA test needs it from the start.
@@ -75,7 +75,7 @@ class FakeQueue:
     committed_before_publish: list[bool] = field(default_factory=list)
 
     def publish(self, job_id: str, queue: str) -> None:
-        from api.db.models import Job
+        from api.ledger.models import Job
 
         with session_factory(self.settings.resolved_database_url)() as session:
             self.committed_before_publish.append(session.get(Job, job_id) is not None)

@@ -25,7 +25,7 @@ def test_importing_the_api_and_the_spec_does_not_import_torch() -> None:
 @pytest.mark.parametrize("entry", ["api.app", "worker.tasks", "worker.reconciler"])
 def test_every_process_entry_wires_the_webhook_outbox_to_status_changes(entry: str) -> None:
     code = (
-        f"import {entry}; from api.db import jobs; "
+        f"import {entry}; from api.ledger import repository as jobs; "
         "from api.webhooks.repository import enqueue_job_event; "
         "assert jobs._OBSERVERS == [enqueue_job_event], jobs._OBSERVERS"
     )

@@ -1,5 +1,5 @@
 """The help of ``trainforge admin``'s quota options (the command: trainforge/operator_cmd.py;
-the work: api/db/admin.py)."""
+the work: api/teams/admin_service.py)."""
 
 from __future__ import annotations
 

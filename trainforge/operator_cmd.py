@@ -1,6 +1,6 @@
 """The operator verbs (up, api, worker, db upgrade, admin) on the same typer app as the user
 verbs: one framework, one help style. Each command fills the same ``argparse.Namespace``
-the work in trainforge_server/operator.py (and api/db/admin.py) has always taken, and
+the work in trainforge_server/operator.py (and api/teams/admin_service.py) has always taken, and
 imports the server only when it runs, so a client-only install (the ``trainforge``
 distribution without ``trainforge-server``) lists them and says what is missing."""
 

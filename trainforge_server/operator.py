@@ -27,8 +27,8 @@ def _print(msg: str) -> None:
 
 def ensure_bootstrap_key(settings: Settings) -> str | None:
     """First start of the embedded mode: a `default` team and an admin key, written 0600."""
-    from api.db.keys import DEFAULT_TEAM, count_keys, create_api_key, get_or_create_team
     from api.db.session import session_factory
+    from api.teams.repository import DEFAULT_TEAM, count_keys, create_api_key, get_or_create_team
 
     with session_factory(settings.resolved_database_url)() as session:
         if count_keys(session):
@@ -57,7 +57,7 @@ def cmd_db_upgrade(_: argparse.Namespace) -> int:
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from api.serving import HTTP_PROTOCOL
+    from api.nodelay_protocol import HTTP_PROTOCOL
 
     settings = get_settings()
     settings.ensure_home()
@@ -86,7 +86,7 @@ def _shared_metrics_dir(folder: Path) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from worker import threads
+    from worker import torch_threads as threads
 
     settings = get_settings()
     settings.ensure_home()
@@ -101,7 +101,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     else:
         threads.start_meter()  # each job: as many threads as cores other work leaves free
     if settings.unsafe_no_fencing:
-        from api.db.jobs import disable_fencing_for_fault_tests
+        from api.ledger.repository import disable_fencing_for_fault_tests
 
         print(
             "WARNING: TRAINFORGE_UNSAFE_NO_FENCING is set: stale writes are accepted. "
@@ -127,7 +127,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         # A lost doorbell costs seconds; a worker that consumes nothing rings none.
         paused = lambda: gate.problem is not None  # noqa: E731
         IdleDoorbell(settings, queues.split(","), paused=paused).start()
-    from worker.operations import start_operations
+    from worker.sidecars import start_operations
 
     operations = start_operations(settings, queues, args.metrics_port)  # issue 15
     app.worker_main(
@@ -195,7 +195,7 @@ def cmd_admin(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import ArgumentError, DBAPIError
 
     import api.webhooks.repository  # noqa: F401  (wires the webhook outbox to status changes)
-    from api.db import admin
+    from api.teams import admin_service as admin
 
     url = get_settings().resolved_database_url
     try:

@@ -14,17 +14,17 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import jobs as repo
-from api.db.models import Job
+from api.ledger import repository as repo
+from api.ledger.models import Job
 from api.settings import Settings
 from ml.spec import JobSpec
 from worker import log_sink
 from worker.checkpoint_sink import SqlCheckpointSink
 from worker.log_sink import SqlLogSink
+from worker.metric_sink import SqlMetricSink
 from worker.metrics_server import RUNNING
 from worker.progress import ProgressWriter
 from worker.shutdown import STOPPING
-from worker.sinks import SqlMetricSink
 
 log = logging.getLogger(__name__)
 

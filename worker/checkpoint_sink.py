@@ -10,16 +10,16 @@ from dataclasses import replace
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import checkpoints as repo
-from api.db import metrics as metrics_repo
-from api.db.models import Job
+from api.checkpoints import repository as repo
+from api.ledger import metrics as metrics_repo
+from api.ledger.models import Job
 from api.storage import repository as storage
 from ml.logsink import Level
 from ml.monitor import resolve_mode
 from ml.sinks import CheckpointBlob
 from ml.spec import JobSpec
 from worker.log_sink import SqlLogSink
-from worker.sinks import with_db_retry
+from worker.metric_sink import with_db_retry
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class SqlCheckpointSink:
     """``save`` stores a checkpoint of this attempt and applies retention; ``load`` resumes.
 
     Every save is fenced by the attempt: a stale attempt's save raises
-    ``api.db.jobs.StaleAttempt`` and writes nothing.
+    ``api.ledger.repository.StaleAttempt`` and writes nothing.
     """
 
     def __init__(

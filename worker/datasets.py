@@ -23,8 +23,8 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.datasets import codec
-from api.db import datasets as repo
-from api.db.models import Job
+from api.datasets import repository as repo
+from api.ledger.models import Job
 from ml.architecture import TrainError
 from ml.checks import DatasetInfo
 from ml.data import LoadedDataset, split_indices

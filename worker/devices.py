@@ -4,7 +4,7 @@
 (``CUDA_VISIBLE_DEVICES`` decides which); else, on a host without a GPU, one CPU
 "device" (a training process) per core. The pool is ``TRAINFORGE_DEVICE_POOL``, or
 this worker's own name: worker processes that name one pool share its devices, and a
-claim reserves a job's devices from it atomically (api.db.devices).
+claim reserves a job's devices from it atomically (api.ledger.devices).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 import os
 from functools import lru_cache
 
-from api.db.devices import Pool
+from api.ledger.devices import Pool
 from api.settings import Settings
 from worker.log_sink import WORKER_NAME
 

@@ -17,12 +17,12 @@ from typing import Any, cast
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.checkpoints import repository as ckpt_repo
 from api.datasets import codec
-from api.db import checkpoints as ckpt_repo
-from api.db import datasets as datasets_repo
-from api.db import jobs as jobs_repo
-from api.db import model_exports as repo
-from api.db.models import Job
+from api.datasets import repository as datasets_repo
+from api.ledger import repository as jobs_repo
+from api.ledger.models import Job
+from api.predict import repository as repo
 from ml.architecture import TrainError
 from ml.data import LoadedDataset, load_dataset
 from ml.export import (
@@ -38,7 +38,7 @@ from ml.graph_spec import GraphModel, TransformerModel
 from ml.spec import BuiltinSource, JobSpec, TextModel
 from ml.table_export import table_model_for
 from worker.datasets import text_vocabulary
-from worker.sinks import with_db_retry
+from worker.metric_sink import with_db_retry
 
 log = logging.getLogger(__name__)
 

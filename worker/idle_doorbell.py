@@ -28,11 +28,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import devices, scheduling
-from api.db.devices import Pool
 from api.db.migrate import alembic_config
-from api.db.models import Job, utcnow
+from api.db.models import utcnow
 from api.db.session import session_factory
+from api.ledger import devices, scheduling
+from api.ledger.devices import Pool
+from api.ledger.models import Job
 from api.queue import CeleryJobQueue, JobQueue
 from api.settings import Settings
 from worker.devices import this_worker_pool

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.datasets import repository as repo
 from api.datasets.codec import dataset_info
-from api.db import datasets as repo
 from api.settings import Settings
 from ml.checks import DatasetInfo, builtin_info
 from ml.resources import ResourceLimits, ResourcesExceeded, check_resources

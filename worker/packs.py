@@ -5,7 +5,7 @@ in the same transaction up to ``max_pack - 1`` other queued trials of that sweep
 queue whose specs have the same ``ml.pack_key`` and no ``pack_blocker`` -- each with the
 ordinary claim (``queued`` -> ``running``, attempt + 1, the same lease), and never more
 than the team's ``max_running_jobs`` allows: every member counts as a running job, the
-pack takes one worker slot. The claim's team lock (api.db.scheduling.claim_next)
+pack takes one worker slot. The claim's team lock (api.ledger.scheduling.claim_next)
 serialises it against every other claim of the team, so the quota holds.
 """
 
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from api.db import jobs as jobs_repo
-from api.db import scheduling
-from api.db.models import Job
-from api.db.scheduling import Claimed
+from api.ledger import repository as jobs_repo
+from api.ledger import scheduling
+from api.ledger.models import Job
+from api.ledger.scheduling import Claimed
 from api.sweeps import repository as sweeps_repo
 from api.sweeps.search import execution_of
 from ml.pack_key import pack_blocker, pack_key

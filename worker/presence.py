@@ -1,6 +1,6 @@
-"""The worker's row in ``workers`` (api.db.workers): alive while it is renewed, with the
+"""The worker's row in ``workers`` (api.ledger.workers): alive while it is renewed, with the
 devices it offers and its device pool (which of them are free is read from the running
-jobs' reservations, api.db.devices, so it is never stale)."""
+jobs' reservations, api.ledger.devices, so it is never stale)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import threading
 
 from sqlalchemy.orm import Session
 
-from api.db import workers
 from api.db.session import session_factory
+from api.ledger import workers
 from api.settings import Settings
 from worker.devices import this_worker_pool
-from worker.sinks import with_db_retry
+from worker.metric_sink import with_db_retry
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Writes a running job's ``progress`` events (see ``api.db.progress``), throttled.
+"""Writes a running job's ``progress`` events (see ``api.ledger.progress``), throttled.
 
 The engine hands over a ``StepProgress`` at each device read (``report`` only keeps
 the latest: no I/O on the training thread); a background thread writes the latest
@@ -13,8 +13,8 @@ import threading
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db.jobs import StaleAttempt
-from api.db.progress import record_progress
+from api.ledger.progress import record_progress
+from api.ledger.repository import StaleAttempt
 from ml.sinks import StepProgress
 
 log = logging.getLogger(__name__)

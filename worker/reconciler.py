@@ -11,12 +11,13 @@ import threading
 from datetime import timedelta
 
 import api.webhooks.repository  # noqa: F401  (wires the webhook outbox to status changes)
-from api.db import audit, lifecycle
 from api.db.models import utcnow
 from api.db.session import session_factory
+from api.ledger import lifecycle
 from api.queue import CeleryJobQueue, JobQueue
 from api.settings import Settings
-from worker.sinks import with_db_retry
+from api.teams import audit
+from worker.metric_sink import with_db_retry
 from worker.sweeps import reconcile_sweeps
 
 log = logging.getLogger(__name__)

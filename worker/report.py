@@ -13,16 +13,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import checkpoints as ckpt_repo
-from api.db import datasets as datasets_repo
-from api.db import jobs as jobs_repo
-from api.db.models import Job
+from api.checkpoints import repository as ckpt_repo
+from api.datasets import repository as datasets_repo
+from api.ledger import repository as jobs_repo
+from api.ledger.models import Job
 from api.reports import repository as repo
 from ml.data import LoadedDataset, load_dataset
 from ml.export import builtin_names
 from ml.report import classification_report, has_report
 from ml.spec import BuiltinSource, JobSpec
-from worker.sinks import with_db_retry
+from worker.metric_sink import with_db_retry
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import jobs as repo
-from api.db import scheduling
-from api.db.devices import Pool
-from api.db.models import Job
 from api.db.session import session_factory
+from api.ledger import repository as repo
+from api.ledger import scheduling
+from api.ledger.devices import Pool
+from api.ledger.models import Job
 from api.queue import CeleryJobQueue
 from api.settings import Settings, get_settings
 from api.storage.repository import StorageQuotaExceeded
@@ -31,17 +31,16 @@ from ml.launch import RankLost
 from ml.pack import PackMember, train_pack
 from ml.resources import ResourcesExceeded
 from ml.spec import BuiltinSource, JobSpec
-from worker import log_sink, packs, sweeps
-from worker import threads as torch_threads
+from worker import log_sink, packs, sweeps, torch_threads
 from worker.attempt import Attempt, LeaseKeeper, Outcome
 from worker.datasets import load_for_job
 from worker.devices import this_worker_pool
 from worker.export import export_job
 from worker.job_resources import check_job_resources
 from worker.log_sink import SqlLogSink
+from worker.metric_sink import with_db_retry
 from worker.metrics_server import RUNNING
 from worker.report import report_job
-from worker.sinks import with_db_retry
 from worker.warm_start import load_warm_start
 
 __all__ = ["Attempt", "LeaseKeeper", "Outcome", "run_job"]

@@ -10,14 +10,14 @@ from collections.abc import Mapping
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db.models import Job
+from api.ledger.models import Job
 from api.queue import JobQueue
 from api.sweeps import repository as sweeps_repo
 from api.sweeps import sampling
 from api.sweeps.search import EarlyTermination, NoEarlyTermination
 from api.sweeps.space import as_distributions
 from api.sweeps.trials import NewTrial, advance_locked, finish_trial, mode_of, records
-from worker.sinks import with_db_retry
+from worker.metric_sink import with_db_retry
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The weights a job with ``warm_start`` starts from: its source checkpoint, team-scoped.
 
-The source is checked when the job is submitted (``api.warm_start``) and pinned while the
-job waits (``api.db.warm_start_pins``); should it still have gone (a ``best`` or
+The source is checked when the job is submitted (``api.checkpoints.warm_start``) and pinned while the
+job waits (``api.checkpoints.warm_start_pins``); should it still have gone (a ``best`` or
 ``latest`` of a source retried since), the job fails with a message saying so.
 """
 
@@ -10,14 +10,14 @@ from __future__ import annotations
 from safetensors.torch import load as st_load
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import checkpoints as ckpt_repo
-from api.db.models import Job
-from api.db.warm_start_source import source_checkpoint
+from api.checkpoints import repository as ckpt_repo
+from api.checkpoints.warm_start_source import source_checkpoint
+from api.ledger.models import Job
 from ml.architecture import TrainError
 from ml.sinks import CheckpointBlob
 from ml.spec import JobSpec
 from ml.warm_start import WarmStart
-from worker.sinks import with_db_retry
+from worker.metric_sink import with_db_retry
 
 
 def load_warm_start(factory: sessionmaker[Session], job: Job, spec: JobSpec) -> WarmStart | None:

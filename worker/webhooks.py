@@ -25,7 +25,7 @@ from api.settings import Settings
 from api.webhooks import repository as repo
 from api.webhooks import signing
 from api.webhooks.ssrf import RefusedUrl, check_url
-from worker.sinks import with_db_retry
+from worker.metric_sink import with_db_retry
 
 log = logging.getLogger(__name__)
 

@@ -36,8 +36,8 @@ from api.datasets.npy import (
     read_array,
     read_header,
 )
+from api.datasets.schemas import ArrayLayout, DatasetOptions, ImputeOption
 from api.datasets.source import Source
-from api.schemas import ArrayLayout, DatasetOptions, ImputeOption
 
 CHANNELS = (1, 3, 4)
 

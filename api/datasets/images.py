@@ -30,8 +30,8 @@ from api.datasets import labels as labels_mod
 from api.datasets.archive import ArchiveLimits, BoundedReader, open_zip
 from api.datasets.codec import ParsedDataset
 from api.datasets.errors import Collector, reject
+from api.datasets.schemas import ColorMode, DatasetOptions
 from api.datasets.source import Source
-from api.schemas import ColorMode, DatasetOptions
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 

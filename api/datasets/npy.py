@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 
 from api.datasets.archive import READ_ERRORS, BoundedReader
 from api.datasets.errors import reject
-from api.schemas import ImputeOption
+from api.datasets.schemas import ImputeOption
 
 MAX_HEADER = 10_000
 _CHUNK = 2**20

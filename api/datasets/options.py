@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from api.datasets.errors import DatasetRejected, Issue
-from api.schemas import (
+from api.datasets.schemas import (
     ArrayLayout,
     ColorMode,
     ColumnType,

@@ -15,16 +15,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.datasets import codec, source
+from api.datasets import repository as repo
 from api.datasets.archive import ArchiveLimits
 from api.datasets.errors import DatasetRejected, reject
 from api.datasets.options import infer_format, options_hash, resolve, sniff_delimiter
-from api.datasets.source import Source
-from api.db import datasets as repo
-from api.db.datasets import Dataset
-from api.db.keys import Principal
-from api.pagination import decode_cursor, encode_cursor
-from api.problems import FieldProblem, ProblemError
-from api.schemas import (
+from api.datasets.repository import Dataset
+from api.datasets.schemas import (
     DatasetClass,
     DatasetColumn,
     DatasetFormat,
@@ -35,9 +31,13 @@ from api.schemas import (
     DatasetTask,
     TargetSummary,
 )
+from api.datasets.source import Source
+from api.pagination import decode_cursor, encode_cursor
+from api.problems import FieldProblem, ProblemError
 from api.settings import Settings
 from api.storage import repository as storage
 from api.storage.quota import insufficient_storage
+from api.teams.repository import Principal
 
 _READ = 2**20
 

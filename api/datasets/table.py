@@ -25,9 +25,9 @@ from api.datasets import labels as labels_mod
 from api.datasets import source
 from api.datasets.codec import ParsedDataset
 from api.datasets.errors import MAX_LISTED, Collector, DatasetRejected, Issue, reject
+from api.datasets.schemas import DatasetOptions
 from api.datasets.source import Source
 from api.datasets.tabular import MAX_FIELD_CHARS, _column, _header, checked_bytes
-from api.schemas import DatasetOptions
 
 BLOCK_BYTES = 2 * 2**20  # a row must fit in one block: a longer row is a clear 422
 # The system allocator hands freed blocks back at once: with mimalloc (pyarrow's default) the

@@ -22,8 +22,8 @@ from api.datasets import labels as labels_mod
 from api.datasets import source
 from api.datasets.codec import ParsedDataset
 from api.datasets.errors import MAX_LISTED, Collector, DatasetRejected, Issue, reject
+from api.datasets.schemas import DatasetOptions
 from api.datasets.source import Source
-from api.schemas import DatasetOptions
 
 MAX_COLUMNS = 100_000
 MAX_FIELD_CHARS = 1_000_000

@@ -15,9 +15,9 @@ from typing import NamedTuple
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from api.db import events
-from api.db.jobs import fence
 from api.joblogs.models import JobLogLine
+from api.ledger import events
+from api.ledger.repository import fence
 
 LOG_EVENT = "log"
 

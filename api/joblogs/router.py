@@ -6,11 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api import jobs_service
-from api.deps import PrincipalDep, SessionDep
+from api.deps import SessionDep
 from api.joblogs import repository as repo
 from api.joblogs.schemas import JobLogPage, line_read
+from api.jobs import service as jobs_service
 from api.problems import Problem
+from api.teams.auth import PrincipalDep
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": Problem, "description": "Missing or invalid API key."},

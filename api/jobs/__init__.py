@@ -1,2 +1,2 @@
 """The jobs domain (issue 22 starts it here: its status values; the rest of the domain is
-still in api/db/jobs.py, api/jobs_service.py, api/routers/jobs.py, api/joblist/)."""
+still in api/ledger/repository.py, api/jobs/service.py, api/jobs/router.py, api/joblist/)."""

@@ -25,8 +25,10 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Float, case, func, inspect, literal, select
 from sqlalchemy.orm import Session
 
-from api.db import devices, workers
-from api.db.models import Job, JobTransition, Team, utcnow
+from api.db.models import utcnow
+from api.ledger import devices, workers
+from api.ledger.models import Job, JobTransition
+from api.teams.models import Team
 
 TERMINAL = ("succeeded", "failed", "canceled")
 WAIT_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
@@ -113,7 +115,7 @@ def _served(session: Session, cache: dict[str, bool], queue: str) -> bool:
 
 
 def _queued_by_reason(session: Session) -> dict[tuple[str, str], int]:
-    """As the API's ``queue_reason`` (api.jobs_service): ``quota`` when the job's devices
+    """As the API's ``queue_reason`` (api.jobs.service): ``quota`` when the job's devices
     would take its team past max_running_jobs (which counts devices),
     ``waiting_for_gpu`` for a cuda job whose queue no alive worker consumes,
     ``waiting_for_devices`` when no alive worker of its queue offers its devices, else

@@ -10,12 +10,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import jobs_service
-from api.deps import PrincipalDep, SessionDep, SettingsDep
+from api.deps import SessionDep, SettingsDep
+from api.jobs import service as jobs_service
 from api.predict import service
 from api.predict.instances import InstanceErrors
 from api.predict.schemas import PredictRequest, PredictResponse
 from api.problems import Problem, ProblemError
+from api.teams.auth import PrincipalDep
 
 log = logging.getLogger(__name__)
 

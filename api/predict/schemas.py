@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.db import model_exports as repo
+from api.predict import repository as repo
 
 
 class PredictRequest(BaseModel):

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import model_exports as repo
-from api.db.models import Job
+from api.ledger.models import Job
+from api.predict import repository as repo
 from api.predict.instances import to_input, vocabulary_index
 from api.predict.schemas import ClassPrediction, PredictResponse, ValuePrediction
 from api.problems import ProblemError

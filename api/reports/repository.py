@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from api.db import jobs as jobs_repo
+from api.ledger import repository as jobs_repo
 from api.reports.models import JobReport
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api import jobs_service
-from api.deps import PrincipalDep, SessionDep
+from api.deps import SessionDep
+from api.jobs import service as jobs_service
 from api.problems import Problem
 from api.reports import service
 from api.reports.schemas import JobReport
+from api.teams.auth import PrincipalDep
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": Problem, "description": "Missing or invalid API key."},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from api.db.models import Job
+from api.ledger.models import Job
 from api.problems import ProblemError
 from api.reports import repository as repo
 from api.reports.schemas import ClassScores, JobReport, ReportCheckpoint

@@ -1,7 +1,7 @@
 """The storage quota where the API accepts work that will store bytes: 507 when full,
 a 422 at checkpointing.keep_last when a job's checkpoints cannot fit.
 
-(Importable from api.jobs_service: nothing here imports the jobs service back.)
+(Importable from api.jobs.service: nothing here imports the jobs service back.)
 """
 
 from __future__ import annotations

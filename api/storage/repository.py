@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session
 
 from api.db import blobs
 from api.db.blobs import StorageUsage as StorageUsage
-from api.db.jobs import TERMINAL
-from api.db.models import Job, Team
+from api.ledger.models import Job
+from api.ledger.repository import TERMINAL
+from api.teams.models import Team
 
 
 class StorageQuotaExceeded(Exception):

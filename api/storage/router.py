@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from api.deps import AdminDep, PrincipalDep, SessionDep
+from api.deps import SessionDep
 from api.problems import Problem
 from api.storage import service
 from api.storage.schemas import TeamDetail
+from api.teams.auth import AdminDep, PrincipalDep
 
 _AUTH: dict[int | str, dict[str, object]] = {
     401: {"model": Problem, "description": "Missing or invalid API key."},

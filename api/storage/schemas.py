@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from api.admin_schemas import TeamRead
 from api.problems import Problem
+from api.teams.schemas import TeamRead
 
 
 class TeamStorage(BaseModel):

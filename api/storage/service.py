@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from api.admin_schemas import TeamRead
-from api.db.keys import Principal
-from api.db.models import Team
-from api.db.warm_start_pins import dependent_jobs, dependent_sweeps
-from api.jobs_service import get_job_or_404
+from api.checkpoints.warm_start_pins import dependent_jobs, dependent_sweeps
+from api.ledger.access import get_job_or_404
 from api.problems import ProblemError
 from api.storage import repository as repo
 from api.storage.schemas import TeamDetail, TeamStorage
+from api.teams.models import Team
+from api.teams.repository import Principal
+from api.teams.schemas import TeamRead
 
 
 def delete_job(session: Session, principal: Principal, job_id: str) -> None:

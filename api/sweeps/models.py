@@ -56,7 +56,7 @@ class SweepEvent(Base):
     """``trial_created``, ``trial_ended``, ``new_best``, ``sweep_ended``.
 
     Written in the transaction of the change, under the sweep's row lock, so a
-    sweep's event ids are allocated in commit order (as api.db.events explains
+    sweep's event ids are allocated in commit order (as api.ledger.events explains
     for jobs) and ``Last-Event-ID`` resumes without a gap.
     """
 

@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from api.db.models import Job, MetricPoint
 from api.db.pages import newest_first
+from api.ledger.models import Job, MetricPoint
 from api.sweeps.models import Sweep, SweepEvent, SweepPack
 
 TRIAL_CREATED, TRIAL_ENDED, NEW_BEST, SWEEP_ENDED, PACKING_OFF = (

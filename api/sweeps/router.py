@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.deps import PrincipalDep, QueueDep, SessionDep, SettingsDep
+from api.deps import QueueDep, SessionDep, SettingsDep
 from api.problems import Problem
 from api.queue import JobQueue
 from api.storage.schemas import StorageProblem
@@ -20,6 +20,7 @@ from api.sweeps import repository as repo
 from api.sweeps import service
 from api.sweeps.schemas import SweepCreate, SweepEventRead, SweepPage, SweepRead, TrialPage
 from api.sweeps.trials import NewTrial
+from api.teams.auth import PrincipalDep
 
 POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.jobs.status import JobStatus, StatusReason
+from api.ledger.status import JobStatus, StatusReason
 from api.sweeps.search import AshaTermination as AshaTermination
 from api.sweeps.search import ChoiceParameter as ChoiceParameter
 from api.sweeps.search import Distribution as Distribution

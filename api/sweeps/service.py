@@ -7,16 +7,15 @@ from collections import Counter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.db import jobs as jobs_repo
-from api.db.jobs import TERMINAL
-from api.db.keys import Principal
-from api.db.models import Job, Team
-from api.jobs_service import team_scope
+from api.jobs.schemas import JobStatus, StatusReason
+from api.jobs.spec_service import dataset_info, validate_and_plan
+from api.ledger import repository as jobs_repo
+from api.ledger.access import team_scope
+from api.ledger.models import Job
+from api.ledger.repository import TERMINAL
 from api.pagination import decode_cursor, encode_cursor
 from api.problems import FieldProblem, ProblemError
-from api.schemas import JobStatus, StatusReason
 from api.settings import Settings
-from api.spec_service import dataset_info, validate_and_plan
 from api.sweeps import repository as repo
 from api.sweeps import space
 from api.sweeps.models import Sweep
@@ -34,6 +33,8 @@ from api.sweeps.schemas import (
 from api.sweeps.search import execution_of
 from api.sweeps.storage import storage_problems
 from api.sweeps.trials import NewTrial, advance, end_sweep, mode_of, records
+from api.teams.models import Team
+from api.teams.repository import Principal
 from ml.checks import DatasetInfo
 from ml.monitor import resolve_mode
 from ml.spec import JobSpec

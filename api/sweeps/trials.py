@@ -20,9 +20,10 @@ from typing import Any, cast
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from api.db import jobs as jobs_repo
-from api.db.jobs import TERMINAL
-from api.db.models import Job, utcnow
+from api.db.models import utcnow
+from api.ledger import repository as jobs_repo
+from api.ledger.models import Job
+from api.ledger.repository import TERMINAL
 from api.sweeps import repository as repo
 from api.sweeps import sampling
 from api.sweeps.models import Sweep

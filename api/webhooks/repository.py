@@ -1,5 +1,5 @@
 """Webhook registrations and the outbox: written by the API and the job lifecycle, sent by
-workers (worker.webhooks). Imports no FastAPI: api.db.jobs calls ``enqueue_job_event`` in
+workers (worker.webhooks). Imports no FastAPI: api.ledger.repository calls ``enqueue_job_event`` in
 the transaction of every status change. Callers own the transaction: nothing here commits.
 """
 
@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from api.db import jobs as jobs_repo
-from api.db.models import Job
 from api.db.pages import newest_first
+from api.ledger import repository as jobs_repo
+from api.ledger.models import Job
 from api.webhooks.models import Webhook, WebhookDelivery
 
 JOB_EVENTS = {

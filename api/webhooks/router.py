@@ -10,9 +10,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from api.deps import PrincipalDep, SessionDep, SettingsDep
+from api.deps import SessionDep, SettingsDep
 from api.pagination import decode_cursor, encode_cursor
 from api.problems import Problem
+from api.teams.auth import PrincipalDep
 from api.webhooks import repository as repo
 from api.webhooks import service
 from api.webhooks import sweep_hook as _sweep_hook  # noqa: F401 - registers sweep.ended

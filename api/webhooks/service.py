@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from api.db.keys import Principal
 from api.db.models import utcnow
 from api.problems import FieldProblem, ProblemError
 from api.settings import Settings
+from api.teams.repository import Principal
 from api.webhooks import repository as repo
 from api.webhooks.models import Webhook, WebhookDelivery
 from api.webhooks.schemas import (

@@ -1,7 +1,7 @@
 """``sweep.ended`` webhooks: an outbox row per subscribed webhook, written by the sweeps'
 own end-of-sweep hook (api.sweeps.trials.on_sweep_ended), in the transaction that ends the
 sweep. Imported for its effect by the API (api.webhooks.router) and the worker
-(worker.operations), the two kinds of process that end sweeps."""
+(worker.sidecars), the two kinds of process that end sweeps."""
 
 from __future__ import annotations
 

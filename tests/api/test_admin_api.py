@@ -50,8 +50,8 @@ def test_queued_quota_refuses_with_429(client: TestClient) -> None:
 
 
 def test_running_quota_is_shown_as_queue_reason(client: TestClient) -> None:
-    from api.db import jobs as repo
     from api.db.session import session_factory
+    from api.ledger import repository as repo
 
     team = client.post("/v1/admin/teams", json={"name": "one", "max_running_jobs": 1}).json()
     key = client.post("/v1/admin/keys", json={"team": "one"}).json()["key"]

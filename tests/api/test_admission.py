@@ -14,9 +14,9 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from api.admission import AdmissionControl, AdmissionGate
-from api.db import events as events_repo
 from api.db.session import session_factory
-from api.event_hub import EventHub
+from api.jobs.event_hub import EventHub
+from api.ledger import events as events_repo
 from api.settings import Settings
 from tests.worker.helpers import insert_job
 

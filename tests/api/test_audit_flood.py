@@ -9,11 +9,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from api import audit as audit_middleware
-from api.db.audit import AuditEntry
 from api.db.models import utcnow
 from api.db.session import session_factory
 from api.settings import Settings
+from api.teams import audit_middleware
+from api.teams.audit import AuditEntry
 from tests.conftest import FakeQueue
 from worker.reconciler import reconcile_once
 

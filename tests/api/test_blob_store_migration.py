@@ -17,17 +17,17 @@ from sqlalchemy import MetaData, Table, create_engine, text
 from sqlalchemy.orm import Session
 
 from api.app import create_app
+from api.checkpoints.repository import Checkpoint
+from api.datasets import repository as datasets_repo
+from api.datasets.repository import Dataset
 from api.db import blobs
-from api.db import datasets as datasets_repo
-from api.db.checkpoints import Checkpoint
-from api.db.datasets import Dataset
-from api.db.keys import DEFAULT_TEAM, create_api_key, get_or_create_team
 from api.db.migrate import alembic_config, upgrade
-from api.db.model_exports import ModelExport
 from api.db.models import new_id, utcnow
 from api.db.session import engine_for, session_factory
+from api.predict.repository import ModelExport
 from api.settings import Settings
 from api.storage import repository as storage_repo
+from api.teams.repository import DEFAULT_TEAM, create_api_key, get_or_create_team
 from tests.conftest import PG_ADMIN_URL, FakeQueue, service_missing
 
 BEFORE_BLOBS = "a0c3e1000003"

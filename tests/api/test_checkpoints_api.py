@@ -13,12 +13,13 @@ from safetensors.torch import load_file
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from api.db import blobs, events
-from api.db import checkpoints as ckrepo
-from api.db.keys import create_api_key, get_or_create_team
-from api.db.models import Job
+from api.checkpoints import repository as ckrepo
+from api.db import blobs
 from api.db.session import session_factory
+from api.ledger import events
+from api.ledger.models import Job
 from api.settings import Settings
+from api.teams.repository import create_api_key, get_or_create_team
 from ml.checks import builtin_info
 from ml.models import build_model
 from ml.spec import BuiltinSource, JobSpec

@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.datasets.errors import DatasetRejected
+from api.datasets.schemas import ColumnType, DatasetOptions
 from api.datasets.table import parse_csv
-from api.schemas import ColumnType, DatasetOptions
 from tests.api.test_datasets import upload, uploaded
 
 pytestmark = pytest.mark.unit

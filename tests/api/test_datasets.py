@@ -18,9 +18,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from api.db.keys import create_api_key, get_or_create_team
 from api.db.session import session_factory
 from api.settings import Settings
+from api.teams.repository import create_api_key, get_or_create_team
 from tests.conftest import FakeQueue
 
 # --------------------------------------------------------------------------- files

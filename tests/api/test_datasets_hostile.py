@@ -18,12 +18,12 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from api.app import create_app
+from api.datasets.repository import Dataset
 from api.db.blobs import BlobChunk
-from api.db.datasets import Dataset
-from api.db.keys import create_api_key, get_or_create_team
 from api.db.migrate import upgrade
 from api.db.session import session_factory
 from api.settings import Settings
+from api.teams.repository import create_api_key, get_or_create_team
 from tests.api.test_datasets import digits_npz, image_zip, iris_csv, job_on, upload
 from tests.conftest import FakeQueue
 

@@ -8,9 +8,9 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from api.db import scheduling, workers
-from api.db.devices import Pool
 from api.db.session import session_factory
+from api.ledger import scheduling, workers
+from api.ledger.devices import Pool
 from api.monitoring.ledger import read_ledger
 from api.settings import Settings
 

@@ -16,10 +16,10 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.db import jobs as repo
-from api.db import metrics as metrics_repo
 from api.db.session import session_factory
-from api.routers import events as events_router
+from api.jobs import events_router
+from api.ledger import metrics as metrics_repo
+from api.ledger import repository as repo
 from api.settings import Settings
 from tests.conftest import FakeQueue, free_port
 from worker.runner import run_job

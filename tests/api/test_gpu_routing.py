@@ -9,9 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from api.db import workers
 from api.db.models import utcnow
 from api.db.session import session_factory
+from api.ledger import workers
 from api.settings import Settings
 from tests.conftest import FakeQueue
 from worker.queues import worker_queues

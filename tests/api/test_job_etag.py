@@ -11,10 +11,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from api.db import jobs as repo
-from api.db.keys import create_api_key, get_or_create_team
 from api.db.session import session_factory
+from api.ledger import repository as repo
 from api.settings import Settings
+from api.teams.repository import create_api_key, get_or_create_team
 
 SPEC = {"dataset": {"source": {"kind": "builtin", "name": "iris"}}, "epochs": 2}
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from api.db import jobs as repo
-from api.db import metrics as metrics_repo
 from api.db.session import session_factory
+from api.ledger import metrics as metrics_repo
+from api.ledger import repository as repo
 from api.settings import Settings
 from tests.conftest import FakeQueue
 

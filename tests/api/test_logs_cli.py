@@ -9,10 +9,10 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from api.db import jobs as repo
 from api.db.models import utcnow
 from api.db.session import session_factory
 from api.joblogs import repository as joblogs
+from api.ledger import repository as repo
 from api.settings import Settings
 from trainforge.client import app as cli_app
 from trainforge.client import logs_cmd

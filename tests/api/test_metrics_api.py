@@ -8,11 +8,11 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from api.db import jobs as repo
-from api.db import metrics as metrics_repo
 from api.db.session import session_factory
+from api.ledger import metrics as metrics_repo
+from api.ledger import repository as repo
 from api.settings import Settings
-from tests.worker.test_sinks import running_job
+from tests.worker.test_metric_sink import running_job
 
 NAN_INF = [("loss", 1, 0.5), ("loss", 2, math.nan), ("loss", 3, math.inf), ("loss", 4, -math.inf)]
 

@@ -11,13 +11,13 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
-from api.db import jobs as repo
-from api.db.keys import create_api_key, get_or_create_team
 from api.db.models import utcnow
 from api.db.session import session_factory
 from api.joblogs import repository as joblogs
+from api.ledger import repository as repo
 from api.monitoring import http_metrics
 from api.settings import Settings
+from api.teams.repository import create_api_key, get_or_create_team
 from api.webhooks.models import WebhookDelivery
 from tests.conftest import FakeQueue
 

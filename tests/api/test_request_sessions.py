@@ -12,10 +12,11 @@ from sqlalchemy import Engine, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from api.db.keys import LAST_USED_RESOLUTION
-from api.db.models import ApiKey, utcnow
+from api.db.models import utcnow
 from api.db.session import session_factory
 from api.settings import Settings
+from api.teams.models import ApiKey
+from api.teams.repository import LAST_USED_RESOLUTION
 
 IRIS = {"dataset": {"source": {"kind": "builtin", "name": "iris"}}, "epochs": 1}
 

@@ -11,10 +11,10 @@ import traceback
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from api.db.keys import DEFAULT_TEAM, create_api_key, get_or_create_team
-from api.db.models import ApiKey
 from api.db.session import make_engine, session_factory
 from api.settings import Settings
+from api.teams.models import ApiKey
+from api.teams.repository import DEFAULT_TEAM, create_api_key, get_or_create_team
 
 
 def _duplicate_key_error(url: str) -> tuple[IntegrityError, str]:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from api.db.audit import AuditEntry
 from api.db.session import session_factory
 from api.settings import Settings
+from api.teams.audit import AuditEntry
 
 
 def test_every_answer_says_nosniff(client: TestClient) -> None:

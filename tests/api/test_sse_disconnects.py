@@ -23,8 +23,8 @@ from fastapi import FastAPI
 from starlette.types import Message
 
 from api.app import create_app
-from api.db import events as events_repo
 from api.db.session import session_factory
+from api.ledger import events as events_repo
 from api.settings import Settings
 from tests.conftest import FakeQueue
 from tests.worker.helpers import insert_job

@@ -6,16 +6,16 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from api.db import checkpoints as ckpt_repo
-from api.db import jobs as repo
-from api.db import metrics as metrics_repo
-from api.db.audit import AuditEntry
+from api.checkpoints import repository as ckpt_repo
+from api.checkpoints.repository import Checkpoint
 from api.db.blobs import BlobChunk
-from api.db.checkpoints import Checkpoint
-from api.db.events import JobEvent
-from api.db.models import JobTransition, MetricPoint
 from api.db.session import session_factory
+from api.ledger import metrics as metrics_repo
+from api.ledger import repository as repo
+from api.ledger.events import JobEvent
+from api.ledger.models import JobTransition, MetricPoint
 from api.settings import Settings
+from api.teams.audit import AuditEntry
 
 DIGITS = {"dataset": {"source": {"kind": "builtin", "name": "digits"}}}
 RETENTION = ckpt_repo.Retention(keep_last=5, keep_best=1, monitor="loss", mode="min")

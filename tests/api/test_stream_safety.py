@@ -13,10 +13,10 @@ import pytest
 import uvicorn
 
 from api.app import create_app
-from api.db.keys import revoke_key
 from api.db.session import session_factory
-from api.routers import events as events_router
+from api.jobs import events_router
 from api.settings import Settings
+from api.teams.repository import revoke_key
 from tests.api.test_events import SPEC, Event, parse_sse
 from tests.conftest import FakeQueue, free_port
 

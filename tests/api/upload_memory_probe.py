@@ -64,7 +64,7 @@ def _free_port() -> int:
 
 def _decoded_bytes(database_url: str, dataset_id: str) -> int:
     """The stored arrays' total size: what the upload decoded to."""
-    from api.db import datasets as repo
+    from api.datasets import repository as repo
     from api.db.session import session_factory
 
     with session_factory(database_url)() as s:
@@ -81,10 +81,10 @@ def main() -> None:
     import uvicorn
 
     from api.app import create_app
-    from api.db.keys import DEFAULT_TEAM, create_api_key, get_or_create_team
     from api.db.migrate import upgrade
     from api.db.session import session_factory
     from api.settings import Settings
+    from api.teams.repository import DEFAULT_TEAM, create_api_key, get_or_create_team
 
     class NoQueue:
         def publish(self, job_id: str, queue: str) -> None:

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from api.db.events import JobEvent
 from api.db.session import session_factory
+from api.ledger.events import JobEvent
 from tests.faults.cluster import SCALE, Cluster, fault_spec, restart_postgres, restart_redis
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]

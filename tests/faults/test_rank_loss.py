@@ -18,9 +18,9 @@ import time
 
 from sqlalchemy import select
 
-from api.db.models import Job
 from api.db.session import session_factory
 from api.joblogs.models import JobLogLine
+from api.ledger.models import Job
 from api.settings import Settings
 from tests.worker.helpers import insert_job
 from worker.runner import run_job

@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert
 
-from api.db import scheduling
-from api.db.devices import Pool
-from api.db.keys import get_or_create_team
 from api.db.migrate import upgrade
-from api.db.models import Job, new_id, utcnow
+from api.db.models import new_id, utcnow
 from api.db.session import session_factory
+from api.ledger import scheduling
+from api.ledger.devices import Pool
+from api.ledger.models import Job
 from api.settings import Settings
+from api.teams.repository import get_or_create_team
 
 BIG_TEAM_QUEUED = 2500
 

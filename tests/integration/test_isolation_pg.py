@@ -15,11 +15,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.app import create_app
-from api.db.audit import AuditEntry
-from api.db.keys import create_api_key, get_or_create_team, revoke_key
 from api.db.migrate import upgrade
 from api.db.session import session_factory
 from api.settings import Settings
+from api.teams.audit import AuditEntry
+from api.teams.repository import create_api_key, get_or_create_team, revoke_key
 from tests.conftest import FakeQueue
 
 pytestmark = pytest.mark.integration

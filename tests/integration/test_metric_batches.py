@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from api.db import jobs as repo
-from api.db import metrics as metrics_repo
 from api.db.migrate import upgrade
 from api.db.session import session_factory
-from tests.worker.test_sinks import Factory, running_job
+from api.ledger import metrics as metrics_repo
+from api.ledger import repository as repo
+from tests.worker.test_metric_sink import Factory, running_job
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -7,7 +7,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-from api.db.all_models import Base
+from api.all_models import Base
 from api.db.migrate import upgrade
 
 pytestmark = pytest.mark.integration

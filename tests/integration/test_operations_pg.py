@@ -20,11 +20,11 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
-from api.db.keys import create_api_key, get_or_create_team
 from api.db.migrate import upgrade
 from api.db.session import session_factory
 from api.queue import CeleryJobQueue
 from api.settings import Settings
+from api.teams.repository import create_api_key, get_or_create_team
 from tests.api.test_events import parse_sse
 from tests.conftest import REPO, free_port
 from tests.integration.webhook_receiver import Receiver, receiver

@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from api import jobs_service
-from api.db.keys import Principal, create_api_key, get_or_create_team
 from api.db.migrate import upgrade
-from api.db.models import Job
 from api.db.session import session_factory
+from api.jobs import service as jobs_service
+from api.jobs.schemas import JobCreate
+from api.ledger.models import Job
 from api.problems import ProblemError
-from api.schemas import JobCreate
 from api.settings import Settings
+from api.teams.repository import Principal, create_api_key, get_or_create_team
 
 SUBMISSIONS = 30
 QUOTA = 10

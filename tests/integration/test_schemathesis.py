@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import positive_data_acceptance
 
 from api.app import create_app
-from api.db.keys import create_api_key, get_or_create_team
 from api.db.migrate import upgrade
 from api.db.session import session_factory
 from api.settings import Settings
+from api.teams.repository import create_api_key, get_or_create_team
 from tests.conftest import FakeQueue
 
 pytestmark = pytest.mark.integration

@@ -15,12 +15,14 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
-from api.db import lifecycle
-from api.db.keys import DEFAULT_TEAM, create_api_key, get_or_create_team
 from api.db.migrate import upgrade
-from api.db.models import Job, Team, utcnow
+from api.db.models import utcnow
 from api.db.session import session_factory
+from api.ledger import lifecycle
+from api.ledger.models import Job
 from api.settings import Settings
+from api.teams.models import Team
+from api.teams.repository import DEFAULT_TEAM, create_api_key, get_or_create_team
 from tests.conftest import FakeQueue
 from tests.worker.helpers import insert_job
 

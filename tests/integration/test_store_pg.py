@@ -1,5 +1,5 @@
 """The metric/checkpoint/event store on the real PostgreSQL: the same contracts the SQLite
-unit tests check (tests/worker/test_sinks.py), plus SSE resume and a checkpoint download
+unit tests check (tests/worker/test_metric_sink.py), plus SSE resume and a checkpoint download
 through the API, and concurrent writers keeping event ids in commit order."""
 
 from __future__ import annotations
@@ -14,17 +14,17 @@ from fastapi.testclient import TestClient
 from safetensors.torch import load as st_load
 
 from api.app import create_app
-from api.db import events
-from api.db import metrics as metrics_repo
-from api.db.keys import DEFAULT_TEAM, create_api_key, get_or_create_team
 from api.db.migrate import upgrade
 from api.db.session import session_factory
+from api.ledger import events
+from api.ledger import metrics as metrics_repo
 from api.settings import Settings
+from api.teams.repository import DEFAULT_TEAM, create_api_key, get_or_create_team
 from tests.api.test_checkpoints_api import spec_model
 from tests.api.test_events import SPEC as EVENTS_SPEC
 from tests.api.test_events import read_stream
 from tests.conftest import FakeQueue
-from tests.worker import test_sinks as contracts
+from tests.worker import test_metric_sink as contracts
 from worker.runner import run_job
 
 pytestmark = pytest.mark.integration

@@ -21,13 +21,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.db.keys import create_api_key, get_or_create_team
 from api.db.migrate import upgrade
 from api.db.session import session_factory
 from api.queue import CeleryJobQueue
 from api.settings import Settings
 from api.sweeps import sampling
 from api.sweeps.schemas import SweepCreate
+from api.teams.repository import create_api_key, get_or_create_team
 from tests.procs import start_worker, stop
 
 pytestmark = pytest.mark.integration

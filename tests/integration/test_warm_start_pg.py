@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.orm import Session
 
-from api.db import jobs as repo
-from api.db.keys import get_or_create_team
+from api.checkpoints.warm_start_pins import dependent_jobs, pinned_checkpoint_ids
 from api.db.migrate import upgrade
 from api.db.session import session_factory
-from api.db.warm_start_pins import dependent_jobs, pinned_checkpoint_ids
+from api.ledger import repository as repo
+from api.teams.repository import get_or_create_team
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ def test_dependents_are_found_by_their_warm_start_source(pg_url: str) -> None:
 
 
 def test_a_running_sweep_pins_its_source_checkpoint(pg_url: str) -> None:
-    from api.db.warm_start_pins import dependent_sweeps
+    from api.checkpoints.warm_start_pins import dependent_sweeps
     from api.sweeps.models import Sweep
 
     upgrade(pg_url)

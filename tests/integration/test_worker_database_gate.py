@@ -18,8 +18,8 @@ import pytest
 import redis
 from sqlalchemy import update
 
-from api.db.models import Job
 from api.db.session import session_factory
+from api.ledger.models import Job
 from api.queue import CeleryJobQueue
 from api.settings import Settings
 from tests.procs import start_worker

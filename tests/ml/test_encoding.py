@@ -17,8 +17,8 @@ import pytest
 from sklearn.impute import SimpleImputer
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
+from api.datasets.schemas import DatasetOptions
 from api.datasets.table import parse_csv
-from api.schemas import DatasetOptions
 from ml.column_spec import ColumnSpec
 from ml.encoding import EncodingError, date_parts, fit_table
 

@@ -196,9 +196,9 @@ print("same" if a == b else f"differ {a} {b}")
 
 def test_a_worker_job_runs_end_to_end_on_cuda(settings: Any) -> None:
     pytest.importorskip("sqlalchemy")
-    from api.db.models import Job
     from api.db.session import session_factory
     from api.joblogs.models import JobLogLine
+    from api.ledger.models import Job
     from tests.worker.helpers import insert_job
     from worker.runner import run_job
 

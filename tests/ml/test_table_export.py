@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from api.datasets import codec
+from api.datasets.schemas import DatasetOptions
 from api.datasets.table import parse_csv
-from api.schemas import DatasetOptions
 from ml.data import LoadedDataset, prepare
 from ml.encoding import TableColumns, date_parts
 from ml.encoding_torch import date_parts as torch_date_parts

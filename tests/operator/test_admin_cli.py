@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from api.db.keys import authenticate
 from api.db.session import session_factory
 from api.settings import Settings, get_settings
+from api.teams.repository import authenticate
 from tests.operator.cli_parse import help_text, parse
 from trainforge.entry import main
 

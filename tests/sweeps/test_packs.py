@@ -15,19 +15,19 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from api.db.devices import Pool
-from api.db.keys import DEFAULT_TEAM, get_or_create_team
-from api.db.models import Job
 from api.db.session import session_factory
+from api.ledger.devices import Pool
+from api.ledger.models import Job
 from api.settings import Settings
+from api.teams.repository import DEFAULT_TEAM, get_or_create_team
 from ml.engine import train
 from ml.pack import PackMember, train_pack
 from ml.sinks import MemoryMetricSink
 from ml.spec import JobSpec
 from tests.conftest import FakeQueue
 from worker import runner
+from worker.metric_sink import with_db_retry
 from worker.packs import PackClaim
-from worker.sinks import with_db_retry
 
 SPEC: dict[str, Any] = {
     "dataset": {"source": {"kind": "builtin", "name": "digits"}, "batch_size": 128},

@@ -9,10 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from api.db.keys import create_api_key, get_or_create_team
-from api.db.models import Job
 from api.db.session import session_factory
+from api.ledger.models import Job
 from api.settings import Settings
+from api.teams.repository import create_api_key, get_or_create_team
 from tests.conftest import FakeQueue
 from worker.reconciler import reconcile_once
 from worker.runner import run_job

@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from api.db.models import Job
 from api.db.session import session_factory
+from api.ledger.models import Job
 from api.settings import Settings
 from tests.conftest import REPO
 from trainforge.client import app as cli_app

@@ -108,7 +108,7 @@ def test_a_bad_search_space_is_a_422_at_its_location(
     assert fake_queue.published == []
     assert client.get("/v1/sweeps").json()["items"] == []
     with session_factory(settings.resolved_database_url)() as s:
-        from api.db.models import Job
+        from api.ledger.models import Job
 
         assert s.query(Job).count() == 0
 
@@ -177,7 +177,7 @@ def test_the_distribution_shape_is_checked_by_the_schema(client: TestClient) -> 
 def test_concurrency_above_the_running_quota_is_allowed_with_a_warning(
     client: TestClient, settings: Settings, fake_queue: FakeQueue
 ) -> None:
-    from api.db.keys import DEFAULT_TEAM, get_or_create_team
+    from api.teams.repository import DEFAULT_TEAM, get_or_create_team
 
     with session_factory(settings.resolved_database_url)() as s:
         get_or_create_team(s, DEFAULT_TEAM).max_running_jobs = 1

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from api.db import jobs as repo
-from api.db.keys import DEFAULT_TEAM, get_or_create_team
+from api.ledger import repository as repo
+from api.teams.repository import DEFAULT_TEAM, get_or_create_team
 from ml.spec import SPEC_VERSION, JobSpec
 
 

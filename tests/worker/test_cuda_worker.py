@@ -12,8 +12,8 @@ import sys
 import pytest
 import torch
 
-from api.db.models import Job
 from api.db.session import session_factory
+from api.ledger.models import Job
 from api.settings import Settings
 from ml.trainer import Trainer
 from tests.conftest import REPO

@@ -10,10 +10,10 @@ import torch
 from fastapi.testclient import TestClient
 
 from api.datasets import codec
-from api.db import datasets as datasets_repo
-from api.db import metrics as metrics_repo
-from api.db.models import Job
+from api.datasets import repository as datasets_repo
 from api.db.session import session_factory
+from api.ledger import metrics as metrics_repo
+from api.ledger.models import Job
 from api.settings import Settings
 from ml.checks import DatasetInfo
 from ml.data import LoadedDataset, split_indices

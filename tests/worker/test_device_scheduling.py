@@ -18,17 +18,19 @@ from sqlalchemy import text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 import api.webhooks.repository  # noqa: F401  (wires the outbox to status changes)
-from api.db import devices, lifecycle, scheduling, workers
-from api.db import jobs as repo
-from api.db.devices import Pool
-from api.db.keys import get_or_create_team
 from api.db.migrate import upgrade
-from api.db.models import Job, Team, utcnow
+from api.db.models import utcnow
 from api.db.session import session_factory
+from api.ledger import devices, lifecycle, scheduling, workers
+from api.ledger import repository as repo
+from api.ledger.devices import Pool
+from api.ledger.models import Job
 from api.settings import Settings
+from api.teams.models import Team
+from api.teams.repository import get_or_create_team
 from ml.spec import SPEC_VERSION
 from worker.attempt import Outcome
-from worker.sinks import with_db_retry
+from worker.metric_sink import with_db_retry
 
 LEASE = 30.0
 

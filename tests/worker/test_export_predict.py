@@ -24,10 +24,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from api.db.keys import create_api_key, get_or_create_team
-from api.db.models import Job
 from api.db.session import session_factory
+from api.ledger.models import Job
 from api.settings import Settings
+from api.teams.repository import create_api_key, get_or_create_team
 from ml.data import split_indices
 from tests.api.test_datasets import image_zip, iris_csv, job_on, text_csv, uploaded
 from tests.worker.test_datasets_train import QUIET, with_holes
@@ -364,7 +364,7 @@ def test_a_job_canceled_after_its_first_epoch_is_exported(
     import threading
     import time
 
-    from api.db import jobs as jobs_repo
+    from api.ledger import repository as jobs_repo
 
     spec = {
         "dataset": {

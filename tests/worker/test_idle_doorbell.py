@@ -9,8 +9,9 @@ from pathlib import Path
 from sqlalchemy import update
 
 from api.db.migrate import upgrade
-from api.db.models import Job, utcnow
+from api.db.models import utcnow
 from api.db.session import session_factory
+from api.ledger.models import Job
 from api.settings import Settings
 from tests.conftest import FakeQueue
 from tests.worker.helpers import insert_job

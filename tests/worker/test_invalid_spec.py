@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from api.db.models import Job
 from api.db.session import session_factory
+from api.ledger.models import Job
 from api.settings import Settings
 from ml import trainer
 from ml.spec import JobSpec

@@ -10,10 +10,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import jobs as repo
-from api.db.events import JobEvent
-from api.db.progress import PROGRESS, record_progress
 from api.db.session import session_factory
+from api.ledger import repository as repo
+from api.ledger.events import JobEvent
+from api.ledger.progress import PROGRESS, record_progress
 from api.settings import Settings
 from ml.engine import train
 from ml.sinks import StepProgress

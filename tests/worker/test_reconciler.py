@@ -7,10 +7,11 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from api.db import jobs as repo
-from api.db import lifecycle
-from api.db.models import Job, utcnow
+from api.db.models import utcnow
 from api.db.session import session_factory
+from api.ledger import lifecycle
+from api.ledger import repository as repo
+from api.ledger.models import Job
 from api.settings import Settings
 from tests.worker.test_runner import IRIS, make_job
 from worker.reconciler import reconcile_once

@@ -8,8 +8,8 @@ never starts training.
 
 from __future__ import annotations
 
-from api.db.models import Job, MetricPoint
 from api.db.session import session_factory
+from api.ledger.models import Job, MetricPoint
 from api.settings import Settings
 from tests.worker.helpers import insert_job
 from worker.runner import run_job

@@ -10,11 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load as st_load
 
-from api.db import checkpoints as ckrepo
-from api.db import jobs as repo
-from api.db import metrics as metrics_repo
-from api.db.models import Job, MetricPoint
+from api.checkpoints import repository as ckrepo
 from api.db.session import session_factory
+from api.ledger import metrics as metrics_repo
+from api.ledger import repository as repo
+from api.ledger.models import Job, MetricPoint
 from api.settings import Settings
 from tests.worker.test_runner import make_job
 from worker import runner

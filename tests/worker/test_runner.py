@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from api.db import jobs as repo
-from api.db import metrics as metrics_repo
-from api.db.models import Job, MetricPoint
 from api.db.session import session_factory
+from api.ledger import metrics as metrics_repo
+from api.ledger import repository as repo
+from api.ledger.models import Job, MetricPoint
 from api.settings import Settings
 from ml.data import LoadedDataset, load_dataset
 from ml.spec import JobSpec

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 import pytest
 from celery.signals import worker_shutting_down
 
-from api.db import jobs as repo
-from api.db.models import Job
 from api.db.session import session_factory
+from api.ledger import repository as repo
+from api.ledger.models import Job
 from api.settings import Settings
 from tests.worker.helpers import insert_job
 from worker import runner

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from sqlalchemy import func, select, update
 
-from api.db.checkpoints import Checkpoint
-from api.db.keys import DEFAULT_TEAM
-from api.db.models import Job, Team
+from api.checkpoints.repository import Checkpoint
 from api.db.session import session_factory
+from api.ledger.models import Job
 from api.settings import Settings
+from api.teams.models import Team
+from api.teams.repository import DEFAULT_TEAM
 from tests.worker.helpers import insert_job
 from worker.runner import run_job
 

@@ -11,16 +11,17 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db.checkpoints import Checkpoint
-from api.db.keys import DEFAULT_TEAM, get_or_create_team
-from api.db.models import Job, Team
+from api.checkpoints.repository import Checkpoint
 from api.db.session import session_factory
+from api.ledger.models import Job
 from api.settings import Settings
 from api.storage.repository import StorageQuotaExceeded
+from api.teams.models import Team
+from api.teams.repository import DEFAULT_TEAM, get_or_create_team
 from ml.sinks import CheckpointBlob
 from ml.spec import JobSpec
 from tests.worker.helpers import insert_job
-from tests.worker.test_sinks import running_job
+from tests.worker.test_metric_sink import running_job
 from worker.checkpoint_sink import SqlCheckpointSink
 from worker.log_sink import SqlLogSink
 from worker.runner import run_job

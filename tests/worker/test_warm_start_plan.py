@@ -9,7 +9,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from safetensors.torch import load as st_load
 
-from api.db.checkpoints import Retention, apply_retention
+from api.checkpoints.repository import Retention, apply_retention
 from api.db.session import session_factory
 from api.settings import Settings
 from ml.checks import builtin_info

@@ -1,0 +1,1 @@
+"""A job's checkpoints: rows, files in the blob store, warm-start sources."""

@@ -1,0 +1,1 @@
+"""Teams, API keys, quotas and the audit log; the /v1/admin routes."""
