@@ -128,7 +128,8 @@ def new_job(url: str, job_spec: JobSpec) -> str:
 def legacy_write_metrics(
     session: Session, job_id: str, attempt: int, points: Sequence[metrics_repo.Row]
 ) -> None:
-    """``api.ledger.metrics.write_metrics`` before issue 16: the driver's executemany, a row each."""
+    """``api.ledger.metrics.write_metrics`` before issue 16: the driver's executemany, a row
+    each."""
     if not points:
         return
     fence(session, job_id, attempt)

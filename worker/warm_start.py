@@ -1,8 +1,9 @@
 """The weights a job with ``warm_start`` starts from: its source checkpoint, team-scoped.
 
-The source is checked when the job is submitted (``api.checkpoints.warm_start``) and pinned while the
-job waits (``api.checkpoints.warm_start_pins``); should it still have gone (a ``best`` or
-``latest`` of a source retried since), the job fails with a message saying so.
+The source is checked when the job is submitted (``api.checkpoints.warm_start``) and
+pinned while the job waits (``api.checkpoints.warm_start_pins``); should it still have
+gone (a ``best`` or ``latest`` of a source retried since), the job fails with a message
+saying so.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.checkpoints import repository as repo
 from api.checkpoints.schemas import CheckpointPage, CheckpointRead
 from api.deps import SessionDep
-from api.jobs import service
+from api.ledger.access import get_job_or_404
 from api.problems import Problem, ProblemError
 from api.teams.auth import PrincipalDep
 
@@ -40,7 +40,7 @@ def list_checkpoints(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> CheckpointPage:
     """The job's kept checkpoints, oldest first; retention has removed the others."""
-    job = service.get_job_or_404(session, principal, job_id)
+    job = get_job_or_404(session, principal, job_id)
     after = int(cursor) if cursor else None
     rows = repo.list_checkpoints(session, job.id, after=after, limit=limit + 1)
     more, rows = len(rows) > limit, rows[:limit]
@@ -98,7 +98,7 @@ def download_checkpoint(
     principal: PrincipalDep,
 ) -> StreamingResponse:
     """The checkpoint's weights (safetensors), streamed chunk by chunk."""
-    job = service.get_job_or_404(session, principal, job_id)
+    job = get_job_or_404(session, principal, job_id)
     ckpt = _resolve_checkpoint(session, job.id, checkpoint_id)
     if ckpt is None:
         raise ProblemError(404, "Not found", f"No checkpoint {checkpoint_id} of job {job_id!r}.")

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from api.deps import SessionDep
 from api.joblogs import repository as repo
 from api.joblogs.schemas import JobLogPage, line_read
-from api.jobs import service as jobs_service
+from api.ledger.access import get_job_or_404
 from api.problems import Problem
 from api.teams.auth import PrincipalDep
 
@@ -35,7 +35,7 @@ def list_job_logs(
     """A job's log lines, oldest first: start (device, threads), resume, each epoch's
     summary, early stopping, learning-rate reductions, checkpoints, the outcome and its
     error. Each job keeps its newest `TRAINFORGE_JOB_LOG_MAX_LINES` lines."""
-    job = jobs_service.get_job_or_404(session, principal, job_id)
+    job = get_job_or_404(session, principal, job_id)
     rows = repo.lines_after(session, job.id, after, limit)
     last = rows[-1].id if rows else after
     more = len(rows) == limit

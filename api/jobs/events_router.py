@@ -24,9 +24,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.deps import SessionDep
 from api.joblogs import repository as joblogs
 from api.joblogs.schemas import log_event_payload
-from api.jobs import service
 from api.jobs.schemas import JobEvent
 from api.ledger import events as repo
+from api.ledger.access import get_job_or_404
 from api.ledger.repository import TERMINAL
 from api.ledger.series import points_in_ranges
 from api.problems import Problem
@@ -51,7 +51,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=_ERRORS)
 
 def _job_id_or_404(job_id: str, session: SessionDep, principal: PrincipalDep) -> str:
     # A dependency, so a 404 is answered before the stream (and its 200) starts.
-    job = service.get_job_or_404(session, principal, job_id)
+    job = get_job_or_404(session, principal, job_id)
     # The request's session would otherwise hold a connection for the stream's life.
     session.close()
     return job.id

@@ -27,6 +27,7 @@ from api.jobs.schemas import (
 )
 from api.jobs.specs_router import validate_job_spec
 from api.ledger import repository as repo
+from api.ledger.access import get_job_or_404
 from api.ledger.events import json_float
 from api.ledger.models import Job
 from api.ledger.series import read_series
@@ -229,7 +230,7 @@ def get_job(
 )
 def cancel_job(job_id: str, session: SessionDep, principal: PrincipalDep) -> JobRead:
     """Cancel a queued job at once, or ask its worker to stop (within about a second)."""
-    job = service.get_job_or_404(session, principal, job_id)
+    job = get_job_or_404(session, principal, job_id)
     if job.status in repo.TERMINAL:
         raise ProblemError(409, "Conflict", f"The job has already ended ({job.status}).")
     repo.request_cancel(session, job)
@@ -277,7 +278,7 @@ def get_job_metrics(
     ] = None,
 ) -> MetricsRead:
     """Metric series of a job, each point at its global optimizer step."""
-    job = service.get_job_or_404(session, principal, job_id)
+    job = get_job_or_404(session, principal, job_id)
     series = read_series(session, job.id, name, since_step, max_points)
     return MetricsRead(
         series=[

@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.deps import SessionDep, SettingsDep
-from api.jobs import service as jobs_service
+from api.ledger.access import get_job_or_404
 from api.predict import service
 from api.predict.instances import InstanceErrors
 from api.predict.schemas import PredictRequest, PredictResponse
@@ -69,7 +69,7 @@ def download_model(
     format: Annotated[Literal["zip", "onnx"], Query(description="zip: the bundle.")] = "zip",
 ) -> StreamingResponse:
     """The job's exported model, streamed chunk by chunk (sha256 in `X-Checksum-Sha256`)."""
-    job = jobs_service.get_job_or_404(session, principal, job_id)
+    job = get_job_or_404(session, principal, job_id)
     row = service.ready_export_or_409(session, job)
     if format == "onnx":
         size, sha, kind, name, media = (
@@ -96,7 +96,7 @@ def download_model(
 def _owned_job_id(job_id: str, session: SessionDep, principal: PrincipalDep) -> str:
     # A dependency, so another team's (or no) job is a 404 before the body is validated:
     # a stranger learns nothing from the shape of their request either.
-    return jobs_service.get_job_or_404(session, principal, job_id).id
+    return get_job_or_404(session, principal, job_id).id
 
 
 @router.post(
@@ -120,7 +120,7 @@ def predict(
             f"{len(body.instances)} instances; at most {limit} per request "
             "(TRAINFORGE_PREDICT_MAX_INSTANCES): send them in batches.",
         )  # fmt: skip
-    job = jobs_service.get_job_or_404(session, principal, job_id)
+    job = get_job_or_404(session, principal, job_id)
     row = service.ready_export_or_409(session, job)
     model = _sessions(request, settings.predict_cache_size).get(session, row)
     session.close()

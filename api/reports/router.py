@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import SessionDep
-from api.jobs import service as jobs_service
+from api.ledger.access import get_job_or_404
 from api.problems import Problem
 from api.reports import service
 from api.reports.schemas import JobReport
@@ -26,5 +26,5 @@ def get_job_report(job_id: str, session: SessionDep, principal: PrincipalDep) ->
     checkpoint (by `checkpointing.monitor`; the latest when it keeps no best one): the
     confusion matrix (rows: true class, columns: predicted, in `classes` order) and each
     class's precision, recall, F1 and support, as scikit-learn computes them."""
-    job = jobs_service.get_job_or_404(session, principal, job_id)
+    job = get_job_or_404(session, principal, job_id)
     return service.report_or_409(session, job)
