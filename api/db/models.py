@@ -1,7 +1,10 @@
-"""SQLAlchemy 2 models: the SQL store is the ledger of every job.
+"""The kernel's model base: ``Base``, the UTC datetime column type, ids and clocks.
 
-Imports no FastAPI: the worker reuses these models. Every team-owned row
-carries ``team_id`` so scoping happens in the repository layer.
+The tables live in their domains (``api.ledger.models``: jobs, transitions, metric
+points; ``api.teams.models``: teams, API keys; ``api.<domain>.models`` or its
+repository for the rest; ``api.all_models`` imports them all for Alembic). Imports no
+FastAPI: the worker reuses these models. Every team-owned row carries ``team_id`` so
+scoping happens in the repository layer.
 """
 
 from __future__ import annotations

@@ -1,2 +1,5 @@
-"""The jobs domain (issue 22 starts it here: its status values; the rest of the domain is
-still in api/ledger/repository.py, api/jobs/service.py, api/jobs/router.py, api/joblist/)."""
+"""The jobs domain over HTTP: submit, read, list, cancel, retry, metrics, events, and the
+spec's validation (router -> service -> schemas -> list_repository). The job rows and
+their status changes are the ledger's (api.ledger), below every domain that acts on a
+job; the routes here show a job with its checkpoints, logs and export, so they stand
+above those domains."""
