@@ -100,119 +100,164 @@ def monitorable_metrics(spec: JobSpec, info: DatasetInfo) -> list[str]:
 
 
 def check_spec(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
-    """Every semantic problem of ``spec`` on a dataset described by ``info`` ([] = fine)."""
+    """Every semantic problem of ``spec`` on a dataset described by ``info`` ([] = fine),
+    step by step in the order a user reads a spec: the data, the model, the loss, the
+    starting weights, the metrics and monitors, the schedule and the run's length."""
+    n_train, _ = split_sizes(info.n_samples, spec.dataset.validation_split)
+    return [
+        *_data(spec, info),
+        *_model_vs_modality(spec, info),
+        *_attention_heads(spec),
+        *(_graph(spec, spec.model, info) if isinstance(spec.model, GraphModel) else []),
+        *_batch_norm(spec, n_train),
+        *_loss_vs_task(spec, info),
+        *_class_weight(spec, info),
+        *_warm_start(spec, info),
+        *_lr_multipliers(spec, info),
+        *_metrics_and_monitors(spec, info),
+        *_data_parallel(spec),
+        *_schedule(spec, n_train),
+        *_run_length(spec),
+    ]
+
+
+def _data(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
+    """The data itself: image shape, class count, and the split it leaves."""
     problems: list[SpecProblem] = []
-
-    def add(loc: tuple[str | int, ...], msg: str, code: str) -> None:
-        problems.append(SpecProblem(loc, msg, code))
-
     classification = info.task == "classification"
     source = spec.dataset.source
     # Shape and class count come from the synthetic options or from an upload.
     synthetic = isinstance(source, BuiltinSource) and source.name == "synthetic"
     src_loc: tuple[str, ...] = ("dataset", "source") + (("synthetic",) if synthetic else ())
-
-    # ---- the data itself
     if info.image_shape is not None and min(info.image_shape) < 1:
         shape = list(info.image_shape)
-        add((*src_loc, "image_shape"), f"every image dimension must be >= 1, got {shape}",
-            "invalid_image_shape")  # fmt: skip
+        problems.append(SpecProblem((*src_loc, "image_shape"),
+            f"every image dimension must be >= 1, got {shape}", "invalid_image_shape"))  # fmt: skip
     if classification and info.n_classes < 2:
-        add((*src_loc, "n_classes"),
+        problems.append(SpecProblem((*src_loc, "n_classes"),
             "classification needs at least 2 classes (0 makes a regression target)",
-            "too_few_classes")  # fmt: skip
+            "too_few_classes"))  # fmt: skip
     n_train, n_val = split_sizes(info.n_samples, spec.dataset.validation_split)
     split = ("dataset", "validation_split")
     if n_train < 1:
-        add(split, f"validation_split {spec.dataset.validation_split} leaves no training sample "
-            f"out of {info.n_samples}; lower it", "split_empty_train")  # fmt: skip
+        problems.append(SpecProblem(split, f"validation_split {spec.dataset.validation_split} "
+            f"leaves no training sample out of {info.n_samples}; lower it",
+            "split_empty_train"))  # fmt: skip
     elif classification and n_val > 0 and min(n_train, n_val) < info.n_classes:
-        add(split, f"the stratified split gives {n_train} training and {n_val} validation "
-            f"samples; each side needs at least one per class ({info.n_classes}): change "
-            "validation_split", "split_too_small_for_stratify")  # fmt: skip
+        problems.append(SpecProblem(split, f"the stratified split gives {n_train} training and "
+            f"{n_val} validation samples; each side needs at least one per class "
+            f"({info.n_classes}): change validation_split",
+            "split_too_small_for_stratify"))  # fmt: skip
+    return problems
 
-    # ---- model and augmentation vs modality
+
+def _model_vs_modality(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
+    """Augmentation and the model's kind against the data's modality."""
+    problems: list[SpecProblem] = []
     modality = info.modality
     if spec.augmentation is not None and modality != "image":
-        add(("augmentation",), f"augmentation applies to images only and this dataset is "
-            f"{modality}: remove the augmentation part", "augmentation_not_image")  # fmt: skip
+        problems.append(SpecProblem(("augmentation",), "augmentation applies to images only "
+            f"and this dataset is {modality}: remove the augmentation part",
+            "augmentation_not_image"))  # fmt: skip
     model, kind = spec.model, ("model", "kind")
     if isinstance(model, CNNModel) and modality != "image":
         use = "'mlp'" if modality == "tabular" else "'text'"
-        add(kind, f"a cnn needs image data and this dataset is {modality}: use {use}",
-            "model_needs_image")  # fmt: skip
+        problems.append(SpecProblem(kind, f"a cnn needs image data and this dataset is "
+            f"{modality}: use {use}", "model_needs_image"))  # fmt: skip
     elif isinstance(model, TextModel) and modality != "text":
         use = "'cnn' or 'mlp'" if modality == "image" else "'mlp'"
-        add(kind, f"a text model needs text data and this dataset is {modality}: use {use}",
-            "model_needs_text")  # fmt: skip
+        problems.append(SpecProblem(kind, f"a text model needs text data and this dataset is "
+            f"{modality}: use {use}", "model_needs_text"))  # fmt: skip
     elif isinstance(model, MLPModel) and modality == "text":
-        add(kind, "an mlp cannot read raw text: use 'text'", "model_not_for_text")
+        problems.append(SpecProblem(kind, "an mlp cannot read raw text: use 'text'",
+            "model_not_for_text"))  # fmt: skip
     elif isinstance(model, ResNetModel) and modality != "image":
         use = "'mlp'" if modality == "tabular" else "'text' or 'transformer'"
-        add(kind, f"a resnet needs image data and this dataset is {modality}: use {use}",
-            "model_needs_image")  # fmt: skip
+        problems.append(SpecProblem(kind, f"a resnet needs image data and this dataset is "
+            f"{modality}: use {use}", "model_needs_image"))  # fmt: skip
     elif isinstance(model, TransformerModel) and modality != "text":
         use = "'cnn', 'resnet' or 'mlp'" if modality == "image" else "'mlp'"
-        add(kind, f"a transformer needs text data and this dataset is {modality}: use {use}",
-            "model_needs_text")  # fmt: skip
+        problems.append(SpecProblem(kind, f"a transformer needs text data and this dataset is "
+            f"{modality}: use {use}", "model_needs_text"))  # fmt: skip
+    return problems
+
+
+def _attention_heads(spec: JobSpec) -> list[SpecProblem]:
+    """A transformer's width (a text model's embedding) splits evenly across its heads."""
+    model, heads = spec.model, ("model", "num_heads")
     if isinstance(model, TransformerModel) and model.width % model.num_heads:
-        add(("model", "num_heads"), f"the transformer splits width {model.width} across "
+        return [SpecProblem(heads, f"the transformer splits width {model.width} across "
             f"num_heads {model.num_heads}: pick a num_heads that divides it",
-            "heads_do_not_divide_embedding")  # fmt: skip
+            "heads_do_not_divide_embedding")]  # fmt: skip
     if (
         isinstance(model, TextModel)
         and model.encoder == "transformer"
         and (model.embedding_dim % model.num_heads)
     ):
-        add(("model", "num_heads"), f"the transformer splits embedding_dim "
+        return [SpecProblem(heads, f"the transformer splits embedding_dim "
             f"{model.embedding_dim} across num_heads {model.num_heads}: pick a num_heads that "
-            "divides it", "heads_do_not_divide_embedding")  # fmt: skip
-    # Batch normalization cannot train on a batch of one sample (PyTorch raises; the
-    # last partial batch of an epoch is kept, as in Keras).
+            "divides it", "heads_do_not_divide_embedding")]  # fmt: skip
+    return []
+
+
+def _batch_norm(spec: JobSpec, n_train: int) -> list[SpecProblem]:
+    """Batch normalization cannot train on a batch of one sample (PyTorch raises; the last
+    partial batch of an epoch is kept, as in Keras)."""
+    model, batch_size = spec.model, spec.dataset.batch_size
     uses_batch_norm = isinstance(model, MLPModel | CNNModel) and model.normalization == "batch"
     if isinstance(model, GraphModel):
-        problems += _graph(spec, model, info)
         uses_batch_norm = any(layer.op == "batch_norm" for layer in model.layers)
     uses_batch_norm = uses_batch_norm or isinstance(model, ResNetModel)
-    if uses_batch_norm and n_train > 0 and spec.dataset.batch_size == 1:
-        add(("dataset", "batch_size"), "batch normalization cannot train on batches of one "
+    if not uses_batch_norm or n_train <= 0:
+        return []
+    loc = ("dataset", "batch_size")
+    if batch_size == 1:
+        return [SpecProblem(loc, "batch normalization cannot train on batches of one "
             "sample: use batch_size >= 2 or model.normalization 'layer'",
-            "batch_norm_single_sample_batch")  # fmt: skip
-    elif uses_batch_norm and n_train > 0 and n_train % spec.dataset.batch_size == 1:
-        add(("dataset", "batch_size"), f"the {n_train} training samples leave a last batch of "
-            f"one sample at batch_size {spec.dataset.batch_size}, which batch normalization "
+            "batch_norm_single_sample_batch")]  # fmt: skip
+    if n_train % batch_size == 1:
+        return [SpecProblem(loc, f"the {n_train} training samples leave a last batch of "
+            f"one sample at batch_size {batch_size}, which batch normalization "
             "cannot train on: change batch_size or validation_split",
-            "batch_norm_single_sample_batch")  # fmt: skip
-    elif uses_batch_norm and n_train > 0 and _replica_of_one(spec, n_train):
+            "batch_norm_single_sample_batch")]  # fmt: skip
+    if _replica_of_one(spec, n_train):
         per = spec.dataset.batch_size // spec.resources.devices
-        add(("dataset", "batch_size"), f"with resources.devices {spec.resources.devices} each "
+        return [SpecProblem(loc, f"with resources.devices {spec.resources.devices} each "
             f"device normalizes its own {per} of the {spec.dataset.batch_size} rows of a batch, "
             f"and the {n_train} training samples leave one device a slice of one sample, which "
             "batch normalization cannot train on: set resources.sync_batch_norm true, or change "
-            "batch_size or validation_split", "batch_norm_single_sample_batch")  # fmt: skip
+            "batch_size or validation_split", "batch_norm_single_sample_batch")]  # fmt: skip
+    return []
 
-    # ---- loss vs task
+
+def _loss_vs_task(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
+    """The loss (and label smoothing) against classification or regression."""
+    problems: list[SpecProblem] = []
+    classification = info.task == "classification"
     loss = loss_kind(spec.loss)
     if loss == "cross_entropy" and not classification:
-        add(("loss",), "cross_entropy needs class labels and this dataset is a regression: "
-            "use 'mse', 'mae', 'huber' or 'auto'", "loss_task_mismatch")  # fmt: skip
+        problems.append(SpecProblem(("loss",), "cross_entropy needs class labels and this "
+            "dataset is a regression: use 'mse', 'mae', 'huber' or 'auto'",
+            "loss_task_mismatch"))  # fmt: skip
     if loss in ("mse", "mae", "huber") and classification:
-        add(("loss",), f"{loss} needs a regression target and this dataset has classes: "
-            "use 'cross_entropy' or 'auto'", "loss_task_mismatch")  # fmt: skip
+        problems.append(SpecProblem(("loss",), f"{loss} needs a regression target and this "
+            "dataset has classes: use 'cross_entropy' or 'auto'",
+            "loss_task_mismatch"))  # fmt: skip
     if spec.regularization.label_smoothing > 0 and not classification:
-        add(("regularization", "label_smoothing"),
+        problems.append(SpecProblem(("regularization", "label_smoothing"),
             "label smoothing applies to class labels: set it to 0 for a regression",
-            "label_smoothing_regression")  # fmt: skip
+            "label_smoothing_regression"))  # fmt: skip
+    return problems
 
-    problems += _class_weight(spec, info)
-    problems += _warm_start(spec, info)
-    problems += _lr_multipliers(spec, info)
 
-    # ---- extra metrics and monitors
+def _metrics_and_monitors(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
+    """Extra metrics that fit the task, and monitors that the job produces."""
+    problems: list[SpecProblem] = []
     for i, name in enumerate(spec.metrics):
         why = misfit(name, info.task, info.n_classes)
         if why is not None:
-            add(("metrics", i), f"{why}: remove it", "metric_task_mismatch")
+            problems.append(SpecProblem(("metrics", i), f"{why}: remove it",
+                "metric_task_mismatch"))  # fmt: skip
     produced = monitorable_metrics(spec, info)
     if spec.early_stopping is not None:
         problems += monitor_problems(
@@ -225,25 +270,30 @@ def check_spec(spec: JobSpec, info: DatasetInfo) -> list[SpecProblem]:
         )
     if isinstance(spec.schedule, ReduceOnPlateauSchedule):
         problems += monitor_problems(("schedule", "monitor"), spec.schedule.monitor, produced)
+    return problems
 
-    # ---- data parallel: batch_size is the global batch, split evenly among the devices
+
+def _data_parallel(spec: JobSpec) -> list[SpecProblem]:
+    """batch_size is the global batch, split evenly among the devices."""
     devices, batch = spec.resources.devices, spec.dataset.batch_size
     if devices > 1 and batch % devices:
-        add(("dataset", "batch_size"), f"dataset.batch_size {batch} is the global batch: it must "
-            f"divide evenly among resources.devices {devices} (each device takes batch_size / "
-            f"devices rows); use a multiple of {devices}, e.g. "
+        return [SpecProblem(("dataset", "batch_size"), f"dataset.batch_size {batch} is the "
+            f"global batch: it must divide evenly among resources.devices {devices} (each "
+            f"device takes batch_size / devices rows); use a multiple of {devices}, e.g. "
             f"{' or '.join(str(b) for b in _multiples_near(batch, devices))}",
-            "batch_not_divisible")  # fmt: skip
+            "batch_not_divisible")]  # fmt: skip
+    return []
 
-    # ---- schedule and run length
-    problems += _schedule(spec, n_train)
+
+def _run_length(spec: JobSpec) -> list[SpecProblem]:
+    """Early stopping that starts looking after the last epoch would never stop anything."""
     es = spec.early_stopping
     if es is not None and es.start_from_epoch >= spec.epochs:
-        add(("early_stopping", "start_from_epoch"),
+        return [SpecProblem(("early_stopping", "start_from_epoch"),
             f"start_from_epoch {es.start_from_epoch} is not before the last epoch "
-            f"({spec.epochs - 1}, counting from 0): early stopping would never look at a metric",
-            "start_after_run")  # fmt: skip
-    return problems
+            f"({spec.epochs - 1}, counting from 0): early stopping would never look at a "
+            "metric", "start_after_run")]  # fmt: skip
+    return []
 
 
 def _replica_of_one(spec: JobSpec, n_train: int) -> bool:
