@@ -1,4 +1,5 @@
-"""Uploaded datasets: parse, validate and normalise what a user sends (no torch).
+"""Uploaded datasets: /v1/datasets (router -> service -> schemas -> repository), and the
+parsers that validate and normalise what a user sends (no torch).
 
 Every parser takes the uploaded bytes and either returns a
 :class:`~api.datasets.parsed.ParsedDataset` or raises

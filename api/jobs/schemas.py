@@ -1,4 +1,5 @@
-"""Request and response bodies: every one a named model (clean generated clients)."""
+"""Bodies of the /v1/jobs, /v1/specs and /v1/schemas routes: every one a named model (clean
+generated clients). Datasets, checkpoints and health have their own (api.<domain>.schemas)."""
 
 from __future__ import annotations
 
