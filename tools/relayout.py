@@ -175,7 +175,18 @@ NEW_PACKAGES: dict[str, str] = {
 
 EMPTIED_PACKAGES = ["api/routers", "api/joblist"]
 
-TEXT_ROOTS = ["api", "worker", "ml", "trainforge", "trainforge_server", "tests", "docs", "bench", "migrations", "tools"]
+TEXT_ROOTS = [
+    "api",
+    "worker",
+    "ml",
+    "trainforge",
+    "trainforge_server",
+    "tests",
+    "docs",
+    "bench",
+    "migrations",
+    "tools",
+]
 TOP_FILES = [
     "pyproject.toml",
     "Makefile",

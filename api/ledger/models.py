@@ -62,8 +62,8 @@ class Job(Base):
     devices: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     device_pool: Mapped[str | None] = mapped_column(String(200), default=None)
     device_ids: Mapped[list[int] | None] = mapped_column(JSON, default=None)
-    # spec.warm_start planned at submit (api.checkpoints.warm_start): the source checkpoint and which
-    # tensors load, which keep their initialisation and why (issue 24).
+    # spec.warm_start planned at submit (api.checkpoints.warm_start): the source checkpoint and
+    # which tensors load, which keep their initialisation and why (issue 24).
     warm_start: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     # The pack (api.sweeps.models.SweepPack) this trial last trained in; None = alone.
     pack_id: Mapped[str | None] = mapped_column(String(32), default=None)

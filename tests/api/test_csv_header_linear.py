@@ -22,7 +22,7 @@ CHILD = """
 import resource
 resource.setrlimit(resource.RLIMIT_CPU, (20, 20))
 from api.datasets.table import parse_csv
-from api.jobs.schemas import DatasetOptions
+from api.datasets.schemas import DatasetOptions
 n = 100_000
 names = [f"c{i}" for i in range(n - 1)]
 rows = [",".join(names + ["label"])] + [",".join(["1"] * (n - 1) + [str(k % 2)]) for k in range(4)]
