@@ -36,10 +36,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("device_pools")
-    with op.batch_alter_table("workers", schema=None) as batch_op:
-        batch_op.drop_column("device_pool")
-        batch_op.drop_column("devices")
-    with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.drop_column("device_ids")
-        batch_op.drop_column("device_pool")
-        batch_op.drop_column("devices")
+    # Plain DROP COLUMN (SQLite >= 3.35 too): a batch copy of `jobs` on SQLite would drop
+    # the table, and its ON DELETE CASCADE would empty every table that refers to it.
+    for column in ("device_pool", "devices"):
+        op.execute(f"ALTER TABLE workers DROP COLUMN {column}")
+    for column in ("device_ids", "device_pool", "devices"):
+        op.execute(f"ALTER TABLE jobs DROP COLUMN {column}")

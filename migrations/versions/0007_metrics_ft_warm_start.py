@@ -21,5 +21,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("jobs") as batch:
-        batch.drop_column("warm_start")
+    # Plain DROP COLUMN, not a batch copy of `jobs` (see 0006: its ON DELETE CASCADE).
+    op.execute("ALTER TABLE jobs DROP COLUMN warm_start")
