@@ -30,6 +30,7 @@ import pickle
 import queue
 import signal
 import socket
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,6 +61,9 @@ from ml.warm_start import WarmStart
 R = TypeVar("R")
 COLLECTIVE_TIMEOUT = timedelta(minutes=10)
 POLL_SECONDS = 0.05
+# How long a rank's error waits for the other processes to show whether one of them died
+# (the error is then that death's echo, e.g. gloo's "connection reset by peer").
+PEER_GRACE_SECONDS = 1.0
 STOP_GRACE_SECONDS = 5.0  # after the run's end or a failure, before the ranks are killed
 
 
@@ -238,7 +242,10 @@ def _watch(
                 results[body[0]] = body[1]
             elif kind == "error":  # the first rank's error ends the run: the others wait
                 error: BaseException = pickle.loads(body[1])
-                raise relay.failure or error
+                # A peer killed mid-collective shows first as this rank's gloo error
+                # ("connection reset by peer"): the dead peer is the cause, a lost worker.
+                lost = _dead_peer(procs, results, reporter=body[0])
+                raise relay.failure or lost or error
             else:
                 relay.handle(kind, tuple(body))
             if relay.failure is not None:
@@ -249,6 +256,22 @@ def _watch(
         for rank, p in enumerate(procs):
             if p.exitcode is not None and rank not in results and not _more(events):
                 raise RankLost(rank, p.exitcode)
+
+
+def _dead_peer(procs: list[Any], results: dict[int, Any], reporter: int) -> RankLost | None:
+    """A rank other than ``reporter`` that died (a signal, or an exit before its result),
+    waiting up to ``PEER_GRACE_SECONDS`` for the processes to say; None when every other rank
+    is alive or finished cleanly."""
+    deadline = time.monotonic() + PEER_GRACE_SECONDS
+    while True:
+        for rank, p in enumerate(procs):
+            if rank == reporter or rank in results or p.exitcode is None:
+                continue
+            if p.exitcode != 0:
+                return RankLost(rank, p.exitcode)
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(POLL_SECONDS)
 
 
 def _more(events: Any) -> bool:
