@@ -73,7 +73,7 @@ __all__ = ["InvalidSpec", "LoadedDataset", "NonFiniteLoss", "TrainError", "Train
 
 SYNC_EVERY = 32  # optimizer steps between reads of the device-side accumulators
 PROGRESS_SECONDS = 0.5  # with on_step_progress, the device is also read at least this often
-GRAD_NORM_EVERY = 8  # without clipping, grad_norm is sampled on every 8th step of an epoch
+GRAD_NORM_EVERY = 16  # without clipping, grad_norm is sampled on every 16th step of an epoch
 
 
 @dataclass

@@ -223,7 +223,8 @@ def auroc_numpy(
     """ROC AUC of each row of ``score`` (R, N; probabilities, float32) for the positive
     class ``classes[r]`` (the CPU path), exactly :func:`row_auroc_torch`'s Mann-Whitney
     statistic with a positive sample's rank the mean rank of its tie group,
-    ``(left + right + 1) / 2`` from two binary searches in its row's sorted scores.
+    ``(left + right + 1) / 2`` from binary searches in its row's sorted scores (the
+    second one for tied scores only).
 
     Every row is sorted in one call; every sample is a positive of at most one row, so
     all positives are searched at once in the rows laid end to end, each score keyed by
@@ -243,8 +244,14 @@ def auroc_numpy(
     pos_keys = np.sort((pos_rows.astype(np.int64) << 32) | bits)  # sorted: faster searches
     pos_rows = pos_keys >> 32
     base = pos_rows * n
-    left = np.searchsorted(keys, pos_keys, "left") - base
-    right = np.searchsorted(keys, pos_keys, "right") - base
+    first = np.searchsorted(keys, pos_keys, "left")
+    # A score's tie group ends where the next key differs: with float32 probabilities that
+    # is almost always the next one, so only the tied positives get a second search.
+    after = np.minimum(first + 1, keys.size - 1)
+    tied = np.flatnonzero((keys[after] == pos_keys) & (first + 1 < keys.size))
+    end = first + 1
+    end[tied] = np.searchsorted(keys, pos_keys[tied], "right")
+    left, right = first - base, end - base
     rank_sum = np.bincount(pos_rows, weights=(left + right + 1) / 2, minlength=rows)
     n_pos = np.bincount(pos_rows, minlength=rows).astype(np.float64)
     pairs = n_pos * (n - n_pos)
