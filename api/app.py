@@ -18,6 +18,7 @@ from api.jobs import spec_schema_router as schemas
 from api.jobs import specs_router as specs
 from api.jobs import workers_router
 from api.jobs.event_hub import EventHub
+from api.jobs.list_cache import ListCache, WriteInvalidation
 from api.monitoring import router as monitoring_router
 from api.monitoring.http_metrics import HttpMetrics
 from api.openapi_contract import OPENAPI_TAGS, contract_openapi
@@ -74,8 +75,11 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
     )
     app.state.event_hub = EventHub(app.state.session_factory, events.POLL_SECONDS)
     app.state.queue = queue or celery_queue(settings)
+    app.state.list_cache = ListCache()  # job-list pages reused while unchanged (issue 28, 13)
     problems.install(app)
-    # Innermost: a client that leaves an event stream is not an ASGI error (issue 28, 2).
+    # Innermost: a write forgets the cached job-list pages before its client sees it done.
+    app.add_middleware(WriteInvalidation, cache=app.state.list_cache)
+    # A client that leaves an event stream is not an ASGI error (issue 28, 2).
     app.add_middleware(StreamGuard)
     app.add_middleware(
         BodyGuard,

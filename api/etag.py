@@ -49,10 +49,15 @@ def matches(if_none_match: str | None, tag: str) -> bool:
 
 
 def conditional_json(
-    body: bytes, team_id: str, if_none_match: str | None, headers: dict[str, str] | None = None
+    body: bytes,
+    team_id: str,
+    if_none_match: str | None,
+    headers: dict[str, str] | None = None,
+    tag: str | None = None,
 ) -> Response:
-    """A 200 with ``body`` and its ETag, or a 304 when the caller holds it already."""
-    tag = etag(team_id, body)
+    """A 200 with ``body`` and its ETag (``tag``: computed already), or a 304 when the
+    caller holds it already."""
+    tag = tag or etag(team_id, body)
     # A browser may keep the answer but must ask again each time (so a dashboard's fetch
     # revalidates with If-None-Match by itself); no shared cache may keep a team's answer.
     out = {**(headers or {}), "ETag": tag, "Cache-Control": "private, no-cache"}

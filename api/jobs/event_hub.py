@@ -9,6 +9,13 @@ ids and job ids of the events written since its last look.
 The hub runs as a task of the running event loop while anyone waits, and stops
 when the last stream has gone, so nothing outlives the server (or a test client).
 
+Late commits: event ids come from a sequence, so a transaction may take id 100, another
+id 101 and commit first; a look that read up to 101 would never see 100. The hub keeps the
+ids it skipped over for ``GAP_SECONDS`` and asks for them again at every tick (most are
+ids of rolled-back transactions and never come). That is what lets a stream's fallback
+read be rare (issue 28, 13: 200 streams each reading its page every 2 s were as many
+queries as 200 dashboards' job-list polls).
+
 Revocation (issue 28, finding 9): the same tick also reads which API keys were
 revoked (or expired) in the last few seconds, in any process; when one was, every
 waiting stream wakes and the streams of that key close. A revoked key's streams
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from datetime import timedelta
 
@@ -36,6 +44,8 @@ REMEMBERED_JOBS = 10_000  # the latest event id of this many recently active job
 PAGE = 5_000
 KEY_WINDOW = timedelta(seconds=10)  # revocations this recent are read at every tick
 REMEMBERED_KEYS = 10_000
+GAP_SECONDS = 5.0  # an id skipped over is asked for again for this long (a late commit)
+REMEMBERED_GAPS = 2_000
 
 
 class EventHub:
@@ -46,6 +56,7 @@ class EventHub:
         self._last_id: int | None = None
         self._poller: asyncio.Task[None] | None = None
         self._revoked: OrderedDict[str, None] = OrderedDict()  # key ids seen revoked/expired
+        self._gaps: OrderedDict[int, float] = OrderedDict()  # id skipped -> asked for until
         self.polls = 0  # for tests: how many times the table was read
 
     def is_revoked(self, key_id: str) -> bool:
@@ -102,19 +113,36 @@ class EventHub:
 
     def _read(self, after: int | None) -> tuple[dict[str, int], int | None]:
         self.polls += 1
+        now = time.monotonic()
+        while self._gaps and next(iter(self._gaps.values())) < now:
+            self._gaps.popitem(last=False)
+        gaps = list(self._gaps)
         with self.factory() as session:
             if after is None:  # the first look: from now on (streams read the past)
                 return {}, session.scalar(select(func.max(Event.id))) or 0
+            wanted = Event.id > after
+            if gaps:
+                wanted = or_(wanted, Event.id.in_(gaps))
             rows = session.execute(
-                select(Event.id, Event.job_id)
-                .where(Event.id > after)
-                .order_by(Event.id)
-                .limit(PAGE)
+                select(Event.id, Event.job_id).where(wanted).order_by(Event.id).limit(PAGE)
             ).all()
         seen: dict[str, int] = {}
+        newest, fresh = after, []
         for event_id, job_id in rows:
-            seen[job_id] = event_id
-        return seen, rows[-1][0] if rows else after
+            seen[job_id] = max(event_id, seen.get(job_id, 0))
+            if event_id > after:
+                fresh.append(event_id)
+                newest = max(newest, event_id)
+            else:
+                self._gaps.pop(event_id, None)  # a late commit, found
+        expected = after + 1
+        for event_id in fresh:  # ids skipped over: a transaction that may still commit
+            for missing in range(expected, min(event_id, expected + REMEMBERED_GAPS)):
+                self._gaps[missing] = now + GAP_SECONDS
+            expected = event_id + 1
+        while len(self._gaps) > REMEMBERED_GAPS:
+            self._gaps.popitem(last=False)
+        return seen, newest
 
     def _read_revoked(self) -> set[str]:
         """Keys revoked, or expired, within the last ``KEY_WINDOW`` (any API process)."""

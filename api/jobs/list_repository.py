@@ -10,6 +10,7 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
 from api.db.pages import newest_first
+from api.ledger.events import JobEvent
 from api.ledger.models import Job, MetricPoint
 
 
@@ -66,3 +67,9 @@ def extremes(
     if len(names) > 1:  # only the pairs asked for, not every job x every name
         stmt = stmt.where(tuple_(MetricPoint.job_id, MetricPoint.name).in_(pairs))
     return {(r[0], r[1]): (r[2], r[3]) for r in session.execute(stmt)}
+
+
+def events_version(session: Session) -> int:
+    """The newest event id (0 when there is none): every change a job list shows writes
+    an event, so while this has not moved, no page has changed (``api.jobs.list_cache``)."""
+    return session.scalar(select(func.max(JobEvent.id))) or 0

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 from sqlalchemy.orm import Session
 
+from api import etag
 from api.jobs import list_repository as repo
+from api.jobs.list_cache import ListCache, Page
 from api.jobs.list_schemas import BestMetric, JobSummary, JobSummaryPage
 from api.jobs.schemas import JobProgress
 from api.ledger.events import json_float
@@ -80,3 +83,42 @@ def list_page(
         items=items,
         next_cursor=encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None,
     )
+
+
+def cached_list_page(
+    session: Session,
+    principal: Principal,
+    cache: ListCache,
+    *,
+    team_id: str | None,
+    status: str | None,
+    name: str | None,
+    sweep_id: str | None,
+    cursor: str | None,
+    limit: int,
+    id_prefix: str | None = None,
+) -> Page:
+    """The page's JSON and ETag: built by :func:`list_page`, or the same bytes again while
+    no event was written since they were built (``api.jobs.list_cache``)."""
+    key = (principal.team_id, principal.is_admin, team_id, status, name, sweep_id, cursor,
+           limit, id_prefix)  # fmt: skip
+    generation = cache.generation  # read before the version and the page (see ListCache)
+    version = repo.events_version(session)
+    page = cache.get(key, version)
+    if page is not None:
+        return page
+    built = list_page(
+        session,
+        principal,
+        team_id=team_id,
+        status=status,
+        name=name,
+        sweep_id=sweep_id,
+        cursor=cursor,
+        limit=limit,
+        id_prefix=id_prefix,
+    )
+    body = built.model_dump_json(by_alias=True).encode()
+    page = Page(generation, version, time.monotonic(), body, etag.etag(principal.team_id, body))
+    cache.put(key, page)
+    return page

@@ -155,6 +155,7 @@ def _json(read: JobRead, code: int, headers: dict[str, str]) -> Response:
     responses={200: {"headers": etag.ETAG_HEADER}, **etag.NOT_MODIFIED},
 )
 def list_jobs(
+    request: Request,
     session: SessionDep,
     principal: PrincipalDep,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
@@ -188,9 +189,10 @@ def list_jobs(
 ) -> Response:
     """The team's jobs, newest first: a summary of each (the full job: `GET /v1/jobs/{id}`).
     With the ETag of the previous answer in If-None-Match, a 304 while nothing changed."""
-    page = joblist.list_page(
+    page = joblist.cached_list_page(
         session,
         principal,
+        request.app.state.list_cache,
         team_id=team_id,
         status=status.value if status else None,
         name=name,
@@ -199,8 +201,7 @@ def list_jobs(
         limit=limit,
         id_prefix=id_prefix,
     )
-    body = page.model_dump_json(by_alias=True).encode()
-    return etag.conditional_json(body, principal.team_id, if_none_match)
+    return etag.conditional_json(page.body, principal.team_id, if_none_match, tag=page.etag)
 
 
 @router.get(

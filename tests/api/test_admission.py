@@ -156,3 +156,41 @@ async def test_the_hub_reads_the_table_once_per_tick_for_any_number_of_streams(
             assert woke == [busy] * 50  # the news woke its job's streams, not the others
             assert polls < 100  # one query per tick, not one per stream and tick
             tg.cancel_scope.cancel()
+
+
+async def test_the_hub_finds_an_event_whose_id_was_skipped_over(settings: Settings):
+    # Two writers: one takes id n+1, the other n+2 and commits first. The hub's look reads
+    # up to n+2; the first commits after it. Its job's streams must still wake within a
+    # tick, not at their fallback read (issue 28, 13: the fallback is now 10 s).
+    from sqlalchemy import func, insert, select
+
+    factory = session_factory(settings.resolved_database_url)
+    with factory() as s:
+        late, early = (insert_job(s, {"dataset": {"source": IRIS}}) for _ in range(2))
+        s.commit()
+        top = s.scalar(select(func.max(events_repo.JobEvent.id))) or 0
+    hub = EventHub(factory, tick_seconds=0.05)
+    woke: list[str] = []
+
+    async def stream(job_id: str) -> None:
+        await hub.wait(job_id, cursor=top, timeout=60)
+        woke.append(job_id)
+
+    def write(job_id: str, event_id: int) -> None:
+        with factory() as s:
+            s.execute(insert(events_repo.JobEvent).values(
+                id=event_id, job_id=job_id, kind=events_repo.STATUS, payload={}))  # fmt: skip
+            s.commit()
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stream, late)
+            tg.start_soon(stream, early)
+            await wait_until(lambda: hub.polls >= 2)
+            await anyio.to_thread.run_sync(write, early, top + 2)
+            await wait_until(lambda: woke == [early])
+            polls = hub.polls
+            await wait_until(lambda: hub.polls >= polls + 2)  # n+1 was skipped over
+            await anyio.to_thread.run_sync(write, late, top + 1)
+            await wait_until(lambda: woke == [early, late])
+            tg.cancel_scope.cancel()
