@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
@@ -43,9 +47,18 @@ def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # The OpenAPI document (the query guard's routes) takes ~0.5 s to build: in a thread
+    # now, so no request waits for it (issue 28, 13).
+    threading.Thread(target=app.openapi, name="openapi-warm-up", daemon=True).start()
+    yield
+
+
 def create_app(settings: Settings | None = None, queue: JobQueue | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
+        lifespan=_lifespan,
         title="Trainforge",
         version="1.0.0",
         description="A team-shared training backend: submit a validated job spec, "

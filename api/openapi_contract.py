@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import typing
 from collections.abc import Callable, Iterator
 from types import ModuleType
@@ -69,16 +70,20 @@ _SUBSCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
 _SUBSCHEMAS = ("additionalProperties", "items", "not")
 
 
+_BUILDING = threading.Lock()  # built in a thread at start-up and on first use: once
+
+
 def contract_openapi(app: FastAPI) -> Document:
     """The app's OpenAPI document, made client-clean once per FastAPI generation."""
-    document = FastAPI.openapi(app)  # cached by FastAPI until the routes change
-    if getattr(app.state, "contract_openapi", None) is not document:
-        _name_form_bodies(document)
-        _hoist_enums(document, _literal_names(ml_spec, ml_graph_spec, api_schemas))
-        _require_discriminators(document)
-        _declare_problems(document, app.routes)
-        app.state.contract_openapi = document
-    return document
+    with _BUILDING:
+        document = FastAPI.openapi(app)  # cached by FastAPI until the routes change
+        if getattr(app.state, "contract_openapi", None) is not document:
+            _name_form_bodies(document)
+            _hoist_enums(document, _literal_names(ml_spec, ml_graph_spec, api_schemas))
+            _require_discriminators(document)
+            _declare_problems(document, app.routes)
+            app.state.contract_openapi = document
+        return document
 
 
 # --------------------------------------------------------------------------- problems

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+import anyio
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.guard import UNAUTHORIZED_DETAIL, KeyCheck, authenticated
@@ -72,16 +73,25 @@ class QueryGuard:
     def __init__(self, app: ASGIApp, key_check: KeyCheck | None = None) -> None:
         self.app, self.key_check = app, key_check
         self._routes: list[_Route] | None = None
+        self._building = anyio.Lock()
+
+    async def _build(self, app: Any) -> list[_Route]:
+        # The document is complete once the app serves requests. Building it takes ~0.5 s:
+        # in a thread, once, so the event loop (its streams, /healthz) never waits on it
+        # (issue 28, 13: the first poll with a query string stalled every answer).
+        async with self._building:
+            if self._routes is None:
+                self._routes = await anyio.to_thread.run_sync(lambda: routes_of(app.openapi()))
+        return self._routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         query = scope.get("query_string", b"") if scope["type"] == "http" else b""
         if not query:
             await self.app(scope, receive, send)
             return
-        if self._routes is None:  # the document is complete once the app serves requests
-            self._routes = routes_of(scope["app"].openapi())
+        routes = self._routes or await self._build(scope["app"])
         path = scope.get("path", "")
-        found = problems(self._routes, scope["method"], path, query.decode("latin-1"))
+        found = problems(routes, scope["method"], path, query.decode("latin-1"))
         if not found:
             await self.app(scope, receive, send)
             return

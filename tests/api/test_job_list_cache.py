@@ -100,3 +100,36 @@ def test_pages_are_kept_per_team_and_filter(client: TestClient) -> None:
     assert set(_statuses(client, name="beta")) == {b}
     assert set(_statuses(client, limit=1)) == {b}
     assert set(_statuses(client, limit=2)) == {a, b}
+
+
+def test_the_first_query_string_does_not_build_the_document_on_the_event_loop(
+    settings: Settings,
+) -> None:
+    # The query guard checks query strings against the OpenAPI document, ~0.5 s to build:
+    # built on the event loop, the first dashboard poll stalled every stream and /healthz.
+    import asyncio
+
+    from api.app import create_app
+
+    app = create_app(settings)
+    built_on_loop: list[bool] = []
+    openapi = app.openapi
+
+    def recording() -> Any:
+        built_on_loop.append(asyncio._get_running_loop() is not None)
+        return openapi()
+
+    app.openapi = recording  # type: ignore[method-assign]
+    with TestClient(app) as client:  # the lifespan starts a warm-up build in a thread
+        answer = client.get("/v1/jobs", params={"limit": "abc"}, headers=_admin(settings))
+    assert answer.status_code == 422
+    assert built_on_loop and not any(built_on_loop), built_on_loop
+
+
+def _admin(settings: Settings) -> dict[str, str]:
+    from api.teams.repository import create_api_key, get_or_create_team
+
+    with session_factory(settings.resolved_database_url)() as s:
+        _, key = create_api_key(s, get_or_create_team(s, "default"), "admin")
+        s.commit()
+    return {"Authorization": f"Bearer {key}"}
