@@ -58,13 +58,17 @@ class PackMember:
 
 
 def train_pack(
-    members: Sequence[PackMember], *, dataset: LoadedDataset | None = None
+    members: Sequence[PackMember],
+    *,
+    dataset: LoadedDataset | None = None,
+    on_unpacked: Callable[[str], None] | None = None,
 ) -> list[TrainResult | BaseException]:
     """Train ``members`` together; each one's result (or exception) in member order.
 
     Raises ``ValueError`` when the members' ``pack_key`` differ or one has a
     ``pack_blocker``: such specs are not one pack. ``dataset``: the data every member reads
-    (an upload, loaded by the caller); builtins are loaded here."""
+    (an upload, loaded by the caller); builtins are loaded here. ``on_unpacked(reason)``:
+    called when the members train solo after all (the worker writes it in the sweep's log)."""
     if not members:
         return []
     for m in members:
@@ -87,6 +91,8 @@ def train_pack(
         for m in members:
             if m.logs is not None:
                 m.logs.line("warning", note)
+        if on_unpacked is not None:
+            on_unpacked(f"the packed engine trained a pack's trials solo: {exc}")
         return [_solo(m, loaded) for m in members]
     finally:
         engine.release_device_memory()

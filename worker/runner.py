@@ -332,7 +332,13 @@ def _train_pack(runs: Sequence[Attempt], claimed: packs.PackClaim, out: dict[str
                 on_progress=RUNNING.track(progress) if run.tracked else progress,
             )
         )
-    results = train_pack(members, dataset=dataset)
+    sweep_id = claimed.sweep_id
+
+    def unpacked(reason: str) -> None:  # found when the models were built: the sweep's log
+        if sweep_id is not None:
+            _note_packing_off(lead.factory, sweep_id, reason)
+
+    results = train_pack(members, dataset=dataset, on_unpacked=unpacked)
     for run, result in zip(ready, results, strict=True):
         try:
             if isinstance(result, BaseException):

@@ -178,7 +178,10 @@ def test_a_model_the_batched_program_cannot_express_trains_solo(monkeypatch):
         PackMember(f"j{i}", s, metrics=m, logs=log)
         for i, (s, m, log) in enumerate(zip(specs, sinks, logs, strict=True))
     ]
-    results = train_pack(members)
+    reasons: list[str] = []
+    results = train_pack(members, on_unpacked=reasons.append)
+    assert reasons == ["the packed engine trained a pack's trials solo: the model is not a "
+                       "chain of layers"]  # fmt: skip
     for spec, result, sink, log in zip(specs, results, sinks, logs, strict=True):
         assert isinstance(result, TrainResult) and result.status_reason == "completed"
         assert any(

@@ -198,3 +198,29 @@ def test_a_pack_trains_every_member_as_an_ordinary_job(
     train(JobSpec.model_validate(jobs[0]["spec"]), metrics=alone)
     first = packed["series"][0]["points"][0]["value"]
     assert first == pytest.approx(alone.series("val_loss")[0], rel=1e-5)
+
+
+def test_a_pack_the_engine_cannot_build_trains_solo_and_the_sweep_says_why(
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found only when the models are built (not from the specs): the members train solo,
+    # each log says so, and so does the sweep's (its `packing_off_reason`).
+    from ml.pack_net import PackedNet, Unpackable
+
+    def refuse(*args: object) -> None:
+        raise Unpackable("the members' models differ")
+
+    monkeypatch.setattr(PackedNet, "__init__", refuse)
+    body = grid([0.05, 0.1]) | {"spec": {**SPEC, "epochs": 1}}
+    sweep = client.post("/v1/sweeps", json=body).json()
+    rows = trials(settings, sweep["id"])
+    said = runner.run_job(rows[0].id, settings)
+    assert said.startswith("pack "), said
+    read = client.get(f"/v1/sweeps/{sweep['id']}").json()
+    assert read["packing_off_reason"] == (
+        "the packed engine trained a pack's trials solo: the members' models differ"
+    )
+    for row in rows:
+        job = client.get(f"/v1/jobs/{row.id}").json()
+        assert (job["status"], job["status_reason"]) == ("succeeded", "completed")
+        assert "trained solo, not packed" in client.get(f"/v1/jobs/{row.id}/logs").text
