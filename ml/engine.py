@@ -28,9 +28,6 @@ the exact step it happened at.
 from __future__ import annotations
 
 import gc
-import math
-import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -50,8 +47,16 @@ from ml.data import (
     prepare,
     train_batches,
 )
+from ml.device_setup import (
+    check_compiler,
+    check_cublas_config,
+    global_settings,
+    release_device_memory,
+    resolve_device,
+)
 from ml.distributed import Shard
 from ml.early_stopping import EarlyStopping
+from ml.epoch_meter import EpochMeter, NonFiniteLoss
 from ml.logsink import LogSink, NullLogSink
 from ml.metrics import EpochPredictions
 from ml.pruning import EpochPruner
@@ -65,8 +70,8 @@ from ml.sinks import (
     RunControl,
     StepProgress,
 )
-from ml.spec import JobSpec, ResourcesSpec
-from ml.trainer import StepStats, Trainer
+from ml.spec import JobSpec
+from ml.trainer import Trainer
 from ml.warm_start import WarmStart
 
 __all__ = ["InvalidSpec", "LoadedDataset", "NonFiniteLoss", "TrainError", "TrainResult", "train"]
@@ -83,207 +88,6 @@ class TrainResult:
     step: int  # global optimizer steps done
     final_metrics: dict[str, float]  # last epoch's, or the best epoch's with restore_best_weights
     stopped_epoch: int | None  # 0-based epoch at which early stopping fired
-
-
-class NonFiniteLoss(Exception):
-    def __init__(self, step: int, epoch: int, value: float) -> None:
-        self.step, self.epoch, self.value = step, epoch, value
-        super().__init__(
-            f"the training loss became {value} at step {step} (epoch {epoch}, counting from 0). "
-            "Try a lower optimizer.lr, gradient clipping (clipping.kind 'global_norm'), "
-            "dataset.preprocessing.normalization 'standard', or resources.precision 'fp32'."
-        )
-
-    def __reduce__(self) -> tuple[object, ...]:  # crosses from a data-parallel rank
-        return (NonFiniteLoss, (self.step, self.epoch, self.value))
-
-
-@dataclass
-class _Meter:
-    """One epoch's sums on the host, fed from the device at sync points only."""
-
-    loss: float = 0.0
-    correct: float = 0.0
-    samples: int = 0
-    grad_norm: float = 0.0
-    norms: int = 0
-    seconds: float = 0.0  # time already spent in this epoch before a resume
-    lr: float = 0.0
-    pending: list[tuple[int, int, StepStats]] = field(default_factory=list)
-    classification: bool = True
-    # spec.metrics: the epoch's outputs, gathered on the device at each sync (reusing the
-    # accuracy's argmax) and computed at the epoch's end (a resumed epoch's training
-    # metrics cover the batches run after the resume).
-    predictions: EpochPredictions | None = None
-    shard: Shard | None = None  # data parallel: sums are reduced over the ranks at each sync
-
-    def add(self, step: int, n: int, stats: StepStats) -> None:
-        self.pending.append((step, n, stats))
-
-    def sync(self, epoch: int) -> None:
-        if not self.pending:
-            return
-        # Batched here rather than per step: a few kernels per sync instead of per step.
-        stats = [s for _, _, s in self.pending]
-        norms = [s.grad_norm.float() for s in stats if s.grad_norm is not None]
-        parts = [torch.stack([s.loss for s in stats] + norms)]
-        outputs = [s.logits for s in stats if s.logits is not None]
-        targets = [s.labels for s in stats if s.labels is not None]
-        logits = outputs if self.classification else []
-        if logits:
-            out, target = torch.cat(logits), torch.cat(targets)
-            predicted = out.argmax(1)
-            parts.append((predicted == target).sum().view(1).to(parts[0].dtype))
-            if self.predictions is not None:
-                self.predictions.add(out, target, predicted)
-        elif outputs and self.predictions is not None:  # a regression's outputs
-            self.predictions.add(torch.cat(outputs), torch.cat(targets))
-        if self.shard is not None:  # the global batch's losses and correct counts
-            if norms:  # the same on every rank (taken after DDP's all-reduce): not summed
-                head = parts[0]
-                parts[0] = torch.cat([self.shard.sum(head[: len(stats)]), head[len(stats) :]])
-                parts[1:] = [self.shard.sum(p) for p in parts[1:]]
-            else:
-                parts = [self.shard.sum(p) for p in parts]
-        values = torch.cat(parts).tolist()  # the one host sync
-        k = len(stats)
-        for (step, n, _), loss in zip(self.pending, values[:k], strict=True):
-            if not math.isfinite(loss):
-                raise NonFiniteLoss(step, epoch, loss)
-            self.loss, self.samples = self.loss + loss * n, self.samples + n
-        for norm in values[k : k + len(norms)]:
-            if math.isfinite(norm):  # fp16 overflow steps are skipped by the scaler
-                self.grad_norm, self.norms = self.grad_norm + norm, self.norms + 1
-        if logits:
-            self.correct += values[-1]
-        self.pending.clear()
-
-    def values(self, classification: bool, names: list[str], n_classes: int) -> dict[str, float]:
-        out = {"loss": self.loss / max(self.samples, 1)}
-        if classification:
-            out["accuracy"] = self.correct / max(self.samples, 1)
-        if self.predictions is not None:
-            if self.shard is not None:  # every rank's outputs (the metrics ignore their order)
-                self._gather_predictions(self.predictions, self.shard)
-            out |= self.predictions.compute(names, n_classes)
-            self.predictions.clear()
-        out["lr"] = self.lr
-        out["grad_norm"] = self.grad_norm / max(self.norms, 1)
-        return out
-
-    @staticmethod
-    def _gather_predictions(p: EpochPredictions, shard: Shard) -> None:
-        mine = [(o.cpu(), t.cpu()) for o, t in zip(p.outputs, p.targets, strict=True)]
-        device = p.outputs[0].device if p.outputs else torch.device("cpu")
-        p.clear()
-        for part in shard.gather(mine):
-            for o, t in part:
-                p.add(o.to(device), t.to(device), o.to(device) if o.ndim == 1 else None)
-
-    def state(self, seconds: float) -> dict[str, float]:
-        keys = ("loss", "correct", "samples", "grad_norm", "norms", "lr")
-        return {k: float(getattr(self, k)) for k in keys} | {"seconds": seconds}
-
-    @staticmethod
-    def restore(state: dict[str, float]) -> _Meter:
-        get = state.get
-        return _Meter(
-            loss=get("loss", 0.0),
-            correct=get("correct", 0.0),
-            samples=int(get("samples", 0)),
-            grad_norm=get("grad_norm", 0.0),
-            norms=int(get("norms", 0)),
-            seconds=get("seconds", 0.0),
-            lr=get("lr", 0.0),
-        )
-
-
-def resolve_device(resources: ResourcesSpec) -> torch.device:
-    if resources.device == "cpu":
-        return torch.device("cpu")
-    if torch.cuda.is_available():
-        # The process's current device, by index: what CUDA_VISIBLE_DEVICES gave this worker
-        # (the log and the checkpoint name it `cuda:0`, not a bare `cuda`).
-        return torch.device("cuda", torch.cuda.current_device())
-    if resources.device == "cuda":
-        raise TrainError(
-            "resources.device is 'cuda' but this worker has no usable CUDA GPU; "
-            "use 'auto' or 'cpu', or submit to a GPU queue"
-        )
-    return torch.device("cpu")
-
-
-# What torch.use_deterministic_algorithms accepts for cuBLAS (see the worker package).
-DETERMINISTIC_CUBLAS = (":4096:8", ":16:8")
-
-
-def check_cublas_config(device: torch.device, deterministic: bool) -> None:
-    """A deterministic CUDA run needs CUBLAS_WORKSPACE_CONFIG from before the process's first
-    cuBLAS call, which latches it: set here only while CUDA is untouched (a library caller's
-    first run); later, a run that would fail at its first matmul is refused with the reason."""
-    if not deterministic or device.type != "cuda":
-        return
-    value = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
-    if value in DETERMINISTIC_CUBLAS:
-        return
-    if value is None and not torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
-        os.environ["CUBLAS_WORKSPACE_CONFIG"] = DETERMINISTIC_CUBLAS[0]
-        return
-    raise TrainError(
-        f"deterministic: true on CUDA needs CUBLAS_WORKSPACE_CONFIG=:4096:8 (or :16:8) in the "
-        f"process's environment before it first uses CUDA; it is {value!r} here. "
-        "`trainforge worker` sets it at start; set it yourself when you call ml.train in a "
-        "process of your own, or submit with deterministic: false."
-    )
-
-
-def check_compiler(spec: JobSpec, device: torch.device) -> None:
-    """``compile: true`` builds code at run time: TorchInductor's CPU kernels need a C++
-    compiler, Triton's CUDA launcher a C one. Without one the first step would crash deep
-    inside torch; the job is refused up front instead, saying what is missing."""
-    if not spec.resources.compile:
-        return
-    names = ("c++", "g++", "clang++") if device.type == "cpu" else ("cc", "gcc", "clang")
-    override = os.environ.get("CXX" if device.type == "cpu" else "CC")
-    if any(shutil.which(n) for n in ((override,) if override else ()) + names):
-        return
-    kind = "C++" if device.type == "cpu" else "C"
-    raise TrainError(
-        f"resources.compile needs a {kind} compiler on the worker ({', '.join(names)}) to build "
-        f"the compiled kernels for {device.type}, and this worker has none: submit with "
-        "resources.compile false, or install one on the worker (the Docker image has gcc/g++)"
-    )
-
-
-@contextmanager
-def _global_settings(deterministic: bool) -> Iterator[None]:
-    """Determinism and precision flags for this run only; the process's previous ones come
-    back after.
-
-    A documented choice (docs/gpu.md): fp32 is IEEE fp32 on a GPU too, for matmuls and
-    convolutions alike (PyTorch's default runs cuDNN convolutions in TF32 on Ampere and
-    later, and matmuls not): results stay within fp32 tolerance of the CPU and of the
-    references; ``resources.precision`` bf16/fp16 is the fast path. ``cudnn.benchmark``
-    stays off (PyTorch's default): each new shape (the last partial batch, validation
-    batches) would pay for autotuning trials, and the choice can differ run to run."""
-    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv  # type: ignore[attr-defined]
-    prev = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-        torch.backends.cudnn.benchmark,
-        matmul.fp32_precision,
-        conv.fp32_precision,
-    )
-    matmul.fp32_precision = conv.fp32_precision = "ieee"
-    if deterministic:
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(prev[0], warn_only=prev[1])
-        torch.backends.cudnn.benchmark = prev[2]
-        matmul.fp32_precision, conv.fp32_precision = prev[3], prev[4]
 
 
 class _NullSink:
@@ -365,13 +169,6 @@ def train_on(
     raise ResourcesExceeded(message)
 
 
-def release_device_memory() -> None:
-    """Hand the CUDA caching allocator's unused blocks back to the driver (a no-op where
-    CUDA was never initialised): the next job of this worker process, or another process
-    on the GPU, can use them."""
-    torch.cuda.empty_cache()
-
-
 def _train(
     spec: JobSpec,
     device: torch.device,
@@ -387,7 +184,7 @@ def _train(
     warm_start: WarmStart | None,
     shard: Shard | None = None,
 ) -> TrainResult:
-    with _global_settings(spec.deterministic):
+    with global_settings(spec.deterministic):
         torch.manual_seed(spec.seed)
         with _building("the dataset"):
             data = prepare(spec, loaded, device)
@@ -483,7 +280,7 @@ def _continue_from(run: _Run, source: CheckpointBlob) -> None:
 def _fit(run: _Run) -> TrainResult:
     spec, s, trainer = run.spec, run.state, run.trainer
     while s.epoch < spec.epochs:
-        epoch, meter = s.epoch, _Meter.restore(s.partial)
+        epoch, meter = s.epoch, EpochMeter.restore(s.partial)
         meter.classification, meter.shard = trainer.classification, run.shard
         shard, batch_size = run.shard, spec.dataset.batch_size
         if spec.metrics:
@@ -582,7 +379,7 @@ class _Run:
         """A live view is fed at least every PROGRESS_SECONDS (a clock read per step)."""
         return self.on_step_progress is not None and time.monotonic() >= self.next_step_progress
 
-    def step_progress(self, meter: _Meter) -> None:
+    def step_progress(self, meter: EpochMeter) -> None:
         if self.on_step_progress is None:
             return
         self.next_step_progress = time.monotonic() + PROGRESS_SECONDS

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from ml import engine
 from ml.data import LoadedDataset, load_dataset
+from ml.device_setup import release_device_memory
 from ml.engine import TrainResult
 from ml.logsink import LogSink
 from ml.pack_build import run_pack
@@ -39,7 +40,7 @@ from ml.pack_key import pack_blocker, pack_key
 from ml.pack_loop import Member
 from ml.pack_net import Unpackable
 from ml.pruning import EpochPruner
-from ml.sinks import CheckpointSink, MetricSink, RunControl
+from ml.sinks import CheckpointSink, MetricSink, RunControl, StepProgress
 from ml.spec import JobSpec
 
 __all__ = ["PackMember", "train_pack"]
@@ -55,6 +56,7 @@ class PackMember:
     logs: LogSink | None = None
     pruner: EpochPruner | None = None  # prunes only this member at its rung
     on_progress: Callable[[int, int], None] | None = None
+    on_step_progress: Callable[[StepProgress], None] | None = None  # within an epoch, live
 
 
 def train_pack(
@@ -95,7 +97,7 @@ def train_pack(
             on_unpacked(f"the packed engine trained a pack's trials solo: {exc}")
         return [_solo(m, loaded) for m in members]
     finally:
-        engine.release_device_memory()
+        release_device_memory()
 
 
 def _solo(m: PackMember, dataset: LoadedDataset | None) -> TrainResult | BaseException:

@@ -7,6 +7,7 @@ import torch
 
 from ml import engine, logsink
 from ml.data import DeviceData, LoadedDataset, n_batches, prepare
+from ml.device_setup import check_cublas_config, global_settings, resolve_device
 from ml.early_stopping import EarlyStopping
 from ml.engine import TrainResult
 from ml.logsink import NullLogSink
@@ -21,11 +22,11 @@ from ml.trainer import Trainer
 def run_pack(members: list[Member], loaded: LoadedDataset) -> list[TrainResult | BaseException]:
     spec = members[0].spec
     try:
-        device = engine.resolve_device(spec.resources)
-        engine.check_cublas_config(device, spec.deterministic)
+        device = resolve_device(spec.resources)
+        check_cublas_config(device, spec.deterministic)
     except Exception as exc:  # noqa: BLE001 -- every member's result
         return [exc for _ in members]
-    with engine._global_settings(spec.deterministic):
+    with global_settings(spec.deterministic):
         cache: dict[int, DeviceData] = {}
         for m in members:
             try:
@@ -81,7 +82,8 @@ def _build(m: Member, loaded: LoadedDataset, device: torch.device,
         metrics=sinks.metrics if sinks.metrics is not None else engine._NullSink(),
         checkpoints=sinks.checkpoints,
         control=sinks.control if sinks.control is not None else NeverStop(),
-        on_progress=sinks.on_progress, pruner=sinks.pruner, steps_per_epoch=steps,
+        on_progress=sinks.on_progress, on_step_progress=sinks.on_step_progress,
+        pruner=sinks.pruner, steps_per_epoch=steps,
         logs=sinks.logs if sinks.logs is not None else NullLogSink(),
     )  # fmt: skip
     run.say_started(device)

@@ -24,6 +24,7 @@ from ml import engine
 from ml.architecture import is_classification
 from ml.data import DeviceData, n_batches
 from ml.engine import NonFiniteLoss, TrainResult
+from ml.epoch_meter import EpochMeter
 from ml.logsink import LogSink
 from ml.metrics import EpochPredictions
 from ml.models import kernel_weights
@@ -31,7 +32,7 @@ from ml.pack_data import PackData
 from ml.pack_net import PackedNet, Unpackable
 from ml.pack_optim import PackedOptimizer, kernel_coefficients, penalty
 from ml.pruning import EpochPruner
-from ml.sinks import CheckpointSink, MetricSink, RunControl
+from ml.sinks import CheckpointSink, MetricSink, RunControl, StepProgress
 from ml.spec import JobSpec, loss_kind
 from ml.trainer import EVAL_BATCH, EVAL_VALUES
 
@@ -43,6 +44,7 @@ class Sinks(Protocol):
     logs: LogSink | None
     pruner: EpochPruner | None
     on_progress: Callable[[int, int], None] | None
+    on_step_progress: Callable[[StepProgress], None] | None
 
 
 @dataclass
@@ -54,7 +56,7 @@ class Member:
     data: DeviceData | None = None
     gen: torch.Generator | None = None  # dropout's random stream (the solo run's)
     cpu_rng: Tensor | None = None
-    meter: Any = None  # ml.engine._Meter
+    meter: Any = None  # ml.epoch_meter.EpochMeter
     started: float = 0.0
     result: TrainResult | BaseException | None = None
 
@@ -163,10 +165,16 @@ class Pack:
                 continue
             self.step(epoch, batch)
             step = self.active[0].run.state.step
-            if step % engine.SYNC_EVERY == 0:
+            # As the solo loop: the device is read every SYNC_EVERY steps, and also when a
+            # member's live view is due a report (each member reports its own progress).
+            due = [m for m in self.active if m.run.step_progress_due()]
+            if step % engine.SYNC_EVERY == 0 or due:
                 self.sync(epoch)
                 for m in self.active:
                     self.guard(m, m.run.progress)
+                for m in due:
+                    if m.result is None:
+                        self.guard(m, partial(m.run.step_progress, m.meter))
                 self.leave([m for m in self.active if m.result is not None])
             if self.active and self.active[0].run.state.batch == self.steps:
                 self.end_epoch(epoch)
@@ -181,7 +189,7 @@ class Pack:
 
     def start_epoch(self, m: Member) -> None:
         run = m.run
-        m.meter = meter = engine._Meter.restore(run.state.partial)
+        m.meter = meter = EpochMeter.restore(run.state.partial)
         meter.classification = self.classification
         if m.spec.metrics:
             meter.predictions = EpochPredictions.for_names(m.spec.metrics, self.classification)

@@ -3,7 +3,8 @@
 The engine hands over a ``StepProgress`` at each device read (``report`` only keeps
 the latest: no I/O on the training thread); a background thread writes the latest
 one at most every ``PROGRESS_SECONDS``, so a job makes at most two progress rows a
-second whatever its step rate, and none while nothing moves.
+second whatever its step rate, and none while nothing moves. A pack's members write
+less often each (``interval``), so that a pack writes about as much as a few jobs.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class ProgressWriter:
         interval: float = PROGRESS_SECONDS,
     ) -> None:
         self._factory, self._job_id, self._attempt = factory, job_id, attempt
-        self._interval = interval
+        self.interval = interval  # seconds between writes (read at each wait)
         self._latest: StepProgress | None = None
         self._written: StepProgress | None = None
         self._last_id: int | None = None
@@ -50,7 +51,7 @@ class ProgressWriter:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
+        while not self._stop.wait(self.interval):
             latest = self._latest
             if latest is None or latest is self._written:
                 continue

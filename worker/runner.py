@@ -40,12 +40,14 @@ from worker.job_resources import check_job_resources
 from worker.log_sink import SqlLogSink
 from worker.metric_sink import with_db_retry
 from worker.metrics_server import RUNNING
+from worker.progress import PROGRESS_SECONDS
 from worker.report import report_job
 from worker.warm_start import load_warm_start
 
 __all__ = ["Attempt", "LeaseKeeper", "Outcome", "run_job"]
 
 log = logging.getLogger(__name__)
+PACK_PROGRESS_JOBS = 4  # a pack's live progress writes: as many as this many solo jobs'
 
 
 def _step_work(spec: JobSpec, dataset: LoadedDataset | None) -> int:
@@ -330,8 +332,11 @@ def _train_pack(runs: Sequence[Attempt], claimed: packs.PackClaim, out: dict[str
                 logs=run.lines,
                 pruner=sweeps.pruner_for_job(run.factory, run.job.id),
                 on_progress=RUNNING.track(progress) if run.tracked else progress,
+                on_step_progress=run.live.report,
             )
         )
+        # Live progress: the pack writes about as many rows a second as four solo jobs.
+        run.live.interval = PROGRESS_SECONDS * max(1.0, len(ready) / PACK_PROGRESS_JOBS)
     sweep_id = claimed.sweep_id
 
     def unpacked(reason: str) -> None:  # found when the models were built: the sweep's log

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.jobs.schemas import JobStatus, StatusReason
-from api.jobs.spec_service import dataset_info, validate_and_plan
+from api.jobs.spec_service import dataset_info, device_problems, validate_and_plan
 from api.ledger import repository as jobs_repo
 from api.ledger.access import team_scope
 from api.ledger.models import Job
@@ -119,9 +119,35 @@ def validate(
         problems = storage_problems(
             session, team_id, body, max_trials, info_for, settings.default_storage_quota_bytes
         )
+        problems += _device_problems(session, team_id, body, settings)
         if problems:
             raise _invalid(problems)
     return max_trials, pinned
+
+
+def _device_problems(
+    session: Session, team_id: str, body: SweepCreate, settings: Settings
+) -> list[space.Problem]:
+    """``resources.devices`` as a job's submit checks it (more than any worker may give, or
+    than the team's quota): for the base spec, and for every value a parameter gives it."""
+    path = "resources.devices"
+    dist = body.parameters.get(path)
+    asked: list[tuple[str, object]] = []
+    if dist is None:
+        asked.append((f"spec.{path}", body.spec.resources.devices))
+    elif isinstance(getattr(dist, "values", None), list):
+        asked += [(space.param_loc(path, "values", i), v) for i, v in enumerate(dist.values)]  # type: ignore[union-attr]
+    elif hasattr(dist, "high"):
+        asked.append((space.param_loc(path, "high"), dist.high))
+    found: list[space.Problem] = []
+    for loc, value in asked:
+        if not isinstance(value, int) or isinstance(value, bool):
+            continue  # not a device count: the trial checks say so
+        resources = body.spec.resources.model_copy(update={"devices": value})
+        trial = body.spec.model_copy(update={"resources": resources})
+        for p in device_problems(trial, session, team_id, settings):
+            found.append(space.Problem(loc, f"{path} {p.msg}", p.type))
+    return found
 
 
 def _warnings(session: Session, team_id: str, body: SweepCreate) -> list[SweepWarning]:

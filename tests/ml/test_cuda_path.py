@@ -20,7 +20,8 @@ from ml.data import (
     normalized_rows,
     prepare,
 )
-from ml.engine import TrainError, check_compiler, check_cublas_config, resolve_device, train
+from ml.device_setup import check_compiler, check_cublas_config, resolve_device
+from ml.engine import TrainError, train
 from ml.resources import ResourcesExceeded
 from ml.sinks import MemoryCheckpointSink
 from ml.spec import AugmentationSpec, JobSpec

@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pytest
+
 from ml.engine import NonFiniteLoss, TrainResult, train
 from ml.logsink import MemoryLogSink
 from ml.pack import PackMember, train_pack
@@ -188,3 +190,32 @@ def test_a_model_the_batched_program_cannot_express_trains_solo(monkeypatch):
             "trained solo, not packed: the model is not a chain" in m for m in log.messages()
         )
         assert_metrics_match(run_solo(spec)[1], sink)
+
+
+def test_each_member_reports_its_own_progress_within_an_epoch(monkeypatch):
+    """The live view of a packed trial (the worker's `progress` events): each member's own
+    step, batch and running loss, as its solo run reports them, and the members' numbers
+    the same as alone."""
+    from ml import engine
+    from ml.sinks import StepProgress
+
+    monkeypatch.setattr(engine, "PROGRESS_SECONDS", 0.0)  # every step is due a report
+    specs = [digits(1e-3, epochs=1), digits(3e-2, epochs=1)]
+    seen: list[list[StepProgress]] = [[], []]
+    sinks = [MemoryMetricSink() for _ in specs]
+    members = [PackMember(f"j{i}", s, metrics=sink, on_step_progress=seen[i].append)
+               for i, (s, sink) in enumerate(zip(specs, sinks, strict=True))]  # fmt: skip
+    results = train_pack(members)
+    assert all(isinstance(r, TrainResult) for r in results)
+    steps = seen[0][-1].steps_per_epoch
+    for spec, reports, sink in zip(specs, seen, sinks, strict=True):
+        assert [r.step for r in reports] == list(range(1, steps + 1))  # every step, in order
+        assert [r.batch for r in reports] == list(range(1, steps + 1))
+        assert all(r.epoch == 0 and r.epochs == 1 for r in reports)
+        solo: list[StepProgress] = []
+        train(spec, on_step_progress=solo.append)
+        assert [r.loss for r in reports] == [
+            pytest.approx(r.loss, rel=1e-5) for r in solo
+        ]  # its own running loss, as alone
+        assert_metrics_match(run_solo(spec)[1], sink)
+    assert seen[0][-1].loss != pytest.approx(seen[1][-1].loss)  # not one shared figure
