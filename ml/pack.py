@@ -57,6 +57,10 @@ class PackMember:
     pruner: EpochPruner | None = None  # prunes only this member at its rung
     on_progress: Callable[[int, int], None] | None = None
     on_step_progress: Callable[[StepProgress], None] | None = None  # within an epoch, live
+    # Called as soon as this member stops training in the pack (pruned at its rung, early
+    # stopped, canceled, failed, or done), with what train_pack will return for it: the
+    # worker records that job's end then, while the rest of the pack trains on.
+    on_end: Callable[[TrainResult | BaseException], None] | None = None
 
 
 def train_pack(

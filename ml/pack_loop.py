@@ -10,6 +10,7 @@ them (``Pack.regroup``), so the solo objects are the one source of truth between
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from ml.sinks import CheckpointSink, MetricSink, RunControl, StepProgress
 from ml.spec import JobSpec, loss_kind
 from ml.trainer import EVAL_BATCH, EVAL_VALUES
 
+log = logging.getLogger(__name__)
+
 
 class Sinks(Protocol):
     metrics: MetricSink | None
@@ -45,6 +48,7 @@ class Sinks(Protocol):
     pruner: EpochPruner | None
     on_progress: Callable[[int, int], None] | None
     on_step_progress: Callable[[StepProgress], None] | None
+    on_end: Callable[[TrainResult | BaseException], None] | None
 
 
 @dataclass
@@ -138,6 +142,12 @@ class Pack:
             self.regroup([m for m in self.active if m not in gone])
             for m in gone:  # its model, optimizer (and views of old stacks) can go
                 m.run = m.meter = m.data = None
+            for m in gone:  # its job ends now, not when the whole pack does
+                if m.sinks.on_end is not None and m.result is not None:
+                    try:
+                        m.sinks.on_end(m.result)
+                    except Exception:
+                        log.exception("job %s: its end could not be handed over", m.job_id)
 
     # ------------------------------------------------------------------ the loop
 

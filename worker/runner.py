@@ -10,7 +10,8 @@ and trained by ``ml.pack.train_pack`` in this process; every member is set up
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
@@ -280,23 +281,38 @@ def _run_pack(factory: sessionmaker[Session], settings: Settings, claimed: packs
         else:
             runs.append(run)
     outcomes: dict[str, Outcome] = {}
-    try:
-        _train_pack(runs, claimed, outcomes)
-    except BaseException:  # as a solo job: the leases expire, the reconciler requeues
-        for run in runs:
-            run.close()
-        raise
-    for run in runs:
-        outcome = outcomes.get(run.job.id) or Outcome(error="Internal error: no result")
+    finished: dict[str, str] = {}  # members recorded as they left the pack (the words)
+
+    def finish(run: Attempt, outcome: Outcome) -> None:
         try:
-            said.append(_finish(run, outcome))
+            finished[run.job.id] = _finish(run, outcome)
         except Exception:  # the others are still recorded; its lease expires
             log.exception("job %s: could not record how it ended", run.job.id)
+            finished[run.job.id] = f"job {run.job.id}: could not record how it ended"
+
+    try:
+        _train_pack(runs, claimed, outcomes, finish)
+    except BaseException:  # as a solo job: the leases expire, the reconciler requeues
+        for run in runs:
+            if run.job.id not in finished:
+                run.close()
+        raise
+    for run in runs:
+        if run.job.id not in finished:
+            finish(run, outcomes.get(run.job.id) or Outcome(error="Internal error: no result"))
+        said.append(finished[run.job.id])
     return f"pack {claimed.pack_id} of {len(claimed.members)}: " + "; ".join(said)
 
 
-def _train_pack(runs: Sequence[Attempt], claimed: packs.PackClaim, out: dict[str, Outcome]) -> None:
-    """Check each member, load the data once, train the rest as one pack: ``out`` per job."""
+def _train_pack(
+    runs: Sequence[Attempt],
+    claimed: packs.PackClaim,
+    out: dict[str, Outcome],
+    finish: Callable[[Attempt, Outcome], None],
+) -> None:
+    """Check each member, load the data once, train the rest as one pack: ``out`` per job,
+    or ``finish`` called as a member leaves the pack (its export, report and final status
+    then, while the others train on: a pruned trial is not `running` until the pack ends)."""
     numbers = ", ".join(f"#{claimed.numbers.get(r.job.id, '?')}" for r in runs)
     ready: list[Attempt] = []
     for run in runs:
@@ -318,6 +334,12 @@ def _train_pack(runs: Sequence[Attempt], claimed: packs.PackClaim, out: dict[str
         for run in ready:
             out[run.job.id] = _outcome_of_error(run, exc)
         return
+    left: set[str] = set()  # members whose end was handed over as they left the pack
+
+    def ended(run: Attempt, result: TrainResult | BaseException) -> None:
+        left.add(run.job.id)
+        finish(run, _outcome_of_member(run, result, dataset))
+
     members = []
     for run in ready:
         run.lines.worker_line("info", f"{chosen.threads} CPU thread(s): {chosen.why}")
@@ -333,6 +355,7 @@ def _train_pack(runs: Sequence[Attempt], claimed: packs.PackClaim, out: dict[str
                 pruner=sweeps.pruner_for_job(run.factory, run.job.id),
                 on_progress=RUNNING.track(progress) if run.tracked else progress,
                 on_step_progress=run.live.report,
+                on_end=partial(ended, run),
             )
         )
         # Live progress: the pack writes about as many rows a second as four solo jobs.
@@ -345,13 +368,19 @@ def _train_pack(runs: Sequence[Attempt], claimed: packs.PackClaim, out: dict[str
 
     results = train_pack(members, dataset=dataset, on_unpacked=unpacked)
     for run, result in zip(ready, results, strict=True):
-        try:
-            if isinstance(result, BaseException):
-                out[run.job.id] = _outcome_of_error(run, result)
-            else:
-                out[run.job.id] = _after_training(run, result, dataset)
-        except Exception as exc:  # noqa: BLE001 - its export or report: this member alone
-            out[run.job.id] = _outcome_of_error(run, exc)
+        if run.job.id not in left:  # it never trained in the pack, or the pack went solo
+            out[run.job.id] = _outcome_of_member(run, result, dataset)
+
+
+def _outcome_of_member(
+    run: Attempt, result: TrainResult | BaseException, dataset: LoadedDataset | None
+) -> Outcome:
+    try:
+        if isinstance(result, BaseException):
+            return _outcome_of_error(run, result)
+        return _after_training(run, result, dataset)
+    except Exception as exc:  # noqa: BLE001 - its export or report: this member alone
+        return _outcome_of_error(run, exc)
 
 
 def _outcome_of(result: TrainResult, keeper: LeaseKeeper, spec: JobSpec) -> Outcome:

@@ -224,3 +224,39 @@ def test_a_pack_the_engine_cannot_build_trains_solo_and_the_sweep_says_why(
         job = client.get(f"/v1/jobs/{row.id}").json()
         assert (job["status"], job["status_reason"]) == ("succeeded", "completed")
         assert "trained solo, not packed" in client.get(f"/v1/jobs/{row.id}/logs").text
+
+
+def test_a_member_that_leaves_the_pack_ends_then_not_with_the_pack(
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Trial 1 diverges in its first epoch; trial 0 trains three. Trial 1's job is failed
+    # (its quota slot free, the sweep told) while trial 0 still trains in the pack.
+    body = grid([0.0, 1000.0], path="regularization.l2")
+    sweep = client.post("/v1/sweeps", json=body).json()
+    rows = trials(settings, sweep["id"])
+    seen: dict[str, dict[str, str]] = {}
+    real = train_pack
+
+    def statuses() -> dict[str, str]:
+        with session_factory(settings.resolved_database_url)() as s:
+            return {r.id: s.get_one(Job, r.id).status for r in rows}
+
+    def watching(members: Sequence[PackMember], **kw: Any) -> Any:
+        for m in members:
+            handed = m.on_end
+            assert handed is not None
+
+            def on_end(result: Any, m: PackMember = m, handed: Any = handed) -> None:
+                handed(result)
+                seen[m.job_id] = statuses()
+
+            m.on_end = on_end
+        return real(members, **kw)
+
+    monkeypatch.setattr(runner, "train_pack", watching)
+    said = runner.run_job(rows[0].id, settings)
+    assert said.startswith("pack "), said
+    good, bad = rows[0].id, rows[1].id
+    assert seen[bad] == {bad: "failed", good: "running"}  # recorded as it left
+    assert seen[good] == {bad: "failed", good: "succeeded"}
+    assert client.get(f"/v1/jobs/{bad}").json()["status_reason"] == "non_finite_loss"
