@@ -242,12 +242,12 @@ def test_devices_no_worker_may_give_are_refused_before_any_trial(client: TestCli
     # As a job's submit refuses them (issue 27): the base spec's, and each value a
     # parameter gives resources.devices.
     big = {**DIGITS, "resources": {"devices": 16}}
-    assert problems(client, sweep({"optimizer.lr": {"kind": "grid", "values": [0.1, 0.01]}},
-                                  big)) == {"spec.resources.devices": "too_many_devices"}  # fmt: skip
+    lrs = {"optimizer.lr": {"kind": "grid", "values": [0.1, 0.01]}}
+    assert problems(client, sweep(lrs, big)) == {"spec.resources.devices": "too_many_devices"}
     devices = {"resources.devices": {"kind": "grid", "values": [1, 16]}}
     assert problems(client, sweep(devices)) == {
         'parameters["resources.devices"].values[1]': "too_many_devices"
     }
-    r = client.post("/v1/sweeps", json=sweep({"resources.devices": {"kind": "grid",
-                                                                      "values": [1, 2]}}))  # fmt: skip
+    fits = {"resources.devices": {"kind": "grid", "values": [1, 2]}}
+    r = client.post("/v1/sweeps", json=sweep(fits))
     assert r.status_code == 201, r.text
