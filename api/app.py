@@ -50,8 +50,9 @@ def _operation_id(route: APIRoute) -> str:
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # The OpenAPI document (the query guard's routes) takes ~0.5 s to build: in a thread
-    # now, so no request waits for it (issue 28, 13).
-    threading.Thread(target=app.openapi, name="openapi-warm-up", daemon=True).start()
+    # now, so no request waits for it (issue 28, 13). Tests' in-process apps skip it.
+    if app.state.settings.api_openapi_warm_up:
+        threading.Thread(target=app.openapi, name="openapi-warm-up", daemon=True).start()
     yield
 
 

@@ -166,6 +166,11 @@ class Settings(BaseSettings):
     api_queue_wait_seconds: float = Field(
         10.0, gt=0, description="Longest wait for a slot before a 503 + Retry-After."
     )
+    api_openapi_warm_up: bool = Field(
+        True,
+        description="Build the OpenAPI document (which the query-string checks read) in a "
+        "thread at start-up, so that no request waits ~0.5 s for it.",
+    )
     api_stream_threads: int = Field(
         16,
         ge=1,

@@ -99,7 +99,12 @@ def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path, migrated_sqlite: Path) -> Settings:
-    s = Settings(home=tmp_path / "home", heartbeat_seconds=0.2, metrics_flush_seconds=0.5)
+    s = Settings(
+        home=tmp_path / "home",
+        heartbeat_seconds=0.2,
+        metrics_flush_seconds=0.5,
+        api_openapi_warm_up=False,  # ~0.5 s of CPU per app: most tests never need it
+    )
     s.ensure_home()  # creates the database file owner-only (600); the copy keeps the mode
     shutil.copyfile(migrated_sqlite, s.home / "trainforge.db")
     return s

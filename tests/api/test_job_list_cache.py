@@ -120,7 +120,7 @@ def test_the_first_query_string_does_not_build_the_document_on_the_event_loop(
         return openapi()
 
     app.openapi = recording  # type: ignore[method-assign]
-    with TestClient(app) as client:  # the lifespan starts a warm-up build in a thread
+    with TestClient(app) as client:  # (no warm-up build at start: the settings fixture's)
         answer = client.get("/v1/jobs", params={"limit": "abc"}, headers=_admin(settings))
     assert answer.status_code == 422
     assert built_on_loop and not any(built_on_loop), built_on_loop
