@@ -42,8 +42,13 @@ class LeaseKeeper:
         attempt: int,
         settings: Settings,
         max_runtime_seconds: int | None,
+        *,
+        own_thread: bool = True,
     ) -> None:
+        """``own_thread=False``: a :class:`SharedHeartbeat` beats for it (a pack's member)."""
         self._factory, self._job_id, self._attempt = factory, job_id, attempt
+        self._own_thread = own_thread
+        self.closed = False
         self._settings = settings
         self._deadline = (
             time.monotonic() + max_runtime_seconds if max_runtime_seconds is not None else None
@@ -57,11 +62,14 @@ class LeaseKeeper:
         self.shutting_down = False  # this worker is stopping: hand the job back
 
     def start(self) -> None:
-        self._thread.start()
+        if self._own_thread:
+            self._thread.start()
 
     def close(self) -> None:
+        self.closed = True
         self._stop.set()
-        self._thread.join(timeout=10)
+        if self._own_thread:
+            self._thread.join(timeout=10)
 
     def on_progress(self, epoch: int, step: int) -> None:
         self._progress = (epoch, step)
@@ -78,27 +86,75 @@ class LeaseKeeper:
             self.shutting_down = True
         return self.cancel_requested or self.fenced or self.runtime_exceeded or self.shutting_down
 
+    def beat(self, session: Session) -> bool:
+        """Renew the lease and read the cancel flag, committed in ``session``; False once
+        this attempt was fenced off (no more beats)."""
+        epoch, step = self._progress or (None, None)
+        try:
+            beat = repo.heartbeat(
+                session,
+                self._job_id,
+                self._attempt,
+                self._settings.lease_seconds,
+                epoch=epoch,
+                step=step,
+            )
+            session.commit()
+        except repo.StaleAttempt:
+            session.rollback()
+            log.warning("job %s attempt %s was fenced off", self._job_id, self._attempt)
+            self.fenced = True
+            return False
+        self.cancel_requested = beat.cancel_requested
+        return True
+
     def _beat(self) -> None:
         while not self._stop.wait(self._settings.heartbeat_seconds):
-            epoch, step = self._progress or (None, None)
             try:
                 with self._factory() as session:
-                    beat = repo.heartbeat(
-                        session,
-                        self._job_id,
-                        self._attempt,
-                        self._settings.lease_seconds,
-                        epoch=epoch,
-                        step=step,
-                    )
-                    session.commit()
-                self.cancel_requested = beat.cancel_requested
-            except repo.StaleAttempt:
-                log.warning("job %s attempt %s was fenced off", self._job_id, self._attempt)
-                self.fenced = True
-                return
+                    if not self.beat(session):
+                        return
             except Exception:
                 log.exception("heartbeat failed for job %s", self._job_id)
+
+
+class SharedHeartbeat:
+    """One thread and one connection renewing the leases of a pack's members (a thread
+    each before: 64 for a pack of 64). Each member's beat is its own transaction, so no
+    two job rows are ever locked together; a member that ended (closed) or was fenced
+    off is skipped."""
+
+    def __init__(
+        self, factory: sessionmaker[Session], settings: Settings, keepers: list[LeaseKeeper]
+    ) -> None:
+        self._factory, self._settings, self._keepers = factory, settings, keepers
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lease-pack", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._settings.heartbeat_seconds):
+            beating = [k for k in self._keepers if not (k.closed or k.fenced)]
+            if not beating:
+                return
+            failed: Exception | None = None
+            with self._factory() as session:
+                for keeper in beating:
+                    if keeper.closed:  # ended while this tick ran
+                        continue
+                    try:
+                        keeper.beat(session)
+                    except Exception as exc:  # noqa: BLE001 -- the database away: next tick
+                        failed = exc
+                        session.rollback()
+            if failed is not None:
+                log.warning("heartbeat failed for a pack's members: %s", failed)
 
 
 @dataclass
@@ -140,7 +196,9 @@ class Attempt:
         *,
         track: bool = True,
         device_ids: list[int] | None = None,
+        shared_lease: bool = False,
     ) -> Attempt:
+        """``shared_lease``: a pack's member, whose lease a :class:`SharedHeartbeat` renews."""
         job_id = job.id
         lines = SqlLogSink(job_id, attempt, settings.job_log_max_lines)  # the job's log
         where = f" (devices {device_ids} of pool {job.device_pool})" if device_ids else ""
@@ -153,7 +211,14 @@ class Attempt:
             job=job,
             spec=spec,
             attempt=attempt,
-            keeper=LeaseKeeper(factory, job_id, attempt, settings, spec.limits.max_runtime_seconds),
+            keeper=LeaseKeeper(
+                factory,
+                job_id,
+                attempt,
+                settings,
+                spec.limits.max_runtime_seconds,
+                own_thread=not shared_lease,
+            ),
             live=ProgressWriter(factory, job_id, attempt),  # `progress` events for live views
             lines=lines,
             metrics=SqlMetricSink(

@@ -33,7 +33,7 @@ from ml.pack import PackMember, train_pack
 from ml.resources import ResourcesExceeded
 from ml.spec import BuiltinSource, JobSpec
 from worker import log_sink, packs, sweeps, torch_threads
-from worker.attempt import Attempt, LeaseKeeper, Outcome
+from worker.attempt import Attempt, LeaseKeeper, Outcome, SharedHeartbeat
 from worker.datasets import load_for_job
 from worker.devices import this_worker_pool
 from worker.export import export_job
@@ -152,6 +152,7 @@ def _begin(
     *,
     track: bool = True,
     device_ids: list[int] | None = None,
+    shared_lease: bool = False,
 ) -> Attempt | str:
     """Set up one claimed attempt; a spec that no longer validates ends it here (the words)."""
     with factory() as session:
@@ -161,7 +162,10 @@ def _begin(
         spec = JobSpec.model_validate(job.spec)
     except ValidationError as exc:  # stored before a check was tightened: it cannot run
         return _fail_unrunnable_spec(factory, settings, job_id, attempt, exc)
-    return Attempt.start(factory, settings, job, spec, attempt, track=track, device_ids=device_ids)
+    return Attempt.start(
+        factory, settings, job, spec, attempt,
+        track=track, device_ids=device_ids, shared_lease=shared_lease,
+    )  # fmt: skip
 
 
 def _finish(run: Attempt, outcome: Outcome) -> str:
@@ -275,11 +279,24 @@ def _run_pack(factory: sessionmaker[Session], settings: Settings, claimed: packs
     runs: list[Attempt] = []
     said: list[str] = []
     for member in claimed.members:
-        run = _begin(factory, settings, member.job_id, member.attempt, track=not runs)
+        run = _begin(
+            factory, settings, member.job_id, member.attempt, track=not runs, shared_lease=True
+        )
         if isinstance(run, str):
             said.append(run)
         else:
             runs.append(run)
+    # One heartbeat thread for every member's lease (issue 26: was one thread each).
+    lease = SharedHeartbeat(factory, settings, [r.keeper for r in runs])
+    lease.start()
+    try:
+        return _train_pack_members(runs, claimed, said)
+    finally:
+        lease.close()
+
+
+def _train_pack_members(runs: list[Attempt], claimed: packs.PackClaim, said: list[str]) -> str:
+    """Train the members; record each one as it leaves the pack, the rest at its end."""
     outcomes: dict[str, Outcome] = {}
     finished: dict[str, str] = {}  # members recorded as they left the pack (the words)
 

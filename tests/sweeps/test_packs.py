@@ -260,3 +260,32 @@ def test_a_member_that_leaves_the_pack_ends_then_not_with_the_pack(
     assert seen[bad] == {bad: "failed", good: "running"}  # recorded as it left
     assert seen[good] == {bad: "failed", good: "succeeded"}
     assert client.get(f"/v1/jobs/{bad}").json()["status_reason"] == "non_finite_loss"
+
+
+def test_one_heartbeat_thread_renews_every_members_lease(
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    sweep = client.post("/v1/sweeps", json=grid([0.05, 0.1, 0.2])).json()
+    rows = trials(settings, sweep["id"])
+    seen: dict[str, Any] = {}
+    real = train_pack
+
+    def leases() -> dict[str, Any]:
+        with session_factory(settings.resolved_database_url)() as s:
+            return {r.id: s.get_one(Job, r.id).lease_expires_at for r in rows}
+
+    def watching(members: Sequence[PackMember], **kw: Any) -> Any:
+        mine = {"lease-pack"} | {f"lease-{r.id}" for r in rows}
+        seen["threads"] = [t.name for t in threading.enumerate() if t.name in mine]
+        before = leases()
+        time.sleep(4 * settings.heartbeat_seconds)  # a few ticks of the heartbeat
+        seen["renewed"] = [leases()[r.id] > before[r.id] for r in rows]
+        return real(members, **kw)
+
+    monkeypatch.setattr(runner, "train_pack", watching)
+    assert runner.run_job(rows[0].id, settings).startswith("pack ")
+    assert seen["threads"] == ["lease-pack"]  # not one thread per member
+    assert seen["renewed"] == [True, True, True]
+    assert not [t for t in threading.enumerate() if t.name == "lease-pack"]  # closed after
