@@ -139,7 +139,9 @@ def test_a_refused_key_or_no_server_exits_3_in_one_line(up: UpServer, tmp_path: 
 def test_ctrl_c_detaches_with_130_and_the_job_still_succeeds(
     up: UpServer, spec_file: Path, tmp_path: Path
 ) -> None:
-    child = spawn_cli(["submit", str(spec_file), "--set", "epochs=4",
+    # Long enough to be running still when Ctrl-C comes: 4 epochs (720 steps) ended
+    # before the live view's first frame once a step took ~0.3 ms.
+    child = spawn_cli(["submit", str(spec_file), "--set", "epochs=40",
                        "--set", "dataset.batch_size=8"], cli_env(up, tmp_path))  # fmt: skip
     child.expect(r"submitted job (\w+)")
     job_id = child.match.group(1)
