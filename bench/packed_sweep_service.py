@@ -7,8 +7,8 @@ none is left -- one worker, one torch thread. Arms are interleaved (off, auto, o
 auto, ...); prints each arm's wall time, best trial and epochs, then the ratio
 off / auto (goal >= 3) and whether the best trial is the same.
 
-Whatever ``ml/pack.py`` this tree has is measured: the sequential stand-in of the
-pack-service branch gives ~1x by construction; the vectorised engine is the point.
+The packed arm runs this tree's ``ml/pack.py`` (the vectorised engine, ``ml.pack_net``
+and ``ml.pack_optim``); a member's end is recorded as it leaves its pack.
 
     .venv/bin/python bench/packed_sweep_service.py [--epochs 27] [--repeats 1]
 """
