@@ -3,36 +3,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import event, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import update
 
 from api.db.session import session_factory
 from api.ledger import repository as repo
 from api.ledger.models import Job
 from api.ledger.progress import record_progress
 from api.settings import Settings
+from tests.api.test_job_etag import _statements
 
 SPEC = {"dataset": {"source": {"kind": "builtin", "name": "iris"}}, "epochs": 5}
-
-
-@contextmanager
-def _selects() -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            seen.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(Engine, "before_cursor_execute", count)
 
 
 def _statuses(client: TestClient, **params: Any) -> dict[str, tuple[str, int]]:
@@ -43,8 +26,9 @@ def _statuses(client: TestClient, **params: Any) -> dict[str, tuple[str, int]]:
 def test_an_unchanged_page_is_answered_without_building_it(client: TestClient) -> None:
     client.post("/v1/jobs", json={"spec": SPEC})
     first = client.get("/v1/jobs")
-    with _selects() as seen:
+    with _statements() as statements:
         again = client.get("/v1/jobs")
+    seen = [q for q in statements if q.lstrip().upper().startswith("SELECT")]
     assert again.content == first.content and again.headers["etag"] == first.headers["etag"]
     # The key, then the newest event id: not the page's jobs nor their best metrics.
     assert len(seen) == 2, seen
