@@ -45,6 +45,7 @@ def test_what_a_worker_writes_shows_on_the_next_poll(
     with factory() as s:  # another process: a worker claims it and reports progress
         attempt = repo.claim_job(s, job_id, 60.0)
         s.commit()
+    assert attempt is not None
     assert _statuses(client)[job_id] == ("running", 0)
     with factory() as s:
         record_progress(s, job_id, attempt, epoch=0, epochs=5, step=7, batch=7,
