@@ -8,7 +8,6 @@ import hashlib
 import json
 import re
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -137,12 +136,13 @@ def test_a_refused_key_or_no_server_exits_3_in_one_line(up: UpServer, tmp_path: 
     assert len(gone.stderr.strip().splitlines()) == 1 and "cannot reach" in gone.stderr
 
 
-def test_ctrl_c_detaches_with_130_and_the_job_trains_on(
+def test_ctrl_c_detaches_with_130_and_the_job_still_succeeds(
     up: UpServer, spec_file: Path, tmp_path: Path
 ) -> None:
-    # A job far longer than the test (its end is not the point): a short one could end
-    # before the live view's first frame on a loaded machine, and Ctrl-C then came after it.
-    child = spawn_cli(["submit", str(spec_file), "--set", "epochs=1000",
+    # 100 epochs (~5 s): 4 could end before the live view's first frame on a loaded
+    # machine, so that Ctrl-C came after the job had ended (see the stop note of
+    # 2026-12-07 for a follow of a 1,000-epoch job that did not exit within 10 s there).
+    child = spawn_cli(["submit", str(spec_file), "--set", "epochs=100",
                        "--set", "dataset.batch_size=8"], cli_env(up, tmp_path))  # fmt: skip
     child.expect(r"submitted job (\w+)")
     job_id = child.match.group(1)
@@ -152,16 +152,9 @@ def test_ctrl_c_detaches_with_130_and_the_job_trains_on(
     child.close()
     assert child.exitstatus == 130, screen_text(child)[-2000:]
     assert f"trainforge follow {job_id}" in screen_text(child)
-    read = httpx.get(f"{up.base}/v1/jobs/{job_id}", headers=auth(up)).json()
-    assert read["status"] == "running"  # detached, not canceled: it trains on
-    first, job = read["progress"]["step"], read
-    deadline = time.monotonic() + 60
-    while job["progress"]["step"] <= first and time.monotonic() < deadline:
-        time.sleep(0.2)
-        job = httpx.get(f"{up.base}/v1/jobs/{job_id}", headers=auth(up)).json()
-    assert job["status"] == "running" and job["progress"]["step"] > first
-    assert run_cli(["cancel", job_id], cli_env(up, tmp_path)).returncode == 0  # done with it
-    wait_status(lambda u: httpx.get(up.base + u, headers=auth(up)), job_id, {"canceled"}, 60)
+    job = wait_status(lambda u: httpx.get(up.base + u, headers=auth(up)), job_id,
+                      {"succeeded", "failed", "canceled"}, 300)  # fmt: skip
+    assert job["status"] == "succeeded"
 
 
 def test_download_best_writes_the_checkpoint_the_api_describes(
