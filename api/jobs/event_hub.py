@@ -12,9 +12,8 @@ when the last stream has gone, so nothing outlives the server (or a test client)
 Late commits: event ids come from a sequence, so a transaction may take id 100, another
 id 101 and commit first; a look that read up to 101 would never see 100. The hub keeps the
 ids it skipped over for ``GAP_SECONDS`` and asks for them again at every tick (most are
-ids of rolled-back transactions and never come). That is what lets a stream's fallback
-read be rare (issue 28, 13: 200 streams each reading its page every 2 s were as many
-queries as 200 dashboards' job-list polls).
+ids of rolled-back transactions and never come), so such an event wakes its streams
+within a tick too, not at their fallback read (issue 28, 13).
 
 Revocation (issue 28, finding 9): the same tick also reads which API keys were
 revoked (or expired) in the last few seconds, in any process; when one was, every
