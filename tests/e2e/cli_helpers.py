@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,10 @@ def run_cli(
     )
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def spawn_cli(args: list[str], env: dict[str, str], timeout: float = 300) -> pexpect.spawn:
     """The CLI in a real pseudo-terminal (stdout is a TTY: the live view)."""
     child = pexpect.spawn(
@@ -47,6 +52,10 @@ def spawn_cli(args: list[str], env: dict[str, str], timeout: float = 300) -> pex
         ["-m", "trainforge", *args],
         env=env,
         cwd=str(REPO),
+        # Ctrl-C as in a user's shell: an ignored SIGINT is inherited through exec, and a
+        # test process may ignore it (pytest-xdist workers did after some tests): Python
+        # then never raises KeyboardInterrupt and the CLI cannot detach.
+        preexec_fn=_default_sigint,
         encoding="utf-8",
         codec_errors="replace",
         dimensions=(40, 140),
