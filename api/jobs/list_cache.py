@@ -93,14 +93,17 @@ class WriteInvalidation:
         if scope["type"] != "http" or scope["method"] in _READS:
             await self.app(scope, receive, send)
             return
-        cache = self.cache
+        cache, started = self.cache, False
 
         async def send_after_forgetting(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
                 cache.invalidate()
+                started = True
             await send(message)
 
         try:
             await self.app(scope, receive, send_after_forgetting)
         finally:
-            cache.invalidate()  # also when the request failed before answering
+            if not started:  # it failed before answering: what it wrote may be committed
+                cache.invalidate()

@@ -30,7 +30,12 @@ from api.sweeps.schemas import (
     TrialPage,
     TrialRead,
 )
-from api.sweeps.search import execution_of
+from api.sweeps.search import (
+    ChoiceParameter,
+    GridParameter,
+    IntUniformParameter,
+    execution_of,
+)
 from api.sweeps.storage import storage_problems
 from api.sweeps.trials import NewTrial, advance, end_sweep, mode_of, records
 from api.teams.models import Team
@@ -135,9 +140,9 @@ def _device_problems(
     asked: list[tuple[str, object]] = []
     if dist is None:
         asked.append((f"spec.{path}", body.spec.resources.devices))
-    elif isinstance(getattr(dist, "values", None), list):
-        asked += [(space.param_loc(path, "values", i), v) for i, v in enumerate(dist.values)]  # type: ignore[union-attr]
-    elif hasattr(dist, "high"):
+    elif isinstance(dist, ChoiceParameter | GridParameter):
+        asked += [(space.param_loc(path, "values", i), v) for i, v in enumerate(dist.values)]
+    elif isinstance(dist, IntUniformParameter):
         asked.append((space.param_loc(path, "high"), dist.high))
     found: list[space.Problem] = []
     for loc, value in asked:
