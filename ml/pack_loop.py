@@ -107,7 +107,8 @@ class Pack:
     def regroup(self, members: list[Member]) -> None:
         """Write the current members back to their solo objects; stack ``members``."""
         self.store_all(optimizer=True)
-        self.active = members
+        # Members with equal optimizer numbers side by side: one fused Adam call for them.
+        self.active = members = sorted(members, key=_optimizer_order)
         if not members:
             return
         models = [m.run.trainer.model for m in members]
@@ -391,6 +392,11 @@ class Pack:
 _REGRESSION: dict[str, Callable[..., Tensor]] = {
     "mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss
 }  # fmt: skip
+
+
+def _optimizer_order(m: Member) -> tuple[float, ...]:
+    opt = m.spec.optimizer
+    return tuple(float(getattr(opt, k, 0.0)) for k in ("beta1", "beta2", "eps", "lr"))
 
 
 def _row(y: Tensor, i: int, shared: bool) -> Tensor:

@@ -4,8 +4,11 @@ Member ``m``'s numbers (lr, betas, eps, momentum, weight decay, clipping thresho
 are rows of ``(M,)`` tensors broadcast over the stacked parameters, so every member follows
 the rule ``ml.optim`` / ``ml.clipping`` / ``ml.models`` give its solo run:
 
-- Adam/AdamW: PyTorch's own fused kernel (``torch._fused_adam_``), called once per member
-  on that member's rows with its own scalars: the solo run's arithmetic exactly. Weight
+- Adam/AdamW: PyTorch's own fused kernel (``torch._fused_adam_``) on each member's rows with
+  its own scalars: the solo run's arithmetic exactly. Members whose numbers are equal this
+  step (a grid's trials of one learning rate; ``Pack.regroup`` puts them side by side)
+  share one call on their slice of the stacks: 8 calls instead of 64 for an 8 x 8 grid,
+  where the calls' own cost was most of the step's optimizer time. Weight
   decay is decoupled (``p *= 1 - lr * wd`` on kernels before the step), as ``ml.optim``
   does for Adam (AdamW's in-kernel ``p -= lr * wd * p`` is the same up to rounding).
 - SGD: ``buf = momentum * buf + g`` (a zero buffer makes the first step ``buf = g``, as
@@ -18,6 +21,7 @@ so checkpoints are the solo engine's.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -67,19 +71,9 @@ class PackedOptimizer:
             self.exp_avg = {n: torch.zeros_like(t) for n, t in p.items()}
             self.exp_avg_sq = {n: torch.zeros_like(t) for n, t in p.items()}
             self.steps = torch.zeros(len(specs), dtype=torch.float32, device=self.net.device)
-            self._views()
+            self.step_counts: list[float] | None = None  # read from ``steps`` at the next step
+            self._runs: dict[tuple[float, ...], list[_Run]] = {}
         self._clip_setup(specs)
-
-    def _views(self) -> None:
-        names = self.names
-        rows = {n: t.detach().unbind(0) for n, t in self.net.params.items()}
-        avg = {n: t.unbind(0) for n, t in self.exp_avg.items()}
-        sq = {n: t.unbind(0) for n, t in self.exp_avg_sq.items()}
-        steps = self.steps.unbind(0)
-        self.rows = [[rows[n][i] for n in names] for i in range(len(self.specs))]
-        self.avg_rows = [[avg[n][i] for n in names] for i in range(len(self.specs))]
-        self.sq_rows = [[sq[n][i] for n in names] for i in range(len(self.specs))]
-        self.step_rows = [[steps[i]] * len(names) for i in range(len(self.specs))]
 
     def _clip_setup(self, specs: Sequence[JobSpec]) -> None:
         clip = specs[0].clipping
@@ -140,14 +134,43 @@ class PackedOptimizer:
             self._sgd(lrs)
             return
         self.steps.add_(1)
-        grads = {n: t.grad.unbind(0) for n, t in params.items() if t.grad is not None}
-        for i, spec in enumerate(self.specs):
-            opt: Any = spec.optimizer
+        if self.step_counts is None:  # after a (re)load: resumed members bring their counts
+            self.step_counts = self.steps.tolist()
+        else:
+            self.step_counts = [c + 1 for c in self.step_counts]
+        names = [n for n in self.names if params[n].grad is not None]
+        for run in self._adam_runs(lrs):
+            lo, hi = run.lo, run.hi
             torch._fused_adam_(
-                self.rows[i], [grads[n][i] for n in self.names], self.avg_rows[i],
-                self.sq_rows[i], [], self.step_rows[i], lr=lrs[i], beta1=opt.beta1,
-                beta2=opt.beta2, weight_decay=0.0, eps=opt.eps, amsgrad=False, maximize=False,
+                [params[n].detach()[lo:hi] for n in names],
+                [params[n].grad[lo:hi] for n in names],  # type: ignore[index]
+                [self.exp_avg[n][lo:hi] for n in names],
+                [self.exp_avg_sq[n][lo:hi] for n in names],
+                [], [self.steps[lo]] * len(names), lr=run.lr, beta1=run.beta1,
+                beta2=run.beta2, weight_decay=0.0, eps=run.eps, amsgrad=False, maximize=False,
             )  # fmt: skip
+
+    def _adam_runs(self, lrs: Sequence[float]) -> list[_Run]:
+        """Consecutive members with the same numbers this step (lr, betas, eps, step count):
+        one fused call each. Cached by the step's learning rates (a constant schedule asks
+        once)."""
+        counts = self.step_counts
+        assert counts is not None
+        key = tuple(lrs)  # the counts' differences are fixed until the next reload
+        runs = self._runs.get(key)
+        if runs is None:
+            runs = []
+            for i, spec in enumerate(self.specs):
+                opt: Any = spec.optimizer
+                numbers = (lrs[i], opt.beta1, opt.beta2, opt.eps, counts[i] - counts[0])
+                if runs and runs[-1].numbers == numbers:
+                    runs[-1].hi = i + 1
+                else:
+                    runs.append(_Run(i, i + 1, numbers))
+            if len(self._runs) > 64:  # a schedule that changes the lr every step
+                self._runs.clear()
+            self._runs[key] = runs
+        return runs
 
     def _sgd(self, lrs: Sequence[float]) -> None:
         for name, p in self.net.params.items():
@@ -198,6 +221,31 @@ class PackedOptimizer:
             self.steps[i] = float(state["step"])
             self.net.solo_layout(name, self.exp_avg[name][i]).copy_(state["exp_avg"])
             self.net.solo_layout(name, self.exp_avg_sq[name][i]).copy_(state["exp_avg_sq"])
+
+
+@dataclass
+class _Run:
+    """Members ``lo .. hi - 1``: equal Adam numbers this step, one fused call."""
+
+    lo: int
+    hi: int
+    numbers: tuple[float, float, float, float, float]  # lr, beta1, beta2, eps, step offset
+
+    @property
+    def lr(self) -> float:
+        return self.numbers[0]
+
+    @property
+    def beta1(self) -> float:
+        return self.numbers[1]
+
+    @property
+    def beta2(self) -> float:
+        return self.numbers[2]
+
+    @property
+    def eps(self) -> float:
+        return self.numbers[3]
 
 
 def _unit_norm(x: Tensor, over: int | None = None) -> Tensor:

@@ -104,6 +104,42 @@ def test_adamw_cosine_with_warmup_and_norm_clipping():
     ])  # fmt: skip
 
 
+def test_members_of_one_learning_rate_share_a_fused_adam_call(monkeypatch):
+    """A grid's members of equal lr (any order in the sweep) take one fused Adam call on their
+    slice of the stacks, and each still trains as alone: its own weight decay, its own
+    schedule's lr each step."""
+    calls: list[int] = []
+    fused = torch._fused_adam_
+
+    def counting(params, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(len(params))
+        return fused(params, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "_fused_adam_", counting)
+    half = {"kind": "step_decay", "decay_rate": 0.5, "decay_step": 2}  # from epoch 2
+    quarter = {**half, "decay_rate": 0.25}
+    specs = [
+        job(optimizer={"kind": "adam", "lr": 3e-3}, schedule=half,
+            regularization={"weight_decay": 1e-2}),
+        job(optimizer={"kind": "adam", "lr": 1e-3}, schedule=half),
+        job(optimizer={"kind": "adam", "lr": 3e-3}, schedule=quarter),
+        job(optimizer={"kind": "adam", "lr": 1e-3}, schedule=half,
+            regularization={"weight_decay": 1e-3}),
+    ]  # fmt: skip
+    results = packed(specs)
+    packed_calls = list(calls)
+    n_params = 4  # two dense layers: kernel and bias each
+    # Epoch 1: two lrs, two calls of two members each; epoch 2 (the decays): three lrs.
+    assert {len(specs) * n_params // 2, n_params} >= set(packed_calls) and packed_calls
+    steps = results[0][0].step  # type: ignore[attr-defined]
+    assert len(packed_calls) == steps // 2 * 2 + steps // 2 * 3
+    for spec, (result, metrics, checkpoints) in zip(specs, results, strict=True):
+        _, ref_metrics, ref_checkpoints = solo(spec)
+        assert isinstance(result, TrainResult), result
+        assert_metrics_match(ref_metrics, metrics)
+        assert_weights_match(ref_checkpoints, checkpoints)
+
+
 def test_sgd_nesterov_step_decay_value_clipping_and_dropout():
     """Dropout: each member's masks are its solo run's (its own generator, same calls)."""
     check_against_solo([
