@@ -35,15 +35,15 @@ from api.teams.repository import key_is_active
 
 POLL_SECONDS = 0.25  # the event hub's tick: one query per tick for all streams
 # A stream reads its page about this often (0.5-1.5x), news or not: a backstop to the
-# hub, which wakes it within a tick of an event of its job (late commits included).
-# 10 s measured cheaper (issue 28, 13: bench/RESULTS.md); kept at 2 s this turn.
-FALLBACK_SECONDS = 2.0
+# hub, which wakes it within a tick of an event of its job (late commits included). At
+# 10 s, 200 dashboards cost the API 0.38 core instead of 0.50 (issue 28, 13: bench/RESULTS.md).
+FALLBACK_SECONDS = 10.0
 KEEPALIVE_SECONDS = 15.0  # a comment line when idle, so proxies keep the connection
 PAGE = 100  # events per query (a metrics event reads its points too)
 RECONNECT_MS = 1000  # the client's reconnection delay (the SSE `retry` field)
 # A stream re-reads its key this often and closes once it is revoked or gone: a backstop
 # for what the hub's revocation window missed (the hub closes it within a tick).
-KEY_CHECK_SECONDS = 5.0
+KEY_CHECK_SECONDS = 30.0
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": Problem, "description": "Missing or invalid API key."},
