@@ -6,13 +6,14 @@ runs.
 - :func:`pack_key`: specs with equal keys train as one pack. The key is the spec with the
   numbers that leave every tensor's shape (and the program's structure) alone taken out:
   the optimizer's numbers (lr, betas, momentum, eps), weight decay, l1/l2, label smoothing,
-  the dropout *rate* (whether there is dropout at all stays in: ``dropout: 0`` builds no
-  dropout layer), clipping thresholds, the schedule's parameters (its kind stays), the
-  whole ``init`` and the ``seed`` (each member is built and initialised on its own, as a
-  solo run builds it), and the per-run bookkeeping that runs on the host for each member
-  on its own: ``early_stopping``, ``checkpointing`` and the extra ``metrics``. Everything
-  else -- the model graph and its widths, batch size, epochs, dataset, the optimizer's and
-  schedule's and clipping's kinds, loss, device, precision -- is in the key.
+  the dropout rate (``dropout: 0`` builds no dropout layer, and such a member packs with
+  those that have one: ``ml.pack_net``), clipping thresholds, the schedule's parameters
+  (its kind stays), the whole ``init`` and the ``seed`` (each member is built and
+  initialised on its own, as a solo run builds it), and the per-run bookkeeping that runs
+  on the host for each member on its own: ``early_stopping``, ``checkpointing`` and the
+  extra ``metrics``. Everything else -- the model graph and its widths, batch size, epochs,
+  dataset, the optimizer's and schedule's and clipping's kinds, loss, device, precision --
+  is in the key.
 - :func:`pack_blocker`: why a spec cannot train in a pack at all (a feature the packed
   engine does not vectorise), or None. Such a trial runs as an ordinary solo job.
 """
@@ -46,8 +47,7 @@ def pack_key(spec: JobSpec) -> str:
     opt = doc["optimizer"]
     for name in _OPTIMIZER_NUMBERS:
         opt.pop(name, None)
-    reg = doc["regularization"]
-    doc["regularization"] = {"dropout": reg["dropout"] > 0}
+    doc.pop("regularization")
     if doc["clipping"] is not None:
         for name in _CLIPPING_NUMBERS:
             doc["clipping"].pop(name, None)

@@ -15,11 +15,18 @@ Each member's arithmetic is the solo model's up to float re-association (batched
 instead of one GEMM per member). Dropout draws each member's mask from that member's own
 generator with the solo engine's call (``empty(shape).bernoulli_(1 - p)`` then ``/ (1 - p)``),
 so on CPU a packed member's masks are the solo run's masks, bit for bit.
+
+Members need not have the same modules: a member built without some dropout layers (a
+shorthand with ``regularization.dropout: 0`` builds none) packs with members that have
+them. The pack runs the longest member's layers (the *template*); each member's layers are
+the template's with some dropout layers left out, and its parameters and buffers are known
+by the template's names here (``template_names``). A missing dropout is rate 0 for that
+member and draws nothing, as its solo run draws nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -79,14 +86,33 @@ def _activation(module: nn.Module) -> Callable[[Tensor], Tensor] | None:
     return ACT_FN[name]
 
 
+def _align(template: nn.Module, model: nn.Module) -> dict[str, str] | None:
+    """``model``'s layer names -> the template's, when its layers are the template's with
+    some dropout layers left out; None otherwise."""
+    mine = list(model.named_children())
+    out: dict[str, str] = {}
+    j = 0
+    for name, layer in template.named_children():
+        if j < len(mine) and type(mine[j][1]) is type(layer):
+            out[mine[j][0]] = name
+            j += 1
+        elif not isinstance(layer, nn.Dropout):
+            return None
+    return out if j == len(mine) else None
+
+
 class PackedNet:
     def __init__(self, models: Sequence[nn.Module], device: torch.device) -> None:
-        first = models[0]
+        first = max(models, key=lambda model: len(list(model.children())))
         if not isinstance(first, GraphNet) or first.chain is None:
             raise Unpackable("the model is not a chain of layers")
-        names = [n for n, _ in first.named_parameters()]
+        self.template = first
+        shapes = {n: p.shape for n, p in first.named_parameters()}
         for model in models:
-            if [n for n, _ in model.named_parameters()] != names:
+            if _align(first, model) is None:
+                raise Unpackable("the members' models differ")
+            mine = {n: p.shape for n, p in self.params_of(model).items()}
+            if mine != shapes:
                 raise Unpackable("the members' models differ")
         self.m = len(models)
         self.device = device
@@ -104,29 +130,56 @@ class PackedNet:
 
     # ------------------------------------------------------------------ state
 
+    def template_names(self, model: nn.Module) -> dict[str, str]:
+        """``model``'s layer names -> the template's (identity for the template's shape)."""
+        names = _align(self.template, model)
+        if names is None:
+            raise Unpackable("the members' models differ")
+        return names
+
+    def params_of(self, model: nn.Module) -> dict[str, Tensor]:
+        """``model``'s parameters by the template's names, in the template's order."""
+        return self._renamed(model, model.named_parameters())
+
+    def buffers_of(self, model: nn.Module) -> dict[str, Tensor]:
+        return self._renamed(model, model.named_buffers())
+
+    def _renamed(self, model: nn.Module, items: Iterable[tuple[str, Tensor]]) -> dict[str, Tensor]:
+        layers = self.template_names(model)
+        out: dict[str, Tensor] = {}
+        for name, t in items:
+            layer, _, rest = name.partition(".")
+            out[f"{layers[layer]}.{rest}"] = t
+        return out
+
     def load(self, models: Sequence[nn.Module]) -> None:
         """Stack the members' parameters and buffers (new leaves)."""
         self.m = len(models)
-        per = [dict(mod.named_parameters()) for mod in models]
+        per = [self.params_of(mod) for mod in models]
         self.params = {
             name: _stack([p[name].detach() for p in per], self.device, name in self.transposed)
             for name in per[0]
         }
-        bufs = [dict(mod.named_buffers()) for mod in models]
+        bufs = [self.buffers_of(mod) for mod in models]
         self.buffers = {
             name: torch.stack([b[name] for b in bufs]).to(self.device).contiguous()
             for name in bufs[0]
         }
         for op in self.ops:
             if op.rates:
-                op.rates = [float(getattr(_child(mod, op.prefix), "p", 0.0)) for mod in models]
+                op.rates = [self._rate(mod, op.prefix) for mod in models]
+
+    def _rate(self, model: nn.Module, prefix: str) -> float:
+        """The dropout rate of the template's layer ``prefix`` in ``model`` (0: it has none)."""
+        mine = {v: k for k, v in self.template_names(model).items()}.get(prefix)
+        return 0.0 if mine is None else float(getattr(_child(model, mine), "p", 0.0))
 
     @torch.no_grad()
     def store(self, i: int, model: nn.Module) -> None:
         """Copy member ``i``'s tensors into its solo ``model`` (a checkpoint, a snapshot)."""
-        for name, p in model.named_parameters():
+        for name, p in self.params_of(model).items():
             p.copy_(self.solo_layout(name, self.params[name][i]))
-        for name, b in model.named_buffers():
+        for name, b in self.buffers_of(model).items():
             b.copy_(self.buffers[name][i])
 
     def solo_layout(self, name: str, row: Tensor) -> Tensor:
@@ -135,7 +188,7 @@ class PackedNet:
 
     def kernel_names(self, model: nn.Module, kernels: Sequence[Tensor]) -> list[str]:
         ids = {id(k) for k in kernels}
-        return [n for n, p in model.named_parameters() if id(p) in ids]
+        return [n for n, p in self.params_of(model).items() if id(p) in ids]
 
     # ------------------------------------------------------------------ forward
 
@@ -167,7 +220,7 @@ class PackedNet:
             raise Unpackable(f"layer {prefix} ({type(module).__name__}) is not vectorised")
         op = _Op(run, prefix, module)
         if isinstance(module, nn.Dropout):
-            op.rates = [float(getattr(_child(m, prefix), "p", 0.0)) for m in models]
+            op.rates = [self._rate(m, prefix) for m in models]
         return op
 
     def p(self, op: _Op, name: str) -> Tensor | None:
@@ -260,6 +313,8 @@ def _dropout(net: PackedNet, a: Act, ctx: _Ctx, op: _Op) -> Act:
     shape = x.shape[1:] if a.layout == "vec" else (x.shape[0], x.shape[1] // ctx.m, *x.shape[2:])
     noise = [
         torch.empty(shape, device=x.device).bernoulli_(1 - p, generator=g).div_(1 - p)
+        if p > 0
+        else torch.ones(shape, device=x.device)  # no dropout layer in its solo run: no draw
         for p, g in zip(op.rates, ctx.gens, strict=True)
     ]
     mask = torch.stack(noise) if a.layout == "vec" else torch.cat(noise, dim=1)

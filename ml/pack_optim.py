@@ -187,7 +187,7 @@ class PackedOptimizer:
     @torch.no_grad()
     def store(self, i: int, optimizer: Optimizer, model: torch.nn.Module) -> None:
         """Write member ``i``'s state into its own torch optimizer (bound to ``model``)."""
-        by_name = dict(model.named_parameters())
+        by_name = self.net.params_of(model)
         for name in self.names:
             param = by_name[name]
             state = optimizer.state[param]
@@ -206,7 +206,7 @@ class PackedOptimizer:
     @torch.no_grad()
     def load(self, i: int, optimizer: Optimizer, model: torch.nn.Module) -> None:
         """Take member ``i``'s state from its own torch optimizer (a resumed checkpoint)."""
-        by_name = dict(model.named_parameters())
+        by_name = self.net.params_of(model)
         for name in self.names:
             state = optimizer.state.get(by_name[name], {})
             if self.kind == "sgd":
@@ -275,7 +275,7 @@ def kernel_coefficients(
 
     per_member: list[dict[str, tuple[float, float]]] = []
     for spec, model in zip(specs, models, strict=True):
-        names = {id(p): n for n, p in model.named_parameters()}
+        names = {id(p): n for n, p in net.params_of(model).items()}
         reg = spec.regularization
         per_member.append(
             {names[id(w)]: (l1, l2) for ws, l1, l2 in kernel_groups(model, reg.l1, reg.l2)

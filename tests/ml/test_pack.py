@@ -152,6 +152,18 @@ def test_sgd_nesterov_step_decay_value_clipping_and_dropout():
     ])  # fmt: skip
 
 
+def test_members_without_dropout_pack_with_members_with_it():
+    """``dropout: 0`` builds no dropout layer (other parameter names, no random draws): such a
+    member packs with dropout members and still trains as its solo run, as do they."""
+    check_against_solo([
+        job(optimizer={"kind": "adam", "lr": 2e-3}, regularization={"dropout": 0.3}),
+        job(optimizer={"kind": "adam", "lr": 2e-3}),
+        job(optimizer={"kind": "adam", "lr": 1e-3}, regularization={"dropout": 0.1}),
+        job(optimizer={"kind": "adam", "lr": 1e-3}, model={"kind": "mlp", "hidden_units": [32]},
+            regularization={"weight_decay": 1e-3}),
+    ])  # fmt: skip
+
+
 def test_sgd_plateau_adaptive_clipping_with_per_member_seeds():
     """Seeds differ: each member reads its own split, scaling and batch order."""
     plateau = {"kind": "reduce_on_plateau", "patience": 0, "factor": 0.5, "min_delta": 10.0}

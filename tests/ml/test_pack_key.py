@@ -23,6 +23,7 @@ SAME_KEY = [
     {"init": {"kind": "random_uniform", "scale": 0.5}},
     {"early_stopping": {"patience": 2}, "checkpointing": {"every_n_epochs": 2}},
     {"metrics": ["f1_macro"]},
+    {"regularization": {"dropout": 0.2}},  # a dropout layer or none: ml.pack_net aligns them
 ]
 OTHER_KEY = [
     {"model": {"kind": "mlp", "hidden_units": [64]}},
@@ -31,7 +32,6 @@ OTHER_KEY = [
     {"optimizer": {"kind": "adamw"}},
     {"schedule": {"kind": "cosine"}},
     {"clipping": {"kind": "global_norm"}},
-    {"regularization": {"dropout": 0.2}},  # a dropout layer exists or not
     {"dataset": {"source": {"kind": "builtin", "name": "wine"}}},
     {"resources": {"device": "cpu"}},
 ]
