@@ -162,11 +162,11 @@ class PackedOptimizer:
             runs = []
             for i, spec in enumerate(self.specs):
                 opt: Any = spec.optimizer
-                numbers = (lrs[i], opt.beta1, opt.beta2, opt.eps, counts[i] - counts[0])
-                if runs and runs[-1].numbers == numbers:
+                run = _Run(i, i + 1, lrs[i], opt.beta1, opt.beta2, opt.eps, counts[i] - counts[0])
+                if runs and runs[-1].same(run):
                     runs[-1].hi = i + 1
                 else:
-                    runs.append(_Run(i, i + 1, numbers))
+                    runs.append(run)
             if len(self._runs) > 64:  # a schedule that changes the lr every step
                 self._runs.clear()
             self._runs[key] = runs
@@ -229,23 +229,15 @@ class _Run:
 
     lo: int
     hi: int
-    numbers: tuple[float, float, float, float, float]  # lr, beta1, beta2, eps, step offset
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float
+    offset: float  # the members' step count less the first member's
 
-    @property
-    def lr(self) -> float:
-        return self.numbers[0]
-
-    @property
-    def beta1(self) -> float:
-        return self.numbers[1]
-
-    @property
-    def beta2(self) -> float:
-        return self.numbers[2]
-
-    @property
-    def eps(self) -> float:
-        return self.numbers[3]
+    def same(self, other: _Run) -> bool:
+        mine = (self.lr, self.beta1, self.beta2, self.eps, self.offset)
+        return mine == (other.lr, other.beta1, other.beta2, other.eps, other.offset)
 
 
 def _unit_norm(x: Tensor, over: int | None = None) -> Tensor:
