@@ -196,9 +196,10 @@ class Attempt:
         *,
         track: bool = True,
         device_ids: list[int] | None = None,
-        shared_lease: bool = False,
+        in_pack: bool = False,
     ) -> Attempt:
-        """``shared_lease``: a pack's member, whose lease a :class:`SharedHeartbeat` renews."""
+        """``in_pack``: a pack's member, whose lease a :class:`SharedHeartbeat` renews and
+        whose live progress a :class:`SharedProgress` writes (one thread each per pack)."""
         job_id = job.id
         lines = SqlLogSink(job_id, attempt, settings.job_log_max_lines)  # the job's log
         where = f" (devices {device_ids} of pool {job.device_pool})" if device_ids else ""
@@ -217,9 +218,10 @@ class Attempt:
                 attempt,
                 settings,
                 spec.limits.max_runtime_seconds,
-                own_thread=not shared_lease,
+                own_thread=not in_pack,
             ),
-            live=ProgressWriter(factory, job_id, attempt),  # `progress` events for live views
+            # `progress` events for live views
+            live=ProgressWriter(factory, job_id, attempt, own_thread=not in_pack),
             lines=lines,
             metrics=SqlMetricSink(
                 factory,

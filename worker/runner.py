@@ -41,7 +41,7 @@ from worker.job_resources import check_job_resources
 from worker.log_sink import SqlLogSink
 from worker.metric_sink import with_db_retry
 from worker.metrics_server import RUNNING
-from worker.progress import PROGRESS_SECONDS
+from worker.progress import SharedProgress
 from worker.report import report_job
 from worker.warm_start import load_warm_start
 
@@ -152,7 +152,7 @@ def _begin(
     *,
     track: bool = True,
     device_ids: list[int] | None = None,
-    shared_lease: bool = False,
+    in_pack: bool = False,
 ) -> Attempt | str:
     """Set up one claimed attempt; a spec that no longer validates ends it here (the words)."""
     with factory() as session:
@@ -164,7 +164,7 @@ def _begin(
         return _fail_unrunnable_spec(factory, settings, job_id, attempt, exc)
     return Attempt.start(
         factory, settings, job, spec, attempt,
-        track=track, device_ids=device_ids, shared_lease=shared_lease,
+        track=track, device_ids=device_ids, in_pack=in_pack,
     )  # fmt: skip
 
 
@@ -279,19 +279,22 @@ def _run_pack(factory: sessionmaker[Session], settings: Settings, claimed: packs
     runs: list[Attempt] = []
     said: list[str] = []
     for member in claimed.members:
-        run = _begin(
-            factory, settings, member.job_id, member.attempt, track=not runs, shared_lease=True
-        )
+        run = _begin(factory, settings, member.job_id, member.attempt, track=not runs, in_pack=True)
         if isinstance(run, str):
             said.append(run)
         else:
             runs.append(run)
-    # One heartbeat thread for every member's lease (issue 26: was one thread each).
+    # One heartbeat thread for every member's lease and one writer thread for their live
+    # progress, which writes about as much as PACK_PROGRESS_JOBS solo jobs (issue 26: was
+    # two threads per member).
     lease = SharedHeartbeat(factory, settings, [r.keeper for r in runs])
+    live = SharedProgress(factory, [r.live for r in runs], PACK_PROGRESS_JOBS)
     lease.start()
+    live.start()
     try:
         return _train_pack_members(runs, claimed, said)
     finally:
+        live.close()
         lease.close()
 
 
@@ -375,8 +378,6 @@ def _train_pack(
                 on_end=partial(ended, run),
             )
         )
-        # Live progress: the pack writes about as many rows a second as four solo jobs.
-        run.live.interval = PROGRESS_SECONDS * max(1.0, len(ready) / PACK_PROGRESS_JOBS)
     sweep_id = claimed.sweep_id
 
     def unpacked(reason: str) -> None:  # found when the models were built: the sweep's log

@@ -262,7 +262,7 @@ def test_a_member_that_leaves_the_pack_ends_then_not_with_the_pack(
     assert client.get(f"/v1/jobs/{bad}").json()["status_reason"] == "non_finite_loss"
 
 
-def test_one_heartbeat_thread_renews_every_members_lease(
+def test_one_heartbeat_thread_and_one_progress_writer_serve_every_member(
     client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import threading
@@ -277,8 +277,9 @@ def test_one_heartbeat_thread_renews_every_members_lease(
             return {r.id: s.get_one(Job, r.id).lease_expires_at for r in rows}
 
     def watching(members: Sequence[PackMember], **kw: Any) -> Any:
-        mine = {"lease-pack"} | {f"lease-{r.id}" for r in rows}
-        seen["threads"] = [t.name for t in threading.enumerate() if t.name in mine]
+        mine = {"lease-pack", "progress-pack"}
+        mine |= {f"{kind}-{r.id}" for r in rows for kind in ("lease", "progress")}
+        seen["threads"] = sorted(t.name for t in threading.enumerate() if t.name in mine)
         before = leases()
         time.sleep(4 * settings.heartbeat_seconds)  # a few ticks of the heartbeat
         seen["renewed"] = [leases()[r.id] > before[r.id] for r in rows]
@@ -286,6 +287,6 @@ def test_one_heartbeat_thread_renews_every_members_lease(
 
     monkeypatch.setattr(runner, "train_pack", watching)
     assert runner.run_job(rows[0].id, settings).startswith("pack ")
-    assert seen["threads"] == ["lease-pack"]  # not one thread per member
+    assert seen["threads"] == ["lease-pack", "progress-pack"]  # not two threads per member
     assert seen["renewed"] == [True, True, True]
-    assert not [t for t in threading.enumerate() if t.name == "lease-pack"]  # closed after
+    assert not [t for t in threading.enumerate() if t.name.endswith("-pack")]  # closed after

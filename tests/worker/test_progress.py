@@ -4,6 +4,7 @@ most one row per interval and keeps only the latest, the SSE stream carries it."
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 from fastapi.testclient import TestClient
@@ -19,7 +20,7 @@ from ml.engine import train
 from ml.sinks import StepProgress
 from ml.spec import JobSpec
 from tests.worker.helpers import insert_job
-from worker.progress import ProgressWriter
+from worker.progress import ProgressWriter, SharedProgress
 
 Factory = sessionmaker[Session]
 DIGITS = {
@@ -97,3 +98,39 @@ def test_the_events_stream_carries_progress(client: TestClient, settings: Settin
     data = json.loads(next(ln[6:] for ln in blocks[0].splitlines() if ln.startswith("data: ")))
     assert data == {"kind": "progress", "attempt": 1, "epoch": 0, "epochs": 2, "step": 32,
                     "batch": 32, "steps_per_epoch": 180, "loss": "NaN"}  # fmt: skip
+
+
+def test_a_packs_members_share_one_writer_that_takes_them_in_turn(settings: Settings) -> None:
+    """Issue 26: one thread writes every member's progress, ``per_tick`` members a tick in
+    turn (a pack writes about as much as that many solo jobs); a member fenced off (its
+    job ended) is skipped and the others still write in the same session."""
+    factory = session_factory(settings.resolved_database_url)
+    jobs = [running_job(factory) for _ in range(5)]
+    writers = [ProgressWriter(factory, j, 1, own_thread=False) for j in jobs]
+    shared = SharedProgress(factory, writers, per_tick=2)
+    for w in writers:
+        w.report(StepProgress(0, 2, 3, 3, 180, 0.5))
+    picked = [[writers.index(w) for w in shared.due()] for _ in range(3)]
+    assert picked == [[0, 1], [2, 3], [4, 0]]  # in turn: nobody starves
+    with factory() as s:
+        repo.finish_job(s, jobs[1], 1, status="succeeded", reason="completed")
+        s.commit()
+    with factory() as s:
+        for w in writers:
+            w.write(s)
+    assert writers[1].done and writers[1].events_written == 0
+    assert [w.events_written for w in writers] == [1, 0, 1, 1, 1]
+    assert [len(progress_rows(factory, j)) for j in jobs] == [1, 0, 1, 1, 1]
+    assert shared.due() == []  # nothing new: no writes, no session
+    writers[3].report(StepProgress(0, 2, 4, 4, 180, 0.4))
+    assert shared.due() == [writers[3]]
+    threads_before = {t.name for t in threading.enumerate()}
+    shared.start()
+    deadline = time.monotonic() + 10
+    while writers[3].events_written < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert writers[3].events_written == 2
+    assert progress_rows(factory, jobs[3])[0].payload["batch"] == 4
+    mine = {t.name for t in threading.enumerate()} - threads_before
+    assert mine == {"progress-pack"}  # not a thread per member
+    shared.close()
