@@ -70,14 +70,17 @@ lint: $(VENV)/.installed-dev
 
 # Every tier: the unit tests on every core (pytest-xdist); the tiers that start servers and
 # processes or use PostgreSQL and Redis in two processes, a test file kept whole in one
-# (its module-scoped servers start once); last, alone, the fault tier, which stops and
-# restarts PostgreSQL and Redis under everything. Tiers: tests/conftest.py.
+# (its module-scoped servers start once); then the fault tier: the tests that kill and
+# pause workers two at a time (each pytest process has its own database, each test its
+# own queue: they mostly wait on leases, ~40 % of a core alone), last, alone, the two
+# that stop and restart PostgreSQL and Redis under everything. Tiers: tests/conftest.py.
 JOBS ?= auto
 SERVER_JOBS ?= 2
 test: lint ui chromium compose-cli
 	$(BIN)/pytest -q -ra -m unit -n $(JOBS)
 	$(BIN)/pytest -q -ra -m "not unit and not faults" -n $(SERVER_JOBS) --dist loadfile
-	$(BIN)/pytest -q -ra -m faults
+	$(BIN)/pytest -q -ra -m "faults and not restarts" -n $(SERVER_JOBS) --dist load
+	$(BIN)/pytest -q -ra -m "faults and restarts"
 
 # No subprocess, server, network, npm, database service or training over a second.
 unit: $(VENV)/.installed-dev

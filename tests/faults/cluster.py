@@ -199,8 +199,16 @@ class Cluster:
             )
 
 
+def _alone() -> None:
+    """A restart pulls the services from under every test running beside it: the tests that
+    restart are marked ``restarts`` and run in a pytest process of their own (Makefile)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        raise RuntimeError("a test that restarts PostgreSQL or Redis must run alone")
+
+
 def restart_redis() -> None:
     """Redis without persistence: every queued message is gone after this."""
+    _alone()
     r = redis.Redis.from_url("redis://127.0.0.1:6379/0")
     with suppress(redis.ConnectionError):
         r.shutdown(nosave=True)
@@ -216,6 +224,7 @@ def restart_redis() -> None:
 
 
 def restart_postgres(down_seconds: float) -> None:
+    _alone()
     cluster = subprocess.run(
         "ls /etc/postgresql", shell=True, capture_output=True, text=True, check=True
     ).stdout.split()[0]
