@@ -71,8 +71,11 @@ class PackedOptimizer:
             self.exp_avg = {n: torch.zeros_like(t) for n, t in p.items()}
             self.exp_avg_sq = {n: torch.zeros_like(t) for n, t in p.items()}
             self.steps = torch.zeros(len(specs), dtype=torch.float32, device=self.net.device)
-            self.step_counts: list[float] | None = None  # read from ``steps`` at the next step
+            # Each member's step count less the first one's: fixed until the next reload (the
+            # counts move together), read from ``steps`` at the first step after it.
+            self._offsets: list[float] | None = None
             self._runs: dict[tuple[float, ...], list[_Run]] = {}
+            self._slices: dict[tuple[int, int], _Slices] = {}
         self._clip_setup(specs)
 
     def _clip_setup(self, specs: Sequence[JobSpec]) -> None:
@@ -134,42 +137,54 @@ class PackedOptimizer:
             self._sgd(lrs)
             return
         self.steps.add_(1)
-        if self.step_counts is None:  # after a (re)load: resumed members bring their counts
-            self.step_counts = self.steps.tolist()
-        else:
-            self.step_counts = [c + 1 for c in self.step_counts]
-        names = [n for n in self.names if params[n].grad is not None]
+        if self._offsets is None:  # after a (re)load: resumed members bring their counts
+            counts = self.steps.tolist()
+            self._offsets = [c - counts[0] for c in counts]
+        grads = [params[n].grad for n in self.names]
+        has_grad = [g is not None for g in grads]
         for run in self._adam_runs(lrs):
             lo, hi = run.lo, run.hi
+            rows = self._rows(lo, hi)  # views of the stacks: made once, not at every step
+            if not all(has_grad):  # a parameter outside the graph: skipped, as torch does
+                rows = rows.only(has_grad)
             torch._fused_adam_(
-                [params[n].detach()[lo:hi] for n in names],
-                [params[n].grad[lo:hi] for n in names],  # type: ignore[index]
-                [self.exp_avg[n][lo:hi] for n in names],
-                [self.exp_avg_sq[n][lo:hi] for n in names],
-                [], [self.steps[lo]] * len(names), lr=run.lr, beta1=run.beta1,
+                rows.params, [g[lo:hi] for g in grads if g is not None], rows.exp_avg,
+                rows.exp_avg_sq, [], rows.steps, lr=run.lr, beta1=run.beta1,
                 beta2=run.beta2, weight_decay=0.0, eps=run.eps, amsgrad=False, maximize=False,
             )  # fmt: skip
+
+    def _rows(self, lo: int, hi: int) -> _Slices:
+        got = self._slices.get((lo, hi))
+        if got is None:
+            p, names = self.net.params, self.names
+            got = _Slices(
+                [p[n].detach()[lo:hi] for n in names],
+                [self.exp_avg[n][lo:hi] for n in names],
+                [self.exp_avg_sq[n][lo:hi] for n in names],
+                [self.steps[lo]] * len(names),
+            )
+            self._slices[(lo, hi)] = got
+        return got
 
     def _adam_runs(self, lrs: Sequence[float]) -> list[_Run]:
         """Consecutive members with the same numbers this step (lr, betas, eps, step count):
         one fused call each. Cached by the step's learning rates (a constant schedule asks
         once)."""
-        counts = self.step_counts
-        assert counts is not None
-        key = tuple(lrs)  # the counts' differences are fixed until the next reload
-        runs = self._runs.get(key)
+        offsets = self._offsets
+        assert offsets is not None
+        runs = self._runs.get(tuple(lrs))
         if runs is None:
             runs = []
             for i, spec in enumerate(self.specs):
                 opt: Any = spec.optimizer
-                run = _Run(i, i + 1, lrs[i], opt.beta1, opt.beta2, opt.eps, counts[i] - counts[0])
+                run = _Run(i, i + 1, lrs[i], opt.beta1, opt.beta2, opt.eps, offsets[i])
                 if runs and runs[-1].same(run):
                     runs[-1].hi = i + 1
                 else:
                     runs.append(run)
             if len(self._runs) > 64:  # a schedule that changes the lr every step
                 self._runs.clear()
-            self._runs[key] = runs
+            self._runs[tuple(lrs)] = runs
         return runs
 
     def _sgd(self, lrs: Sequence[float]) -> None:
@@ -221,6 +236,23 @@ class PackedOptimizer:
             self.steps[i] = float(state["step"])
             self.net.solo_layout(name, self.exp_avg[name][i]).copy_(state["exp_avg"])
             self.net.solo_layout(name, self.exp_avg_sq[name][i]).copy_(state["exp_avg_sq"])
+
+
+@dataclass
+class _Slices:
+    """Members ``lo .. hi - 1``'s rows of every stack, in ``PackedOptimizer.names`` order."""
+
+    params: list[Tensor]
+    exp_avg: list[Tensor]
+    exp_avg_sq: list[Tensor]
+    steps: list[Tensor]
+
+    def only(self, keep: list[bool]) -> _Slices:
+        def pick(ts: list[Tensor]) -> list[Tensor]:
+            return [t for t, ok in zip(ts, keep, strict=True) if ok]
+
+        return _Slices(pick(self.params), pick(self.exp_avg), pick(self.exp_avg_sq),
+                       pick(self.steps))  # fmt: skip
 
 
 @dataclass

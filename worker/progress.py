@@ -76,7 +76,7 @@ class ProgressWriter:
         """Write the latest progress if it is news (its own transaction, in ``session`` or a
         new one); a fenced-off or ended attempt writes nothing more."""
         latest = self._latest
-        if latest is None or latest is self._written or self.done:
+        if not self.has_news or latest is None:
             return
         try:
             with self._factory() if session is None else nullcontext(session) as s:
