@@ -21,15 +21,23 @@ TORCH_VARIANT ?=
 # pip takes the local server for the client's `trainforge-server[...]` extras.
 PACKAGING := pyproject.toml server/pyproject.toml server/setup.py constraints.txt
 EDITABLE = -e '.[$(1)]' -e './server[worker]'
-$(VENV)/.installed: $(BIN)/python $(PACKAGING)
+# pip byte-compiles what it installs on one core (~45 s of the ~2-minute install here);
+# compileall does the same on every core. A file some package ships that is not Python 3
+# fails to compile under both, as pip's own compile step ignores it: so does this one.
+define PIP_INSTALL
 	$(if $(TORCH_VARIANT),$(PIP) install -q --index-url \
 		"https://download.pytorch.org/whl/$(TORCH_VARIANT)" "$$(grep -E '^torch==' constraints.txt)")
-	$(PIP) install -q -c constraints.txt $(call EDITABLE,worker)
+	$(PIP) install -q --no-compile -c constraints.txt $(call EDITABLE,$(1))
+	-$(BIN)/python -m compileall -qq -j 0 $(VENV)/lib
+endef
+$(VENV)/.installed: $(BIN)/python $(PACKAGING)
+	$(call PIP_INSTALL,worker)
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install -q -c constraints.txt $(call EDITABLE,dev)
-	touch $@
+# The dev extra holds the worker's: one pip run installs both.
+$(VENV)/.installed-dev: $(BIN)/python $(PACKAGING)
+	$(call PIP_INSTALL,dev)
+	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed ui
 install-dev: $(VENV)/.installed-dev
@@ -68,19 +76,35 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/mypy api worker ml trainforge trainforge_server
 	$(BIN)/lint-imports
 
-# Every tier: the unit tests on every core (pytest-xdist); the tiers that start servers and
-# processes or use PostgreSQL and Redis in two processes, a test file kept whole in one
-# (its module-scoped servers start once); then the fault tier: the tests that kill and
-# pause workers two at a time (each pytest process has its own database, each test its
-# own queue: they mostly wait on leases, ~40 % of a core alone), last, alone, the two
-# that stop and restart PostgreSQL and Redis under everything. Tiers: tests/conftest.py.
+# Every tier. The machine's CPU is what bounds `make test`, so each tier runs beside
+# whatever leaves cores idle:
+# 1. the unit tests on every core (pytest-xdist);
+# 2. the tiers that start servers and processes or use PostgreSQL and Redis, in two
+#    processes, a test file kept whole in one (its module-scoped servers start once),
+#    and beside them, in a third process, the fault tests that kill and pause workers
+#    (their own database and, per test, their own queue; ~0.4 core: they mostly wait on
+#    leases). The server tier prints as it goes; the fault tier's log follows it;
+# 3. alone, as far as the services go, the two tests that stop and restart PostgreSQL
+#    and Redis under everything; lint (no service) runs beside them, its output after.
+# Any part failing fails `make test`. Tiers: tests/conftest.py.
 JOBS ?= auto
 SERVER_JOBS ?= 2
-test: lint ui chromium compose-cli
+test: $(VENV)/.installed-dev ui chromium compose-cli
 	$(BIN)/pytest -q -ra -m unit -n $(JOBS)
-	$(BIN)/pytest -q -ra -m "not unit and not faults" -n $(SERVER_JOBS) --dist loadfile
-	$(BIN)/pytest -q -ra -m "faults and not restarts" -n $(SERVER_JOBS) --dist load
-	$(BIN)/pytest -q -ra -m "faults and restarts"
+	@logs=$$(mktemp -d); \
+	echo "pytest -m 'faults and not restarts' (beside the server tier; its log follows it)"; \
+	$(BIN)/pytest -q -ra -p no:cacheprovider -m "faults and not restarts" \
+		> $$logs/faults.log 2>&1 & faults=$$!; \
+	$(BIN)/pytest -q -ra -m "not unit and not faults" -n $(SERVER_JOBS) --dist loadfile; \
+	server=$$?; wait $$faults; faults=$$?; \
+	echo "== the fault tier (kill and pause), exit $$faults:"; cat $$logs/faults.log; \
+	rm -rf $$logs; test $$server = 0 && test $$faults = 0
+	@logs=$$(mktemp -d); \
+	echo "make lint (beside the restart tests; its output follows them)"; \
+	$(MAKE) -s lint > $$logs/lint.log 2>&1 & lint=$$!; \
+	$(BIN)/pytest -q -ra -m "faults and restarts"; restarts=$$?; \
+	wait $$lint; lint=$$?; echo "== make lint, exit $$lint:"; cat $$logs/lint.log; \
+	rm -rf $$logs; test $$restarts = 0 && test $$lint = 0
 
 # No subprocess, server, network, npm, database service or training over a second.
 unit: $(VENV)/.installed-dev
