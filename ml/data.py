@@ -32,10 +32,9 @@ from functools import lru_cache
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from sklearn import datasets as skd
-from sklearn.model_selection import train_test_split
 from torch import Tensor
 
+from ml import sklearn_numbers
 from ml.architecture import TrainError
 from ml.checks import DatasetInfo, builtin_info
 from ml.encoding import EncodingError, TableColumns, TableEncoder, fit_table
@@ -83,6 +82,11 @@ def load_dataset(spec: JobSpec) -> LoadedDataset:
 
 @lru_cache(maxsize=8)
 def _named_builtin(name: str) -> tuple[NDArray[np.floating], NDArray[np.generic]]:
+    named = sklearn_numbers.load_named(name)
+    if named is not None:  # the same arrays, without importing scikit-learn
+        return named[0].astype(np.float32), named[1]
+    from sklearn import datasets as skd
+
     loaders = {
         "digits": skd.load_digits,
         "iris": skd.load_iris,
@@ -102,17 +106,23 @@ def _synthetic(info: DatasetInfo, seed: int) -> tuple[NDArray[np.floating], NDAr
         return _synthetic_images(n, k, info.image_shape, seed)
     f = info.n_features
     if info.task == "regression":
+        from sklearn import datasets as skd
+
         x, y = skd.make_regression(
             n_samples=n, n_features=f, n_informative=min(f, 10), noise=0.1, random_state=seed
         )
         return x, y
-    # Enough informative features to place one cluster per class on a hypercube.
-    informative = min(f, max(2, math.ceil(math.log2(k)) + 1))
+    informative = sklearn_numbers.informative_features(f, k)
     if 2**informative < k:
         raise TrainError(
             f"{k} synthetic classes need at least {math.ceil(math.log2(k))} features; "
             "raise dataset.source.synthetic.n_features"
         )
+    made = sklearn_numbers.make_classification(n, f, informative, k, seed)
+    if made is not None:  # scikit-learn's arrays, without importing it
+        return made
+    from sklearn import datasets as skd
+
     x, y = skd.make_classification(
         n_samples=n, n_features=f, n_informative=informative, n_redundant=0,
         n_repeated=0, n_classes=k, n_clusters_per_class=1, random_state=seed,
@@ -175,9 +185,8 @@ def _split(
     n: int, n_val: int, seed: int, labels: tuple[bytes, str] | NDArray[np.generic] | None
 ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
     stratify = np.frombuffer(labels[0], dtype=labels[1]) if isinstance(labels, tuple) else labels
-    train, val = train_test_split(
-        np.arange(n), test_size=n_val, stratify=stratify, random_state=seed, shuffle=True
-    )
+    # scikit-learn's train_test_split, index for index (ml/sklearn_numbers.py)
+    train, val = sklearn_numbers.train_test_split(n, n_val, seed, stratify)
     return np.asarray(train), np.asarray(val)
 
 

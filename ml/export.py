@@ -39,6 +39,7 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor, nn
 
+from ml import sklearn_numbers
 from ml.architecture import is_classification
 from ml.checks import DatasetInfo
 from ml.data import LoadedDataset, fit_normalization, imputation_means, prepare, split_indices
@@ -309,6 +310,10 @@ def builtin_names(source: BuiltinSource, info: DatasetInfo) -> tuple[list[str] |
     if source.name == "synthetic":
         classes = [str(i) for i in range(info.n_classes)] if info.n_classes else None
         return classes, [f"x{i}" for i in range(info.n_features)]
+    named = sklearn_numbers.class_names(source.name)
+    if named is not None:  # scikit-learn's names, without importing it
+        classes = named if info.task == "classification" else None
+        return classes, sklearn_numbers.FEATURE_NAMES[source.name]
     from sklearn import datasets as skd
 
     loaders = {

@@ -30,3 +30,27 @@ def test_every_process_entry_wires_the_webhook_outbox_to_status_changes(entry: s
         "assert jobs._OBSERVERS == [enqueue_job_event], jobs._OBSERVERS"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+def test_a_worker_trains_and_exports_builtin_data_without_importing_scikit_learn() -> None:
+    """Importing scikit-learn costs a process ~1.2 s of CPU (SciPy, pandas): a worker's
+    start and its jobs on the bundled and synthetic data do without it
+    (ml/sklearn_numbers.py computes the same arrays)."""
+    code = """
+import sys
+import worker.reconciler, worker.runner, worker.tasks
+import ml
+from ml.checks import builtin_info
+from ml.export import builtin_names
+from ml.spec import JobSpec
+
+assert "sklearn" not in sys.modules, "imported at start"
+synthetic = {"n_samples": 200, "n_classes": 3}
+for name in ("digits", "iris", "synthetic"):
+    source = {"kind": "builtin", "name": name, "synthetic": synthetic}
+    spec = JobSpec.model_validate({"dataset": {"source": source}, "epochs": 1})
+    ml.train(spec)
+    builtin_names(spec.dataset.source, builtin_info(spec.dataset.source))
+assert "sklearn" not in sys.modules, "imported by a job"
+"""
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
