@@ -77,34 +77,37 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/lint-imports
 
 # Every tier. The machine's CPU is what bounds `make test`, so each tier runs beside
-# whatever leaves cores idle:
-# 1. the unit tests on every core (pytest-xdist);
-# 2. the tiers that start servers and processes or use PostgreSQL and Redis, in two
-#    processes, a test file kept whole in one (its module-scoped servers start once),
-#    and beside them, in a third process, the fault tests that kill and pause workers
-#    (their own database and, per test, their own queue; ~0.4 core: they mostly wait on
-#    leases). The server tier prints as it goes; the fault tier's log follows it;
-# 3. alone, as far as the services go, the two tests that stop and restart PostgreSQL
-#    and Redis under everything; lint (no service) runs beside them, its output after.
+# whatever leaves cores idle, in two phases:
+# 1. the unit tests on every core (pytest-xdist), and beside them the two tests that
+#    stop and restart PostgreSQL and Redis (they mostly wait; no unit test uses either
+#    service, and nothing else runs yet) and lint; their output follows the unit tier's;
+# 2. the tiers that start servers and processes or use PostgreSQL and Redis, in
+#    SERVER_JOBS processes, a test file kept whole in one (its module-scoped servers
+#    start once), and beside them, in one more process, the fault tests that kill and
+#    pause workers (their own database and, per test, their own queue); their log
+#    follows the server tier's.
 # Any part failing fails `make test`. Tiers: tests/conftest.py.
 JOBS ?= auto
-SERVER_JOBS ?= 2
+SERVER_JOBS ?= 3
 test: $(VENV)/.installed-dev ui chromium compose-cli
-	$(BIN)/pytest -q -ra -m unit -n $(JOBS)
 	@logs=$$(mktemp -d); \
-	echo "pytest -m 'faults and not restarts' (beside the server tier; its log follows it)"; \
+	echo "pytest -m 'faults and restarts' and make lint, beside the unit tier (their output follows it)"; \
+	$(BIN)/pytest -q -ra -p no:cacheprovider -m "faults and restarts" \
+		> $$logs/restarts.log 2>&1 & restarts=$$!; \
+	$(MAKE) -s lint > $$logs/lint.log 2>&1 & lint=$$!; \
+	$(BIN)/pytest -q -ra -m unit -n $(JOBS); unit=$$?; \
+	wait $$restarts; restarts=$$?; wait $$lint; lint=$$?; \
+	echo "== the restart tests, exit $$restarts:"; cat $$logs/restarts.log; \
+	echo "== make lint, exit $$lint:"; cat $$logs/lint.log; \
+	rm -rf $$logs; test $$unit = 0 && test $$restarts = 0 && test $$lint = 0
+	@logs=$$(mktemp -d); \
+	echo "pytest -m 'faults and not restarts', beside the server tier (its log follows it)"; \
 	$(BIN)/pytest -q -ra -p no:cacheprovider -m "faults and not restarts" \
 		> $$logs/faults.log 2>&1 & faults=$$!; \
 	$(BIN)/pytest -q -ra -m "not unit and not faults" -n $(SERVER_JOBS) --dist loadfile; \
 	server=$$?; wait $$faults; faults=$$?; \
 	echo "== the fault tier (kill and pause), exit $$faults:"; cat $$logs/faults.log; \
 	rm -rf $$logs; test $$server = 0 && test $$faults = 0
-	@logs=$$(mktemp -d); \
-	echo "make lint (beside the restart tests; its output follows them)"; \
-	$(MAKE) -s lint > $$logs/lint.log 2>&1 & lint=$$!; \
-	$(BIN)/pytest -q -ra -m "faults and restarts"; restarts=$$?; \
-	wait $$lint; lint=$$?; echo "== make lint, exit $$lint:"; cat $$logs/lint.log; \
-	rm -rf $$logs; test $$restarts = 0 && test $$lint = 0
 
 # No subprocess, server, network, npm, database service or training over a second.
 unit: $(VENV)/.installed-dev
