@@ -26,19 +26,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
-
-import optuna
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
-from optuna.pruners import BasePruner, MedianPruner, SuccessiveHalvingPruner
-from optuna.samplers import BaseSampler, RandomSampler, TPESampler
-from optuna.storages import InMemoryStorage
-from optuna.trial import FrozenTrial, TrialState, create_trial
+from typing import TYPE_CHECKING, Any, Literal
 
 from api.sweeps.search import (
     AshaTermination,
@@ -53,7 +41,22 @@ from api.sweeps.search import (
 )
 from api.sweeps.space import grid_point
 
-optuna.logging.set_verbosity(logging.WARNING)
+# Optuna is imported where a trial is sampled or judged, not with this module: it costs a
+# process ~0.2 s of CPU, and every worker and API process imports this module, most of
+# them never sampling a trial.
+if TYPE_CHECKING:
+    import optuna
+    from optuna.distributions import BaseDistribution
+    from optuna.pruners import BasePruner
+    from optuna.samplers import BaseSampler
+    from optuna.trial import FrozenTrial
+
+
+def _quiet_optuna() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(logging.WARNING)
+
 
 TrialPhase = Literal["running", "complete", "pruned", "failed"]
 Mode = Literal["min", "max"]
@@ -70,6 +73,12 @@ class TrialRecord:
 
 def distributions(parameters: Mapping[str, Distribution]) -> dict[str, BaseDistribution]:
     """Choices are indices into their values (Optuna's categories must be scalars)."""
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
     out: dict[str, BaseDistribution] = {}
     for path, d in parameters.items():
         if isinstance(d, ChoiceParameter | GridParameter):
@@ -128,6 +137,8 @@ def _frozen(
     asha: AshaTermination | None,
     rungs_up_to: int | None = None,
 ) -> FrozenTrial:
+    from optuna.trial import TrialState, create_trial
+
     now = datetime.now(UTC)
     state = {
         "running": TrialState.RUNNING,
@@ -160,6 +171,10 @@ def _study(
     parameters: Mapping[str, Distribution],
     asha: AshaTermination | None = None,
 ) -> optuna.Study:
+    import optuna
+    from optuna.storages import InMemoryStorage
+
+    _quiet_optuna()
     study = optuna.create_study(
         storage=InMemoryStorage(),
         sampler=sampler,
@@ -186,6 +201,8 @@ def next_params(
     """The parameters of trial ``number`` (0-based)."""
     if algorithm.kind == "grid":
         return grid_point(parameters, number)
+    from optuna.samplers import RandomSampler, TPESampler
+
     seed = trial_seed(algorithm.seed, number)
     sampler: BaseSampler
     if algorithm.kind == "random":
@@ -199,6 +216,8 @@ def next_params(
 
 
 def pruner_for(early: EarlyTermination) -> BasePruner | None:
+    from optuna.pruners import MedianPruner, SuccessiveHalvingPruner
+
     if isinstance(early, AshaTermination):
         return SuccessiveHalvingPruner(
             min_resource=early.grace_epochs,
@@ -223,6 +242,8 @@ def should_prune(
     pruner = pruner_for(early)
     if pruner is None or not current.intermediate:
         return False
+    from optuna.samplers import RandomSampler
+
     asha = early if isinstance(early, AshaTermination) else None
     study = _study(mode, RandomSampler(seed=0), pruner, others, parameters, asha)
     last = max(current.intermediate)
