@@ -76,6 +76,11 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/mypy api worker ml trainforge trainforge_server
 	$(BIN)/lint-imports
 
+# Byte-compiled modules are kept (this project's own, and pytest's rewritten tests) even
+# where the environment says otherwise: each process would compile them again (~0.3 s a
+# worker start here, a few seconds per pytest process).
+unexport PYTHONDONTWRITEBYTECODE
+
 # Every tier. The machine's CPU is what bounds `make test`, so each tier runs beside
 # whatever leaves cores idle, in two phases:
 # 1. the unit tests on every core (pytest-xdist), and beside them the two tests that
