@@ -93,7 +93,7 @@ unexport PYTHONDONTWRITEBYTECODE
 #    follows the server tier's.
 # Any part failing fails `make test`. Tiers: tests/conftest.py.
 JOBS ?= auto
-SERVER_JOBS ?= 3
+SERVER_JOBS ?= 2
 test: $(VENV)/.installed-dev ui chromium compose-cli
 	@logs=$$(mktemp -d); \
 	echo "pytest -m 'faults and restarts' and make lint, beside the unit tier (their output follows it)"; \

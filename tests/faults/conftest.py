@@ -37,7 +37,11 @@ def cluster(pg_url: str, redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
         team = get_or_create_team(s, f"faults-{secrets.token_hex(3)}")
         _, key = create_api_key(s, team, "member")
         s.commit()
-    app = create_app(settings, queue=CeleryJobQueue(settings))
+    # The API here is the test's observer, in this pytest process: its sessions keep the
+    # service's default (30 s), so a request starved of CPU for a few seconds (the fault
+    # tests run beside the server tier) is not cut off as if it were a frozen worker.
+    observer = settings.model_copy(update={"db_idle_in_transaction_seconds": 30})
+    app = create_app(observer, queue=CeleryJobQueue(observer))
     with TestClient(app) as client:
         c = Cluster(settings=settings, client=client, key=key, home=tmp_path)
         try:
