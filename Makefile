@@ -85,34 +85,34 @@ unexport PYTHONDONTWRITEBYTECODE
 # whatever leaves cores idle, in two phases:
 # 1. the unit tests on every core (pytest-xdist), and beside them the two tests that
 #    stop and restart PostgreSQL and Redis (they mostly wait; no unit test uses either
-#    service, and nothing else runs yet) and lint; their output follows the unit tier's;
+#    service, and nothing else runs yet); their output follows the unit tier's;
 # 2. the tiers that start servers and processes or use PostgreSQL and Redis, in
 #    SERVER_JOBS processes, a test file kept whole in one (its module-scoped servers
 #    start once), and beside them, in one more process, the fault tests that kill and
-#    pause workers (their own database and, per test, their own queue); their log
-#    follows the server tier's.
+#    pause workers (their own database and, per test, their own queue), and lint (the
+#    server tier leaves ~15 % of the cores idle); their output follows the server tier's.
 # Any part failing fails `make test`. Tiers: tests/conftest.py.
 JOBS ?= auto
 SERVER_JOBS ?= 2
 test: $(VENV)/.installed-dev ui chromium compose-cli
 	@logs=$$(mktemp -d); \
-	echo "pytest -m 'faults and restarts' and make lint, beside the unit tier (their output follows it)"; \
+	echo "pytest -m 'faults and restarts', beside the unit tier (its output follows it)"; \
 	$(BIN)/pytest -q -ra -p no:cacheprovider -m "faults and restarts" \
 		> $$logs/restarts.log 2>&1 & restarts=$$!; \
-	$(MAKE) -s lint > $$logs/lint.log 2>&1 & lint=$$!; \
 	$(BIN)/pytest -q -ra -m unit -n $(JOBS); unit=$$?; \
-	wait $$restarts; restarts=$$?; wait $$lint; lint=$$?; \
+	wait $$restarts; restarts=$$?; \
 	echo "== the restart tests, exit $$restarts:"; cat $$logs/restarts.log; \
-	echo "== make lint, exit $$lint:"; cat $$logs/lint.log; \
-	rm -rf $$logs; test $$unit = 0 && test $$restarts = 0 && test $$lint = 0
+	rm -rf $$logs; test $$unit = 0 && test $$restarts = 0
 	@logs=$$(mktemp -d); \
-	echo "pytest -m 'faults and not restarts', beside the server tier (its log follows it)"; \
+	echo "pytest -m 'faults and not restarts' and make lint, beside the server tier (their output follows it)"; \
 	$(BIN)/pytest -q -ra -p no:cacheprovider -m "faults and not restarts" \
 		> $$logs/faults.log 2>&1 & faults=$$!; \
+	$(MAKE) -s lint > $$logs/lint.log 2>&1 & lint=$$!; \
 	$(BIN)/pytest -q -ra -m "not unit and not faults" -n $(SERVER_JOBS) --dist loadfile; \
-	server=$$?; wait $$faults; faults=$$?; \
+	server=$$?; wait $$faults; faults=$$?; wait $$lint; lint=$$?; \
 	echo "== the fault tier (kill and pause), exit $$faults:"; cat $$logs/faults.log; \
-	rm -rf $$logs; test $$server = 0 && test $$faults = 0
+	echo "== make lint, exit $$lint:"; cat $$logs/lint.log; \
+	rm -rf $$logs; test $$server = 0 && test $$faults = 0 && test $$lint = 0
 
 # No subprocess, server, network, npm, database service or training over a second.
 unit: $(VENV)/.installed-dev
