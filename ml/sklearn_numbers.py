@@ -96,7 +96,7 @@ def make_classification(
     if not 0.01 < ratio < 0.99 or n_informative > 30:
         return None
     rng = np.random.RandomState(seed)
-    per_cluster = [int(n_samples * (1.0 / n_classes) / 1) for _ in range(n_classes)]
+    per_cluster = [int(n_samples * (1.0 / n_classes))] * n_classes  # equal weights
     for i in range(n_samples - sum(per_cluster)):
         per_cluster[i % n_classes] += 1
     x = np.zeros((n_samples, n_features))
@@ -106,7 +106,7 @@ def make_classification(
     picks = rng.permutation(population)[:n_classes].astype(">u4", copy=False)
     vertices = np.unpackbits(picks.view(">u1")).reshape((-1, 32))[:, -n_informative:]
     centroids = vertices.astype(float, copy=False)
-    centroids *= 2 * 1.0
+    centroids *= 2.0  # 2 * class_sep
     centroids -= 1.0
     x[:, :n_informative] = rng.standard_normal(size=(n_samples, n_informative))
     stop = 0
@@ -122,8 +122,7 @@ def make_classification(
         x[:, -n_random:] = rng.standard_normal(size=(n_samples, n_random))
     flip = rng.uniform(size=n_samples) < 0.01  # flip_y
     y[flip] = rng.randint(n_classes, size=flip.sum())
-    x += 0.0  # shift
-    x *= 1.0  # scale
+    x += 0.0  # shift (turns -0.0 into 0.0, as scikit-learn's does; scale 1 is a no-op)
     rows = np.arange(n_samples)  # sklearn.utils.shuffle
     rng.shuffle(rows)
     x, y = x[rows], y[rows]
