@@ -91,13 +91,15 @@ unexport PYTHONDONTWRITEBYTECODE
 #    start once), and beside them, in one more process, the fault tests that kill and
 #    pause workers (their own database and, per test, their own queue), and lint (the
 #    server tier leaves ~15 % of the cores idle); their output follows the server tier's.
-# Any part failing fails `make test`. Tiers: tests/conftest.py.
+# The fault runs collect tests/faults only (where the `faults` marker comes from): the
+# whole suite's collection is ~10 CPU-s a process. Any part failing fails `make test`.
+# Tiers: tests/conftest.py.
 JOBS ?= auto
 SERVER_JOBS ?= 2
 test: $(VENV)/.installed-dev ui chromium compose-cli
 	@logs=$$(mktemp -d); \
 	echo "pytest -m 'faults and restarts', beside the unit tier (its output follows it)"; \
-	$(BIN)/pytest -q -ra -p no:cacheprovider -m "faults and restarts" \
+	$(BIN)/pytest -q -ra -p no:cacheprovider -m "faults and restarts" tests/faults \
 		> $$logs/restarts.log 2>&1 & restarts=$$!; \
 	$(BIN)/pytest -q -ra -m unit -n $(JOBS); unit=$$?; \
 	wait $$restarts; restarts=$$?; \
@@ -105,7 +107,7 @@ test: $(VENV)/.installed-dev ui chromium compose-cli
 	rm -rf $$logs; test $$unit = 0 && test $$restarts = 0
 	@logs=$$(mktemp -d); \
 	echo "pytest -m 'faults and not restarts' and make lint, beside the server tier (their output follows it)"; \
-	$(BIN)/pytest -q -ra -p no:cacheprovider -m "faults and not restarts" \
+	$(BIN)/pytest -q -ra -p no:cacheprovider -m "faults and not restarts" tests/faults \
 		> $$logs/faults.log 2>&1 & faults=$$!; \
 	$(MAKE) -s lint > $$logs/lint.log 2>&1 & lint=$$!; \
 	$(BIN)/pytest -q -ra -m "not unit and not faults" -n $(SERVER_JOBS) --dist loadfile; \

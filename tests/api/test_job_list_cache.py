@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
@@ -88,13 +89,16 @@ def test_pages_are_kept_per_team_and_filter(client: TestClient) -> None:
 
 
 def test_the_first_query_string_does_not_build_the_document_on_the_event_loop(
-    settings: Settings,
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The query guard checks query strings against the OpenAPI document, ~0.5 s to build:
     # built on the event loop, the first dashboard poll stalled every stream and /healthz.
     import asyncio
 
+    from api import query_guard
     from api.app import create_app
+
+    monkeypatch.setattr(query_guard, "_RULES", {})  # as in a fresh process: none read yet
 
     app = create_app(settings)
     built_on_loop: list[bool] = []

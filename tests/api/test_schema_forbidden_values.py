@@ -60,3 +60,28 @@ def test_odd_metric_names_are_a_422(client: TestClient, name: str) -> None:
     assert r.json()["errors"][0]["loc"].startswith("query.name")
     for fine in ("val_loss", "f1_macro", "top_5_accuracy", "ünïcode"):
         assert client.get(f"/v1/jobs/{job}/metrics", params={"name": fine}).status_code == 200
+
+
+def test_an_app_reuses_the_rules_of_an_app_with_the_same_operations_only(
+    client: TestClient,
+) -> None:
+    """The rules are read from the document once per set of operations in a process: an
+    app with the same operations gets the rules its own document gives; one with an extra
+    integer query parameter gets its own."""
+    from fastapi import FastAPI
+
+    from api.query_guard import routes_of, rules_for
+
+    app = client.app
+    assert isinstance(app, FastAPI)
+    assert rules_for(app) == routes_of(app.openapi())
+    assert any(r.integers == {"limit"} for r in rules_for(app))
+    other = FastAPI()
+
+    @other.get("/v1/jobs")
+    def listing(limit: int = 1, extra: int = 0) -> dict[str, int]:
+        return {"limit": limit, "extra": extra}
+
+    (route,) = rules_for(other)
+    assert route.integers == {"limit", "extra"} and route.method == "GET"
+    assert client.get("/v1/jobs?extra=%0C9").status_code == 200  # not this app's parameter
