@@ -82,7 +82,7 @@ def _fingerprint(app: Any) -> Hashable:
     """What the document's integer query parameters follow from: each operation's path,
     methods, endpoint and query parameters."""
     return tuple(
-        (r.path, frozenset(r.methods), r.endpoint, _query_params(r.dependant))
+        (r.path, frozenset(r.methods or ()), r.endpoint, _query_params(r.dependant))
         for r in app.routes
         if isinstance(r, APIRoute) and r.include_in_schema
     )
