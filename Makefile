@@ -83,14 +83,15 @@ unexport PYTHONDONTWRITEBYTECODE
 
 # Every tier. The machine's CPU is what bounds `make test`, so each tier runs beside
 # whatever leaves cores idle, in two phases:
-# 1. the unit tests on every core (pytest-xdist), and beside them the two tests that
-#    stop and restart PostgreSQL and Redis (they mostly wait; no unit test uses either
-#    service, and nothing else runs yet); their output follows the unit tier's;
+# 1. the unit tests on every core (pytest-xdist), and beside them lint and the two tests
+#    that stop and restart PostgreSQL and Redis (they mostly wait, ~110 s: about as long
+#    as the unit tier and lint take together; no unit test uses either service, and
+#    nothing else runs yet); their output follows the unit tier's;
 # 2. the tiers that start servers and processes or use PostgreSQL and Redis, in
 #    SERVER_JOBS processes, a test file kept whole in one (its module-scoped servers
 #    start once), and beside them, in one more process, the fault tests that kill and
-#    pause workers (their own database and, per test, their own queue), and lint (the
-#    server tier leaves ~15 % of the cores idle); their output follows the server tier's.
+#    pause workers (their own database and, per test, their own queue); their output
+#    follows the server tier's.
 # The fault runs collect tests/faults only (where the `faults` marker comes from): the
 # whole suite's collection is ~10 CPU-s a process. Any part failing fails `make test`.
 # Tiers: tests/conftest.py.
@@ -98,23 +99,23 @@ JOBS ?= auto
 SERVER_JOBS ?= 2
 test: $(VENV)/.installed-dev ui chromium compose-cli
 	@logs=$$(mktemp -d); \
-	echo "pytest -m 'faults and restarts', beside the unit tier (its output follows it)"; \
+	echo "pytest -m 'faults and restarts' and make lint, beside the unit tier (their output follows it)"; \
 	$(BIN)/pytest -q -ra -p no:cacheprovider -m "faults and restarts" tests/faults \
 		> $$logs/restarts.log 2>&1 & restarts=$$!; \
+	$(MAKE) -s lint > $$logs/lint.log 2>&1 & lint=$$!; \
 	$(BIN)/pytest -q -ra -m unit -n $(JOBS); unit=$$?; \
-	wait $$restarts; restarts=$$?; \
+	wait $$restarts; restarts=$$?; wait $$lint; lint=$$?; \
 	echo "== the restart tests, exit $$restarts:"; cat $$logs/restarts.log; \
-	rm -rf $$logs; test $$unit = 0 && test $$restarts = 0
+	echo "== make lint, exit $$lint:"; cat $$logs/lint.log; \
+	rm -rf $$logs; test $$unit = 0 && test $$restarts = 0 && test $$lint = 0
 	@logs=$$(mktemp -d); \
-	echo "pytest -m 'faults and not restarts' and make lint, beside the server tier (their output follows it)"; \
+	echo "pytest -m 'faults and not restarts', beside the server tier (its output follows it)"; \
 	$(BIN)/pytest -q -ra -p no:cacheprovider -m "faults and not restarts" tests/faults \
 		> $$logs/faults.log 2>&1 & faults=$$!; \
-	$(MAKE) -s lint > $$logs/lint.log 2>&1 & lint=$$!; \
 	$(BIN)/pytest -q -ra -m "not unit and not faults" -n $(SERVER_JOBS) --dist loadfile; \
-	server=$$?; wait $$faults; faults=$$?; wait $$lint; lint=$$?; \
+	server=$$?; wait $$faults; faults=$$?; \
 	echo "== the fault tier (kill and pause), exit $$faults:"; cat $$logs/faults.log; \
-	echo "== make lint, exit $$lint:"; cat $$logs/lint.log; \
-	rm -rf $$logs; test $$server = 0 && test $$faults = 0 && test $$lint = 0
+	rm -rf $$logs; test $$server = 0 && test $$faults = 0
 
 # No subprocess, server, network, npm, database service or training over a second.
 unit: $(VENV)/.installed-dev
