@@ -16,6 +16,19 @@ from api.teams.repository import create_api_key, get_or_create_team
 from tests.faults.cluster import Cluster
 
 
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """The uninterrupted references trained in this process use one intra-op thread, as
+    the workers do (TRAINFORGE_TORCH_THREADS=1): beside the server tier, two threads
+    spin-waiting for a core cost ~2x the CPU for the same numbers."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def cluster(pg_url: str, redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
     upgrade(pg_url)
