@@ -22,13 +22,15 @@ TORCH_VARIANT ?=
 PACKAGING := pyproject.toml server/pyproject.toml server/setup.py constraints.txt
 EDITABLE = -e '.[$(1)]' -e './server[worker]'
 # pip byte-compiles what it installs on one core (~45 s of the ~2-minute install here);
-# compileall does the same on every core. A file some package ships that is not Python 3
-# fails to compile under both, as pip's own compile step ignores it: so does this one.
+# compileall does the same on every core, leaving out the packages' own test folders
+# (a fifth of the files, never imported; Python would compile one if it were). A file some
+# package ships that is not Python 3 fails to compile under both, as pip's own compile step
+# ignores it: so does this one.
 define PIP_INSTALL
 	$(if $(TORCH_VARIANT),$(PIP) install -q --index-url \
 		"https://download.pytorch.org/whl/$(TORCH_VARIANT)" "$$(grep -E '^torch==' constraints.txt)")
 	$(PIP) install -q --no-compile -c constraints.txt $(call EDITABLE,$(1))
-	-$(BIN)/python -m compileall -qq -j 0 $(VENV)/lib
+	-$(BIN)/python -m compileall -qq -j 0 -x '/tests?/' $(VENV)/lib
 endef
 $(VENV)/.installed: $(BIN)/python $(PACKAGING)
 	$(call PIP_INSTALL,worker)
