@@ -27,7 +27,7 @@ from api.monitoring import router as monitoring_router
 from api.monitoring.http_metrics import HttpMetrics
 from api.openapi_contract import OPENAPI_TAGS, contract_openapi
 from api.predict import router as predict_router
-from api.query_guard import QueryGuard
+from api.query_guard import QueryGuard, rules_for
 from api.queue import JobQueue, celery_queue
 from api.reports import router as reports_router
 from api.security_headers import SecurityHeaders
@@ -49,10 +49,12 @@ def _operation_id(route: APIRoute) -> str:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    # The OpenAPI document (the query guard's routes) takes ~0.5 s to build: in a thread
-    # now, so no request waits for it (issue 28, 13). Tests' in-process apps skip it.
+    # The query guard's rules come from the OpenAPI document, ~0.5 s to build: in a thread
+    # now, so no request waits for it (issue 28, 13). Once per process for one set of
+    # operations (`rules_for`): a second app in the process (a test's) reuses the rules and
+    # builds its document only if asked for it.
     if app.state.settings.api_openapi_warm_up:
-        threading.Thread(target=app.openapi, name="openapi-warm-up", daemon=True).start()
+        threading.Thread(target=rules_for, args=(app,), name="openapi-warm-up", daemon=True).start()
     yield
 
 

@@ -168,8 +168,9 @@ class Settings(BaseSettings):
     )
     api_openapi_warm_up: bool = Field(
         True,
-        description="Build the OpenAPI document (which the query-string checks read) in a "
-        "thread at start-up, so that no request waits ~0.5 s for it.",
+        description="Read the query-string checks from the OpenAPI document in a thread at "
+        "start-up (building the document once per process), so that no request waits ~0.5 s "
+        "for it.",
     )
     api_stream_threads: int = Field(
         16,

@@ -122,3 +122,28 @@ def _admin(settings: Settings) -> dict[str, str]:
         _, key = create_api_key(s, get_or_create_team(s, "default"), "admin")
         s.commit()
     return {"Authorization": f"Bearer {key}"}
+
+
+def test_the_warm_up_builds_the_document_once_per_process(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first app of a process builds its document at start-up (in a thread); a second
+    app with the same operations reuses the query rules and builds its document only when
+    asked for it, yet refuses the same queries."""
+    import threading
+
+    from api import query_guard
+    from api.app import create_app
+
+    monkeypatch.setattr(query_guard, "_RULES", {})
+    warm = settings.model_copy(update={"api_openapi_warm_up": True})
+    apps = [create_app(warm), create_app(warm)]
+    for app in apps:
+        with TestClient(app) as client:
+            for thread in threading.enumerate():
+                if thread.name == "openapi-warm-up":
+                    thread.join(timeout=60)
+            built = app.openapi_schema is not None
+            answer = client.get("/v1/jobs", params={"limit": "abc"}, headers=_admin(settings))
+        assert answer.status_code == 422, answer.text
+        assert built == (app is apps[0])
