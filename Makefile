@@ -91,14 +91,14 @@ unexport PYTHONDONTWRITEBYTECODE
 #    nothing else runs yet); their output follows the unit tier's;
 # 2. the tiers that start servers and processes or use PostgreSQL and Redis, in
 #    SERVER_JOBS processes, a test file kept whole in one (its module-scoped servers
-#    start once), and beside them, in one more process, the fault tests that kill and
-#    pause workers (their own database and, per test, their own queue); their output
-#    follows the server tier's.
+#    start once), the costliest files handed out first (tests/conftest.py), and beside
+#    them, in one more process, the fault tests that kill and pause workers (their own
+#    database and, per test, their own queue); their output follows the server tier's.
 # The fault runs collect tests/faults only (where the `faults` marker comes from): the
 # whole suite's collection is ~10 CPU-s a process. Any part failing fails `make test`.
 # Tiers: tests/conftest.py.
 JOBS ?= auto
-SERVER_JOBS ?= 2
+SERVER_JOBS ?= 3
 test: $(VENV)/.installed-dev ui chromium compose-cli
 	@logs=$$(mktemp -d); \
 	echo "pytest -m 'faults and restarts' and make lint, beside the unit tier (their output follows it)"; \
@@ -114,7 +114,8 @@ test: $(VENV)/.installed-dev ui chromium compose-cli
 	echo "pytest -m 'faults and not restarts', beside the server tier (its output follows it)"; \
 	$(BIN)/pytest -q -ra -p no:cacheprovider -m "faults and not restarts" tests/faults \
 		> $$logs/faults.log 2>&1 & faults=$$!; \
-	$(BIN)/pytest -q -ra -m "not unit and not faults" -n $(SERVER_JOBS) --dist loadfile; \
+	$(BIN)/pytest -q -ra -m "not unit and not faults" -n $(SERVER_JOBS) --dist loadfile \
+		--no-loadscope-reorder; \
 	server=$$?; wait $$faults; faults=$$?; \
 	echo "== the fault tier (kill and pause), exit $$faults:"; cat $$logs/faults.log; \
 	rm -rf $$logs; test $$server = 0 && test $$faults = 0

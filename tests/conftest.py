@@ -47,8 +47,21 @@ TIER_OF_DIRECTORY = {
 NOT_UNIT = {"integration", "e2e", "slow", "faults", "gpu"}
 
 
+# Where pytest-xdist hands out whole files in collection order (`make test`'s server tier:
+# --dist loadfile --no-loadscope-reorder), the costliest files go first: one that starts
+# `trainforge up` or workers takes 10-100 s, most others a few, and a long file handed out
+# last is the run's tail while the other processes sit idle. A file's cost is its
+# costliest test's tier, in this order; files of one cost keep their collection order.
+COSTLIEST_FIRST = ("e2e", "faults", "slow", "integration")
+
+
+def _cost_rank(item: pytest.Item) -> int:
+    names = {m.name for m in item.iter_markers()}
+    return next((i for i, n in enumerate(COSTLIEST_FIRST) if n in names), len(COSTLIEST_FIRST))
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m deselects on the markers added here
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     tests_dir = Path(__file__).parent
     for item in items:
         parts = item.path.relative_to(tests_dir).parts
@@ -58,6 +71,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker("integration")  # a real PostgreSQL or Redis, wherever it lives
         if not NOT_UNIT & {m.name for m in item.iter_markers()}:
             item.add_marker("unit")
+    if config.getoption("dist", "no") == "loadfile" and not config.getoption(
+        "loadscopereorder", True
+    ):
+        rank: dict[Path, int] = {}
+        for item in items:
+            rank[item.path] = min(rank.get(item.path, len(COSTLIEST_FIRST)), _cost_rank(item))
+        items.sort(key=lambda item: rank[item.path])  # stable: each file's own order kept
 
 
 def service_missing(what: str) -> None:
