@@ -6,6 +6,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
@@ -53,9 +54,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # now, so no request waits for it (issue 28, 13). Once per process for one set of
     # operations (`rules_for`): a second app in the process (a test's) reuses the rules and
     # builds its document only if asked for it.
+    warm_up = threading.Thread(target=rules_for, args=(app,), name="openapi-warm-up", daemon=True)
     if app.state.settings.api_openapi_warm_up:
-        threading.Thread(target=rules_for, args=(app,), name="openapi-warm-up", daemon=True).start()
+        warm_up.start()
     yield
+    if warm_up.is_alive():
+        # A server stopped within a second of starting: a daemon thread still building
+        # at interpreter exit is ended inside native code, which can abort the process
+        # ("FATAL: exception not rethrown", seen once in the upload-memory probe).
+        await anyio.to_thread.run_sync(warm_up.join)
 
 
 def create_app(settings: Settings | None = None, queue: JobQueue | None = None) -> FastAPI:
