@@ -170,6 +170,44 @@ def _number_column(name: str, x: NDArray[np.float64], override: str | None) -> C
     return col
 
 
+# Cells of float64 typed at once by `number_columns` (2 MiB a block).
+BLOCK_CELLS = 2**18
+
+
+def number_columns(names: list[str], arrays: list[pa.Array]) -> list[Column]:
+    """``typed_column`` of integer or float columns without an override, a block at a time:
+    `_number_column`'s counts and checks as array operations over the block (one at a time,
+    a 100,000-column table spent ~40 µs of Python on each). Values are float32 views into
+    the block. A column those checks make boolean or categorical is typed by
+    `_number_column` itself: the rules live in one place."""
+    x = np.empty((len(arrays[0]), len(arrays)), dtype=np.float64)
+    for j, arr in enumerate(arrays):
+        x[:, j] = _floats(arr)
+    rows = x.shape[0]
+    present = ~np.isnan(x)
+    n_present = present.sum(axis=0)
+    ordered = np.sort(x, axis=0)  # NaN last: a column's present values are its first rows
+    # np.unique's count: a sorted present value that differs from the one before it.
+    steps = (ordered[1:] != ordered[:-1]) & (np.arange(1, rows)[:, None] < n_present)
+    distinct = (n_present > 0) + steps.sum(axis=0)
+    whole = (np.isfinite(x) & (x == np.round(x))) | ~present
+    is_int = whole.all(axis=0)
+    last = ordered[np.maximum(n_present - 1, 0), np.arange(len(arrays))]
+    boolean = (distinct == 2) & (ordered[0] == 0.0) & (last == 1.0)
+    few = (distinct >= 3) & (distinct <= MAX_INTEGER_CATEGORIES) & (n_present >= 10 * distinct)
+    categorical = is_int & few
+    with np.errstate(over="ignore"):
+        x32 = x.astype(np.float32)
+    out = []
+    for j, name in enumerate(names):
+        if boolean[j] or categorical[j]:
+            out.append(_number_column(name, x[:, j].copy(), None))
+        else:
+            missing = int(rows - n_present[j])
+            out.append(Column(name, "number", missing, int(distinct[j]), values=x32[:, j]))
+    return out
+
+
 def _number_name(v: float) -> str:
     return str(int(v)) if v == int(v) else repr(v)
 
