@@ -317,12 +317,16 @@ def _typed(
     width = cols.BLOCK_CELLS // max(rows, 1)
     i = 0
     while i < len(features):
-        run = list(
-            itertools.takewhile(
-                lambda n: _plain_number(columns[n], overrides.get(n)), features[i : i + width]
-            )
-        ) if width >= 2 else []  # fmt: skip
-        if len(run) >= 2:
+        end = i  # plain number columns from i, at most `width`: no slice of the rest each time
+        while (
+            width >= 2
+            and end < len(features)
+            and end - i < width
+            and _plain_number(columns[features[end]], overrides.get(features[end]))
+        ):
+            end += 1
+        if end - i >= 2:
+            run = features[i:end]
             arrays = [columns.pop(n).combine_chunks() for n in run]
             nbytes = sum(a.nbytes for a in arrays)
             block = cols.number_columns(run, arrays)
