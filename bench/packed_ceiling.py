@@ -20,6 +20,12 @@ packed step re-faults its fresh multi-megabyte activations from the kernel each 
 slower here). The engine's own runs do not need this: its allocation pattern lets glibc's
 adaptive threshold settle (measured: no difference with the setting, 2026-12-07).
 
+Then, where the packed arm's time goes: a 512^3 GEMM (this core's large-GEMM rate), the
+batched GEMM of the first layer (64 members, 32x64x128 each: one of the step's five large
+GEMMs) and one fused Adam step over the whole stacks, each timed with its operands hot (the
+same call repeated) and cold (32 MB touched between calls, as a step's other work evicts
+them: 64 members' weights, gradients and moments are ~17 MB, a solo trial's ~280 kB).
+
     .venv/bin/python bench/packed_ceiling.py [--trials 64] [--epochs 2] [--repeats 5]
 """
 
@@ -108,6 +114,45 @@ def packed_arm(x: Tensor, y: Tensor, lrs: list[float], epochs: int) -> float:
     return time.process_time() - start
 
 
+def hot_and_cold(trials: int, repeats: int = 60) -> None:
+    """Median ms of one batched GEMM and one fused Adam step, operands hot and cold."""
+    big = torch.randn(512, 512)
+    a, w = torch.randn(trials, BATCH, WIDTHS[0]), torch.randn(trials, WIDTHS[0], WIDTHS[1])
+    flops = {"512^3 GEMM": 2 * 512**3, "batched GEMM, first layer": 2 * a.numel() * WIDTHS[1]}
+    sizes = [a * b + b for a, b in itertools.pairwise(WIDTHS)]
+    ps, gs, avg, sq = ([torch.randn(trials * n) for n in sizes] for _ in range(4))
+    steps = [torch.zeros(()) for _ in sizes]
+    evict = torch.zeros(8 << 20)  # 32 MB, the L3 of this kind of host
+
+    def adam() -> None:
+        torch._fused_adam_(
+            ps, gs, avg, sq, [], steps, lr=1e-3, beta1=0.9, beta2=0.999, weight_decay=0.0,
+            eps=1e-8, amsgrad=False, maximize=False,
+        )  # fmt: skip
+
+    cases = {
+        "512^3 GEMM": lambda: torch.mm(big, big),
+        "batched GEMM, first layer": lambda: torch.bmm(a, w),
+        "fused Adam, all stacks": adam,
+    }
+    for name, fn in cases.items():
+        times: dict[str, list[float]] = {"hot": [], "cold": []}
+        for i in range(repeats):
+            mode = "cold" if i % 2 else "hot"
+            if mode == "cold":
+                evict.add_(1.0)
+            else:
+                fn()
+            start = time.perf_counter()
+            fn()
+            times[mode].append(time.perf_counter() - start)
+        hot, cold = (statistics.median(times[k]) * 1e3 for k in ("hot", "cold"))
+        rate = ""
+        if name in flops:
+            rate = f", {flops[name] / hot / 1e6:5.1f} / {flops[name] / cold / 1e6:5.1f} GFLOP/s"
+        print(f"{name:26s} hot {hot:6.3f} ms, cold {cold:6.3f} ms{rate}")
+
+
 def favour_large_blocks() -> bool:
     """glibc: serve blocks under 32 MB from the heap, keep up to 256 MB of free heap."""
     name = ctypes.util.find_library("c")
@@ -146,6 +191,7 @@ def main() -> None:
     print(f"packed {p:6.2f} s CPU ({p / steps * 1e6:6.1f} us per trial-step)")
     print(f"ceiling: solo / packed = {s / p:.2f}x (the engine's row can show at most this)")
     print(f"per repeat: {', '.join(f'{a / b:.2f}x' for a, b in zip(solo, packed, strict=True))}")
+    hot_and_cold(args.trials)
     print(f"load average after: {os.getloadavg()}")
 
 

@@ -289,8 +289,8 @@ def _conv(net: PackedNet, a: Act, ctx: _Ctx, op: _Op, conv: nn.Conv2d, prefix: s
 # below the core's GEMM rate, and its weight gradient (64 members x 16 filters from one
 # channel) most of all. As one GEMM of the input's patches, (B*H'*W', C*kh*kw), against
 # every member's filters, (C*kh*kw, M*C_out), forward and both gradients are plain
-# GEMMs. Measured on a 2-vCPU EPYC, the digits CNN's pack of 16: that convolution's forward
-# and backward 5-8x faster, the whole packed arm of bench/packed_sweeps.py's cnn16 1.1-1.2x.
+# GEMMs. The digits CNN's pack of 16 on a 2-vCPU EPYC: the whole packed arm 1.04-1.28x
+# faster (bench/packed_first_conv.py).
 # The output is NHWC as it comes out of the GEMM, what the next layers want.
 _GEMM_CONV_MAX_PATCH = 32  # C*kh*kw: up to an RGB 3x3 (27); patches cost that many x the input
 
