@@ -100,8 +100,13 @@ class UpServer:
 
 
 @contextmanager
-def trainforge_up(tmp: Path, **extra_env: str) -> Iterator[UpServer]:
-    """``extra_env``: TRAINFORGE_* settings, e.g. the URLs of PostgreSQL and Redis."""
+def trainforge_up(tmp: Path, priority: int = 0, **extra_env: str) -> Iterator[UpServer]:
+    """``extra_env``: TRAINFORGE_* settings, e.g. the URLs of PostgreSQL and Redis.
+
+    ``priority``: a nice value for the whole server (API and workers), set on its process
+    group at once (where the test may lower it: root), so that a test measuring the
+    server's latency measures the server under its own load, not the other test processes
+    the runner puts beside it on a small host."""
     port, home, log = free_port(), tmp / "tfhome", tmp / "up.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINFORGE_")}
     env["TRAINFORGE_HOME"] = str(home)
@@ -115,6 +120,10 @@ def trainforge_up(tmp: Path, **extra_env: str) -> Iterator[UpServer]:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its API and worker share the group: no orphans
         )
+    if priority:
+        # Every process of the group now; `up`'s children, forked later, inherit it.
+        with suppress(PermissionError):
+            os.setpriority(os.PRIO_PGRP, proc.pid, priority)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
