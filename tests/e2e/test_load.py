@@ -30,8 +30,8 @@ STALLED = 40  # more than the API's whole SQL pool (4 slots + 16 stream threads 
 HEALTHZ_SECONDS = 1.0
 # The server under test runs above the other test processes beside it (nice -5; the probe
 # runs at -10): the second is the server's under this burst, not the test runner's
-# neighbours' (a fresh-clone `CI=true make test` on a 2-vCPU host with a quarter of its CPU
-# stolen gave one probe of 56 at 1.03 s).
+# neighbours' (a fresh-clone `CI=true make test` on a busy 2-vCPU host gave one probe of 56
+# at 1.03 s).
 SERVER_PRIORITY = -5
 SMALL = {"dataset": {"source": {"kind": "builtin", "name": "iris"}}, "epochs": 1}
 # ~4.3 M parameters: a 17 MB checkpoint, far more than the socket buffers hold.
