@@ -318,7 +318,7 @@ def _conv_as_one_gemm(x: Tensor, w: Tensor, bias: Tensor | None, conv: nn.Conv2d
     patches = F.unfold(x, (kh, kw), dilation, padding, stride)  # (B, C*kh*kw, oh*ow)
     rows = patches.transpose(1, 2).reshape(b * oh * ow, -1)
     # (C*kh*kw, M*C_out) contiguous: as a transposed view, the GEMM's backward would compute
-    # the kernels' gradient as (grad^T @ rows)^T, ~5x slower than rows^T @ grad.
+    # the kernels' gradient as (grad^T @ rows)^T, several times slower than rows^T @ grad.
     kernels = w.flatten(0, 1).flatten(1).T.contiguous()
     y = rows @ kernels if bias is None else torch.addmm(bias.flatten(), rows, kernels)
     return y.view(b, oh, ow, -1).permute(0, 3, 1, 2)
