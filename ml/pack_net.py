@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ml.graph_model import Conv2d, GraphNet, Linear, MapMax, MapMean, Pool2d, SeparableConv2d
+from ml.shapes import same_padding
 
 Layout = Literal["shared", "vec", "img"]
 _ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.ELU, nn.LeakyReLU, nn.SiLU)
@@ -304,11 +305,10 @@ def _conv_as_one_gemm(x: Tensor, w: Tensor, bias: Tensor | None, conv: nn.Conv2d
     in NHWC, from one GEMM of ``x``'s patches against the stacked kernels ``(M, C_out, C,
     kh, kw)``."""
     (kh, kw), dilation, stride = conv.kernel_size, conv.dilation, conv.stride
-    if conv.padding == "same":  # stride 1: PyTorch pads d*(k-1), the odd pixel after
-        extra = [d * (k - 1) for k, d in zip((kh, kw), dilation, strict=True)]
-        x = F.pad(
-            x, (extra[1] // 2, extra[1] - extra[1] // 2, extra[0] // 2, extra[0] - extra[0] // 2)
-        )
+    if conv.padding == "same":  # stride 1: PyTorch's numbers are TensorFlow's, odd pixel after
+        top, bottom = same_padding(x.shape[2], kh, 1, dilation[0])
+        left, right = same_padding(x.shape[3], kw, 1, dilation[1])
+        x = F.pad(x, (left, right, top, bottom))
         padding: tuple[int, ...] = (0, 0)
     else:
         padding = (0, 0) if conv.padding == "valid" else tuple(conv.padding)  # type: ignore[arg-type]
