@@ -84,7 +84,7 @@ lint: $(VENV)/.installed-dev
 unexport PYTHONDONTWRITEBYTECODE
 
 # Every tier. The machine's CPU is what bounds `make test`, so each tier runs beside
-# whatever leaves cores idle, in two phases:
+# whatever leaves cores idle, in three phases:
 # 1. the unit tests on every core (pytest-xdist), and beside them lint and the two tests
 #    that stop and restart PostgreSQL and Redis (they mostly wait, ~110 s: about as long
 #    as the unit tier and lint take together; no unit test uses either service, and
@@ -93,7 +93,10 @@ unexport PYTHONDONTWRITEBYTECODE
 #    SERVER_JOBS processes, a test file kept whole in one (its module-scoped servers
 #    start once), the costliest files handed out first (tests/conftest.py), and beside
 #    them, in one more process, the fault tests that kill and pause workers (their own
-#    database and, per test, their own queue); their output follows the server tier's.
+#    database and, per test, their own queue); their output follows the server tier's;
+# 3. the tests marked `alone`, with nothing beside them: they bound a server's latency
+#    (/healthz under a burst), which on two cores shared with four other test processes
+#    measures the neighbours (a CI run's probe took 1.29 s).
 # The fault runs collect tests/faults only (where the `faults` marker comes from): the
 # whole suite's collection is ~10 CPU-s a process. Any part failing fails `make test`.
 # Tiers: tests/conftest.py.
@@ -114,11 +117,13 @@ test: $(VENV)/.installed-dev ui chromium compose-cli
 	echo "pytest -m 'faults and not restarts', beside the server tier (its output follows it)"; \
 	$(BIN)/pytest -q -ra -p no:cacheprovider -m "faults and not restarts" tests/faults \
 		> $$logs/faults.log 2>&1 & faults=$$!; \
-	$(BIN)/pytest -q -ra -m "not unit and not faults" -n $(SERVER_JOBS) --dist loadfile \
-		--no-loadscope-reorder; \
+	$(BIN)/pytest -q -ra -m "not unit and not faults and not alone" -n $(SERVER_JOBS) \
+		--dist loadfile --no-loadscope-reorder; \
 	server=$$?; wait $$faults; faults=$$?; \
 	echo "== the fault tier (kill and pause), exit $$faults:"; cat $$logs/faults.log; \
 	rm -rf $$logs; test $$server = 0 && test $$faults = 0
+	@echo "pytest -m alone: the latency bounds, with nothing beside them"
+	$(BIN)/pytest -q -ra -m alone
 
 # No subprocess, server, network, npm, database service or training over a second.
 unit: $(VENV)/.installed-dev

@@ -99,6 +99,18 @@ class UpServer:
         return (self.home / "api-key").read_text().strip()
 
 
+LOG_TAIL = 6000
+
+
+def _tail(log: Path) -> str:
+    try:
+        with log.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - LOG_TAIL))
+            return f.read().decode(errors="replace")
+    except OSError as e:
+        return f"(unreadable: {e})"
+
+
 @contextmanager
 def trainforge_up(tmp: Path, priority: int = 0, **extra_env: str) -> Iterator[UpServer]:
     """``extra_env``: TRAINFORGE_* settings, e.g. the URLs of PostgreSQL and Redis.
@@ -136,6 +148,10 @@ def trainforge_up(tmp: Path, priority: int = 0, **extra_env: str) -> Iterator[Up
         else:
             raise AssertionError(log.read_text())
         yield UpServer(proc, base, home, log)
+    except BaseException:
+        # The server's side of a failure, in the test's report (CI keeps nothing else).
+        print(f"--- the last {LOG_TAIL} bytes of {log}:\n{_tail(log)}")
+        raise
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)  # as Ctrl-C: `up` stops its children

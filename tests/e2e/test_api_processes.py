@@ -17,6 +17,10 @@ from tests.procs import trainforge_up, wait_status
 pytestmark = pytest.mark.e2e
 
 IRIS = {"dataset": {"source": {"kind": "builtin", "name": "iris"}}, "epochs": 1}
+# Every request's timeout is a hang detector, not a latency bound (tests/e2e/test_load.py
+# has that, run alone): on a starved 2-vCPU CI host one submit was answered after 60 s,
+# and the listing after them took over httpx's default 5 s.
+HANG = 180.0
 
 
 def _children(pid: int) -> list[int]:
@@ -61,20 +65,19 @@ def test_two_api_processes_take_submits(tmp_path: Path) -> None:
         def submit(i: int) -> httpx.Response:
             headers = auth | {"Idempotency-Key": f"two-processes-{i % 12}"}
             body = {"spec": IRIS, "name": f"p{i % 12}"}
-            # A hang detector, not a latency bound (tests/e2e/test_load.py has that): a CI
-            # rehearsal on a starved 2-vCPU host once answered the 24th submit after 60 s.
-            return httpx.post(f"{up.base}/v1/jobs", json=body, headers=headers, timeout=180)
+            return httpx.post(f"{up.base}/v1/jobs", json=body, headers=headers, timeout=HANG)
 
         with ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(submit, range(24)))  # each key twice, maybe at once
         assert {r.status_code for r in answers} <= {200, 201}, [r.text for r in answers]
         ids = {r.json()["id"] for r in answers}
         assert len(ids) == 12  # one job per Idempotency-Key, whichever process answered
-        listed = httpx.get(f"{up.base}/v1/jobs?limit=100", headers=auth).json()["items"]
+        listing = httpx.get(f"{up.base}/v1/jobs?limit=100", headers=auth, timeout=HANG)
+        listed = listing.json()["items"]
         assert {j["id"] for j in listed} == ids
-        with httpx.Client(base_url=up.base, headers=auth) as client:
+        with httpx.Client(base_url=up.base, headers=auth, timeout=HANG) as client:
             for job_id in ids:
-                wait_status(client.get, job_id, {"succeeded"}, timeout=120)
+                wait_status(client.get, job_id, {"succeeded"}, timeout=HANG)
         # Whichever process answers the scrape counts the submits that both answered.
         for _ in range(3):
-            assert _submits_counted(httpx.get(f"{up.base}/metrics").text) == 24
+            assert _submits_counted(httpx.get(f"{up.base}/metrics", timeout=HANG).text) == 24
