@@ -94,9 +94,10 @@ unexport PYTHONDONTWRITEBYTECODE
 #    start once), the costliest files handed out first (tests/conftest.py), and beside
 #    them, in one more process, the fault tests that kill and pause workers (their own
 #    database and, per test, their own queue); their output follows the server tier's;
-# 3. the tests marked `alone`, with nothing beside them: they bound a server's latency
-#    (/healthz under a burst), which on two cores shared with four other test processes
-#    measures the neighbours (a CI run's probe took 1.29 s).
+# 3. the tests marked `alone`, with nothing beside them: they measure time (/healthz's
+#    latency under a burst, the CPU-time ratio of a 4x wider CSV header), which on two
+#    cores shared with four other test processes measures the neighbours (a CI run's probe
+#    took 1.29 s against 1 s; a rehearsal's ratio 6.5x against 4x alone).
 # The fault runs collect tests/faults only (where the `faults` marker comes from): the
 # whole suite's collection is ~10 CPU-s a process. Any part failing fails `make test`.
 # Tiers: tests/conftest.py.
@@ -122,7 +123,7 @@ test: $(VENV)/.installed-dev ui chromium compose-cli
 	server=$$?; wait $$faults; faults=$$?; \
 	echo "== the fault tier (kill and pause), exit $$faults:"; cat $$logs/faults.log; \
 	rm -rf $$logs; test $$server = 0 && test $$faults = 0
-	@echo "pytest -m alone: the latency bounds, with nothing beside them"
+	@echo "pytest -m alone: the tests that measure time, with nothing beside them"
 	$(BIN)/pytest -q -ra -m alone
 
 # No subprocess, server, network, npm, database service or training over a second.

@@ -20,7 +20,11 @@ import pytest
 
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.e2e
+# `alone` (make test's last phase, nothing beside it): a CPU-time ratio. Linear measured
+# 3.2-4.2x alone, but 6.5x once beside the server tier (the larger table's CPU time swells
+# more when neighbours share the cache), and a quadratic check diluted by the linear work
+# shows ~8-10x, so no bound separates them under load.
+pytestmark = [pytest.mark.e2e, pytest.mark.alone]
 
 CHILD = """
 import resource, sys, time
