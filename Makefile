@@ -95,9 +95,10 @@ unexport PYTHONDONTWRITEBYTECODE
 #    them, in one more process, the fault tests that kill and pause workers (their own
 #    database and, per test, their own queue); their output follows the server tier's;
 # 3. the tests marked `alone`, with nothing beside them: they measure time (/healthz's
-#    latency under a burst, the CPU-time ratio of a 4x wider CSV header), which on two
-#    cores shared with four other test processes measures the neighbours (a CI run's probe
-#    took 1.29 s against 1 s; a rehearsal's ratio 6.5x against 4x alone).
+#    latency under a burst, a revoked key's stream closing within a second, the CPU-time
+#    ratio of a 4x wider CSV header), which on two cores shared with four other test
+#    processes measures the neighbours (a CI run's probe took 1.29 s against 1 s; a
+#    rehearsal's ratio 6.5x against 4x alone).
 # The fault runs collect tests/faults only (where the `faults` marker comes from): the
 # whole suite's collection is ~10 CPU-s a process. Any part failing fails `make test`.
 # Tiers: tests/conftest.py.

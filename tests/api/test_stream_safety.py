@@ -98,6 +98,7 @@ def test_a_client_hanging_up_logs_no_exception(
     assert errors == [], [r.getMessage() for r in errors]
 
 
+@pytest.mark.alone  # a latency bound: make test runs it with nothing beside it
 def test_a_revocation_reaches_an_open_stream_within_a_second(
     live: str, settings: Settings, admin_key: str
 ) -> None:
@@ -125,5 +126,5 @@ def test_a_revocation_reaches_an_open_stream_within_a_second(
     revoked = time.monotonic()
     listener.join(timeout=30)
     assert closed_at, "the stream kept going after its key was revoked"
-    # Documented bound 1 s; the margin is for a loaded test machine (before: up to 5 s).
+    # Documented bound 1 s; the margin is for a shared test machine (before: up to 5 s).
     assert closed_at[0] - revoked < 2.0
