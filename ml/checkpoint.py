@@ -26,12 +26,12 @@ from typing import Any, Literal
 
 import torch
 from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from ml.architecture import TrainError
 from ml.monitor import decode_float, encode_float
+from ml.safetensors_bytes import to_safetensors
 from ml.sinks import CheckpointBlob
 
 FORMAT = 1
@@ -59,10 +59,6 @@ class RunState:
     scaler: dict[str, Any] | None = None
 
 
-def _cpu(t: Tensor) -> Tensor:
-    return t.detach().to("cpu").contiguous().clone()
-
-
 def _floats_out(d: dict[str, float] | None) -> dict[str, Any] | None:
     return None if d is None else {k: encode_float(v) for k, v in d.items()}
 
@@ -74,7 +70,8 @@ def _floats_in(d: dict[str, Any] | None) -> dict[str, float] | None:
 
 
 def save_weights(state_dict: dict[str, Tensor]) -> bytes:
-    return st_save({k: _cpu(v) for k, v in state_dict.items()}, metadata={"format": "pt"})
+    # Any device; each tensor's bytes are copied out as the file is written.
+    return to_safetensors(state_dict, metadata={"format": "pt"})
 
 
 def pack(
@@ -89,15 +86,15 @@ def pack(
     for idx, entry in opt_state["state"].items():
         for key, value in entry.items():
             if isinstance(value, Tensor):
-                tensors[f"optim.{idx}.{key}"] = _cpu(value)
+                tensors[f"optim.{idx}.{key}"] = value
             else:
                 scalars.setdefault(str(idx), {})[key] = value
     device = next(model.parameters()).device
-    tensors["rng.cpu"] = _cpu(torch.get_rng_state())
+    tensors["rng.cpu"] = torch.get_rng_state()
     if device.type == "cuda":  # the device this run draws from, whatever its index
-        tensors["rng.cuda"] = _cpu(torch.cuda.get_rng_state(device))
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
     for name, value in (best_weights or {}).items():
-        tensors[f"best.{name}"] = _cpu(value)
+        tensors[f"best.{name}"] = value
     doc = asdict(state)
     for key in ("partial", "last_metrics", "best_metrics"):
         doc[key] = _floats_out(doc[key])
@@ -107,7 +104,7 @@ def pack(
         "run": doc,
         "optimizer": {"param_groups": opt_state["param_groups"], "scalars": scalars},
     }
-    resume = st_save(tensors, metadata={_META_KEY: json.dumps(meta, allow_nan=False)})
+    resume = to_safetensors(tensors, metadata={_META_KEY: json.dumps(meta, allow_nan=False)})
     return CheckpointBlob(weights=save_weights(model.state_dict()), resume=resume)
 
 
