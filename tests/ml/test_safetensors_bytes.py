@@ -66,3 +66,9 @@ def test_views_and_shared_storage_are_written_as_their_values() -> None:
     copies = {k: v.contiguous().clone() for k, v in tensors.items()}
     assert ours == save(copies)
     assert _same(load(ours), copies)
+
+
+def test_a_dtype_outside_the_table_goes_to_the_library() -> None:
+    tensors = {"w": torch.randn(4, 4).to(torch.float8_e4m3fn), "b": torch.ones(4)}
+    assert torch.float8_e4m3fn not in _DTYPES
+    assert to_safetensors(tensors, {"format": "pt"}) == save(tensors, metadata={"format": "pt"})
