@@ -31,8 +31,8 @@ SUBMISSIONS = 200
 STREAMS = 100
 STALLED = 40  # more than the API's whole SQL pool (4 slots + 16 stream threads + 2)
 HEALTHZ_SECONDS = 1.0
-# Run on its own (`pytest tests/e2e/test_load.py` beside other work) the server under test
-# still runs above the test runner's neighbours (nice -5; the probe runs at -10).
+# Run by hand beside other work, the server under test still runs above its neighbours
+# (nice -5; the probe runs at -10).
 SERVER_PRIORITY = -5
 SMALL = {"dataset": {"source": {"kind": "builtin", "name": "iris"}}, "epochs": 1}
 # ~4.3 M parameters: a 17 MB checkpoint, far more than the socket buffers hold.
