@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
@@ -21,6 +22,13 @@ from api.db.migrate import upgrade
 from api.db.session import session_factory
 from api.settings import Settings
 from api.teams.repository import DEFAULT_TEAM, create_api_key, get_or_create_team
+
+# A request a test sends without its own timeout waits up to a minute, not httpx's 5 s: on
+# a starved CI host a listing once took longer than 5 s to answer, and the run failed on a
+# test that measures no latency. The tests that bound a latency set their own timeouts and
+# bounds (and run `alone`). Every httpx default timeout is this one object.
+for _phase in ("connect", "read", "write", "pool"):
+    setattr(httpx._config.DEFAULT_TIMEOUT_CONFIG, _phase, 60.0)
 
 # The test session is one long-lived process like a worker: cuBLAS latches this at its first
 # call, so a deterministic CUDA test after any other CUDA test needs it from the start.
