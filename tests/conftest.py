@@ -3,6 +3,7 @@ the integration and e2e tiers. In CI (CI=true) a missing service fails the run."
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import shutil
@@ -191,7 +192,35 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+# Ports for the servers the tests start. `bind(0)` drew them from the kernel's ephemeral
+# range, which every outgoing connection draws from too, and two test processes could draw
+# the same port between choosing it and their server binding it: in a rehearsal one `up`
+# lost its port to another test's server, whose /readyz answered, and the test's submits
+# got that server's 401s. Each test process now takes ports in turn from a slice of its
+# own, below the ephemeral range (32768-60999 on Linux by default): xdist worker gwN the
+# Nth, a run without xdist (the fault tests beside the server tier) the last.
+PORT_BASE, PORT_SLICE, PORT_SLICES = 20_000, 500, 24
+_ports: Iterator[int] | None = None
+
+
+def _port_slice() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit():
+        return int(worker[2:]) % (PORT_SLICES - 1)
+    return PORT_SLICES - 1
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    global _ports
+    if _ports is None:
+        start = PORT_BASE + _port_slice() * PORT_SLICE
+        _ports = itertools.cycle(range(start, start + PORT_SLICE))
+    for _ in range(PORT_SLICE):
+        port = next(_ports)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # still held: a server of this process, or a socket in TIME_WAIT
+            return port
+    raise RuntimeError(f"no free port in this process's slice from {PORT_BASE}")
